@@ -1,0 +1,61 @@
+"""pytest launcher of the capsule parser's cocotb tests, on Icarus and Verilator.
+
+Test ids name the simulator, the data width and what is exercised, e.g.
+``test_random_capsules_match_model[icarus-w128-backpressure]``.
+"""
+
+import pytest
+
+from rtl.params import EngineParams
+from tb.harness import SIMULATORS, run_cocotb
+from tb.parser.cases import CASES
+
+MODULE = "tb.parser.cocotb_parser"
+TOP = "nvmf_parser"
+
+# (name, idle fraction on the input, back-pressure fraction on each output)
+TRAFFIC = {
+    "free": (0.0, 0.0),
+    "idle": (0.4, 0.0),
+    "backpressure": (0.0, 0.5),
+    "idle_backpressure": (0.3, 0.3),
+}
+
+
+def _run(sim, width, testcase, **env):
+    params = EngineParams(data_width=width)
+    run_cocotb(sim, TOP, params, MODULE, testcase=testcase,
+               extra_env={k: str(v) for k, v in env.items()})
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("traffic", ["free", "idle_backpressure"])
+@pytest.mark.parametrize("width", [64, 128, 256, 512], ids=lambda w: f"w{w}")
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_random_capsules_match_model(sim, width, traffic):
+    idle, bp = TRAFFIC[traffic]
+    _run(sim, width, "run_random_stream", NVMF_SEED=width + len(traffic), NVMF_COUNT=160,
+         NVMF_IDLE=idle, NVMF_BACKPRESSURE=bp)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("traffic", ["idle", "backpressure"])
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_random_capsules_match_model_under_pressure_w128(sim, traffic):
+    idle, bp = TRAFFIC[traffic]
+    _run(sim, 128, "run_random_stream", NVMF_SEED=7 + len(traffic), NVMF_COUNT=160,
+         NVMF_IDLE=idle, NVMF_BACKPRESSURE=bp)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_directed_capsule_outcome(sim, case):
+    _run(sim, 128, "run_directed_case", NVMF_CASE=case)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("width", [64, 512], ids=lambda w: f"w{w}")
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_single_sqe_capsules_sustain_one_per_sqe_beat_count(sim, width):
+    _run(sim, width, "run_throughput", NVMF_COUNT=300)

@@ -28,7 +28,8 @@ def _header(name, params):
 # An ``initial`` with the same assignment beside it gives simulators the value at
 # time 0; synthesis keeps the ``always`` as the constant driver.
 _CONST_ALWAYS = re.compile(
-    r"^(?P<indent>[ \t]*)always @\*\n(?P<body>[ \t]+(?P<lhs>[^=\n]+?) = (?P<rhs>\d+'[bhd][0-9a-fA-F_]+);)$",
+    r"^(?P<indent>[ \t]*)always @\*\n"
+    r"(?P<body>[ \t]+(?P<lhs>[^=\n]+?) = (?P<rhs>\d+'[bhd][0-9a-fA-F_]+);)$",
     re.MULTILINE)
 
 

@@ -59,7 +59,7 @@ def _table(rows, headers):
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*headers), line.format(*("-" * w for w in widths))]
     out += [line.format(*map(str, row)) for row in rows]
-    return "\n".join(out)
+    return "\n".join(row.rstrip() for row in out)
 
 
 def cmd_demo(args):
@@ -69,16 +69,22 @@ def cmd_demo(args):
     out = Path(args.output)
     paths = write_verilog(out, params)
     print(f"Verilog: {', '.join(str(p) for p in paths)}  (DATA_W = {params.data_width})")
-    print(f"Simulating {args.count} capsules through the capsule parser on {args.sim}, "
-          f"40% idle input and 30% back-pressure, every outcome checked "
-          f"against the reference model...", flush=True)
+    print(f"Simulating {args.count} capsules on 4 QPs (3 offloaded, IOCCSZ 260) through the "
+          f"capsule parser on {args.sim},\n20% idle input and 20% back-pressure, every "
+          f"outcome checked against the reference model...", flush=True)
     rep = _run_parser_sim(args.sim, params, "run_random_stream",
                           {"NVMF_SEED": args.seed, "NVMF_COUNT": args.count,
-                           "NVMF_IDLE": 0.4, "NVMF_BACKPRESSURE": 0.3})
+                           "NVMF_IDLE": 0.2, "NVMF_BACKPRESSURE": 0.2,
+                           "NVMF_PROFILE": "realistic"})
+    cycles = rep["cycles"]
     print()
-    print(f"capsules            {rep['capsules']}")
-    print(f"simulated cycles    {rep['cycles']}")
-    print(f"mismatches vs model {rep['mismatches']}")
+    print(f"capsules in                  {rep['capsules']} ({rep['capsule_bytes_in']} bytes)")
+    print(f"simulated cycles             {cycles} "
+          f"({rep['capsules'] / cycles:.3f} capsules/cycle, "
+          f"{rep['capsule_bytes_in'] / cycles:.1f} bytes/cycle of {params.beat_bytes})")
+    print(f"descriptors equal to model   {rep['descriptors_checked']} of {rep['capsules']}")
+    print(f"data packets equal to model  {rep['packets_checked']} "
+          f"({rep['bytes_checked']} bytes)")
     print()
     print(_table(sorted(rep["actions"].items()), ("outcome", "capsules")))
     print()

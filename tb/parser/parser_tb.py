@@ -108,12 +108,16 @@ class Scoreboard:
         self.tb = tb
         self.expected = []       # (label, fields, packet) in capsule order
         self.checked = 0
+        self.packets_checked = 0
+        self.bytes_checked = 0
+        self.capsule_bytes = []
         self.outcomes = []       # decoded RTL descriptors, for directed assertions
 
     async def send(self, capsule, qpn, label=""):
         fields, packet = parse_capsule(capsule, qpn, self.tb.attrs_of(qpn),
                                        self.tb.params.max_capsule_bytes)
         self.expected.append((label, fields, packet))
+        self.capsule_bytes.append(len(capsule))
         await self.tb.source.send(AxiStreamFrame(capsule, tuser=qpn))
 
     async def check_all(self, timeout_cycles=None):
@@ -150,6 +154,8 @@ class Scoreboard:
                 assert bytes(dframe.tdata) == packet, (
                     f"capsule {index} ({label}): data packet differs: "
                     f"rtl {bytes(dframe.tdata).hex()} model {packet.hex()}")
+                self.packets_checked += 1
+                self.bytes_checked += len(packet)
             self.checked = index + 1
         # nothing more may come out
         for _ in range(20):

@@ -21,6 +21,9 @@ __all__ = [
     "SQE_BYTES", "CQE_BYTES", "SGL_BYTES", "DSM_RANGE_BYTES", "CAPSULE_UNIT",
     "OpBit", "QP_OPS_ALL", "Action", "Reason", "QpCapsuleAttrs", "ParsedCommand",
     "StreamBeat", "QPN_WIDTH",
+    "Table", "CmdOp", "CmdError", "EventType", "SubsystemEntry", "QpEntry", "BackendQueueEntry",
+    "NsIndexEntry", "NamespaceEntry", "NsCounters", "SubsystemCounters", "Event",
+    "NsLookupStatus", "NsLookupRequest", "NsLookupResponse",
     "layout_bytes", "encode", "decode", "build_capsule", "icd_start",
 ]
 
@@ -288,6 +291,153 @@ class ParsedCommand(data.Struct):
     cdw: CmdDwords
     capsule_len: 16          # bytes received in this capsule (saturating)
     data_len: 16             # bytes of the packet on the data stream (0 when has_data = 0)
+
+
+# --- control-plane tables (moved through the CSR ARG / RESULT windows) ------------------------
+
+class Table(enum.Enum, shape=8):
+    """``CMD.tbl`` values: the tables software reaches through the CSR block."""
+    SUBSYSTEM = 0
+    QP = 1
+    BACKEND_QUEUE = 2
+    NS_INDEX = 3
+    NAMESPACE = 4
+    NS_COUNTERS = 5
+    SUBSYSTEM_COUNTERS = 6
+
+
+class CmdOp(enum.Enum, shape=8):
+    """``CMD.op`` values."""
+    WRITE = 1
+    READ = 2
+    READ_CLEAR = 3
+
+
+class CmdError(enum.Enum, shape=8):
+    """``CMD_STATUS.error`` values."""
+    NONE = 0
+    BAD_OP = 1
+    BAD_TABLE = 2
+    BAD_INDEX = 3
+    READ_ONLY = 4
+
+
+class EventType(enum.Enum, shape=8):
+    """``EVENT_HEAD.kind`` values."""
+    NVME_TIMEOUT = 1          # object: backend queue index
+    NVME_PCI_ERR = 2          # object: backend queue index
+    UNSUPPORTED_NVMF_OP = 3   # object: QPN
+    QP_FATAL = 4              # object: QPN
+
+
+class SubsystemEntry(data.Struct):
+    """A subsystem (an SRQ with NVMe-oF attributes), index 0 .. subsystems-1."""
+    valid: 1
+    ops: 5               # offload-ops mask, OpBit positions
+    reserved0: 2
+    max_namespaces: 16
+    ioccsz: 16           # 16-byte units
+    icdoff: 16           # 16-byte units
+    queue_depth: 16      # front-end queue depth
+    max_io_size: 32      # bytes
+    staging_addr: 64     # staging buffer {addr, len}, bus address
+    staging_len: 32
+
+
+class QpEntry(data.Struct):
+    """A QP's offload state, index = QPN. ``attrs`` is what the capsule parser reads."""
+    attrs: QpCapsuleAttrs    # offload, offload_only, ops, ioccsz, icdoff (from the subsystem)
+    subsystem: 8
+    sqsize: 16               # front-end SQ entries
+    sqid: 16
+
+
+class BackendQueueEntry(data.Struct):
+    """A backend NVMe I/O queue pair (one ``create_nvme_ctrl``), index 0 .. backend_queues-1."""
+    valid: 1
+    polling: 1               # 1: no MSI-X, the engine polls the CQ
+    reserved0: 6
+    subsystem: 8
+    sq_entries: 16
+    cq_entries: 16
+    sq_addr: 64              # bus addresses of the rings
+    cq_addr: 64
+    sq_db_addr: 64           # SQ-tail / CQ-head doorbell bus addresses
+    cq_db_addr: 64
+    sq_tail_init: 16         # initial doorbell values
+    cq_head_init: 16
+    cmd_timeout: 32          # clock cycles; 0 = no timeout
+    msix_data: 32            # MSI-X message data value that identifies this queue
+
+
+class NsIndexEntry(data.Struct):
+    """(subsystem, fe_nsid) -> namespace slot; index = subsystem * srq_namespaces + fe_nsid - 1."""
+    valid: 1
+    slot: 15
+
+
+class NamespaceEntry(data.Struct):
+    """A mapped namespace, index = slot 0 .. namespaces-1.
+
+    ``subsystem`` and ``fe_nsid`` tag the entry: a lookup returns it only when
+    both match, so a stale index entry can never reach another namespace.
+    """
+    valid: 1
+    ready: 1                 # 0 with valid = 1: being unmapped, answers Namespace Not Ready
+    ops: 5                   # enabled ops, OpBit positions
+    lba_shift: 5             # lba_data_size = 1 << lba_shift
+    reserved0: 4
+    subsystem: 8
+    reserved1: 8
+    fe_nsid: 32
+    backend_nsid: 32
+    nsze: 64                 # namespace size in blocks
+    queues: 32               # bitmap of backend queue indices that serve it
+
+
+class NsCounters(data.Struct):
+    """Per-namespace counters (saturating), index = slot."""
+    read_cmds: 48
+    write_cmds: 48
+    read_blocks: 48
+    write_blocks: 48
+    icd_writes: 48
+    flushes: 48
+    write_zeroes: 48
+    dsm: 48
+    errors: 48
+    backend_errors: 48
+
+
+class SubsystemCounters(data.Struct):
+    """Per-subsystem counters (saturating), index = subsystem."""
+    unknown_ns: 48
+
+
+class Event(data.Struct):
+    """An event queue entry (the EVENT_HEAD register)."""
+    kind: EventType
+    object: 24
+
+
+class NsLookupStatus(enum.Enum, shape=2):
+    """Outcome of a namespace lookup."""
+    NOT_FOUND = 0
+    HIT = 1
+    NOT_READY = 2     # mapped, being unmapped: Namespace Not Ready
+
+
+class NsLookupRequest(data.Struct):
+    """A namespace lookup: which subsystem's QP asks for which front-end NSID."""
+    subsystem: 8
+    fe_nsid: 32
+
+
+class NsLookupResponse(data.Struct):
+    """The answer to a ``NsLookupRequest``, in request order."""
+    status: NsLookupStatus
+    slot: 15
+    entry: NamespaceEntry
 
 
 def StreamBeat(data_width):

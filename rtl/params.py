@@ -28,11 +28,42 @@ class EngineParams:
     max_capsule_bytes : int
         Largest command capsule the engine stores (SQE + ICDOFF pad + in-capsule
         data), a multiple of 16; it bounds every QP's IOCCSZ.
+    subsystems : int
+        Subsystem (SRQ) table entries.
+    backend_queues : int
+        Backend NVMe queue-pair table entries, over all subsystems (at most 32).
+    srq_namespaces : int
+        Front-end NSIDs per subsystem: 1 .. srq_namespaces.
+    namespaces : int
+        Namespace table entries over all subsystems.
+    max_icdoff : int
+        Largest ICDOFF (16-byte units) a subsystem may use.
+    max_io_size : int
+        Largest transfer of one command, bytes.
+    min_staging_bytes : int
+        Smallest staging buffer a subsystem may be given, bytes.
+    min_queue_depth, max_queue_depth : int
+        Entries of a backend SQ / CQ.
+    lba_sizes : tuple of int
+        Supported lba_data_size values (powers of two from 512 to 65536).
+    event_depth : int
+        Event queue entries.
     """
 
     data_width: int = 128
     qp_count: int = 64
     max_capsule_bytes: int = 4160
+    subsystems: int = 4
+    backend_queues: int = 8
+    srq_namespaces: int = 16
+    namespaces: int = 32
+    max_icdoff: int = 0
+    max_io_size: int = 131072
+    min_staging_bytes: int = 65536
+    min_queue_depth: int = 2
+    max_queue_depth: int = 1024
+    lba_sizes: tuple = (512, 4096)
+    event_depth: int = 16
 
     def __post_init__(self):
         if self.data_width not in DATA_WIDTHS:
@@ -44,6 +75,33 @@ class EngineParams:
         if not (isinstance(m, int) and SQE_BYTES <= m <= 65520 and m % CAPSULE_UNIT == 0):
             raise ValueError(
                 f"max_capsule_bytes must be a multiple of 16 in 64..65520, not {m!r}")
+
+        object.__setattr__(self, "lba_sizes", tuple(self.lba_sizes))
+        for name, lo, hi in (("subsystems", 1, 255), ("backend_queues", 1, 32),
+                             ("srq_namespaces", 1, 1024), ("namespaces", 1, 4096),
+                             ("min_queue_depth", 2, 65535), ("max_queue_depth", 2, 65535),
+                             ("event_depth", 2, 4096), ("max_io_size", 512, 1 << 24),
+                             ("min_staging_bytes", 4096, 1 << 31)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and lo <= value <= hi):
+                raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+        if self.min_queue_depth > self.max_queue_depth:
+            raise ValueError(f"min_queue_depth {self.min_queue_depth} exceeds "
+                             f"max_queue_depth {self.max_queue_depth}")
+        if not (isinstance(self.max_icdoff, int)
+                and 0 <= self.max_icdoff * CAPSULE_UNIT <= m - SQE_BYTES):
+            raise ValueError(f"max_icdoff must leave room for the SQE in max_capsule_bytes "
+                             f"({m}), not {self.max_icdoff!r}")
+        for size in self.lba_sizes:
+            if not (isinstance(size, int) and 512 <= size <= 65536 and size & (size - 1) == 0):
+                raise ValueError(f"lba_sizes: {size!r} is not a power of two in 512..65536")
+        if not self.lba_sizes:
+            raise ValueError("lba_sizes must name at least one block size")
+
+    @property
+    def lba_size_bitmap(self):
+        """Bit n set for each supported lba_data_size 2**n."""
+        return sum(1 << (size.bit_length() - 1) for size in set(self.lba_sizes))
 
     @property
     def beat_bytes(self):
@@ -60,8 +118,15 @@ class EngineParams:
         return -(-self.max_capsule_bytes // self.beat_bytes)
 
     def tag(self):
-        """A short, file-name-safe name of this parameter set."""
-        return f"w{self.data_width}_q{self.qp_count}_c{self.max_capsule_bytes}"
+        """A short, file-name-safe name of this parameter set (defaults left out)."""
+        parts = [f"w{self.data_width}"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "data_width" and value != f.default:
+                if isinstance(value, tuple):
+                    value = "-".join(map(str, value))
+                parts.append(f"{f.name}{value}")
+        return "_".join(parts)
 
 
 def load_params(path=None, **overrides):

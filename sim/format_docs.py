@@ -20,6 +20,16 @@ _LAYOUTS = [
     ("Dataset Management range (`DsmRange`, 16 bytes)", f.DsmRange),
     ("QP capsule attributes (`QpCapsuleAttrs`, engine-internal)", f.QpCapsuleAttrs),
     ("Parsed command descriptor (`ParsedCommand`, engine-internal)", f.ParsedCommand),
+    ("Subsystem table entry (`SubsystemEntry`, CSR table 0)", f.SubsystemEntry),
+    ("QP table entry (`QpEntry`, CSR table 1)", f.QpEntry),
+    ("Backend queue table entry (`BackendQueueEntry`, CSR table 2)", f.BackendQueueEntry),
+    ("Namespace index entry (`NsIndexEntry`, CSR table 3)", f.NsIndexEntry),
+    ("Namespace table entry (`NamespaceEntry`, CSR table 4)", f.NamespaceEntry),
+    ("Namespace counters (`NsCounters`, CSR table 5)", f.NsCounters),
+    ("Subsystem counters (`SubsystemCounters`, CSR table 6)", f.SubsystemCounters),
+    ("Event queue entry (`Event`, register EVENT_HEAD)", f.Event),
+    ("Namespace lookup request (`NsLookupRequest`, engine-internal)", f.NsLookupRequest),
+    ("Namespace lookup response (`NsLookupResponse`, engine-internal)", f.NsLookupResponse),
 ]
 
 
@@ -64,6 +74,9 @@ def formats_markdown():
            "Generated from `rtl/formats.py` by `nvmf-offload formats -o docs/formats.md`;",
            "do not edit by hand. Byte offsets are little-endian; `B [h:l]` is bits h..l",
            "of byte B. Unions (DPTR, CDW10-15) are expanded in their own tables.",
+           "Table entries go through the CSR `ARG` / `RESULT` windows bit for bit",
+           "(`docs/control-plane.md`). A 16-bit count field (`queue_depth`, `sqsize`,",
+           "`sq_entries`, `cq_entries`) stores 65536 as 0.",
            ""]
     for title, layout in _LAYOUTS:
         out += [f"## {title}", "", "| field | byte(s) | bits | values |", "|---|---|---|---|"]

@@ -1,6 +1,6 @@
 """Verilog top of the capsule parser with AXI4-Stream port names.
 
-Wraps :class:`CapsuleParser` and its :class:`QpAttrTable` so that
+Wraps :class:`CapsuleParser` and a QP attribute :class:`Table` so that
 cocotbext-axi's bus models attach by prefix (``s_axis_capsule``,
 ``m_axis_cmd``, ``m_axis_data``) and a board or testbench can configure QPs
 through the ``cfg_qp_*`` write port. Until the engine top exists this is the
@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from .formats import QPN_WIDTH, ParsedCommand, QpCapsuleAttrs
 from .params import EngineParams
 from .parser import CapsuleParser
-from .qp_table import QpAttrTable
+from .table import Table
 
 __all__ = ["ParserTop", "CMD_TDATA_WIDTH"]
 
@@ -65,7 +65,7 @@ class ParserTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.parser = parser = CapsuleParser(self.params)
-        m.submodules.qp_table = table = QpAttrTable(self.params.qp_count)
+        m.submodules.qp_table = table = Table(QpCapsuleAttrs, self.params.qp_count, QPN_WIDTH)
         m.d.comb += [
             parser.i_capsule.payload.data.eq(self.s_axis_capsule_tdata),
             parser.i_capsule.payload.keep.eq(self.s_axis_capsule_tkeep),
@@ -74,9 +74,9 @@ class ParserTop(wiring.Component):
             parser.i_capsule.valid.eq(self.s_axis_capsule_tvalid),
             self.s_axis_capsule_tready.eq(parser.i_capsule.ready),
 
-            table.rd_addr.eq(parser.qp_lookup_addr),
-            table.rd_en.eq(parser.qp_lookup_en),
-            parser.qp_lookup_data.eq(table.rd_data),
+            table.rd0_addr.eq(parser.qp_lookup_addr),
+            table.rd0_en.eq(parser.qp_lookup_en),
+            parser.qp_lookup_data.eq(table.rd0_data),
             table.wr_en.eq(self.cfg_qp_wr_en),
             table.wr_addr.eq(self.cfg_qp_wr_addr),
             table.wr_data.eq(self.cfg_qp_wr_data),

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from .control import ControlPlane
 from .params import EngineParams
 from .parser_top import ParserTop
 
@@ -13,6 +14,7 @@ __all__ = ["TOPS", "generate", "write_verilog"]
 # name of the Verilog module -> factory taking EngineParams
 TOPS = {
     "nvmf_parser": ParserTop,
+    "nvmf_control": ControlPlane,
 }
 
 

@@ -1,0 +1,335 @@
+"""Control plane: CSR block, configuration tables, event queue, counters, lookups.
+
+Behaviour is specified in ``docs/control-plane.md``; registers come from
+``rtl/csr.rdl`` through :func:`rtl.regmap.register_map`, entries from
+``rtl/formats.py``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .counters import CounterBank, CountRequest
+from .csr_bank import AxiLiteBank
+from .formats import (
+    QPN_WIDTH,
+    BackendQueueEntry,
+    CmdError,
+    CmdOp,
+    Event,
+    NamespaceEntry,
+    NsCounters,
+    NsIndexEntry,
+    NsLookupRequest,
+    NsLookupResponse,
+    NsLookupStatus,
+    QpEntry,
+    SubsystemCounters,
+    SubsystemEntry,
+)
+from .formats import Table as T
+from .params import EngineParams
+from .regmap import register_map
+from .table import Table
+
+__all__ = ["ControlPlane", "CSR_ADDR_WIDTH", "AXIL_PORTS"]
+
+CSR_ADDR_WIDTH = 12
+ARG_WORDS = 16
+
+# AXI4-Lite members of s_axil_csr: (name, direction seen from the engine, width)
+AXIL_PORTS = (
+    ("awaddr", "i", CSR_ADDR_WIDTH), ("awvalid", "i", 1), ("awready", "o", 1),
+    ("wdata", "i", 32), ("wstrb", "i", 4), ("wvalid", "i", 1), ("wready", "o", 1),
+    ("bresp", "o", 2), ("bvalid", "o", 1), ("bready", "i", 1),
+    ("araddr", "i", CSR_ADDR_WIDTH), ("arvalid", "i", 1), ("arready", "o", 1),
+    ("rdata", "o", 32), ("rresp", "o", 2), ("rvalid", "o", 1), ("rready", "i", 1),
+)
+
+
+def _size(layout):
+    return data.Layout.cast(layout).size
+
+
+class _NsLookup(wiring.Component):
+    """Namespace lookup pipeline: two reads (index, then entry), fixed latency 2.
+
+    ``req`` accepted at cycle t gives ``resp`` valid at t+2 unless the output
+    was back-pressured; the whole pipeline stalls while ``resp`` waits.
+    """
+
+    def __init__(self, params):
+        self._p = params
+        super().__init__({
+            "req": In(stream.Signature(NsLookupRequest)),
+            "resp": Out(stream.Signature(NsLookupResponse)),
+            "idx_addr": Out(16), "idx_en": Out(1), "idx_data": In(NsIndexEntry),
+            "ns_addr": Out(16), "ns_en": Out(1), "ns_data": In(NamespaceEntry),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._p
+        advance = ~self.resp.valid | self.resp.ready
+        v1 = Signal()
+        ok1, ok2 = Signal(), Signal()
+        tag1 = Signal(NsLookupRequest)
+        tag2 = Signal(NsLookupRequest)
+        slot2 = Signal(15)
+        req = self.req.payload
+        in_range = ((req.subsystem < p.subsystems) & (req.fe_nsid != 0)
+                    & (req.fe_nsid <= p.srq_namespaces))
+        m.d.comb += [
+            self.req.ready.eq(advance),
+            self.idx_addr.eq(req.subsystem * p.srq_namespaces + req.fe_nsid[:16] - 1),
+            self.idx_en.eq(advance),
+            self.ns_addr.eq(self.idx_data.slot),
+            self.ns_en.eq(advance),
+        ]
+        with m.If(advance):
+            m.d.sync += [
+                v1.eq(self.req.valid), ok1.eq(in_range), tag1.eq(req),
+                self.resp.valid.eq(v1),
+                ok2.eq(ok1 & self.idx_data.valid & (self.idx_data.slot < p.namespaces)),
+                tag2.eq(tag1),
+            ]
+            with m.If(self.idx_data.slot < p.namespaces):
+                m.d.sync += slot2.eq(self.idx_data.slot)
+            with m.Else():
+                m.d.sync += slot2.eq(0)
+        entry = self.ns_data
+        match = (ok2 & entry.valid & (entry.subsystem == tag2.subsystem)
+                 & (entry.fe_nsid == tag2.fe_nsid))
+        with m.If(match & entry.ready):
+            m.d.comb += [self.resp.payload.status.eq(NsLookupStatus.HIT),
+                         self.resp.payload.slot.eq(slot2),
+                         self.resp.payload.entry.eq(entry)]
+        with m.Elif(match):
+            m.d.comb += [self.resp.payload.status.eq(NsLookupStatus.NOT_READY),
+                         self.resp.payload.slot.eq(slot2),
+                         self.resp.payload.entry.eq(entry)]
+        with m.Else():
+            m.d.comb += self.resp.payload.status.eq(NsLookupStatus.NOT_FOUND)
+        return m
+
+
+class ControlPlane(wiring.Component):
+    """The control plane.
+
+    Interface attributes (one clock domain)
+    ---------------------------------------
+    s_axil_csr_* : AXI4-Lite slave (see ``AXIL_PORTS``), 32-bit, ``docs/registers.md``.
+    irq : Out(1)
+        High while IRQ_ENABLE.enable and the event queue is not empty.
+    qp_rd_addr, qp_rd_en, qp_rd_data : QP lookup
+        QPN in, ``QpEntry`` the cycle after ``en`` (zero for QPNs out of range).
+    ns_req, ns_resp : namespace lookup streams
+        ``NsLookupRequest`` in, ``NsLookupResponse`` out two cycles later.
+    event : In(stream.Signature(Event))
+        Always ready; an event finding the queue full is counted as lost.
+    ns_count, subsystem_count : In(stream.Signature(CountRequest))
+        Counter increments (``docs/control-plane.md``, Counters).
+    """
+
+    def __init__(self, params=None):
+        self.params = params = params or EngineParams()
+        self.regmap = register_map(params)
+        members = {}
+        for name, direction, width in AXIL_PORTS:
+            members[f"s_axil_csr_{name}"] = In(width) if direction == "i" else Out(width)
+        members.update({
+            "irq": Out(1),
+            "qp_rd_addr": In(QPN_WIDTH), "qp_rd_en": In(1), "qp_rd_data": Out(QpEntry),
+            "ns_req": In(stream.Signature(NsLookupRequest)),
+            "ns_resp": Out(stream.Signature(NsLookupResponse)),
+            "event": In(stream.Signature(Event)),
+            "ns_count": In(stream.Signature(CountRequest(16))),
+            "subsystem_count": In(stream.Signature(CountRequest(16))),
+        })
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        bank = m.submodules.bank = AxiLiteBank(self.regmap, CSR_ADDR_WIDTH)
+        for name, direction, _ in AXIL_PORTS:
+            port, inner = getattr(self, f"s_axil_csr_{name}"), getattr(bank, name)
+            m.d.comb += (inner.eq(port) if direction == "i" else port.eq(inner))
+
+        # --- tables ------------------------------------------------------------------------
+        tables = {
+            T.SUBSYSTEM: Table(SubsystemEntry, p.subsystems, 16, read_ports=1),
+            T.QP: Table(QpEntry, p.qp_count, QPN_WIDTH, read_ports=2),
+            T.BACKEND_QUEUE: Table(BackendQueueEntry, p.backend_queues, 16, read_ports=1),
+            T.NS_INDEX: Table(NsIndexEntry, p.subsystems * p.srq_namespaces, 16, read_ports=2),
+            T.NAMESPACE: Table(NamespaceEntry, p.namespaces, 16, read_ports=2),
+        }
+        for kind, table in tables.items():
+            m.submodules[f"table_{kind.name.lower()}"] = table
+        counters = {
+            T.NS_COUNTERS: CounterBank(NsCounters, p.namespaces),
+            T.SUBSYSTEM_COUNTERS: CounterBank(SubsystemCounters, p.subsystems),
+        }
+        for kind, bank_ in counters.items():
+            m.submodules[f"counters_{kind.name.lower()}"] = bank_
+        wiring.connect(m, wiring.flipped(self.ns_count), counters[T.NS_COUNTERS].inc)
+        wiring.connect(m, wiring.flipped(self.subsystem_count),
+                       counters[T.SUBSYSTEM_COUNTERS].inc)
+
+        # datapath lookups: read port 1 of QP, NS_INDEX, NAMESPACE
+        qp = tables[T.QP]
+        m.d.comb += [qp.rd1_addr.eq(self.qp_rd_addr), qp.rd1_en.eq(self.qp_rd_en),
+                     self.qp_rd_data.eq(qp.rd1_data)]
+        m.submodules.ns_lookup = ns_lookup = _NsLookup(p)
+        wiring.connect(m, wiring.flipped(self.ns_req), ns_lookup.req)
+        wiring.connect(m, ns_lookup.resp, wiring.flipped(self.ns_resp))
+        idx, ns = tables[T.NS_INDEX], tables[T.NAMESPACE]
+        m.d.comb += [
+            idx.rd1_addr.eq(ns_lookup.idx_addr), idx.rd1_en.eq(ns_lookup.idx_en),
+            ns_lookup.idx_data.eq(idx.rd1_data),
+            ns.rd1_addr.eq(ns_lookup.ns_addr), ns.rd1_en.eq(ns_lookup.ns_en),
+            ns_lookup.ns_data.eq(ns.rd1_data),
+        ]
+
+        # --- table commands ------------------------------------------------------------------
+        arg = Cat(*(bank.value[f"ARG[{i}]"] for i in range(ARG_WORDS)))
+        result = Signal(32 * ARG_WORDS)
+        for i in range(ARG_WORDS):
+            m.d.comb += bank.hw_in[f"RESULT[{i}]"].eq(result[32 * i:32 * (i + 1)])
+
+        cmd_reg = self.regmap["CMD"]
+        f_op, f_tbl, f_index = (cmd_reg.field(n) for n in ("op", "tbl", "index"))
+        written = bank.written
+        op = Signal(8)
+        tbl = Signal(8)
+        index = Signal(16)
+        error = Signal(8)
+        sweep = Signal(16)
+        sweep_depth = max(p.qp_count, p.subsystems * p.srq_namespaces, p.namespaces,
+                          p.backend_queues, p.subsystems)
+
+        sizes = {kind: t.depth for kind, t in tables.items()}
+        sizes.update({kind: c.depth for kind, c in counters.items()})
+        index_ok = Signal()
+        m.d.comb += index_ok.eq(0)
+        with m.Switch(tbl):
+            for kind, size in sizes.items():
+                with m.Case(kind.value):
+                    m.d.comb += index_ok.eq(index < size)
+        tbl_known = Signal()
+        m.d.comb += tbl_known.eq(sum(tbl == k.value for k in sizes) != 0)
+        is_counter = (tbl == T.NS_COUNTERS.value) | (tbl == T.SUBSYSTEM_COUNTERS.value)
+        op_known = (op == CmdOp.WRITE.value) | (op == CmdOp.READ.value) | \
+            (op == CmdOp.READ_CLEAR.value)
+
+        for table in tables.values():
+            m.d.comb += [table.rd0_addr.eq(index), table.rd0_en.eq(1)]
+
+        busy = Signal(init=1)      # the reset sweep runs first
+        m.d.comb += [
+            bank.hw_in["CMD_STATUS"].eq(Cat(busy, Const(0, 7), error)),
+            bank.block["CMD"].eq(busy),
+        ]
+
+        with m.FSM(name="cmd"):
+            with m.State("SWEEP"):
+                m.d.comb += busy.eq(1)
+                for table in tables.values():
+                    m.d.comb += [table.wr_addr.eq(sweep), table.wr_data.eq(0),
+                                 table.wr_en.eq(1)]
+                for c in counters.values():
+                    m.d.comb += [c.sweep_index.eq(sweep), c.sweep_en.eq(1)]
+                m.d.sync += sweep.eq(sweep + 1)
+                with m.If(sweep == sweep_depth - 1):
+                    m.next = "IDLE"
+            with m.State("IDLE"):
+                m.d.comb += busy.eq(0)
+                with m.If(bank.wstb["CMD"]):
+                    m.d.sync += [
+                        op.eq(written[f_op.lsb:f_op.lsb + f_op.width]),
+                        tbl.eq(written[f_tbl.lsb:f_tbl.lsb + f_tbl.width]),
+                        index.eq(written[f_index.lsb:f_index.lsb + f_index.width]),
+                    ]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += busy.eq(1)
+                with m.If(~op_known):
+                    m.d.sync += error.eq(CmdError.BAD_OP)
+                    m.next = "IDLE"
+                with m.Elif(~tbl_known):
+                    m.d.sync += error.eq(CmdError.BAD_TABLE)
+                    m.next = "IDLE"
+                with m.Elif(~index_ok):
+                    m.d.sync += error.eq(CmdError.BAD_INDEX)
+                    m.next = "IDLE"
+                with m.Elif(is_counter & (op == CmdOp.WRITE.value)):
+                    m.d.sync += error.eq(CmdError.READ_ONLY)
+                    m.next = "IDLE"
+                with m.Elif(~is_counter & (op == CmdOp.READ_CLEAR.value)):
+                    m.d.sync += error.eq(CmdError.BAD_OP)
+                    m.next = "IDLE"
+                with m.Elif(is_counter):
+                    m.d.sync += error.eq(CmdError.NONE)
+                    with m.Switch(tbl):
+                        for kind, c in counters.items():
+                            with m.Case(kind.value):
+                                m.d.comb += [c.csr_index.eq(index), c.csr_start.eq(1),
+                                             c.csr_clear.eq(op == CmdOp.READ_CLEAR.value)]
+                    m.next = "COUNTER_WAIT"
+                with m.Elif(op == CmdOp.WRITE.value):
+                    m.d.sync += error.eq(CmdError.NONE)
+                    with m.Switch(tbl):
+                        for kind, table in tables.items():
+                            with m.Case(kind.value):
+                                width = _size(table.shape)
+                                m.d.comb += [table.wr_addr.eq(index),
+                                             table.wr_data.eq(arg[:width]),
+                                             table.wr_en.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += error.eq(CmdError.NONE)
+                    m.next = "READ"
+            with m.State("READ"):
+                # rd0 sampled `index` in CHECK; its data is valid now
+                m.d.comb += busy.eq(1)
+                with m.Switch(tbl):
+                    for kind, table in tables.items():
+                        with m.Case(kind.value):
+                            m.d.sync += result.eq(table.rd0_data.as_value())
+                m.next = "IDLE"
+            with m.State("COUNTER_WAIT"):
+                m.d.comb += busy.eq(1)
+                with m.Switch(tbl):
+                    for kind, c in counters.items():
+                        with m.Case(kind.value):
+                            with m.If(c.csr_done):
+                                m.d.sync += result.eq(c.csr_data.as_value())
+                                m.next = "IDLE"
+
+        # --- event queue -----------------------------------------------------------------------
+        m.submodules.events = events = fifo.SyncFIFOBuffered(width=_size(Event),
+                                                             depth=p.event_depth)
+        overflow = Signal()
+        lost = Signal(32)
+        level = Signal(16)
+        m.d.comb += level.eq(events.level)
+        ctrl = self.regmap["EVENT_CTRL"]
+        pop_bit, clear_bit = ctrl.field("pop").lsb, ctrl.field("clear_overflow").lsb
+        ctrl_write = bank.wstb["EVENT_CTRL"]
+        m.d.comb += [
+            self.event.ready.eq(1),
+            events.w_data.eq(self.event.payload),
+            events.w_en.eq(self.event.valid),
+            events.r_en.eq(ctrl_write & written[pop_bit]),
+            bank.hw_in["EVENT_STATUS"].eq(Cat(level, overflow)),
+            bank.hw_in["EVENT_HEAD"].eq(Mux(events.r_rdy, events.r_data, 0)),
+            bank.hw_in["EVENT_LOST"].eq(lost),
+            self.irq.eq(bank.value["IRQ_ENABLE"][0] & events.r_rdy),
+        ]
+        with m.If(self.event.valid & ~events.w_rdy):
+            m.d.sync += overflow.eq(1)
+            with m.If(lost != 0xFFFF_FFFF):
+                m.d.sync += lost.eq(lost + 1)
+        with m.Elif(ctrl_write & written[clear_bit]):
+            m.d.sync += overflow.eq(0)
+        return m

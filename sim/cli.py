@@ -7,6 +7,8 @@ demo      the main job: real-shaped capsule traffic through the RTL, with a repo
 bench     benchmarks in simulated cycles (``--json``; ``--write-docs`` updates
           ``docs/performance.md``)
 formats   the format tables, generated from ``rtl/formats.py`` (``docs/formats.md``)
+regs      the register map from ``rtl/csr.rdl``: ``--format c`` (C header), ``md``
+          (``docs/registers.md``) or ``json``
 """
 
 import argparse
@@ -157,6 +159,24 @@ def cmd_formats(args):
     return 0
 
 
+def cmd_regs(args):
+    from systemrdl import RDLCompileError
+
+    from sim.regs_export import EXPORTERS
+
+    params = _params(args)
+    try:
+        text = EXPORTERS[args.format](params)
+    except RDLCompileError as exc:
+        raise SystemExit(f"nvmf-offload: rtl/csr.rdl does not elaborate with these "
+                         f"parameters (see the error above): {exc}") from exc
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="nvmf-offload", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -189,6 +209,12 @@ def build_parser():
     p = sub.add_parser("formats", help="format tables (Markdown) from rtl/formats.py")
     p.add_argument("-o", "--output", metavar="FILE")
     p.set_defaults(func=cmd_formats)
+
+    p = sub.add_parser("regs", help="register map exports (C, Markdown, JSON) from rtl/csr.rdl")
+    common(p)
+    p.add_argument("--format", required=True, choices=("c", "md", "json"))
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.set_defaults(func=cmd_regs)
     return ap
 
 

@@ -59,3 +59,20 @@ def test_directed_capsule_outcome(sim, case):
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_single_sqe_capsules_sustain_one_per_sqe_beat_count(sim, width):
     _run(sim, width, "run_throughput", NVMF_COUNT=300)
+
+
+CORNER_CASES = [
+    "run_unaligned_data_ending_at_capsule_end",
+    "run_offset_high_bits_answer_sgl_offset_invalid",
+    "run_huge_capsule_length_saturates",
+    "run_long_data_stall_fills_the_packet_fifo",
+    "run_qpn_is_sampled_on_the_first_beat",
+]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("testcase", CORNER_CASES, ids=lambda t: t.removeprefix("run_"))
+@pytest.mark.parametrize("width", [64, 256], ids=lambda w: f"w{w}")
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_parser_corner_case(sim, width, testcase):
+    _run(sim, width, testcase)

@@ -19,11 +19,12 @@ __all__ = [
     "Prp", "SglKeyed", "SglData", "Dptr", "RwDwords", "DsmDwords", "CmdDwords", "Sqe",
     "CqeStatus", "Cqe", "DsmRange",
     "SQE_BYTES", "CQE_BYTES", "SGL_BYTES", "DSM_RANGE_BYTES", "CAPSULE_UNIT",
-    "OpBit", "QP_OPS_ALL", "Action", "Reason", "QpCapsuleAttrs", "ParsedCommand",
+    "OpBit", "QP_OPS_ALL", "Action", "Reason", "ReadMode", "QpCapsuleAttrs", "ParsedCommand",
     "StreamBeat", "QPN_WIDTH",
     "Table", "CmdOp", "CmdError", "EventType", "SubsystemEntry", "QpEntry", "BackendQueueEntry",
     "NsIndexEntry", "NamespaceEntry", "NsCounters", "SubsystemCounters", "Event",
     "NsLookupStatus", "NsLookupRequest", "NsLookupResponse",
+    "EngineResponse", "ExcSideband", "BackendCommand",
     "layout_bytes", "encode", "decode", "build_capsule", "icd_start",
 ]
 
@@ -258,8 +259,17 @@ class Reason(enum.Enum, shape=4):
     FABRICS = 4          # opcode 0x7F
     FUSED = 5            # FUSE != 0
     OPCODE = 6           # an opcode the engine does not serve
-    OP_DISABLED = 7      # served opcode, not in the subsystem's offload-ops mask
+    OP_DISABLED = 7      # served opcode, not in the subsystem's (or namespace's) ops mask
     UNKNOWN_NSID = 8     # namespace not in the table (lookup stage)
+    QP_IN_ERROR = 9      # the QP was already in error: the capsule is discarded
+    RDMA_ERROR = 10      # an RDMA READ/WRITE of the command failed
+
+
+class ReadMode(enum.Enum, shape=2):
+    """What the parser's data stream carries for one stored capsule."""
+    DROP = 0     # nothing
+    PASS = 1     # every stored beat unchanged (software hand-off)
+    CUT = 2      # the in-capsule data, realigned to byte 0
 
 
 class QpCapsuleAttrs(data.Struct):
@@ -438,6 +448,42 @@ class NsLookupResponse(data.Struct):
     status: NsLookupStatus
     slot: 15
     entry: NamespaceEntry
+
+
+class EngineResponse(data.Struct):
+    """A response capsule leaving the engine, with what the transport needs to send it."""
+    cqe: Cqe
+    qpn: QPN_WIDTH
+    invalidate: 1            # send with invalidate of ``rkey`` (keyed SGL subtype 0xF)
+    rkey: 32
+
+
+class ExcSideband(data.Struct):
+    """``tuser`` of a capsule handed to software, and of a QP error report."""
+    qpn: QPN_WIDTH
+    reason: Reason
+
+
+class BackendCommand(data.Struct):
+    """A command the front classified as served, for the execution back end."""
+    qpn: QPN_WIDTH
+    cid: 16
+    sqhd: 16
+    sqid: 16
+    opcode: 8
+    subsystem: 8
+    slot: 15                 # namespace table slot
+    lba_shift: 5
+    backend_nsid: 32
+    queues: 32               # backend queues serving the namespace
+    cdw: CmdDwords
+    sgl_keyed: 1
+    sgl_invalidate: 1
+    sgl_address: 64
+    sgl_length: 32
+    sgl_key: 32
+    nbytes: 32               # data bytes the command moves (0 for Flush / Write Zeroes)
+    icd: 1                   # the data follows in the capsule (on the back-end data stream)
 
 
 def StreamBeat(data_width):

@@ -14,7 +14,7 @@ Behaviour (the decision rules, what comes out) is specified in
 """
 
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
-from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .formats import (
@@ -27,6 +27,7 @@ from .formats import (
     Opcode,
     ParsedCommand,
     QpCapsuleAttrs,
+    ReadMode,
     Reason,
     SglSubtype,
     SglType,
@@ -50,13 +51,6 @@ def CapsuleBeat(data_width):
         "last": 1,
         "qpn": QPN_WIDTH,
     })
-
-
-class ReadMode(enum.Enum, shape=2):
-    """How the packet reader treats a stored capsule."""
-    DROP = 0     # pop its beats, emit nothing
-    PASS = 1     # emit every stored beat unchanged (software hand-off)
-    CUT = 2      # emit ``length`` bytes from byte ``start``, realigned to byte 0
 
 
 def _read_instr_layout(params):
@@ -328,6 +322,7 @@ class _PacketReader(Elaboratable):
         self.instr = Signal(_read_instr_layout(params))
         self.instr_rdy = Signal()
         self.instr_en = Signal()
+        self.mode = Signal(ReadMode)          # the read mode in force for the head capsule
         self.pkt_r_data = Signal(W + W // 8)
         self.pkt_r_rdy = Signal()
         self.pkt_r_en = Signal()
@@ -347,6 +342,7 @@ class _PacketReader(Elaboratable):
         hold = Signal(W)
         hold_valid = Signal()
 
+        mode = self.mode
         last_stored = popped + 1 == instr.beats
         more = popped != instr.beats          # stored beats of this capsule not yet popped
         beat_rdy = self.pkt_r_rdy & more
@@ -362,7 +358,7 @@ class _PacketReader(Elaboratable):
 
         window = Cat(Mux(hold_valid, hold, beat_data), beat_data)
         with m.If(self.instr_rdy):
-            with m.Switch(instr.mode):
+            with m.Switch(mode):
                 with m.Case(ReadMode.DROP):
                     m.d.comb += pop.eq(beat_rdy)
                 with m.Case(ReadMode.PASS):
@@ -396,7 +392,7 @@ class _PacketReader(Elaboratable):
                                      emit.eq(pop)]
                     m.d.comb += emit_last.eq(emit & (remaining <= B))
 
-        done_after = Mux(instr.mode == ReadMode.CUT, cut_done | emit_last, 1)
+        done_after = Mux(mode == ReadMode.CUT, cut_done | emit_last, 1)
         all_popped_after = (popped + pop) == instr.beats
         finish = self.instr_rdy & done_after & all_popped_after
         m.d.comb += [self.pkt_r_en.eq(pop), self.instr_en.eq(finish)]
@@ -410,7 +406,7 @@ class _PacketReader(Elaboratable):
                 m.d.sync += emitted.eq(emitted + B)
             with m.If(emit_last):
                 m.d.sync += [cut_done.eq(1), hold_valid.eq(0)]
-            with m.Elif(instr.mode == ReadMode.CUT):
+            with m.Elif(mode == ReadMode.CUT):
                 with m.If(pop & ~cut_done & (popped >= start_beat) & (shift != 0)):
                     m.d.sync += [hold.eq(beat_data), hold_valid.eq(1)]
         return m
@@ -440,19 +436,29 @@ class CapsuleParser(wiring.Component):
         capsule's last beat is accepted.
     o_data : Out(stream.Signature(StreamBeat(DATA_W)))
         One packet per ``o_cmd`` with ``has_data``, in the same order.
+    i_verdict : In(stream.Signature(ReadMode)), with ``external_verdict`` only
+        One per capsule, in capsule order: what ``o_data`` carries for it
+        (DROP: nothing; PASS: the whole capsule; CUT: the in-capsule data of a
+        capsule the parser decided SERVE with an in-capsule SGL). The stage
+        after the parser sends it once the namespace is known; the parser's
+        own ``has_data`` then does not apply.
     """
 
-    def __init__(self, params=None):
+    def __init__(self, params=None, *, external_verdict=False):
         self.params = params = params or EngineParams()
+        self.external_verdict = external_verdict
         W = params.data_width
-        super().__init__({
+        members = {
             "i_capsule": In(stream.Signature(CapsuleBeat(W))),
             "qp_lookup_addr": Out(QPN_WIDTH),
             "qp_lookup_en": Out(1),
             "qp_lookup_data": In(QpCapsuleAttrs),
             "o_cmd": Out(stream.Signature(ParsedCommand)),
             "o_data": Out(stream.Signature(StreamBeat(W))),
-        })
+        }
+        if external_verdict:
+            members["i_verdict"] = In(stream.Signature(ReadMode))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -490,11 +496,22 @@ class CapsuleParser(wiring.Component):
             cmd_fifo.r_en.eq(self.o_cmd.ready),
 
             reader.instr.eq(instr_fifo.r_data),
-            reader.instr_rdy.eq(instr_fifo.r_rdy),
-            instr_fifo.r_en.eq(reader.instr_en),
             reader.pkt_r_data.eq(pkt_fifo.r_data),
             reader.pkt_r_rdy.eq(pkt_fifo.r_rdy),
             pkt_fifo.r_en.eq(reader.pkt_r_en),
         ]
+        if self.external_verdict:
+            m.d.comb += [
+                reader.mode.eq(self.i_verdict.payload),
+                reader.instr_rdy.eq(instr_fifo.r_rdy & self.i_verdict.valid),
+                instr_fifo.r_en.eq(reader.instr_en),
+                self.i_verdict.ready.eq(reader.instr_en),
+            ]
+        else:
+            m.d.comb += [
+                reader.mode.eq(reader.instr.mode),
+                reader.instr_rdy.eq(instr_fifo.r_rdy),
+                instr_fifo.r_en.eq(reader.instr_en),
+            ]
         wiring.connect(m, reader.o, wiring.flipped(self.o_data))
         return m

@@ -121,8 +121,13 @@ class ControlPlane(wiring.Component):
     s_axil_csr_* : AXI4-Lite slave (see ``AXIL_PORTS``), 32-bit, ``docs/registers.md``.
     irq : Out(1)
         High while IRQ_ENABLE.enable and the event queue is not empty.
-    qp_rd_addr, qp_rd_en, qp_rd_data : QP lookup
+    qp_rd_addr, qp_rd_en, qp_rd_data; qp2_rd_* : two QP lookups
         QPN in, ``QpEntry`` the cycle after ``en`` (zero for QPNs out of range).
+    ss_rd_addr, ss_rd_en, ss_rd_data : subsystem lookup
+        Index in, ``SubsystemEntry`` the cycle after ``en``.
+    qp_cfg_valid, qp_cfg_qpn : Out
+        Pulses when a QP entry is written (a table command, or the reset
+        sweep for every QPN): the datapath resets that QP's state.
     ns_req, ns_resp : namespace lookup streams
         ``NsLookupRequest`` in, ``NsLookupResponse`` out two cycles later.
     event : In(stream.Signature(Event))
@@ -140,6 +145,9 @@ class ControlPlane(wiring.Component):
         members.update({
             "irq": Out(1),
             "qp_rd_addr": In(QPN_WIDTH), "qp_rd_en": In(1), "qp_rd_data": Out(QpEntry),
+            "qp2_rd_addr": In(QPN_WIDTH), "qp2_rd_en": In(1), "qp2_rd_data": Out(QpEntry),
+            "ss_rd_addr": In(8), "ss_rd_en": In(1), "ss_rd_data": Out(SubsystemEntry),
+            "qp_cfg_valid": Out(1), "qp_cfg_qpn": Out(QPN_WIDTH),
             "ns_req": In(stream.Signature(NsLookupRequest)),
             "ns_resp": Out(stream.Signature(NsLookupResponse)),
             "event": In(stream.Signature(Event)),
@@ -158,8 +166,8 @@ class ControlPlane(wiring.Component):
 
         # --- tables ------------------------------------------------------------------------
         tables = {
-            T.SUBSYSTEM: Table(SubsystemEntry, p.subsystems, 16, read_ports=1),
-            T.QP: Table(QpEntry, p.qp_count, QPN_WIDTH, read_ports=2),
+            T.SUBSYSTEM: Table(SubsystemEntry, p.subsystems, 16, read_ports=2),
+            T.QP: Table(QpEntry, p.qp_count, QPN_WIDTH, read_ports=3),
             T.BACKEND_QUEUE: Table(BackendQueueEntry, p.backend_queues, 16, read_ports=1),
             T.NS_INDEX: Table(NsIndexEntry, p.subsystems * p.srq_namespaces, 16, read_ports=2),
             T.NAMESPACE: Table(NamespaceEntry, p.namespaces, 16, read_ports=2),
@@ -178,8 +186,13 @@ class ControlPlane(wiring.Component):
 
         # datapath lookups: read port 1 of QP, NS_INDEX, NAMESPACE
         qp = tables[T.QP]
+        ss = tables[T.SUBSYSTEM]
         m.d.comb += [qp.rd1_addr.eq(self.qp_rd_addr), qp.rd1_en.eq(self.qp_rd_en),
-                     self.qp_rd_data.eq(qp.rd1_data)]
+                     self.qp_rd_data.eq(qp.rd1_data),
+                     qp.rd2_addr.eq(self.qp2_rd_addr), qp.rd2_en.eq(self.qp2_rd_en),
+                     self.qp2_rd_data.eq(qp.rd2_data),
+                     ss.rd1_addr.eq(self.ss_rd_addr), ss.rd1_en.eq(self.ss_rd_en),
+                     self.ss_rd_data.eq(ss.rd1_data)]
         m.submodules.ns_lookup = ns_lookup = _NsLookup(p)
         wiring.connect(m, wiring.flipped(self.ns_req), ns_lookup.req)
         wiring.connect(m, ns_lookup.resp, wiring.flipped(self.ns_resp))
@@ -239,6 +252,7 @@ class ControlPlane(wiring.Component):
                                  table.wr_en.eq(1)]
                 for c in counters.values():
                     m.d.comb += [c.sweep_index.eq(sweep), c.sweep_en.eq(1)]
+                m.d.comb += [self.qp_cfg_valid.eq(sweep < p.qp_count), self.qp_cfg_qpn.eq(sweep)]
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == sweep_depth - 1):
                     m.next = "IDLE"
@@ -285,6 +299,9 @@ class ControlPlane(wiring.Component):
                                 m.d.comb += [table.wr_addr.eq(index),
                                              table.wr_data.eq(arg[:width]),
                                              table.wr_en.eq(1)]
+                                if kind == T.QP:
+                                    m.d.comb += [self.qp_cfg_valid.eq(1),
+                                                 self.qp_cfg_qpn.eq(index)]
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += error.eq(CmdError.NONE)

@@ -6,6 +6,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from .control import ControlPlane
+from .engine import Engine
 from .params import EngineParams
 from .parser_top import ParserTop
 
@@ -15,6 +16,7 @@ __all__ = ["TOPS", "generate", "write_verilog"]
 TOPS = {
     "nvmf_parser": ParserTop,
     "nvmf_control": ControlPlane,
+    "nvmf_engine": Engine,
 }
 
 

@@ -1,0 +1,429 @@
+"""Command front end: per-QP state, namespace lookup and checks, routing.
+
+Takes the parser's ``ParsedCommand`` stream and decides each capsule's
+outcome as ``docs/engine.md`` section 2 says: discard on a QP in error,
+hand-off to software, QP error with its event, a response with the engine's
+own status, or a served command for the back end. It sends the parser the
+read verdict for the capsule's stored bytes and routes the resulting data
+packets (whole capsules to ``o_exc``, in-capsule data to ``o_backend_data``).
+
+Pipeline: ``S1`` holds a command whose QP entry and QP state were read when
+it was accepted; it starts the namespace lookup and moves into a small
+in-flight FIFO. ``S2`` pairs the FIFO head with the lookup's answer and
+reads the subsystem entry; ``S3`` decides and hands the outcome to every
+sink it needs, in one cycle, when all of them are ready.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .counters import CountRequest
+from .formats import (
+    QPN_WIDTH,
+    Action,
+    BackendCommand,
+    EngineResponse,
+    Event,
+    EventType,
+    ExcSideband,
+    NsCounters,
+    NsLookupRequest,
+    NsLookupResponse,
+    NsLookupStatus,
+    NvmeStatus,
+    OpBit,
+    Opcode,
+    ParsedCommand,
+    QpEntry,
+    ReadMode,
+    Reason,
+    StreamBeat,
+    SubsystemEntry,
+)
+from .params import EngineParams
+
+__all__ = ["Front"]
+
+
+class _QpState(data.Struct):
+    sq_head: 16
+
+
+# what S3 decided for a command
+_OUT_RESP, _OUT_SW, _OUT_QPERR, _OUT_SERVE, _OUT_DISCARD = range(5)
+
+_NS_ERRORS = [name for name, _ in data.Layout.cast(NsCounters)].index("errors")
+
+
+def ExcBeat(data_width):
+    """A beat of a capsule for software, with its sideband."""
+    return data.StructLayout({"data": data_width, "keep": data_width // 8, "last": 1,
+                              "side": ExcSideband})
+
+
+class Front(wiring.Component):
+    """Parameters
+    ----------
+    params : EngineParams
+
+    Interface attributes (one clock domain)
+    ---------------------------------------
+    i_cmd : In(stream.Signature(ParsedCommand))
+        From the parser.
+    i_data : In(stream.Signature(StreamBeat(DATA_W)))
+        The parser's data packets, one per PASS or CUT verdict, in order.
+    o_verdict : Out(stream.Signature(ReadMode))
+        One per command, in order, back to the parser.
+    qp_rd_addr, qp_rd_en, qp_rd_data : QP table read port (``QpEntry`` a cycle later).
+    ss_rd_addr, ss_rd_en, ss_rd_data : subsystem table read port.
+    ns_req, ns_resp : the control plane's namespace lookup.
+    qp_cfg_valid, qp_cfg_qpn : In
+        A QP entry was (re)written: its state (SQ head, error) resets.
+    o_resp : Out(stream.Signature(EngineResponse))
+        Responses the engine makes itself.
+    o_exc : Out(stream.Signature(ExcBeat(DATA_W)))
+        Capsules for software, whole, with QPN and reason on every beat.
+    o_qp_error : Out(stream.Signature(ExcSideband))
+        A QP goes to error (``reason``), or a capsule was discarded on a QP in error.
+    o_event : Out(stream.Signature(Event))
+    o_ns_count, o_subsystem_count : Out(stream.Signature(CountRequest(16)))
+    o_backend : Out(stream.Signature(BackendCommand))
+        Served commands, in order.
+    o_backend_data : Out(stream.Signature(StreamBeat(DATA_W)))
+        In-capsule data of served commands with ``icd``, in the same order.
+    """
+
+    def __init__(self, params=None):
+        self.params = params = params or EngineParams()
+        W = params.data_width
+        super().__init__({
+            "i_cmd": In(stream.Signature(ParsedCommand)),
+            "i_data": In(stream.Signature(StreamBeat(W))),
+            "o_verdict": Out(stream.Signature(ReadMode)),
+            "qp_rd_addr": Out(QPN_WIDTH), "qp_rd_en": Out(1), "qp_rd_data": In(QpEntry),
+            "ss_rd_addr": Out(8), "ss_rd_en": Out(1), "ss_rd_data": In(SubsystemEntry),
+            "ns_req": Out(stream.Signature(NsLookupRequest)),
+            "ns_resp": In(stream.Signature(NsLookupResponse)),
+            "qp_cfg_valid": In(1), "qp_cfg_qpn": In(QPN_WIDTH),
+            "o_resp": Out(stream.Signature(EngineResponse)),
+            "o_exc": Out(stream.Signature(ExcBeat(W))),
+            "o_qp_error": Out(stream.Signature(ExcSideband)),
+            "o_event": Out(stream.Signature(Event)),
+            "o_ns_count": Out(stream.Signature(CountRequest(16))),
+            "o_subsystem_count": Out(stream.Signature(CountRequest(16))),
+            "o_backend": Out(stream.Signature(BackendCommand)),
+            "o_backend_data": Out(stream.Signature(StreamBeat(W))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+
+        # --- QP state: SQ head and error flag ---------------------------------------------------
+        m.submodules.qp_state = state_mem = memory.Memory(shape=_QpState, depth=p.qp_count,
+                                                          init=[])
+        st_wr = state_mem.write_port()
+        st_rd = state_mem.read_port(transparent_for=(st_wr,))
+
+        # --- S1: one command, its QP entry and state (read when it was accepted) ---------------
+        s1_valid = Signal()
+        s1 = Signal(ParsedCommand)
+        s1_in_range = Signal()
+        flight = m.submodules.flight = fifo.SyncFIFOBuffered(
+            width=data.Layout.cast(_Flight).size, depth=4)
+
+        cfg = self.qp_cfg_valid
+        s1_advance = s1_valid & self.ns_req.ready & flight.w_rdy & ~cfg
+        take = self.i_cmd.valid & (~s1_valid | s1_advance) & ~cfg
+        m.d.comb += [
+            self.i_cmd.ready.eq((~s1_valid | s1_advance) & ~cfg),
+            self.qp_rd_addr.eq(self.i_cmd.payload.qpn),
+            self.qp_rd_en.eq(take),
+            st_rd.addr.eq(self.i_cmd.payload.qpn),
+            st_rd.en.eq(take),
+        ]
+        with m.If(take):
+            m.d.sync += [s1.eq(self.i_cmd.payload), s1_in_range.eq(
+                self.i_cmd.payload.qpn < p.qp_count)]
+        with m.If(take):
+            m.d.sync += s1_valid.eq(1)
+        with m.Elif(s1_advance):
+            m.d.sync += s1_valid.eq(0)
+
+        qp = self.qp_rd_data
+        old = Signal(_QpState)
+        m.d.comb += old.eq(Mux(s1_in_range, st_rd.data, 0))
+        head_next = Signal(16)
+        m.d.comb += head_next.eq(Mux((old.sq_head + 1)[:16] == qp.sqsize, 0, old.sq_head + 1))
+
+        with m.If(cfg):
+            m.d.comb += [st_wr.addr.eq(self.qp_cfg_qpn), st_wr.data.eq(0),
+                         st_wr.en.eq(self.qp_cfg_qpn < p.qp_count)]
+        with m.Else():
+            m.d.comb += [st_wr.addr.eq(s1.qpn),
+                         st_wr.data.sq_head.eq(head_next),
+                         st_wr.en.eq(s1_advance & s1_in_range)]
+
+        fl_in = Signal(_Flight)
+        m.d.comb += [
+            fl_in.cmd.eq(s1),
+            fl_in.sqhd.eq(head_next),
+            fl_in.sqid.eq(qp.sqid),
+            fl_in.subsystem.eq(qp.subsystem),
+            fl_in.offload_only.eq(qp.attrs.offload & qp.attrs.offload_only),
+            flight.w_data.eq(fl_in),
+            flight.w_en.eq(s1_advance),
+            self.ns_req.valid.eq(s1_valid & flight.w_rdy & ~cfg),
+            self.ns_req.payload.subsystem.eq(qp.subsystem),
+            self.ns_req.payload.fe_nsid.eq(s1.nsid),
+        ]
+
+        # --- S2: pair the in-flight head with its lookup; read the subsystem entry ----------
+        s3_valid = Signal()
+        s3_done = Signal()
+        s3_free = ~s3_valid | s3_done
+        fl = Signal(_Flight)
+        m.d.comb += fl.eq(flight.r_data)
+        s2_go = flight.r_rdy & self.ns_resp.valid & s3_free
+        m.d.comb += [
+            flight.r_en.eq(s2_go),
+            self.ns_resp.ready.eq(flight.r_rdy & s3_free),
+            self.ss_rd_addr.eq(fl.subsystem),
+            self.ss_rd_en.eq(s2_go),
+        ]
+        # QP error flags: read for the S2 command, set by S3, cleared by configuration
+        m.submodules.qp_error = err_mem = memory.Memory(shape=1, depth=p.qp_count, init=[])
+        err_wr = err_mem.write_port()
+        err_rd = err_mem.read_port(transparent_for=(err_wr,))
+        m.d.comb += [err_rd.addr.eq(fl.cmd.qpn), err_rd.en.eq(s2_go)]
+        s3_in_range = Signal()
+        with m.If(s2_go):
+            m.d.sync += s3_in_range.eq(fl.cmd.qpn < p.qp_count)
+
+        s3 = Signal(_Flight)
+        s3_ns = Signal(NsLookupResponse)
+        with m.If(s2_go):
+            m.d.sync += [s3.eq(fl), s3_ns.eq(self.ns_resp.payload)]
+        with m.If(s2_go):
+            m.d.sync += s3_valid.eq(1)
+        with m.Elif(s3_done):
+            m.d.sync += s3_valid.eq(0)
+
+        # --- S3: decide ---------------------------------------------------------------------------
+        cmd = s3.cmd
+        ns = s3_ns.entry
+        ss = self.ss_rd_data
+        op = cmd.opcode
+        rw = cmd.cdw.rw
+        is_read = op == Opcode.READ.value
+        is_write = op == Opcode.WRITE.value
+        is_wz = op == Opcode.WRITE_ZEROES.value
+        op_bits = Cat(op == Opcode.FLUSH.value, is_write, is_read, is_wz, op == Opcode.DSM.value)
+        assert [b.value for b in OpBit] == list(range(5))
+        ns_enabled = (op_bits & ns.ops).any()
+        nblocks = Signal(17)
+        m.d.comb += nblocks.eq(rw.nlb + 1)
+        nbytes = Signal(33)
+        m.d.comb += nbytes.eq(nblocks << ns.lba_shift)
+        lba_end = Signal(66)
+        m.d.comb += lba_end.eq(rw.slba + nblocks)
+        out_of_range = lba_end > ns.nsze
+        too_big = nbytes > ss.max_io_size
+        length_bad = cmd.sgl_length != nbytes
+
+        outcome = Signal(range(5))
+        reason = Signal(Reason)
+        status = Signal(3)      # 0 none; else index into statuses
+        statuses = [None, NvmeStatus.INVALID_NS, NvmeStatus.NS_NOT_READY,
+                    NvmeStatus.LBA_OUT_OF_RANGE, NvmeStatus.INVALID_FIELD,
+                    NvmeStatus.DATA_SGL_LENGTH_INVALID]
+        event = Signal()
+        count_unknown = Signal()
+        count_error = Signal()
+        in_error = err_rd.data & s3_in_range
+        with m.If(in_error):
+            m.d.comb += [outcome.eq(_OUT_DISCARD), reason.eq(Reason.QP_IN_ERROR)]
+        with m.Elif(cmd.action == Action.SOFTWARE):
+            m.d.comb += [outcome.eq(_OUT_SW), reason.eq(cmd.reason)]
+        with m.Elif(cmd.action == Action.QP_ERROR):
+            m.d.comb += [outcome.eq(_OUT_QPERR), reason.eq(cmd.reason), event.eq(1)]
+        with m.Elif(cmd.action == Action.RESPOND):
+            m.d.comb += outcome.eq(_OUT_RESP)
+        with m.Elif(s3_ns.status == NsLookupStatus.NOT_FOUND):
+            m.d.comb += count_unknown.eq(1)
+            with m.If(s3.offload_only):
+                m.d.comb += [outcome.eq(_OUT_RESP), status.eq(1)]
+            with m.Else():
+                m.d.comb += [outcome.eq(_OUT_SW), reason.eq(Reason.UNKNOWN_NSID)]
+        with m.Elif(s3_ns.status == NsLookupStatus.NOT_READY):
+            m.d.comb += [outcome.eq(_OUT_RESP), status.eq(2), count_error.eq(1)]
+        with m.Elif(~ns_enabled):
+            with m.If(s3.offload_only):
+                m.d.comb += [outcome.eq(_OUT_QPERR), reason.eq(Reason.OP_DISABLED),
+                             event.eq(1)]
+            with m.Else():
+                m.d.comb += [outcome.eq(_OUT_SW), reason.eq(Reason.OP_DISABLED)]
+        with m.Elif((is_read | is_write | is_wz) & out_of_range):
+            m.d.comb += [outcome.eq(_OUT_RESP), status.eq(3), count_error.eq(1)]
+        with m.Elif((is_read | is_write) & too_big):
+            m.d.comb += [outcome.eq(_OUT_RESP), status.eq(4), count_error.eq(1)]
+        with m.Elif((is_read | is_write) & length_bad):
+            m.d.comb += [outcome.eq(_OUT_RESP), status.eq(5), count_error.eq(1)]
+        with m.Else():
+            m.d.comb += outcome.eq(_OUT_SERVE)
+
+        # verdict for the parser's stored bytes
+        verdict = Signal(ReadMode)
+        icd = (cmd.action == Action.SERVE) & cmd.has_data
+        with m.Switch(outcome):
+            with m.Case(_OUT_SW):
+                m.d.comb += verdict.eq(ReadMode.PASS)
+            with m.Case(_OUT_SERVE):
+                m.d.comb += verdict.eq(Mux(icd, ReadMode.CUT, ReadMode.DROP))
+            with m.Default():
+                m.d.comb += verdict.eq(ReadMode.DROP)
+
+        # sinks: FIFOs so that S3 hands everything over in one cycle
+        resp_fifo = m.submodules.resp_fifo = fifo.SyncFIFOBuffered(
+            width=data.Layout.cast(EngineResponse).size, depth=4)
+        qperr_fifo = m.submodules.qperr_fifo = fifo.SyncFIFOBuffered(
+            width=data.Layout.cast(ExcSideband).size, depth=4)
+        event_fifo = m.submodules.event_fifo = fifo.SyncFIFOBuffered(
+            width=data.Layout.cast(Event).size, depth=4)
+        backend_fifo = m.submodules.backend_fifo = fifo.SyncFIFOBuffered(
+            width=data.Layout.cast(BackendCommand).size, depth=4)
+        route_fifo = m.submodules.route_fifo = fifo.SyncFIFOBuffered(
+            width=data.Layout.cast(_Route).size, depth=8)
+        nscount_fifo = m.submodules.nscount_fifo = fifo.SyncFIFOBuffered(
+            width=data.Layout.cast(CountRequest(16)).size, depth=4)
+        sscount_fifo = m.submodules.sscount_fifo = fifo.SyncFIFOBuffered(
+            width=data.Layout.cast(CountRequest(16)).size, depth=4)
+
+        need_resp = outcome == _OUT_RESP
+        need_qperr = (outcome == _OUT_QPERR) | (outcome == _OUT_DISCARD)
+        need_backend = outcome == _OUT_SERVE
+        need_route = verdict != ReadMode.DROP
+        verdict_fifo = m.submodules.verdict_fifo = fifo.SyncFIFOBuffered(width=2, depth=4)
+        ready = Signal()
+        m.d.comb += ready.eq(verdict_fifo.w_rdy
+                 & (~need_resp | resp_fifo.w_rdy)
+                 & (~need_qperr | qperr_fifo.w_rdy)
+                 & (~event | event_fifo.w_rdy)
+                 & (~need_backend | backend_fifo.w_rdy)
+                 & (~need_route | route_fifo.w_rdy)
+                 & (~count_error | nscount_fifo.w_rdy)
+                 & (~count_unknown | sscount_fifo.w_rdy))
+        fire = Signal()
+        m.d.comb += [fire.eq(s3_valid & ready & ~cfg), s3_done.eq(fire)]
+        with m.If(cfg):
+            m.d.comb += [err_wr.addr.eq(self.qp_cfg_qpn), err_wr.data.eq(0),
+                         err_wr.en.eq(self.qp_cfg_qpn < p.qp_count)]
+        with m.Else():
+            m.d.comb += [err_wr.addr.eq(cmd.qpn), err_wr.data.eq(1),
+                         err_wr.en.eq(fire & (outcome == _OUT_QPERR) & s3_in_range)]
+
+        m.d.comb += [verdict_fifo.w_data.eq(verdict), verdict_fifo.w_en.eq(fire)]
+
+        resp = Signal(EngineResponse)
+        m.d.comb += [
+            resp.cqe.sqhd.eq(s3.sqhd), resp.cqe.sqid.eq(s3.sqid), resp.cqe.cid.eq(cmd.cid),
+            resp.qpn.eq(cmd.qpn), resp.invalidate.eq(cmd.sgl_invalidate),
+            resp.rkey.eq(Mux(cmd.sgl_invalidate, cmd.sgl_key, 0)),
+        ]
+        with m.If(status == 0):
+            m.d.comb += resp.cqe.status.eq(cmd.status)
+        with m.Else():
+            with m.Switch(status):
+                for index, entry in enumerate(statuses):
+                    if entry is None:
+                        continue
+                    sct, sc, dnr = entry
+                    with m.Case(index):
+                        m.d.comb += [resp.cqe.status.sct.eq(sct.value),
+                                     resp.cqe.status.sc.eq(sc.value),
+                                     resp.cqe.status.dnr.eq(dnr)]
+        m.d.comb += [resp_fifo.w_data.eq(resp), resp_fifo.w_en.eq(fire & need_resp)]
+
+        qperr = Signal(ExcSideband)
+        m.d.comb += [qperr.qpn.eq(cmd.qpn), qperr.reason.eq(reason),
+                     qperr_fifo.w_data.eq(qperr), qperr_fifo.w_en.eq(fire & need_qperr)]
+
+        ev = Signal(Event)
+        m.d.comb += [
+            ev.kind.eq(Mux(reason == Reason.OVERSIZE, EventType.QP_FATAL,
+                           EventType.UNSUPPORTED_NVMF_OP)),
+            ev.object.eq(cmd.qpn),
+            event_fifo.w_data.eq(ev), event_fifo.w_en.eq(fire & event),
+        ]
+
+        be = Signal(BackendCommand)
+        moves_data = is_read | is_write | (op == Opcode.DSM.value)
+        m.d.comb += [
+            be.qpn.eq(cmd.qpn), be.cid.eq(cmd.cid), be.sqhd.eq(s3.sqhd), be.sqid.eq(s3.sqid),
+            be.opcode.eq(op), be.subsystem.eq(s3.subsystem), be.slot.eq(s3_ns.slot),
+            be.lba_shift.eq(ns.lba_shift), be.backend_nsid.eq(ns.backend_nsid),
+            be.queues.eq(ns.queues), be.cdw.eq(cmd.cdw), be.sgl_keyed.eq(cmd.sgl_keyed),
+            be.sgl_invalidate.eq(cmd.sgl_invalidate), be.sgl_address.eq(cmd.sgl_address),
+            be.sgl_length.eq(cmd.sgl_length), be.sgl_key.eq(cmd.sgl_key),
+            be.nbytes.eq(Mux(moves_data, cmd.sgl_length, 0)), be.icd.eq(icd),
+            backend_fifo.w_data.eq(be), backend_fifo.w_en.eq(fire & need_backend),
+        ]
+
+        route = Signal(_Route)
+        m.d.comb += [route.to_exc.eq(verdict == ReadMode.PASS), route.side.qpn.eq(cmd.qpn),
+                     route.side.reason.eq(reason),
+                     route_fifo.w_data.eq(route), route_fifo.w_en.eq(fire & need_route)]
+
+        nsc = Signal(CountRequest(16))
+        ssc = Signal(CountRequest(16))
+        m.d.comb += [
+            nsc.index.eq(s3_ns.slot), nsc.field.eq(_NS_ERRORS), nsc.amount.eq(1),
+            nscount_fifo.w_data.eq(nsc), nscount_fifo.w_en.eq(fire & count_error),
+            ssc.index.eq(s3.subsystem), ssc.field.eq(0), ssc.amount.eq(1),
+            sscount_fifo.w_data.eq(ssc), sscount_fifo.w_en.eq(fire & count_unknown),
+        ]
+
+        for f, port in ((verdict_fifo, self.o_verdict),
+                        (resp_fifo, self.o_resp), (qperr_fifo, self.o_qp_error),
+                        (event_fifo, self.o_event), (backend_fifo, self.o_backend),
+                        (nscount_fifo, self.o_ns_count),
+                        (sscount_fifo, self.o_subsystem_count)):
+            m.d.comb += [port.valid.eq(f.r_rdy), port.payload.eq(f.r_data),
+                         f.r_en.eq(port.ready)]
+
+        # --- data router: parser packets to software or to the back end ---------------------
+        head = Signal(_Route)
+        m.d.comb += head.eq(route_fifo.r_data)
+        beat = self.i_data.payload
+        with m.If(route_fifo.r_rdy):
+            with m.If(head.to_exc):
+                m.d.comb += [
+                    self.o_exc.valid.eq(self.i_data.valid),
+                    self.o_exc.payload.data.eq(beat.data),
+                    self.o_exc.payload.keep.eq(beat.keep),
+                    self.o_exc.payload.last.eq(beat.last),
+                    self.o_exc.payload.side.eq(head.side),
+                    self.i_data.ready.eq(self.o_exc.ready),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    self.o_backend_data.valid.eq(self.i_data.valid),
+                    self.o_backend_data.payload.eq(beat),
+                    self.i_data.ready.eq(self.o_backend_data.ready),
+                ]
+        m.d.comb += route_fifo.r_en.eq(self.i_data.valid & self.i_data.ready & beat.last)
+        return m
+
+
+class _Flight(data.Struct):
+    cmd: ParsedCommand
+    sqhd: 16
+    sqid: 16
+    subsystem: 8
+    offload_only: 1
+
+
+class _Route(data.Struct):
+    to_exc: 1
+    side: ExcSideband

@@ -24,7 +24,8 @@ __all__ = [
     "Table", "CmdOp", "CmdError", "EventType", "SubsystemEntry", "QpEntry", "BackendQueueEntry",
     "NsIndexEntry", "NamespaceEntry", "NsCounters", "SubsystemCounters", "Event",
     "NsLookupStatus", "NsLookupRequest", "NsLookupResponse",
-    "EngineResponse", "ExcSideband", "BackendCommand",
+    "EngineResponse", "ExcSideband", "BackendCommand", "SqRequest", "SqDone", "CqCompletion",
+    "StagingWrite", "StagingRead",
     "layout_bytes", "encode", "decode", "build_capsule", "icd_start",
 ]
 
@@ -484,6 +485,35 @@ class BackendCommand(data.Struct):
     sgl_key: 32
     nbytes: 32               # data bytes the command moves (0 for Flush / Write Zeroes)
     icd: 1                   # the data follows in the capsule (on the back-end data stream)
+
+
+class SqRequest(data.Struct):
+    """An SQE for the SQ writer."""
+    queue: 8                 # backend queue index
+    sqe: Sqe
+
+
+class SqDone(data.Struct):
+    """The SQ writer's report for one SQE (after its doorbell write)."""
+    queue: 8
+    ok: 1
+
+
+class CqCompletion(data.Struct):
+    """A new CQE the CQ handler read from a backend CQ."""
+    queue: 8
+    cqe: Cqe
+
+
+def StagingWrite(data_width):
+    """An internal write of one beat into staging memory (byte offset, beat-aligned)."""
+    return data.StructLayout({"offset": 32, "data": data_width, "keep": data_width // 8})
+
+
+class StagingRead(data.Struct):
+    """An internal read request: ``beats`` beats from byte offset ``offset`` (beat-aligned)."""
+    offset: 32
+    beats: 13
 
 
 def StreamBeat(data_width):

@@ -48,6 +48,13 @@ class EngineParams:
         Supported lba_data_size values (powers of two from 512 to 65536).
     event_depth : int
         Event queue entries.
+    staging_base, staging_bytes : int
+        Bus address and size (a power of two) of the staging memory behind
+        ``s_axi_p2p``.
+    msix_addr : int
+        Bus address the SSDs' MSI-X messages are written to (``s_axi_p2p``).
+    contexts : int
+        Outstanding commands over the whole engine (a power of two).
     """
 
     data_width: int = 128
@@ -64,6 +71,10 @@ class EngineParams:
     max_queue_depth: int = 1024
     lba_sizes: tuple = (512, 4096)
     event_depth: int = 16
+    staging_base: int = 0x0000_0080_0000_0000
+    staging_bytes: int = 262144
+    msix_addr: int = 0x0000_0080_F000_0000
+    contexts: int = 32
 
     def __post_init__(self):
         if self.data_width not in DATA_WIDTHS:
@@ -85,6 +96,20 @@ class EngineParams:
             value = getattr(self, name)
             if not (isinstance(value, int) and lo <= value <= hi):
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+        for name in ("staging_bytes", "contexts"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 2 and value & (value - 1) == 0):
+                raise ValueError(f"{name} must be a power of two, not {value!r}")
+        if self.staging_bytes < 4096 or self.staging_bytes > 1 << 28:
+            raise ValueError(f"staging_bytes must be in 4096..2**28, not {self.staging_bytes}")
+        if self.contexts > 1024:
+            raise ValueError(f"contexts must be at most 1024, not {self.contexts}")
+        for name in ("staging_base", "msix_addr"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 0 <= value < 1 << 64 and value % 4096 == 0):
+                raise ValueError(f"{name} must be a 4 KiB-aligned 64-bit address, not {value!r}")
+        if self.staging_base <= self.msix_addr < self.staging_base + self.staging_bytes:
+            raise ValueError(f"msix_addr {self.msix_addr:#x} lies inside the staging memory")
         if self.min_queue_depth > self.max_queue_depth:
             raise ValueError(f"min_queue_depth {self.min_queue_depth} exceeds "
                              f"max_queue_depth {self.max_queue_depth}")

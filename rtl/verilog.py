@@ -1,23 +1,32 @@
 """Verilog generation of the gateware units."""
 
+import importlib
 import re
 from pathlib import Path
 
 from amaranth.back import verilog
 
-from .control import ControlPlane
-from .engine import Engine
 from .params import EngineParams
-from .parser_top import ParserTop
 
 __all__ = ["TOPS", "generate", "write_verilog"]
 
-# name of the Verilog module -> factory taking EngineParams
+# name of the Verilog module -> "module:Class" of a component taking EngineParams
 TOPS = {
-    "nvmf_parser": ParserTop,
-    "nvmf_control": ControlPlane,
-    "nvmf_engine": Engine,
+    "nvmf_parser": "rtl.parser_top:ParserTop",
+    "nvmf_control": "rtl.control:ControlPlane",
+    "nvmf_engine": "rtl.engine:Engine",
+    "nvmf_staging": "rtl.staging:StagingMemory",
+    "nvmf_sq_writer": "rtl.sq_writer:SqWriter",
+    "nvmf_cq_handler": "rtl.cq_handler:CqHandler",
 }
+
+# the tops `nvmf-offload verilog` writes by default (the others are unit tops)
+RELEASE_TOPS = ("nvmf_engine", "nvmf_parser", "nvmf_control")
+
+
+def top_class(name):
+    module, cls = TOPS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def _header(name, params):
@@ -47,7 +56,7 @@ def generate(name, params: EngineParams):
     """Verilog text of top ``name`` for ``params``."""
     if name not in TOPS:
         raise ValueError(f"unknown top {name!r}; known: {', '.join(TOPS)}")
-    text = verilog.convert(TOPS[name](params), name=name, emit_src=False)
+    text = verilog.convert(top_class(name)(params), name=name, emit_src=False)
     return _header(name, params) + _fix_constant_processes(text)
 
 
@@ -56,7 +65,7 @@ def write_verilog(out_dir, params: EngineParams, names=None):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in names or TOPS:
+    for name in names or RELEASE_TOPS:
         path = out / f"{name}.v"
         text = generate(name, params)
         if not path.exists() or path.read_text() != text:

@@ -125,9 +125,11 @@ class ControlPlane(wiring.Component):
         QPN in, ``QpEntry`` the cycle after ``en`` (zero for QPNs out of range).
     ss_rd_addr, ss_rd_en, ss_rd_data : subsystem lookup
         Index in, ``SubsystemEntry`` the cycle after ``en``.
-    qp_cfg_valid, qp_cfg_qpn : Out
-        Pulses when a QP entry is written (a table command, or the reset
-        sweep for every QPN): the datapath resets that QP's state.
+    qp_cfg_valid, qp_cfg_qpn; bq_cfg_*; ss_cfg_* : Out
+        Pulse when a QP, backend-queue or subsystem entry is written (a table
+        command, or the reset sweep for every index): the datapath resets
+        what it keeps for that object.
+    bq_rd_*, bq2_rd_*, bq3_rd_*, ss2_rd_* : more table read ports for the back end.
     ns_req, ns_resp : namespace lookup streams
         ``NsLookupRequest`` in, ``NsLookupResponse`` out two cycles later.
     event : In(stream.Signature(Event))
@@ -148,6 +150,12 @@ class ControlPlane(wiring.Component):
             "qp2_rd_addr": In(QPN_WIDTH), "qp2_rd_en": In(1), "qp2_rd_data": Out(QpEntry),
             "ss_rd_addr": In(8), "ss_rd_en": In(1), "ss_rd_data": Out(SubsystemEntry),
             "qp_cfg_valid": Out(1), "qp_cfg_qpn": Out(QPN_WIDTH),
+            "bq_cfg_valid": Out(1), "bq_cfg_index": Out(8),
+            "ss_cfg_valid": Out(1), "ss_cfg_index": Out(8),
+            "bq_rd_addr": In(8), "bq_rd_en": In(1), "bq_rd_data": Out(BackendQueueEntry),
+            "bq2_rd_addr": In(8), "bq2_rd_en": In(1), "bq2_rd_data": Out(BackendQueueEntry),
+            "bq3_rd_addr": In(8), "bq3_rd_en": In(1), "bq3_rd_data": Out(BackendQueueEntry),
+            "ss2_rd_addr": In(8), "ss2_rd_en": In(1), "ss2_rd_data": Out(SubsystemEntry),
             "ns_req": In(stream.Signature(NsLookupRequest)),
             "ns_resp": Out(stream.Signature(NsLookupResponse)),
             "event": In(stream.Signature(Event)),
@@ -166,9 +174,9 @@ class ControlPlane(wiring.Component):
 
         # --- tables ------------------------------------------------------------------------
         tables = {
-            T.SUBSYSTEM: Table(SubsystemEntry, p.subsystems, 16, read_ports=2),
+            T.SUBSYSTEM: Table(SubsystemEntry, p.subsystems, 16, read_ports=3),
             T.QP: Table(QpEntry, p.qp_count, QPN_WIDTH, read_ports=3),
-            T.BACKEND_QUEUE: Table(BackendQueueEntry, p.backend_queues, 16, read_ports=1),
+            T.BACKEND_QUEUE: Table(BackendQueueEntry, p.backend_queues, 16, read_ports=4),
             T.NS_INDEX: Table(NsIndexEntry, p.subsystems * p.srq_namespaces, 16, read_ports=2),
             T.NAMESPACE: Table(NamespaceEntry, p.namespaces, 16, read_ports=2),
         }
@@ -192,7 +200,15 @@ class ControlPlane(wiring.Component):
                      qp.rd2_addr.eq(self.qp2_rd_addr), qp.rd2_en.eq(self.qp2_rd_en),
                      self.qp2_rd_data.eq(qp.rd2_data),
                      ss.rd1_addr.eq(self.ss_rd_addr), ss.rd1_en.eq(self.ss_rd_en),
-                     self.ss_rd_data.eq(ss.rd1_data)]
+                     self.ss_rd_data.eq(ss.rd1_data),
+                     ss.rd2_addr.eq(self.ss2_rd_addr), ss.rd2_en.eq(self.ss2_rd_en),
+                     self.ss2_rd_data.eq(ss.rd2_data)]
+        bq = tables[T.BACKEND_QUEUE]
+        for i, prefix in ((1, "bq"), (2, "bq2"), (3, "bq3")):
+            addr, en, out = bq.rd(i)
+            m.d.comb += [addr.eq(getattr(self, f"{prefix}_rd_addr")),
+                         en.eq(getattr(self, f"{prefix}_rd_en")),
+                         getattr(self, f"{prefix}_rd_data").eq(out)]
         m.submodules.ns_lookup = ns_lookup = _NsLookup(p)
         wiring.connect(m, wiring.flipped(self.ns_req), ns_lookup.req)
         wiring.connect(m, ns_lookup.resp, wiring.flipped(self.ns_resp))
@@ -252,7 +268,11 @@ class ControlPlane(wiring.Component):
                                  table.wr_en.eq(1)]
                 for c in counters.values():
                     m.d.comb += [c.sweep_index.eq(sweep), c.sweep_en.eq(1)]
-                m.d.comb += [self.qp_cfg_valid.eq(sweep < p.qp_count), self.qp_cfg_qpn.eq(sweep)]
+                m.d.comb += [self.qp_cfg_valid.eq(sweep < p.qp_count), self.qp_cfg_qpn.eq(sweep),
+                             self.bq_cfg_valid.eq(sweep < p.backend_queues),
+                             self.bq_cfg_index.eq(sweep),
+                             self.ss_cfg_valid.eq(sweep < p.subsystems),
+                             self.ss_cfg_index.eq(sweep)]
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == sweep_depth - 1):
                     m.next = "IDLE"
@@ -302,6 +322,12 @@ class ControlPlane(wiring.Component):
                                 if kind == T.QP:
                                     m.d.comb += [self.qp_cfg_valid.eq(1),
                                                  self.qp_cfg_qpn.eq(index)]
+                                if kind == T.BACKEND_QUEUE:
+                                    m.d.comb += [self.bq_cfg_valid.eq(1),
+                                                 self.bq_cfg_index.eq(index)]
+                                if kind == T.SUBSYSTEM:
+                                    m.d.comb += [self.ss_cfg_valid.eq(1),
+                                                 self.ss_cfg_index.eq(index)]
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += error.eq(CmdError.NONE)

@@ -25,7 +25,7 @@ __all__ = [
     "NsIndexEntry", "NamespaceEntry", "NsCounters", "SubsystemCounters", "Event",
     "NsLookupStatus", "NsLookupRequest", "NsLookupResponse",
     "EngineResponse", "ExcSideband", "BackendCommand", "SqRequest", "SqDone", "CqCompletion",
-    "StagingWrite", "StagingRead",
+    "StagingWrite", "StagingRead", "RdmaOp", "RdmaCommand", "RdmaStatus",
     "layout_bytes", "encode", "decode", "build_capsule", "icd_start",
 ]
 
@@ -503,6 +503,27 @@ class CqCompletion(data.Struct):
     """A new CQE the CQ handler read from a backend CQ."""
     queue: 8
     cqe: Cqe
+
+
+class RdmaOp(enum.Enum, shape=1):
+    READ = 0                 # from the initiator's memory into staging
+    WRITE = 1                # from staging to the initiator's memory
+
+
+class RdmaCommand(data.Struct):
+    """A descriptor for the RDMA transport (``m_axis_rdma_cmd``)."""
+    op: RdmaOp
+    qpn: QPN_WIDTH
+    addr: 64
+    rkey: 32
+    length: 32
+    tag: 16
+
+
+class RdmaStatus(data.Struct):
+    """The transport's completion of one descriptor (``s_axis_rdma_sts``); status 0 = success."""
+    tag: 16
+    status: 8
 
 
 def StagingWrite(data_width):

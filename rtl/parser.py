@@ -83,7 +83,8 @@ class _Decision(Elaboratable):
         p = self._p
         sqe, attrs, length = self.sqe, self.attrs, self.length
 
-        limit = min_value(attrs.ioccsz * CAPSULE_UNIT, p.max_capsule_bytes)
+        limit = Mux(attrs.offload, min_value(attrs.ioccsz * CAPSULE_UNIT, p.max_capsule_bytes),
+                    p.max_capsule_bytes)
         data_start = SQE_BYTES + attrs.icdoff * CAPSULE_UNIT
         icd = Mux(length > data_start, length - data_start, 0)
 
@@ -253,7 +254,8 @@ class _CapsuleWriter(Elaboratable):
         qpn = Signal(QPN_WIDTH)
         m.d.comb += [attrs.eq(Mux(first, self.lookup_data, attrs_reg)),
                      qpn.eq(Mux(first, s1.qpn, qpn_reg))]
-        limit = min_value(attrs.ioccsz * CAPSULE_UNIT, p.max_capsule_bytes)
+        limit = Mux(attrs.offload, min_value(attrs.ioccsz * CAPSULE_UNIT, p.max_capsule_bytes),
+                    p.max_capsule_bytes)
         store = s1_valid & (s1_idx * B < limit)
         s2_free = ~s2_valid | self.out_ready
         s1_advance = s1_valid & (~store | self.pkt_w_rdy) & (~s1.last | s2_free)

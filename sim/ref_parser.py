@@ -270,7 +270,12 @@ def parse_capsule(capsule, qpn, attrs, max_capsule_bytes):
     """
     capsule, attrs = _check_inputs(capsule, qpn, attrs, max_capsule_bytes)
     length = len(capsule)
-    limit = min(attrs["ioccsz"] * CAPSULE_UNIT, max_capsule_bytes)
+    # Terms: an offloaded QP's capsules are bounded by its IOCCSZ, any other's only by
+    # what the engine can store
+    if attrs["offload"]:
+        limit = min(attrs["ioccsz"] * CAPSULE_UNIT, max_capsule_bytes)
+    else:
+        limit = max_capsule_bytes
     ds = icd_start(attrs["icdoff"])
     icd = max(0, length - ds)
     sqe = decode(Sqe, capsule[:SQE_BYTES]) if length >= SQE_BYTES else None

@@ -128,11 +128,22 @@ def test_max_capsule_bytes_caps_the_limit_when_ioccsz_is_larger():
     assert_route(result, Action.QP_ERROR, Reason.OVERSIZE, capsule)
 
 
-def test_oversize_wins_over_not_offloaded_and_runt():
-    capsule = read_sqe() + bytes(16)
-    assert_route(parse(capsule, ioccsz=4, offload=0), Action.QP_ERROR, Reason.OVERSIZE, capsule)
+def test_oversize_wins_over_runt():
     runt = read_sqe()[:40]                            # 40 bytes, limit 2 x 16 = 32
     assert_route(parse(runt, ioccsz=2), Action.QP_ERROR, Reason.OVERSIZE, runt)
+
+
+def test_not_offloaded_qp_ignores_its_ioccsz():
+    capsule = read_sqe() + bytes(16)
+    fields, packet = parse(capsule, ioccsz=0, offload=0)
+    assert (fields["action"], fields["reason"]) == (Action.SOFTWARE, Reason.NOT_OFFLOADED)
+    assert packet == capsule
+
+
+def test_not_offloaded_capsule_beyond_the_engine_store_is_oversize():
+    capsule = read_sqe() + bytes(4160)
+    fields, _ = parse(capsule, ioccsz=0, offload=0, max_capsule_bytes=4160)
+    assert (fields["action"], fields["reason"]) == (Action.QP_ERROR, Reason.OVERSIZE)
 
 
 def test_capsule_len_saturates_at_65535():

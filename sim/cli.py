@@ -9,6 +9,8 @@ bench     benchmarks in simulated cycles (``--json``; ``--write-docs`` updates
 formats   the format tables, generated from ``rtl/formats.py`` (``docs/formats.md``)
 regs      the register map from ``rtl/csr.rdl``: ``--format c`` (C header), ``md``
           (``docs/registers.md``) or ``json``
+replay    run a capsule trace (TRACE.jsonl) against a target (TARGET.toml) on the
+          reference model or a simulator; results as JSON lines (``docs/replay.md``)
 """
 
 import argparse
@@ -177,6 +179,12 @@ def cmd_regs(args):
     return 0
 
 
+def cmd_replay(args):
+    from sim.replay import main as replay_main
+
+    return replay_main(args)
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="nvmf-offload", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -215,6 +223,16 @@ def build_parser():
     p.add_argument("--format", required=True, choices=("c", "md", "json"))
     p.add_argument("-o", "--output", metavar="FILE")
     p.set_defaults(func=cmd_regs)
+
+    from sim.replay import add_arguments as replay_arguments
+
+    p = sub.add_parser("replay", help="run a capsule trace against a target; JSON-lines results",
+                       description="Run TRACE.jsonl against TARGET.toml (docs/replay.md). Exit "
+                                   "status: 0 the trace ran to its end, 1 the engine broke an "
+                                   "invariant, 2 a malformed TARGET or TRACE, 3 the backend "
+                                   "is not available.")
+    replay_arguments(p)
+    p.set_defaults(func=cmd_replay)
     return ap
 
 

@@ -1,0 +1,1 @@
+"""cocotb testbench of the SQ writer (``nvmf_sq_writer``)."""

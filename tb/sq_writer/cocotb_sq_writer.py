@@ -1,0 +1,266 @@
+"""cocotb tests of ``nvmf_sq_writer``; launched by ``tb/sq_writer/test_sq_writer.py``.
+
+Knobs from the environment: ``NVMF_SEED``, ``NVMF_COUNT`` (SQEs of the random
+test), ``NVMF_IDLE`` (fraction of idle cycles on ``i_sqe``), ``NVMF_BP``
+(fraction of paused cycles on AW, W, B and ``o_done``). With ``NVMF_IDLE`` = 0
+the SQEs are offered back to back, so the batches (and so the doorbell
+sequence) must be exactly the model's; with idle cycles a batch may end
+early, and each doorbell must still close a batch the specification allows.
+"""
+
+import os
+import random
+from collections import Counter
+
+import cocotb
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from rtl.formats import SQE_BYTES
+from tb.sq_writer.sq_writer_tb import BAR_BASE, RING_BASE, TB, Scoreboard, random_pause
+
+
+def _knobs():
+    return (int(os.environ.get("NVMF_SEED", "1")), float(os.environ.get("NVMF_IDLE", "0")),
+            float(os.environ.get("NVMF_BP", "0")))
+
+
+async def _start(dut):
+    seed, idle, bp = _knobs()
+    tb = TB(dut, seed)
+    tb.random_pressure(idle, bp)
+    await tb.cycle_reset()
+    return tb, idle == 0
+
+
+def _doorbells(tb):
+    return [(db.addr, db.value) for db in tb.space.doorbells]
+
+
+def _oks(tb):
+    return [rec["ok"] for rec, _ in tb.done]
+
+
+def _slot(tb, addr):
+    off = addr - RING_BASE
+    return bytes(tb.space.ring[off:off + SQE_BYTES])
+
+
+@cocotb.test()
+async def run_single_sqe(dut):
+    """One SQE: written at sq_addr + tail * 64, one doorbell with tail + 1, ok = 1."""
+    tb, strict = await _start(dut)
+    entry = await tb.configure(0, entries=16, tail_init=0)
+    rec = tb.submit(0)
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    assert rec.slot_addr == entry["sq_addr"]
+    assert _slot(tb, entry["sq_addr"]) == rec.sqe
+    assert _doorbells(tb) == [(tb.db_addr(0), 1)]
+    assert [r for r, _ in tb.done] == [{"queue": 0, "ok": 1}]
+
+
+@cocotb.test()
+async def run_wraparound_several_queues(dut):
+    """Runs of SQEs over five queues with 2- to 8-entry rings and non-zero initial tails:
+    every tail wraps several times; doorbells and ring contents follow the model."""
+    tb, strict = await _start(dut)
+    sizes = {0: (4, 3), 1: (4, 1), 2: (4, 2), 3: (2, 1), 4: (8, 7)}
+    for q, (entries, tail) in sizes.items():
+        await tb.configure(q, entries=entries, tail_init=tail)
+    per_queue = Counter()
+    while len(tb.model.records) < 100 or any(per_queue[q] < 2 * e for q, (e, _) in sizes.items()):
+        q = tb.rng.choice(list(sizes))
+        for _ in range(tb.rng.randint(1, 5)):
+            tb.submit(q)
+            per_queue[q] += 1
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    for q, (entries, _) in sizes.items():
+        assert per_queue[q] >= 2 * entries, f"queue {q} wrapped fewer than twice"
+    assert all(_oks(tb))
+
+
+@cocotb.test()
+async def run_coalescing(dut):
+    """Back-to-back SQEs for one queue share one doorbell carrying the final tail; a batch
+    stops at 8 SQEs and at sq_entries - 1; another queue's SQE ends a batch."""
+    tb, strict = await _start(dut)
+    await tb.configure(0, entries=16, tail_init=5)
+    await tb.configure(1, entries=64, tail_init=60)
+    await tb.configure(2, entries=4, tail_init=2)
+    for q, n in ((0, 5), (1, 12), (2, 7), (0, 2), (1, 1), (0, 1)):
+        for _ in range(n):
+            tb.submit(q)
+    await tb.wait_done()
+    batches = Scoreboard(tb).check(strict)
+    if strict:
+        db = tb.db_addr
+        assert _doorbells(tb) == [(db(0), 10), (db(1), 4), (db(1), 8), (db(2), 1), (db(2), 0),
+                                  (db(2), 1), (db(0), 12), (db(1), 9), (db(0), 13)], _doorbells(tb)
+        assert [len(b) for b, _ in batches] == [5, 8, 4, 3, 3, 1, 2, 1, 1]
+    assert all(_oks(tb))
+
+
+@cocotb.test()
+async def run_random_traffic(dut):
+    """Seeded random runs over six queues with random ring sizes and initial tails, under the
+    environment's idle and back-pressure, with a re-initialised queue half way."""
+    tb, strict = await _start(dut)
+    count = int(os.environ.get("NVMF_COUNT", "150"))
+    queues = list(range(min(6, tb.params.backend_queues)))
+    for q in queues:
+        entries = tb.rng.choice([2, 3, 4, 5, 8, 16, 32])
+        await tb.configure(q, entries=entries, tail_init=tb.rng.randrange(entries))
+    for phase in range(2):
+        while len(tb.model.records) < count * (phase + 1) // 2:
+            q = tb.rng.choice(queues)
+            for _ in range(tb.rng.choice([1, 1, 2, 3, 4, 6, 9, 12])):
+                tb.submit(q)
+        await tb.wait_done()
+        if phase == 0:
+            await tb.reinit(tb.rng.choice(queues))
+    Scoreboard(tb).check(strict)
+    assert all(_oks(tb))
+    tb.log.info("%d SQEs, %d doorbells, %d cycles", len(tb.model.records),
+                len(tb.space.doorbells), tb.cycle)
+
+
+@cocotb.test()
+async def run_sqe_write_error(dut):
+    """An SQE write answered SLVERR: every SQE of its batch reports ok = 0 (the doorbell is
+    still written, the slot keeps its old bytes); other queues and later batches are fine."""
+    tb, strict = await _start(dut)
+    await tb.configure(0, entries=16, tail_init=0)
+    await tb.configure(1, entries=8, tail_init=6)
+    tb.fail_sqe_write(0, slot=2)                 # the third SQE of the first batch
+    for q, n in ((0, 4), (1, 3), (0, 2)):
+        for _ in range(n):
+            tb.submit(q)
+    await tb.wait_done()
+    tb.fail_sqe_write(1, slot=1)                 # a batch of one, on the other queue
+    for q in (1, 0, 0):
+        tb.submit(q)
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    if strict:
+        assert _oks(tb) == [0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 1]
+        db = tb.db_addr
+        assert _doorbells(tb) == [(db(0), 4), (db(1), 1), (db(0), 6), (db(1), 2), (db(0), 8)]
+    assert _oks(tb)[2] == 0 and _oks(tb)[9] == 0      # the SQEs whose write failed
+
+
+@cocotb.test()
+async def run_doorbell_write_error(dut):
+    """A doorbell write answered SLVERR: its batch reports ok = 0 and the register keeps its
+    old value; the writer goes on with the other queue and with later batches."""
+    tb, strict = await _start(dut)
+    await tb.configure(0, entries=16, tail_init=0)
+    await tb.configure(1, entries=4, tail_init=3)
+    tb.fail_doorbell(0, n=0)
+    tb.fail_doorbell(1, n=1)
+    for q, n in ((0, 3), (1, 2), (0, 1), (1, 1), (0, 2)):
+        for _ in range(n):
+            tb.submit(q)
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    if strict:
+        assert _oks(tb) == [0, 0, 0, 1, 1, 1, 0, 1, 1]
+        assert [db.failed for db in tb.space.doorbells] == [True, False, False, True, False]
+        off = tb.db_addr(1) - BAR_BASE
+        assert int.from_bytes(tb.space.bar[off:off + 4], "little") == 1   # the n=0 value
+    off = tb.db_addr(0) - BAR_BASE
+    assert int.from_bytes(tb.space.bar[off:off + 4], "little") == 6
+
+
+@cocotb.test()
+async def run_init_restarts_tail(dut):
+    """init restarts a queue's tail at sq_tail_init (same or new configuration) and leaves
+    other queues alone; after reset a queue starts at sq_tail_init without a pulse."""
+    tb, strict = await _start(dut)
+    await tb.configure(0, entries=16, tail_init=3)
+    await tb.configure(1, entries=8, tail_init=0)
+    await tb.configure(2, entries=8, tail_init=5, init=False)
+    for q, n in ((0, 5), (1, 2), (2, 1)):
+        for _ in range(n):
+            tb.submit(q)
+    await tb.wait_done()
+    await tb.reinit(0)
+    for q, n in ((0, 2), (1, 1)):
+        for _ in range(n):
+            tb.submit(q)
+    await tb.wait_done()
+    new_db = BAR_BASE + 0x1804
+    tb.space.doorbell_addrs.add(new_db)
+    new = await tb.configure(0, entries=4, tail_init=2, db_addr=new_db)
+    first = tb.submit(0)
+    for _ in range(3):
+        tb.submit(0)
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    assert first.slot_addr == new["sq_addr"] + 2 * SQE_BYTES
+    db = tb.db_addr
+    if strict:
+        assert _doorbells(tb) == [(db(0), 8), (db(1), 2), (db(2), 6), (db(0), 5), (db(1), 3),
+                                  (new_db, 1), (new_db, 2)], _doorbells(tb)
+    assert all(_oks(tb))
+
+
+@cocotb.test()
+async def run_init_during_batch_ends_it(dut):
+    """init for the queue of the batch being written: that SQE keeps the old tail, the SQE
+    waiting behind it does not join the batch and restarts at sq_tail_init."""
+    tb, strict = await _start(dut)
+    await tb.configure(0, entries=16, tail_init=3)
+    for _ in range(4):
+        tb.submit(0)
+    await tb.wait_done()
+    w_gen = random_pause_like(tb)
+    tb.axi.w_channel.set_pause_generator(None)
+    tb.axi.w_channel.pause = True               # hold the SQE write in the middle
+    first = tb.submit(0)                        # slot 7 under the configuration in force
+    tb.model.configure(0, tb.model.entries[0])  # the init below takes effect after it
+    later = [tb.submit(0) for _ in range(2)]
+    for _ in range(500):
+        await ReadOnly()
+        if int(dut.m_axi_wvalid.value) == 1:
+            break
+        await RisingEdge(dut.clk)
+    else:
+        raise AssertionError("the SQE write never started")
+    await RisingEdge(dut.clk)
+    await tb.pulse_init(0)
+    tb.axi.w_channel.pause = False
+    tb.axi.w_channel.set_pause_generator(w_gen)
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    assert first.slot_addr == tb.model.entries[0]["sq_addr"] + 7 * SQE_BYTES
+    assert [r.tail_after for r in later] == [4, 5]
+    assert _doorbells(tb)[-2:] == [(tb.db_addr(0), 8), (tb.db_addr(0), 5)]
+    assert all(_oks(tb))
+
+
+def random_pause_like(tb):
+    """A fresh pause pattern of the test's back-pressure (None when there is none)."""
+    _, _, bp = _knobs()
+    return random_pause(random.Random(tb.rng.randrange(1 << 30)), bp) if bp else None
+
+
+@cocotb.test()
+async def run_unusable_queue_reports_failure(dut):
+    """SQEs for a queue that is not valid, out of the table, misaligned or with its tail
+    outside the ring: ok = 0, nothing written; the SQEs around them are unaffected."""
+    tb, strict = await _start(dut)
+    await tb.configure(0, entries=8, tail_init=1)
+    await tb.configure(1, entries=8, valid=0)
+    await tb.configure(2, entries=4, sq_addr=tb.alloc_ring(4) + 0x20)
+    await tb.configure(3, entries=4, tail_init=4)
+    await tb.configure(4, entries=4, db_addr=tb.db_addr(4) + 2)
+    sequence = [0, 1, 0, 200, 2, 0, 0, 3, 4, 0]
+    for q in sequence:
+        tb.submit(q)
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    assert _oks(tb) == [int(q == 0) for q in sequence]
+    assert {db.addr for db in tb.space.doorbells} == {tb.db_addr(0)}
+    if strict:
+        assert [db.value for db in tb.space.doorbells] == [2, 3, 5, 6]

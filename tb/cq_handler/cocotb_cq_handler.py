@@ -1,0 +1,333 @@
+"""cocotb tests of ``nvmf_cq_handler``; launched by ``tb/cq_handler/test_cq_handler.py``.
+
+Knobs from the environment: ``NVMF_SEED``; ``NVMF_PRESSURE`` (fraction of
+paused cycles on every input and output channel: ``i_msix``, ``o_cqe``,
+``o_error`` and the five AXI channels).
+
+Every test ends with ``tb.settle()`` or ``tb.check()``: each ``o_cqe`` was the
+entry at the reference consumer's head with the expected phase, each doorbell
+carried the consumer's head and moved it, each queue's CQEs are exactly the
+ones its SSD posted, in order, and no new entry is left unread.
+"""
+
+import itertools
+import os
+import random
+from collections import deque
+
+import cocotb
+from cocotb.triggers import ClockCycles
+
+from rtl.formats import CQE_BYTES
+from tb.cq_handler.cq_handler_tb import TB, make_cqe, random_pause
+
+
+async def _start(dut):
+    tb = TB(dut)
+    seed = int(os.environ.get("NVMF_SEED", "1"))
+    busy = float(os.environ.get("NVMF_PRESSURE", "0"))
+    if busy:
+        rng = random.Random(seed * 7919)
+        tb.set_idle_generator(lambda: random_pause(random.Random(rng.random()), busy))
+        tb.set_backpressure_generator(lambda: random_pause(random.Random(rng.random()), busy))
+    await tb.cycle_reset()
+    return tb
+
+
+def _reads_per_cqe(tb):
+    """AXI beats the handler reads for one CQE."""
+    return max(1, CQE_BYTES // tb.beat_bytes)
+
+
+async def _produce(tb, ssd, count, rng, msix_chance=0.4, max_gap=30):
+    """The SSD completes ``count`` commands at random times, coalescing its MSI-X messages."""
+    for _ in range(count):
+        await ClockCycles(tb.dut.clk, rng.randrange(max_gap + 1))
+        await ssd.post_when_room()
+        if not ssd.polling and rng.random() < msix_chance:
+            await ssd.msix()
+    if ssd.unsignalled and not ssd.polling:
+        await ssd.msix()
+
+
+@cocotb.test()
+async def run_one_cqe_with_msix(dut):
+    """One CQE and one MSI-X message: the CQE comes out once, the doorbell gets head 1."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(2, entries=8)
+    raw = ssd.post(cid=0x1234, dw0=0xCAFEF00D, sqhd=3)
+    await ssd.msix()
+    await tb.settle()
+    assert tb.emitted[2] == [raw]
+    assert tb.doorbells(2) == [1]
+    assert tb.o_errors == []
+    assert tb.ar_count == 2, f"{tb.ar_count} CQE reads (expected the entry and the next)"
+
+
+@cocotb.test()
+async def run_many_queues_with_wrap(dut):
+    """Four queues (2-, 4- and 5-entry CQs, non-zero heads) wrap many times at random times."""
+    tb = await _start(dut)
+    rng = random.Random(int(os.environ.get("NVMF_SEED", "1")))
+    layout = [(0, 4, 0), (3, 4, 3), (5, 5, 2), (7, 2, 1)]     # (queue, entries, cq_head_init)
+    ssds = [tb.add_queue(q, entries=n, head_init=h) for q, n, h in layout]
+    count = 22
+    tasks = [cocotb.start_soon(_produce(tb, ssd, count, random.Random(rng.random())))
+             for ssd in ssds]
+    for task in tasks:
+        await task
+    await tb.settle(timeout=40000)
+    for ssd in ssds:
+        assert len(tb.emitted[ssd.queue]) == count
+        laps = (tb.head_init[ssd.queue] + count) // ssd.entries
+        assert laps >= 4, f"queue {ssd.queue} wrapped only {laps} times"
+        assert tb.doorbells(ssd.queue)[-1] == (tb.head_init[ssd.queue] + count) % ssd.entries
+    assert tb.o_errors == []
+
+
+@cocotb.test()
+async def run_msix_before_all_posted(dut):
+    """CQEs posted after the drain are read on the next MSI-X message, not before."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(3, entries=8, head_init=5)
+    a = ssd.post()
+    await ssd.msix()
+    await tb.settle()
+    assert tb.emitted[3] == [a] and tb.doorbells(3) == [6]
+
+    later = [ssd.post(), ssd.post()]
+    reads = tb.mem.reads[3]
+    await ClockCycles(dut.clk, 200)
+    assert tb.emitted[3] == [a], "CQEs emitted without an MSI-X message"
+    assert tb.mem.reads[3] == reads, "the CQ was read without an MSI-X message"
+    await ssd.msix()
+    await tb.settle()
+    assert tb.emitted[3] == [a, *later] and tb.doorbells(3) == [6, 0]
+
+    # the next CQE lands at every point of a drain in progress: each is read at
+    # the latest on the message that follows it
+    for delay in range(16):
+        await ssd.post_when_room()
+        await ssd.msix()
+        await ClockCycles(dut.clk, delay)
+        await ssd.post_when_room()
+        await ssd.msix()
+    await tb.settle()
+
+
+@cocotb.test()
+async def run_merged_msix(dut):
+    """Messages for a pending queue merge; one during its drain makes it pending once more."""
+    tb = await _start(dut)
+    q0, q1 = tb.add_queue(0, entries=8), tb.add_queue(1, entries=8)
+    tb.hold_cqe_output()
+    for _ in range(3):
+        q0.post()
+        q1.post()
+    await q0.msix()
+    per_cqe = _reads_per_cqe(tb)
+    await tb.wait_until(lambda: tb.mem.reads[0] >= per_cqe, 2000, "queue 0 never read")
+    await ClockCycles(dut.clk, 20)
+    for _ in range(3):
+        await q1.msix()
+    for _ in range(2):
+        await q0.msix()
+    await ClockCycles(dut.clk, 50)
+    assert tb.mem.reads[1] == 0, "queue 1 read while queue 0's drain is held"
+    assert tb.mem.reads[0] == per_cqe, "queue 0 read past a CQE not yet accepted"
+    tb.hold_cqe_output(False)
+    await tb.settle()
+    # queue 0: 3 CQEs + the mismatch, then one more service for the merged messages
+    assert tb.mem.reads[0] == 5 * per_cqe, tb.mem.reads
+    # queue 1: three messages, one service
+    assert tb.mem.reads[1] == 4 * per_cqe, tb.mem.reads
+    assert tb.doorbells(0) == [3] and tb.doorbells(1) == [3]
+
+
+@cocotb.test()
+async def run_polling_without_msix(dut):
+    """Polled queues drain without any MSI-X message, beside an MSI-X queue."""
+    tb = await _start(dut)
+    rng = random.Random(int(os.environ.get("NVMF_SEED", "1")) + 5)
+    polled = [tb.add_queue(2, entries=4, head_init=1, polling=True),
+              tb.add_queue(6, entries=4, polling=True)]
+    msix_q = tb.add_queue(4, entries=4)
+    # poll bit set, but the entry says MSI-X: the poll request is ignored
+    ignored = tb.add_queue(5, entries=4, polling=False)
+    held = ignored.post()
+    tb.set_poll([2, 6, 5])
+    tasks = [cocotb.start_soon(_produce(tb, ssd, 10, random.Random(rng.random())))
+             for ssd in [*polled, msix_q]]
+    for task in tasks:
+        await task
+    await tb.wait_until(lambda: all(len(tb.emitted[s.queue]) == 10 for s in [*polled, msix_q]),
+                        20000, "polled CQEs missing")
+    await ClockCycles(dut.clk, 200)
+    assert tb.emitted[5] == [] and tb.mem.reads[5] == 0
+    assert set(tb.msix.history) == {4}, "polled queues got MSI-X messages"
+    tb.set_poll([])
+    await ignored.msix()
+    await tb.settle()
+    assert tb.emitted[5] == [held]
+    for ssd in polled:
+        assert tb.doorbells(ssd.queue)[-1] == (tb.head_init[ssd.queue] + 10) % 4
+
+
+@cocotb.test()
+async def run_stale_entry_never_emitted(dut):
+    """Entries whose phase tag is not the expected one never come out."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(1, entries=4)
+    # a fresh ring of phase-0 leftovers and a message with nothing posted
+    await ssd.msix()
+    await ClockCycles(dut.clk, 100)
+    assert tb.emitted[1] == [] and tb.doorbells(1) == []
+    for _ in range(3):
+        ssd.post()
+    await ssd.msix()
+    await tb.settle()
+    assert tb.doorbells(1) == [3]
+    # the second lap expects phase 0: slots 1 and 2 still hold lap-1 entries (phase 1)
+    ssd.post()          # slot 3, phase 1
+    ssd.post()          # slot 0, phase 0
+    await ssd.msix()
+    await tb.settle()
+    assert tb.doorbells(1) == [3, 1]
+    await ssd.msix()
+    await ClockCycles(dut.clk, 100)
+    # an entry written with the wrong phase is not new either
+    tb.mem.load(ssd.cq_addr + 1 * CQE_BYTES, make_cqe(0xBEEF, 1, dw0=0x5EA1ED))
+    await ssd.msix()
+    await ClockCycles(dut.clk, 100)
+    await tb.settle()
+    assert tb.doorbells(1) == [3, 1] and len(tb.emitted[1]) == 5
+
+
+@cocotb.test()
+async def run_cqe_read_error(dut):
+    """A CQE read answered SLVERR: o_error, the drain ends, the doorbell covers what was read."""
+    tb = await _start(dut)
+    bad = max(1, tb.beat_bytes // CQE_BYTES)       # first slot of a beat of its own
+    ssd = tb.add_queue(1, entries=8)
+    posted = [ssd.post() for _ in range(bad + 2)]
+    slot = ssd.cq_addr + bad * CQE_BYTES
+    tb.mem.fail_reads(slot, slot + CQE_BYTES)
+    await ssd.msix()
+    await tb.wait_until(lambda: tb.o_errors and tb.doorbells(1), 2000, "no o_error / doorbell")
+    await ClockCycles(dut.clk, 50)
+    assert tb.o_errors == [1]
+    assert tb.emitted[1] == posted[:bad]
+    assert tb.doorbells(1) == [bad]
+    await ssd.msix()
+    await tb.settle()
+    assert tb.doorbells(1) == [bad, bad + 2]
+    # an error on the first read of a service: no CQE consumed, no doorbell
+    slot = ssd.cq_addr + (bad + 2) * CQE_BYTES
+    tb.mem.fail_reads(slot, slot + CQE_BYTES)
+    ssd.post()
+    await ssd.msix()
+    await tb.wait_until(lambda: len(tb.o_errors) == 2, 2000, "no second o_error")
+    await ClockCycles(dut.clk, 50)
+    assert tb.o_errors == [1, 1] and tb.doorbells(1) == [bad, bad + 2]
+    await ssd.msix()
+    await tb.settle()
+    assert tb.doorbells(1) == [bad, bad + 2, bad + 3]
+
+
+@cocotb.test()
+async def run_doorbell_write_error(dut):
+    """A doorbell write answered SLVERR: o_error (held back a while); the next one catches up."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(2, entries=4, head_init=2)
+    other = tb.add_queue(3, entries=4)
+    tb.mem.fail_doorbell(ssd.db_addr)
+    tb.err_sink.pause = itertools.repeat(1)
+    ssd.post()
+    ssd.post()
+    await ssd.msix()
+    x = other.post()
+    await other.msix()
+    await tb.wait_until(lambda: tb.mem.doorbell_log, 2000, "no doorbell write")
+    assert tb.mem.doorbell_log == [(2, 0, False)]
+    # the handler waits on o_error; queue 3's message waits behind it
+    await ClockCycles(dut.clk, 60)
+    assert tb.o_errors == [] and tb.emitted[3] == []
+    tb.err_sink.pause = None
+    await tb.wait_until(lambda: tb.o_errors, 2000, "no o_error")
+    assert tb.o_errors == [2]
+    ssd.post()              # the SSD still sees head 2: room for one more
+    await ssd.msix()
+    await tb.settle()
+    assert tb.doorbells(2) == [0, 1] and tb.mem.doorbell_log[-1][2]
+    assert tb.emitted[3] == [x] and tb.o_errors == [2]
+
+
+@cocotb.test()
+async def run_bad_msix_ignored(dut):
+    """MSI-X data that is not a queue index is dropped and counted; nothing is read."""
+    tb = await _start(dut)
+    n = tb.params.backend_queues
+    ssd = tb.add_queue(1, entries=4)
+    raw = ssd.post()
+    bad = [n, n + 1, 0x100 | 1, 0x8000_0001, 0xFFFF_FFFF]
+    for data in bad:
+        await tb.send_msix(data)
+    await ClockCycles(dut.clk, 100)
+    assert int(dut.bad_msix.value) == len(bad)
+    assert sum(tb.table.lookups.values()) == 0 and tb.ar_count == 0
+    assert tb.emitted[1] == []
+    await ssd.msix()
+    await tb.settle()
+    assert tb.emitted[1] == [raw]
+    assert int(dut.bad_msix.value) == len(bad)
+
+
+@cocotb.test()
+async def run_init_resets_head_and_phase(dut):
+    """init_valid restarts a queue at cq_head_init with expected phase 1."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(2, entries=4, head_init=1)
+    for _ in range(3):
+        ssd.post()
+    await ssd.msix()
+    await tb.settle()
+    assert tb.doorbells(2) == [0]       # head wrapped: the handler now expects phase 0
+    # a new ring starting at slot 5 (without init the handler would look at slot 0, phase 0)
+    ssd = tb.add_queue(2, entries=8, head_init=5, cq_addr=0x0000_0012_3480_0000)
+    await tb.init_queue(2)
+    a = [ssd.post(), ssd.post()]
+    await ssd.msix()
+    await tb.settle()
+    assert tb.emitted[2] == a and tb.doorbells(2) == [0, 7]
+    # the same ring re-created: head 0, phase 1 again (without init the CQE at slot 0 is missed)
+    ssd = tb.add_queue(2, entries=8, head_init=0, cq_addr=0x0000_0012_3480_0000)
+    await tb.init_queue(2)
+    b = ssd.post()
+    await ssd.msix()
+    await tb.settle()
+    assert tb.emitted[2] == [b] and tb.doorbells(2) == [0, 7, 1]
+
+
+@cocotb.test()
+async def run_init_during_drain(dut):
+    """init_valid for the queue being drained: the offered CQE goes out, nothing more."""
+    tb = await _start(dut)
+    old = tb.add_queue(1, entries=8)
+    posted = [old.post() for _ in range(3)]
+    tb.hold_cqe_output()
+    await old.msix()
+    per_cqe = _reads_per_cqe(tb)
+    await tb.wait_until(lambda: tb.mem.reads[1] >= per_cqe, 2000, "queue 1 never read")
+    await ClockCycles(dut.clk, 10)
+    new = tb.add_queue(1, entries=4, head_init=2, cq_addr=0x0000_0012_3490_0000)
+    tb.retiring[1] = deque(posted[:1])
+    await tb.init_queue(1)
+    tb.hold_cqe_output(False)
+    await ClockCycles(dut.clk, 100)
+    assert not tb.retiring[1], "the CQE offered before init never went out"
+    assert tb.emitted[1] == [] and tb.doorbells(1) == []
+    assert tb.mem.reads[1] == per_cqe, "the old ring was read after init"
+    c = new.post()
+    await new.msix()
+    await tb.settle()
+    assert tb.emitted[1] == [c] and tb.doorbells(1) == [3]

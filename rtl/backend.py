@@ -1,0 +1,842 @@
+"""Back-end core: contexts, staging slots, RDMA movers, submission, completion, retirement.
+
+Executes the served commands of the front end (``docs/engine.md`` sections
+3-5) with the blocks of ``docs/backend.md`` (staging memory, SQ writer, CQ
+handler) around it. Work moves between small units as context numbers:
+
+* admission takes a context and a staging slot, then starts the data in
+  (an RDMA READ descriptor, or the in-capsule data copied into staging) or
+  queues the context for submission;
+* the RDMA read mover writes returned READ data into the context's slot;
+* the status dispatcher moves contexts on when the transport completes a
+  descriptor;
+* submission picks a backend queue with a free SQ slot (round robin over the
+  namespace's queues), writes the PRP list into staging, sends the SQE;
+* completion retires contexts by CID (context index and generation), and
+  drops the late CQE of a command given up;
+* the timeout scanner looks at one context a cycle;
+* retirement sends read data with an RDMA WRITE, then the response, the
+  counters and the events, and frees the context and its slot.
+
+Staging: each subsystem's window is cut into slots of the next power of two
+at or above ``max_io_size + 4096`` bytes (the last page of a slot holds its
+PRP list), at most ``MAX_SLOTS`` a subsystem.
+"""
+
+from amaranth.hdl import Array, Cat, Elaboratable, Module, Mux, Signal
+from amaranth.lib import data, enum, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .counters import CountRequest
+from .formats import (
+    BackendCommand,
+    BackendQueueEntry,
+    CqCompletion,
+    EngineResponse,
+    Event,
+    EventType,
+    ExcSideband,
+    NsCounters,
+    NvmeStatus,
+    Opcode,
+    RdmaCommand,
+    RdmaOp,
+    RdmaStatus,
+    Reason,
+    SqDone,
+    SqRequest,
+    StagingRead,
+    StagingWrite,
+    StreamBeat,
+    SubsystemEntry,
+)
+from .params import EngineParams
+
+__all__ = ["Backend", "RdmaBeat", "MAX_SLOTS", "PAGE"]
+
+MAX_SLOTS = 64
+PAGE = 4096
+
+
+def RdmaBeat(data_width):
+    """A beat of RDMA READ or WRITE data with its descriptor's tag."""
+    return data.StructLayout({"data": data_width, "keep": data_width // 8, "last": 1,
+                              "tag": 16})
+
+
+class _State(enum.Enum, shape=3):
+    FREE = 0
+    WAIT_RD = 1        # RDMA READ of the data in flight
+    READY = 2          # waiting for submission
+    SUBMITTED = 3      # SQE sent, waiting for the CQE
+    RETIRING = 4       # handed to retirement
+    WAIT_WR = 5        # RDMA WRITE of read data in flight
+    TIMED_OUT = 6      # given up, response not yet sent
+    ZOMBIE = 7         # given up and answered: waits for its late CQE
+
+
+class _Kind(enum.Enum, shape=3):
+    CQE = 0            # the SSD completed it
+    WR_OK = 1          # the RDMA WRITE of read data completed
+    WR_ERR = 2         # the RDMA WRITE failed
+    RD_ERR = 3         # the RDMA READ of write data failed
+    TIMEOUT = 4        # outstanding too long (or its queue failed)
+    ZOMBIE = 5         # the late CQE of a command given up
+    INTERNAL = 6       # no staging, or no usable queue: Internal Error
+
+
+class _Finish(data.Struct):
+    kind: _Kind
+    ctx: 10
+    status: 15         # SSD status field without the phase tag
+    dw0: 32
+    failed: 1          # TIMEOUT because the queue failed: free at once, no zombie
+    late: 1            # TIMEOUT whose late CQE has already come: free at once
+
+
+_COUNTER = {name: i for i, (name, _) in enumerate(data.Layout.cast(NsCounters))}
+
+
+def _merge(m, sources, sink):
+    """Fixed-priority merge of streams into ``sink`` (earlier sources first)."""
+    taken = None
+    for src in sources:
+        cond = src.valid if taken is None else src.valid & ~taken
+        with m.If(cond):
+            m.d.comb += [sink.valid.eq(1), sink.payload.eq(src.payload),
+                         src.ready.eq(sink.ready)]
+        taken = src.valid if taken is None else taken | src.valid
+
+
+def _fifo_stream(m, name, layout, depth):
+    """A FIFO with stream views: returns (write side, read side) stream interfaces."""
+    width = layout if isinstance(layout, int) else data.Layout.cast(layout).size
+    f = fifo.SyncFIFOBuffered(width=width, depth=depth)
+    m.submodules[name] = f
+    w = stream.Signature(layout).flip().create()
+    r = stream.Signature(layout).create()
+    m.d.comb += [f.w_data.eq(w.payload), f.w_en.eq(w.valid), w.ready.eq(f.w_rdy),
+                 r.payload.eq(f.r_data), r.valid.eq(f.r_rdy), f.r_en.eq(r.ready)]
+    return w, r
+
+
+class _Slots(Elaboratable):
+    """Staging slots of every subsystem: a free bitmap each, loaded on configuration.
+
+    ``alloc_*``: for subsystem ``alloc_ss``, ``alloc_ok`` says a slot is free,
+    ``alloc_slot`` / ``alloc_off`` which (lowest first) and its staging byte
+    offset; a pulse on ``alloc_en`` takes it. ``alloc_none``: the subsystem
+    has no usable staging. ``free_en`` returns ``free_slot`` of ``free_ss``.
+    ``shift_ss`` -> ``shift``: log2 of that subsystem's slot size.
+    """
+
+    def __init__(self, params):
+        self._p = params
+        self.cfg_valid, self.cfg_index = Signal(), Signal(8)
+        self.rd_addr, self.rd_en, self.rd_data = Signal(8), Signal(), Signal(SubsystemEntry)
+        self.alloc_ss, self.alloc_en = Signal(8), Signal()
+        self.alloc_ok, self.alloc_none = Signal(), Signal()
+        self.alloc_slot, self.alloc_off = Signal(6), Signal(32)
+        self.free_ss, self.free_slot, self.free_en = Signal(8), Signal(6), Signal()
+        self.shift_ss, self.shift = Signal(8), Signal(5)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._p
+        NS = p.subsystems
+        free = Array(Signal(MAX_SLOTS, name=f"free{i}") for i in range(NS))
+        shift = Array(Signal(5, name=f"shift{i}") for i in range(NS))
+        base = Array(Signal(32, name=f"base{i}") for i in range(NS))
+        usable = Array(Signal(name=f"usable{i}") for i in range(NS))
+
+        # configuration: read the entry the cycle after the pulse, load a cycle later
+        pending, loaded = Signal(), Signal()
+        index = Signal(8)
+        m.d.sync += [pending.eq(self.cfg_valid), loaded.eq(pending)]
+        with m.If(self.cfg_valid):
+            m.d.sync += index.eq(self.cfg_index)
+        m.d.comb += [self.rd_addr.eq(index), self.rd_en.eq(pending)]
+        entry = self.rd_data
+        need = Signal(33)
+        m.d.comb += need.eq(entry.max_io_size + PAGE - 1)
+        new_shift = Signal(6)
+        for i in range(33):
+            with m.If(need[i]):
+                m.d.comb += new_shift.eq(i + 1)
+        offset = Signal(65)
+        m.d.comb += offset.eq(entry.staging_addr - p.staging_base)
+        inside = Signal()
+        m.d.comb += inside.eq(entry.valid & (entry.staging_addr >= p.staging_base)
+                              & (offset + entry.staging_len <= p.staging_bytes)
+                              & (new_shift <= 31))
+        count = Signal(33)
+        m.d.comb += count.eq(entry.staging_len >> new_shift)
+
+        for i in range(NS):
+            take = Mux(self.alloc_en & (self.alloc_ss == i), 1 << self.alloc_slot, 0)
+            give = Mux(self.free_en & (self.free_ss == i), 1 << self.free_slot, 0)
+            with m.If(loaded & (index == i)):
+                m.d.sync += [
+                    free[i].eq(Mux(inside, Cat(*(count > k for k in range(MAX_SLOTS))), 0)),
+                    shift[i].eq(new_shift),
+                    base[i].eq(offset[:32]),
+                    usable[i].eq(inside & (count != 0)),
+                ]
+            with m.Else():
+                m.d.sync += free[i].eq((free[i] & ~take) | give)
+
+        bits = free[self.alloc_ss]
+        for k in reversed(range(MAX_SLOTS)):
+            with m.If(bits[k]):
+                m.d.comb += self.alloc_slot.eq(k)
+        m.d.comb += [
+            self.alloc_ok.eq((self.alloc_ss < NS) & (bits != 0)),
+            self.alloc_none.eq((self.alloc_ss >= NS) | ~usable[self.alloc_ss]),
+            self.alloc_off.eq(base[self.alloc_ss] + (self.alloc_slot << shift[self.alloc_ss])),
+            self.shift.eq(shift[self.shift_ss]),
+        ]
+        return m
+
+
+class _Queues(Elaboratable):
+    """What the back end keeps of each backend queue: configuration, SQ occupancy, failure.
+
+    ``pick_mask`` -> ``pick_ok`` / ``pick_q``: round robin among the allowed,
+    working queues with a free SQ slot and fewer than ``cq_entries - 1``
+    commands outstanding (so the CQ never overflows); ``alive``: some allowed
+    queue works.
+    ``submit_en`` takes a slot of ``submit_q``; ``cqe_en`` records the SQ head
+    ``cqe_sqhd`` of ``cqe_q`` and one command fewer outstanding; ``fail_en``
+    marks ``fail_q`` failed (``fail_new`` pulses the first time).
+    ``look_q`` -> ``look_timeout`` / ``look_failed``; ``poll``: queues in
+    polling mode with commands outstanding.
+    """
+
+    def __init__(self, params):
+        self._p = params
+        nq = params.backend_queues
+        self.cfg_valid, self.cfg_index = Signal(), Signal(8)
+        self.rd_addr, self.rd_en, self.rd_data = Signal(8), Signal(), Signal(BackendQueueEntry)
+        self.pick_mask, self.pick_ok, self.pick_q, self.alive = (
+            Signal(nq), Signal(), Signal(8), Signal())
+        self.submit_en, self.submit_q = Signal(), Signal(8)
+        self.cqe_en, self.cqe_q, self.cqe_sqhd = Signal(), Signal(8), Signal(16)
+        self.fail_en, self.fail_q, self.fail_new = Signal(), Signal(8), Signal()
+        self.look_q, self.look_timeout, self.look_failed = Signal(8), Signal(32), Signal()
+        self.poll = Signal(nq)
+
+    def elaborate(self, platform):
+        m = Module()
+        NQ = self._p.backend_queues
+        valid = Array(Signal(name=f"valid{i}") for i in range(NQ))
+        polling = Array(Signal(name=f"polling{i}") for i in range(NQ))
+        failed = Array(Signal(name=f"failed{i}") for i in range(NQ))
+        entries = Array(Signal(17, name=f"entries{i}") for i in range(NQ))
+        cq_entries = Array(Signal(17, name=f"cq_entries{i}") for i in range(NQ))
+        timeout = Array(Signal(32, name=f"timeout{i}") for i in range(NQ))
+        tail = Array(Signal(17, name=f"tail{i}") for i in range(NQ))
+        head = Array(Signal(17, name=f"head{i}") for i in range(NQ))
+        outstanding = Array(Signal(17, name=f"outstanding{i}") for i in range(NQ))
+
+        pending, loaded = Signal(), Signal()
+        index = Signal(8)
+        m.d.sync += [pending.eq(self.cfg_valid), loaded.eq(pending)]
+        with m.If(self.cfg_valid):
+            m.d.sync += index.eq(self.cfg_index)
+        m.d.comb += [self.rd_addr.eq(index), self.rd_en.eq(pending)]
+        e = self.rd_data
+
+        for q in range(NQ):
+            with m.If(loaded & (index == q)):
+                m.d.sync += [
+                    valid[q].eq(e.valid), polling[q].eq(e.polling), failed[q].eq(0),
+                    entries[q].eq(Mux(e.sq_entries == 0, 65536, e.sq_entries)),
+                    cq_entries[q].eq(Mux(e.cq_entries == 0, 65536, e.cq_entries)),
+                    timeout[q].eq(e.cmd_timeout),
+                    tail[q].eq(e.sq_tail_init), head[q].eq(e.sq_tail_init),
+                    outstanding[q].eq(0),
+                ]
+            with m.Else():
+                sub = self.submit_en & (self.submit_q == q)
+                done = self.cqe_en & (self.cqe_q == q)
+                with m.If(sub):
+                    m.d.sync += tail[q].eq(Mux(tail[q] + 1 == entries[q], 0, tail[q] + 1))
+                with m.If(done):
+                    m.d.sync += head[q].eq(self.cqe_sqhd)
+                with m.If(sub & ~done):
+                    m.d.sync += outstanding[q].eq(outstanding[q] + 1)
+                with m.Elif(done & ~sub & (outstanding[q] != 0)):
+                    m.d.sync += outstanding[q].eq(outstanding[q] - 1)
+                with m.If(self.fail_en & (self.fail_q == q)):
+                    m.d.sync += failed[q].eq(1)
+
+        room = Signal(NQ)
+        for q in range(NQ):
+            used = Mux(tail[q] >= head[q], tail[q] - head[q], tail[q] + entries[q] - head[q])
+            # a free SQ slot, and room in the CQ for one more completion
+            m.d.comb += [room[q].eq(valid[q] & ~failed[q] & (used + 1 < entries[q])
+                                    & (outstanding[q] + 1 < cq_entries[q])),
+                         self.poll[q].eq(valid[q] & polling[q] & (outstanding[q] != 0))]
+        cand = Signal(NQ)
+        m.d.comb += cand.eq(room & self.pick_mask)
+        working = Signal(NQ)
+        m.d.comb += working.eq(Cat(*valid) & ~Cat(*failed) & self.pick_mask)
+        rr = Signal(8)
+        above = Signal()
+        for k in reversed(range(NQ)):
+            with m.If(cand[k] & (k >= rr)):
+                m.d.comb += [self.pick_q.eq(k), above.eq(1)]
+        with m.If(~above):
+            for k in reversed(range(NQ)):
+                with m.If(cand[k]):
+                    m.d.comb += self.pick_q.eq(k)
+        m.d.comb += [self.pick_ok.eq(cand != 0), self.alive.eq(working != 0)]
+        with m.If(self.submit_en):
+            m.d.sync += rr.eq(self.submit_q + 1)
+        m.d.comb += [
+            self.look_timeout.eq(timeout[self.look_q]),
+            self.look_failed.eq(failed[self.look_q]),
+            self.fail_new.eq(self.fail_en & (self.fail_q < NQ) & ~failed[self.fail_q]),
+        ]
+        return m
+
+
+class Backend(wiring.Component):
+    """Parameters
+    ----------
+    params : EngineParams
+
+    Interface attributes (every stream follows the Amaranth stream rules)
+    ----------------------------------------------------------------
+    i_cmd, i_data : served commands and their in-capsule data, from the front end.
+    o_resp, o_qp_error, o_event, o_ns_count : outcomes (merged with the front end's).
+    o_rdma_cmd, i_rdma_rd, o_rdma_wr, i_rdma_sts : the RDMA transport. READ data
+        comes as one packet per descriptor (not interleaved) before its status.
+    o_stg_wr, o_stg_rd, i_stg_rd : the staging memory's internal ports.
+    o_sqe, i_sq_done : the SQ writer.   i_cqe, i_cq_error, poll : the CQ handler.
+    ss_rd_*, bq_rd_*, ss_cfg_*, bq_cfg_* : configuration (entries are read the
+        cycle after a ``*_cfg_valid`` pulse).
+    """
+
+    def __init__(self, params=None):
+        self.params = params = params or EngineParams()
+        W = params.data_width
+        super().__init__({
+            "i_cmd": In(stream.Signature(BackendCommand)),
+            "i_data": In(stream.Signature(StreamBeat(W))),
+            "o_resp": Out(stream.Signature(EngineResponse)),
+            "o_qp_error": Out(stream.Signature(ExcSideband)),
+            "o_event": Out(stream.Signature(Event)),
+            "o_ns_count": Out(stream.Signature(CountRequest(16))),
+            "o_rdma_cmd": Out(stream.Signature(RdmaCommand)),
+            "i_rdma_rd": In(stream.Signature(RdmaBeat(W))),
+            "o_rdma_wr": Out(stream.Signature(RdmaBeat(W))),
+            "i_rdma_sts": In(stream.Signature(RdmaStatus)),
+            "o_stg_wr": Out(stream.Signature(StagingWrite(W))),
+            "o_stg_rd": Out(stream.Signature(StagingRead)),
+            "i_stg_rd": In(stream.Signature(StreamBeat(W))),
+            "o_sqe": Out(stream.Signature(SqRequest)),
+            "i_sq_done": In(stream.Signature(SqDone)),
+            "i_cqe": In(stream.Signature(CqCompletion)),
+            "i_cq_error": In(stream.Signature(data.StructLayout({"queue": 8}))),
+            "poll": Out(params.backend_queues),
+            "ss_rd_addr": Out(8), "ss_rd_en": Out(1), "ss_rd_data": In(SubsystemEntry),
+            "bq_rd_addr": Out(8), "bq_rd_en": Out(1), "bq_rd_data": In(BackendQueueEntry),
+            "ss_cfg_valid": In(1), "ss_cfg_index": In(8),
+            "bq_cfg_valid": In(1), "bq_cfg_index": In(8),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        W, B = p.data_width, p.beat_bytes
+        N = p.contexts
+        cbits = max(1, (N - 1).bit_length())
+        gbits = 16 - cbits
+        beat_shift = B.bit_length() - 1
+
+        slots = m.submodules.slots = _Slots(p)
+        queues = m.submodules.queues = _Queues(p)
+        m.d.comb += [
+            slots.cfg_valid.eq(self.ss_cfg_valid), slots.cfg_index.eq(self.ss_cfg_index),
+            self.ss_rd_addr.eq(slots.rd_addr), self.ss_rd_en.eq(slots.rd_en),
+            slots.rd_data.eq(self.ss_rd_data),
+            queues.cfg_valid.eq(self.bq_cfg_valid), queues.cfg_index.eq(self.bq_cfg_index),
+            self.bq_rd_addr.eq(queues.rd_addr), self.bq_rd_en.eq(queues.rd_en),
+            queues.rd_data.eq(self.bq_rd_data),
+            self.poll.eq(queues.poll),
+        ]
+
+        # --- contexts ------------------------------------------------------------------------
+        state = Array(Signal(_State, name=f"ctx_state{i}") for i in range(N))
+        gen = Array(Signal(gbits, name=f"ctx_gen{i}") for i in range(N))
+        c_queue = Array(Signal(8, name=f"ctx_queue{i}") for i in range(N))
+        c_ss = Array(Signal(8, name=f"ctx_ss{i}") for i in range(N))
+        c_slot = Array(Signal(6, name=f"ctx_slot{i}") for i in range(N))
+        c_staged = Array(Signal(name=f"ctx_staged{i}") for i in range(N))
+        c_off = Array(Signal(32, name=f"ctx_off{i}") for i in range(N))
+        c_beats = Array(Signal(14, name=f"ctx_beats{i}") for i in range(N))
+        c_start = Array(Signal(32, name=f"ctx_start{i}") for i in range(N))
+        c_late = Array(Signal(name=f"ctx_late{i}") for i in range(N))
+        c_dw0 = Array(Signal(32, name=f"ctx_dw0{i}") for i in range(N))
+        now = Signal(32)
+        m.d.sync += now.eq(now + 1)
+
+        m.submodules.ctx_mem = ctx_mem = memory.Memory(shape=BackendCommand, depth=N, init=[])
+        cm_wr = ctx_mem.write_port()
+        cm_sub = ctx_mem.read_port()
+        cm_ret = ctx_mem.read_port()
+
+        # free contexts: a FIFO that the reset fills with every index
+        m.submodules.free = free = fifo.SyncFIFOBuffered(width=cbits, depth=N)
+        filled = Signal(cbits + 1)
+        filling = filled != N
+        release_en, release_ctx = Signal(), Signal(cbits)
+        with m.If(filling):
+            m.d.comb += [free.w_data.eq(filled), free.w_en.eq(1)]
+            m.d.sync += filled.eq(filled + 1)
+        with m.Else():
+            m.d.comb += [free.w_data.eq(release_ctx), free.w_en.eq(release_en)]
+
+        # queues between units
+        submit_w, submit_r = _fifo_stream(m, "submit_q", cbits, N)
+        fin_adm_w, fin_adm_r = _fifo_stream(m, "fin_adm", _Finish, 2)
+        fin_sts_w, fin_sts_r = _fifo_stream(m, "fin_sts", _Finish, 2)
+        fin_sub_w, fin_sub_r = _fifo_stream(m, "fin_sub", _Finish, 2)
+        fin_cqe_w, fin_cqe_r = _fifo_stream(m, "fin_cqe", _Finish, 4)
+        fin_scan_w, fin_scan_r = _fifo_stream(m, "fin_scan", _Finish, 2)
+        fin = stream.Signature(_Finish).create()
+        _merge(m, [fin_cqe_r, fin_sts_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
+        ev_q_w, ev_q_r = _fifo_stream(m, "ev_queue", Event, 4)
+        ev_ret = stream.Signature(Event).create()
+        _merge(m, [ev_q_r, ev_ret], self.o_event)
+
+        rdma_adm = stream.Signature(RdmaCommand).create()
+        rdma_ret = stream.Signature(RdmaCommand).create()
+        _merge(m, [rdma_ret, rdma_adm], self.o_rdma_cmd)
+        stg_adm = stream.Signature(StagingWrite(W)).create()
+        stg_rdm = stream.Signature(StagingWrite(W)).create()
+        stg_prp = stream.Signature(StagingWrite(W)).create()
+        _merge(m, [stg_rdm, stg_prp, stg_adm], self.o_stg_wr)
+        submit_adm = stream.Signature(cbits).create()
+        submit_sts = stream.Signature(cbits).create()
+        _merge(m, [submit_adm, submit_sts], submit_w)
+
+        # --- admission -----------------------------------------------------------------------
+        cmd = self.i_cmd.payload
+        a_ctx = Signal(cbits)
+        m.d.comb += [a_ctx.eq(free.r_data), slots.alloc_ss.eq(cmd.subsystem)]
+        adm_ctx = Signal(cbits)
+        adm_cmd = Signal(BackendCommand)
+        copied = Signal(14)
+        data_in = ((cmd.opcode == Opcode.WRITE.value) | (cmd.opcode == Opcode.DSM.value)) & \
+            (cmd.nbytes != 0)
+        with m.FSM(name="admit"):
+            with m.State("IDLE"):
+                ready = self.i_cmd.valid & free.r_rdy & ~filling
+                with m.If(ready & (slots.alloc_ok | slots.alloc_none)):
+                    m.d.comb += [self.i_cmd.ready.eq(1), free.r_en.eq(1),
+                                 cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
+                    m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), copied.eq(0),
+                                 gen[a_ctx].eq(gen[a_ctx] + 1), c_ss[a_ctx].eq(cmd.subsystem),
+                                 c_late[a_ctx].eq(0)]
+                    with m.If(slots.alloc_none):
+                        m.d.sync += [c_staged[a_ctx].eq(0), state[a_ctx].eq(_State.RETIRING)]
+                        m.next = "INTERNAL"
+                    with m.Else():
+                        m.d.comb += slots.alloc_en.eq(1)
+                        m.d.sync += [
+                            c_staged[a_ctx].eq(1), c_slot[a_ctx].eq(slots.alloc_slot),
+                            c_off[a_ctx].eq(slots.alloc_off),
+                            c_beats[a_ctx].eq((cmd.nbytes + B - 1) >> beat_shift),
+                        ]
+                        with m.If(cmd.icd):
+                            m.d.sync += state[a_ctx].eq(_State.READY)
+                            m.next = "COPY"
+                        with m.Elif(data_in):
+                            m.d.sync += state[a_ctx].eq(_State.WAIT_RD)
+                            m.next = "RDMA"
+                        with m.Else():
+                            m.d.sync += state[a_ctx].eq(_State.READY)
+                            m.next = "QUEUE"
+            with m.State("COPY"):
+                beat = self.i_data.payload
+                m.d.comb += [
+                    stg_adm.valid.eq(self.i_data.valid),
+                    stg_adm.payload.offset.eq(c_off[adm_ctx] + (copied << beat_shift)),
+                    stg_adm.payload.data.eq(beat.data),
+                    stg_adm.payload.keep.eq(beat.keep),
+                    self.i_data.ready.eq(stg_adm.ready),
+                ]
+                with m.If(self.i_data.valid & stg_adm.ready):
+                    m.d.sync += copied.eq(copied + 1)
+                    with m.If(beat.last):
+                        m.next = "QUEUE"
+            with m.State("RDMA"):
+                m.d.comb += [
+                    rdma_adm.valid.eq(1),
+                    rdma_adm.payload.op.eq(RdmaOp.READ),
+                    rdma_adm.payload.qpn.eq(adm_cmd.qpn),
+                    rdma_adm.payload.addr.eq(adm_cmd.sgl_address),
+                    rdma_adm.payload.rkey.eq(adm_cmd.sgl_key),
+                    rdma_adm.payload.length.eq(adm_cmd.nbytes),
+                    rdma_adm.payload.tag.eq(adm_ctx),
+                ]
+                with m.If(rdma_adm.ready):
+                    m.next = "IDLE"
+            with m.State("QUEUE"):
+                m.d.comb += [submit_adm.valid.eq(1), submit_adm.payload.eq(adm_ctx)]
+                with m.If(submit_adm.ready):
+                    m.next = "IDLE"
+            with m.State("INTERNAL"):
+                m.d.comb += [fin_adm_w.valid.eq(1), fin_adm_w.payload.kind.eq(_Kind.INTERNAL),
+                             fin_adm_w.payload.ctx.eq(adm_ctx)]
+                with m.If(fin_adm_w.ready):
+                    m.next = "IDLE"
+
+        # --- RDMA READ data into the context's slot --------------------------------------------
+        rd = self.i_rdma_rd.payload
+        rd_ctx = rd.tag[:cbits]
+        rd_count = Signal(14)
+        rd_ok = (rd.tag < N) & (state[rd_ctx] == _State.WAIT_RD) & (rd_count < c_beats[rd_ctx])
+        m.d.comb += [
+            stg_rdm.valid.eq(self.i_rdma_rd.valid & rd_ok),
+            stg_rdm.payload.offset.eq(c_off[rd_ctx] + (rd_count << beat_shift)),
+            stg_rdm.payload.data.eq(rd.data),
+            stg_rdm.payload.keep.eq(rd.keep),
+            self.i_rdma_rd.ready.eq(Mux(rd_ok, stg_rdm.ready, 1)),   # stray data is dropped
+        ]
+        with m.If(self.i_rdma_rd.valid & self.i_rdma_rd.ready):
+            m.d.sync += rd_count.eq(Mux(rd.last, 0, rd_count + 1))
+
+        # --- RDMA status dispatcher ----------------------------------------------------------
+        sts = self.i_rdma_sts.payload
+        s_ctx = sts.tag[:cbits]
+        s_state = state[s_ctx]
+        s_known = (sts.tag < N) & ((s_state == _State.WAIT_RD) | (s_state == _State.WAIT_WR))
+        with m.If(self.i_rdma_sts.valid & s_known):
+            with m.If((s_state == _State.WAIT_RD) & (sts.status == 0)):
+                m.d.comb += [submit_sts.valid.eq(1), submit_sts.payload.eq(s_ctx),
+                             self.i_rdma_sts.ready.eq(submit_sts.ready)]
+                with m.If(submit_sts.ready):
+                    m.d.sync += state[s_ctx].eq(_State.READY)
+            with m.Else():
+                m.d.comb += [
+                    fin_sts_w.valid.eq(1), fin_sts_w.payload.ctx.eq(s_ctx),
+                    fin_sts_w.payload.kind.eq(Mux(s_state == _State.WAIT_RD, _Kind.RD_ERR,
+                                                  Mux(sts.status == 0, _Kind.WR_OK,
+                                                      _Kind.WR_ERR))),
+                    self.i_rdma_sts.ready.eq(fin_sts_w.ready),
+                ]
+                with m.If(fin_sts_w.ready):
+                    m.d.sync += state[s_ctx].eq(_State.RETIRING)
+        with m.Else():
+            m.d.comb += self.i_rdma_sts.ready.eq(1)      # a status for no descriptor: dropped
+
+        # --- submission ------------------------------------------------------------------------
+        sub_ctx = Signal(cbits)
+        m.d.comb += [cm_sub.addr.eq(Mux(submit_r.valid & submit_r.ready, submit_r.payload,
+                                        sub_ctx)),
+                     cm_sub.en.eq(1)]
+        scmd = cm_sub.data
+        npages = Signal(14)
+        m.d.comb += [npages.eq((scmd.nbytes + PAGE - 1) >> 12),
+                     queues.pick_mask.eq(scmd.queues[:p.backend_queues]),
+                     slots.shift_ss.eq(c_ss[sub_ctx])]
+        base_addr = Signal(64)
+        list_off = Signal(32)
+        m.d.comb += [base_addr.eq(p.staging_base + c_off[sub_ctx]),
+                     list_off.eq(c_off[sub_ctx] + (1 << slots.shift) - PAGE)]
+        prp_k = Signal(14)            # next PRP list entry: page index 1 .. npages-1
+        per_beat = B // 8
+        sub_queue = Signal(8)
+        with m.FSM(name="submit"):
+            with m.State("IDLE"):
+                m.d.comb += submit_r.ready.eq(1)
+                with m.If(submit_r.valid):
+                    m.d.sync += sub_ctx.eq(submit_r.payload)
+                    m.next = "PICK"
+            with m.State("PICK"):
+                with m.If(queues.pick_ok):
+                    m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1)]
+                    with m.If(npages > 2):
+                        m.next = "PRP"
+                    with m.Else():
+                        m.next = "SQE"
+                with m.Elif(~queues.alive):
+                    m.next = "FAIL"
+            with m.State("PRP"):
+                words, keep = [], []
+                for e in range(per_beat):
+                    k = prp_k + e
+                    words.append(Mux(k < npages, base_addr + (k << 12), 0))
+                    keep.append((k < npages).replicate(8))
+                m.d.comb += [
+                    stg_prp.valid.eq(1),
+                    stg_prp.payload.offset.eq(list_off + ((prp_k - 1) << 3)),
+                    stg_prp.payload.data.eq(Cat(*words)),
+                    stg_prp.payload.keep.eq(Cat(*keep)),
+                ]
+                with m.If(stg_prp.ready):
+                    m.d.sync += prp_k.eq(prp_k + per_beat)
+                    with m.If(prp_k + per_beat >= npages):
+                        m.next = "SQE"
+            with m.State("SQE"):
+                req = self.o_sqe.payload
+                m.d.comb += [
+                    self.o_sqe.valid.eq(1),
+                    req.queue.eq(sub_queue),
+                    req.sqe.opcode.eq(scmd.opcode),
+                    req.sqe.cid.eq(Cat(sub_ctx, gen[sub_ctx])),
+                    req.sqe.nsid.eq(scmd.backend_nsid),
+                    req.sqe.cdw.eq(scmd.cdw),
+                ]
+                with m.If(scmd.nbytes != 0):
+                    m.d.comb += req.sqe.dptr.prp.prp1.eq(base_addr)
+                    with m.If(npages == 2):
+                        m.d.comb += req.sqe.dptr.prp.prp2.eq(base_addr + PAGE)
+                    with m.Elif(npages > 2):
+                        m.d.comb += req.sqe.dptr.prp.prp2.eq(p.staging_base + list_off)
+                with m.If(self.o_sqe.ready):
+                    m.d.comb += [queues.submit_en.eq(1), queues.submit_q.eq(sub_queue)]
+                    m.d.sync += [state[sub_ctx].eq(_State.SUBMITTED),
+                                 c_queue[sub_ctx].eq(sub_queue), c_start[sub_ctx].eq(now)]
+                    m.next = "IDLE"
+            with m.State("FAIL"):
+                m.d.comb += [fin_sub_w.valid.eq(1), fin_sub_w.payload.kind.eq(_Kind.INTERNAL),
+                             fin_sub_w.payload.ctx.eq(sub_ctx)]
+                with m.If(fin_sub_w.ready):
+                    m.d.sync += state[sub_ctx].eq(_State.RETIRING)
+                    m.next = "IDLE"
+
+        # --- queue failures: SQ writer or CQ handler errors ------------------------------------
+        fail_q = Signal(8)
+        fail = Signal()
+        with m.If(self.i_sq_done.valid & ~self.i_sq_done.payload.ok):
+            m.d.comb += [fail.eq(1), fail_q.eq(self.i_sq_done.payload.queue)]
+        with m.Elif(self.i_cq_error.valid):
+            m.d.comb += [fail.eq(1), fail_q.eq(self.i_cq_error.payload.queue)]
+        m.d.comb += [queues.fail_en.eq(fail & ev_q_w.ready), queues.fail_q.eq(fail_q),
+                     ev_q_w.valid.eq(queues.fail_new),
+                     ev_q_w.payload.kind.eq(EventType.NVME_PCI_ERR),
+                     ev_q_w.payload.object.eq(fail_q),
+                     self.i_sq_done.ready.eq(self.i_sq_done.payload.ok | ev_q_w.ready),
+                     self.i_cq_error.ready.eq(~(self.i_sq_done.valid
+                                                & ~self.i_sq_done.payload.ok)
+                                              & ev_q_w.ready)]
+
+        # --- completions ------------------------------------------------------------------------
+        cq = self.i_cqe.payload
+        cid = cq.cqe.cid
+        q_ctx = cid[:cbits]
+        q_state = state[q_ctx]
+        q_match = ((q_ctx < N) & (cid[cbits:] == gen[q_ctx]) & (c_queue[q_ctx] == cq.queue))
+        q_live = q_match & (q_state == _State.SUBMITTED)
+        q_zombie = q_match & (q_state == _State.ZOMBIE)
+        q_pending_timeout = q_match & (q_state == _State.TIMED_OUT)
+        cqe_taken = Signal()
+        with m.If(self.i_cqe.valid & (q_live | q_zombie)):
+            m.d.comb += [fin_cqe_w.valid.eq(1), fin_cqe_w.payload.ctx.eq(q_ctx),
+                         fin_cqe_w.payload.kind.eq(Mux(q_live, _Kind.CQE, _Kind.ZOMBIE)),
+                         fin_cqe_w.payload.status.eq(cq.cqe.status.as_value()[1:]),
+                         fin_cqe_w.payload.dw0.eq(cq.cqe.dw0),
+                         self.i_cqe.ready.eq(fin_cqe_w.ready), cqe_taken.eq(fin_cqe_w.ready)]
+            with m.If(fin_cqe_w.ready):
+                m.d.sync += state[q_ctx].eq(_State.RETIRING)
+        with m.Else():
+            m.d.comb += [self.i_cqe.ready.eq(1), cqe_taken.eq(self.i_cqe.valid)]
+            with m.If(self.i_cqe.valid & q_pending_timeout):
+                m.d.sync += c_late[q_ctx].eq(1)
+        m.d.comb += [queues.cqe_en.eq(cqe_taken & (cq.queue < p.backend_queues)),
+                     queues.cqe_q.eq(cq.queue), queues.cqe_sqhd.eq(cq.cqe.sqhd)]
+
+        # --- timeout scanner -------------------------------------------------------------------
+        scan = Signal(cbits)
+        m.d.comb += queues.look_q.eq(c_queue[scan])
+        expired = (queues.look_timeout != 0) & ((now - c_start[scan]) > queues.look_timeout)
+        racing = self.i_cqe.valid & (q_ctx == scan)
+        give_up = (state[scan] == _State.SUBMITTED) & (expired | queues.look_failed) & ~racing
+        with m.If(give_up):
+            m.d.comb += [fin_scan_w.valid.eq(1), fin_scan_w.payload.ctx.eq(scan),
+                         fin_scan_w.payload.kind.eq(_Kind.TIMEOUT),
+                         fin_scan_w.payload.failed.eq(queues.look_failed)]
+            with m.If(fin_scan_w.ready):
+                m.d.sync += [state[scan].eq(_State.TIMED_OUT), scan.eq(scan + 1)]
+        with m.Else():
+            m.d.sync += scan.eq(scan + 1)
+
+        # --- retirement ------------------------------------------------------------------------
+        job = Signal(_Finish)
+        m.d.comb += [cm_ret.addr.eq(Mux(fin.valid & fin.ready, fin.payload.ctx, job.ctx)),
+                     cm_ret.en.eq(1)]
+        rcmd = cm_ret.data
+        rctx = job.ctx[:cbits]
+        status = Signal(15)           # {DNR, M, CRD, SCT, SC}: the status field without P
+        sent = Signal(14)
+        is_read = rcmd.opcode == Opcode.READ.value
+        nblocks = Signal(17)
+        m.d.comb += nblocks.eq(rcmd.cdw.rw.nlb + 1)
+
+        def engine_status(entry):
+            sct, sc, dnr = entry
+            return sc.value | (sct.value << 8) | (dnr << 14)
+
+        resp = self.o_resp.payload
+        m.d.comb += [
+            resp.cqe.sqhd.eq(rcmd.sqhd), resp.cqe.sqid.eq(rcmd.sqid), resp.cqe.cid.eq(rcmd.cid),
+            resp.cqe.status.as_value()[1:].eq(status),
+            resp.qpn.eq(rcmd.qpn), resp.invalidate.eq(rcmd.sgl_invalidate),
+            resp.rkey.eq(Mux(rcmd.sgl_invalidate, rcmd.sgl_key, 0)),
+        ]
+        count = self.o_ns_count.payload
+        m.d.comb += count.index.eq(rcmd.slot)
+        wr_keep = Signal(B)
+        tail_bytes = Signal(beat_shift + 1)
+        m.d.comb += tail_bytes.eq(Mux(rcmd.nbytes[:beat_shift] == 0, B,
+                                      rcmd.nbytes[:beat_shift]))
+
+        with m.FSM(name="retire"):
+            with m.State("IDLE"):
+                m.d.comb += fin.ready.eq(1)
+                with m.If(fin.valid):
+                    m.d.sync += job.eq(fin.payload)
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                with m.Switch(job.kind):
+                    with m.Case(_Kind.CQE):
+                        m.d.sync += status.eq(job.status)
+                        with m.If((job.status == 0) & is_read & (rcmd.nbytes != 0)):
+                            m.next = "WR_DESC"
+                        with m.Else():
+                            m.next = "RESPOND"
+                    with m.Case(_Kind.WR_OK):
+                        m.d.sync += status.eq(0)
+                        m.next = "RESPOND"
+                    with m.Case(_Kind.RD_ERR):
+                        m.d.sync += status.eq(engine_status(NvmeStatus.DATA_TRANSFER_ERROR))
+                        m.next = "EVENT_FATAL"
+                    with m.Case(_Kind.WR_ERR):
+                        m.next = "QP_ERROR"
+                    with m.Case(_Kind.TIMEOUT):
+                        m.d.sync += status.eq(engine_status(NvmeStatus.INTERNAL_ERROR))
+                        with m.If(job.failed):
+                            m.next = "RESPOND"
+                        with m.Else():
+                            m.next = "EVENT_TIMEOUT"
+                    with m.Case(_Kind.ZOMBIE):
+                        m.next = "FREE"
+                    with m.Case(_Kind.INTERNAL):
+                        m.d.sync += status.eq(engine_status(NvmeStatus.INTERNAL_ERROR))
+                        m.next = "RESPOND"
+            with m.State("WR_DESC"):
+                m.d.comb += [
+                    rdma_ret.valid.eq(1),
+                    rdma_ret.payload.op.eq(RdmaOp.WRITE),
+                    rdma_ret.payload.qpn.eq(rcmd.qpn),
+                    rdma_ret.payload.addr.eq(rcmd.sgl_address),
+                    rdma_ret.payload.rkey.eq(rcmd.sgl_key),
+                    rdma_ret.payload.length.eq(rcmd.nbytes),
+                    rdma_ret.payload.tag.eq(rctx),
+                ]
+                with m.If(rdma_ret.ready):
+                    m.d.sync += sent.eq(0)
+                    m.next = "WR_READ"
+            with m.State("WR_READ"):
+                m.d.comb += [self.o_stg_rd.valid.eq(1),
+                             self.o_stg_rd.payload.offset.eq(c_off[rctx]),
+                             self.o_stg_rd.payload.beats.eq(c_beats[rctx])]
+                with m.If(self.o_stg_rd.ready):
+                    m.next = "WR_DATA"
+            with m.State("WR_DATA"):
+                beat = self.i_stg_rd.payload
+                last = sent + 1 == c_beats[rctx]
+                m.d.comb += [wr_keep.eq(Mux(last, Cat(*(tail_bytes > i for i in range(B))),
+                                            (1 << B) - 1)),
+                             self.o_rdma_wr.valid.eq(self.i_stg_rd.valid),
+                             self.o_rdma_wr.payload.data.eq(beat.data),
+                             self.o_rdma_wr.payload.keep.eq(wr_keep),
+                             self.o_rdma_wr.payload.last.eq(last),
+                             self.o_rdma_wr.payload.tag.eq(rctx),
+                             self.i_stg_rd.ready.eq(self.o_rdma_wr.ready)]
+                with m.If(self.i_stg_rd.valid & self.o_rdma_wr.ready):
+                    m.d.sync += sent.eq(sent + 1)
+                    with m.If(beat.last):
+                        m.d.sync += [state[rctx].eq(_State.WAIT_WR), c_dw0[rctx].eq(job.dw0)]
+                        m.next = "IDLE"
+            with m.State("EVENT_FATAL"):
+                m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
+                             ev_ret.payload.object.eq(rcmd.qpn)]
+                with m.If(ev_ret.ready):
+                    m.next = "RESPOND"
+            with m.State("EVENT_TIMEOUT"):
+                m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.NVME_TIMEOUT),
+                             ev_ret.payload.object.eq(c_queue[rctx])]
+                with m.If(ev_ret.ready):
+                    m.next = "RESPOND"
+            with m.State("QP_ERROR"):
+                m.d.comb += [self.o_qp_error.valid.eq(1),
+                             self.o_qp_error.payload.qpn.eq(rcmd.qpn),
+                             self.o_qp_error.payload.reason.eq(Reason.RDMA_ERROR)]
+                with m.If(self.o_qp_error.ready):
+                    m.next = "QP_ERROR_EVENT"
+            with m.State("QP_ERROR_EVENT"):
+                m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
+                             ev_ret.payload.object.eq(rcmd.qpn)]
+                with m.If(ev_ret.ready):
+                    m.next = "FREE"
+            with m.State("RESPOND"):
+                m.d.comb += resp.cqe.dw0.eq(Mux(job.kind == _Kind.WR_OK, c_dw0[rctx], job.dw0))
+                m.d.comb += self.o_resp.valid.eq(1)
+                with m.If(self.o_resp.ready):
+                    m.next = "COUNT_A"
+            # counters: the command's kind, its blocks, then errors / in-capsule writes
+            with m.State("COUNT_A"):
+                executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)
+                field = Signal(4)
+                with m.Switch(rcmd.opcode):
+                    with m.Case(Opcode.READ.value):
+                        m.d.comb += field.eq(_COUNTER["read_cmds"])
+                    with m.Case(Opcode.WRITE.value):
+                        m.d.comb += field.eq(_COUNTER["write_cmds"])
+                    with m.Case(Opcode.FLUSH.value):
+                        m.d.comb += field.eq(_COUNTER["flushes"])
+                    with m.Case(Opcode.WRITE_ZEROES.value):
+                        m.d.comb += field.eq(_COUNTER["write_zeroes"])
+                    with m.Default():
+                        m.d.comb += field.eq(_COUNTER["dsm"])
+                m.d.comb += [count.field.eq(Mux(executed, field, _COUNTER["errors"])),
+                             count.amount.eq(1), self.o_ns_count.valid.eq(1)]
+                with m.If(self.o_ns_count.ready):
+                    m.next = "COUNT_B"
+            with m.State("COUNT_B"):
+                executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)
+                rw = (rcmd.opcode == Opcode.READ.value) | (rcmd.opcode == Opcode.WRITE.value)
+                m.d.comb += [count.field.eq(Mux(is_read, _COUNTER["read_blocks"],
+                                                _COUNTER["write_blocks"])),
+                             count.amount.eq(nblocks),
+                             self.o_ns_count.valid.eq(executed & rw & (status == 0))]
+                with m.If(~(executed & rw & (status == 0)) | self.o_ns_count.ready):
+                    m.next = "COUNT_C"
+            with m.State("COUNT_C"):
+                executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)
+                backend_error = executed & (status != 0)
+                icd_write = executed & (status == 0) & rcmd.icd & \
+                    (rcmd.opcode == Opcode.WRITE.value)
+                m.d.comb += [count.field.eq(Mux(backend_error, _COUNTER["backend_errors"],
+                                                _COUNTER["icd_writes"])),
+                             count.amount.eq(1),
+                             self.o_ns_count.valid.eq(backend_error | icd_write)]
+                with m.If(~(backend_error | icd_write) | self.o_ns_count.ready):
+                    m.next = "FREE"
+            with m.State("FREE"):
+                keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~c_late[rctx]
+                with m.If(keep):
+                    m.d.sync += state[rctx].eq(_State.ZOMBIE)
+                    m.next = "IDLE"
+                with m.Elif(~filling):
+                    m.d.comb += [release_en.eq(1), release_ctx.eq(rctx),
+                                 slots.free_en.eq(c_staged[rctx]),
+                                 slots.free_ss.eq(c_ss[rctx]), slots.free_slot.eq(c_slot[rctx])]
+                    m.d.sync += state[rctx].eq(_State.FREE)
+                    m.next = "IDLE"
+        return m

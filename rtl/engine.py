@@ -1,23 +1,27 @@
-"""The engine top: capsule parser, control plane and command front end wired together.
+"""The engine tops.
 
-Top-level ports follow ``../shared/spec/architecture.md`` section 3 with AXI
-names. The execution back end (staging DMA engine, SQ doorbell writer, MSI-X
-completion handler) is not built yet: until it is, the served commands and
-their in-capsule data leave through ``m_axis_backend_cmd`` and
-``m_axis_backend_data`` (see ``docs/architecture.md``).
+``Engine`` (Verilog ``nvmf_engine``) is the whole offload engine with the
+top-level ports of ``../shared/spec/architecture.md`` section 3 (AXI names).
+``EngineFront`` (``nvmf_engine_front``) is its first half alone: capsule
+parser, control plane and command front end, with the served commands and
+their in-capsule data on ``m_axis_backend_cmd`` / ``m_axis_backend_data``;
+it exists to test the front end's routing in isolation.
 """
 
 from amaranth.hdl import Cat, Module
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .axi_arbiter import AxiWriteArbiter
+from .backend import Backend
 from .control import AXIL_PORTS, ControlPlane
-from .formats import QPN_WIDTH, BackendCommand, ExcSideband
+from .formats import QPN_WIDTH, BackendCommand, ExcSideband, RdmaCommand
 from .front import Front
 from .params import EngineParams
 from .parser import CapsuleParser
 
-__all__ = ["Engine", "BACKEND_CMD_TDATA_WIDTH", "RESP_TUSER_WIDTH"]
+__all__ = ["Engine", "EngineFront", "BACKEND_CMD_TDATA_WIDTH", "RESP_TUSER_WIDTH",
+           "RDMA_CMD_TDATA_WIDTH", "PCIE_ID_WIDTH"]
 
 
 def _bytes_width(layout):
@@ -25,128 +29,136 @@ def _bytes_width(layout):
 
 
 BACKEND_CMD_TDATA_WIDTH = _bytes_width(BackendCommand)
+RDMA_CMD_TDATA_WIDTH = _bytes_width(RdmaCommand)
 RESP_TUSER_WIDTH = QPN_WIDTH + 1 + 32          # {rkey, invalidate, qpn} LSB first
 EXC_TUSER_WIDTH = data.Layout.cast(ExcSideband).size
+PCIE_ID_WIDTH = 1
 
 
-class Engine(wiring.Component):
-    """nvmf-offload engine.
+def _common_members(W):
+    members = {
+        "s_axis_capsule_tdata": In(W), "s_axis_capsule_tkeep": In(W // 8),
+        "s_axis_capsule_tlast": In(1), "s_axis_capsule_tuser": In(QPN_WIDTH),
+        "s_axis_capsule_tvalid": In(1), "s_axis_capsule_tready": Out(1),
+        "m_axis_resp_tdata": Out(128), "m_axis_resp_tuser": Out(RESP_TUSER_WIDTH),
+        "m_axis_resp_tlast": Out(1), "m_axis_resp_tvalid": Out(1),
+        "m_axis_resp_tready": In(1),
+        "m_axis_exc_tdata": Out(W), "m_axis_exc_tkeep": Out(W // 8),
+        "m_axis_exc_tlast": Out(1), "m_axis_exc_tuser": Out(EXC_TUSER_WIDTH),
+        "m_axis_exc_tvalid": Out(1), "m_axis_exc_tready": In(1),
+        "m_axis_qp_err_tdata": Out(32), "m_axis_qp_err_tlast": Out(1),
+        "m_axis_qp_err_tvalid": Out(1), "m_axis_qp_err_tready": In(1),
+        "irq": Out(1),
+    }
+    for name, direction, width in AXIL_PORTS:
+        members[f"s_axil_csr_{name}"] = In(width) if direction == "i" else Out(width)
+    return members
 
-    Interface attributes (all synchronous to ``clk``)
-    -------------------------------------------------
-    s_axis_capsule_* : AXI4-Stream slave, DATA_W; ``tuser`` = QPN.
-    m_axis_resp_* : AXI4-Stream master, 128 bits: one response CQE a packet;
-        ``tuser`` = {rkey[56:25], invalidate[24], qpn[23:0]}.
-    m_axis_exc_* : AXI4-Stream master, DATA_W: capsules for software, whole;
-        ``tuser`` = {reason[27:24], qpn[23:0]} on every beat.
-    m_axis_qp_err_* : AXI4-Stream master, 32 bits: ``tdata`` = {reason[27:24],
-        qpn[23:0]}: the transport must put the QP in error (reason
-        ``qp_in_error``: a capsule discarded on a QP already in error).
-    m_axis_backend_cmd_*, m_axis_backend_data_* : served commands
-        (``BackendCommand``) and their in-capsule data, in order.
-    s_axil_csr_* : AXI4-Lite slave (``docs/registers.md``).
-    irq : event queue not empty (and enabled).
+
+def _front_half(m, p, top):
+    """Parser, control plane and front end, wired to each other and to ``top``'s
+    capsule, CSR and irq ports. Returns the three blocks."""
+    parser = m.submodules.parser = CapsuleParser(p, external_verdict=True)
+    control = m.submodules.control = ControlPlane(p)
+    front = m.submodules.front = Front(p)
+    for name, direction, _ in AXIL_PORTS:
+        outer, inner = getattr(top, f"s_axil_csr_{name}"), getattr(control, f"s_axil_csr_{name}")
+        m.d.comb += (inner.eq(outer) if direction == "i" else outer.eq(inner))
+    cap = parser.i_capsule
+    m.d.comb += [
+        top.irq.eq(control.irq),
+        cap.payload.data.eq(top.s_axis_capsule_tdata),
+        cap.payload.keep.eq(top.s_axis_capsule_tkeep),
+        cap.payload.last.eq(top.s_axis_capsule_tlast),
+        cap.payload.qpn.eq(top.s_axis_capsule_tuser),
+        cap.valid.eq(top.s_axis_capsule_tvalid),
+        top.s_axis_capsule_tready.eq(cap.ready),
+        control.qp_rd_addr.eq(parser.qp_lookup_addr),
+        control.qp_rd_en.eq(parser.qp_lookup_en),
+        parser.qp_lookup_data.eq(control.qp_rd_data.attrs),
+        control.qp2_rd_addr.eq(front.qp_rd_addr),
+        control.qp2_rd_en.eq(front.qp_rd_en),
+        front.qp_rd_data.eq(control.qp2_rd_data),
+        control.ss_rd_addr.eq(front.ss_rd_addr),
+        control.ss_rd_en.eq(front.ss_rd_en),
+        front.ss_rd_data.eq(control.ss_rd_data),
+        front.qp_cfg_valid.eq(control.qp_cfg_valid),
+        front.qp_cfg_qpn.eq(control.qp_cfg_qpn),
+    ]
+    wiring.connect(m, parser.o_cmd, front.i_cmd)
+    wiring.connect(m, parser.o_data, front.i_data)
+    wiring.connect(m, front.o_verdict, parser.i_verdict)
+    wiring.connect(m, front.ns_req, control.ns_req)
+    wiring.connect(m, control.ns_resp, front.ns_resp)
+    wiring.connect(m, front.o_subsystem_count, control.subsystem_count)
+    return parser, control, front
+
+
+def _drive_outputs(m, top, resp, exc, qperr):
+    m.d.comb += [
+        top.m_axis_resp_tdata.eq(resp.payload.cqe),
+        top.m_axis_resp_tuser.eq(Cat(resp.payload.qpn, resp.payload.invalidate,
+                                     resp.payload.rkey)),
+        top.m_axis_resp_tlast.eq(1),
+        top.m_axis_resp_tvalid.eq(resp.valid),
+        resp.ready.eq(top.m_axis_resp_tready),
+        top.m_axis_exc_tdata.eq(exc.payload.data),
+        top.m_axis_exc_tkeep.eq(exc.payload.keep),
+        top.m_axis_exc_tlast.eq(exc.payload.last),
+        top.m_axis_exc_tuser.eq(exc.payload.side),
+        top.m_axis_exc_tvalid.eq(exc.valid),
+        exc.ready.eq(top.m_axis_exc_tready),
+        top.m_axis_qp_err_tdata.eq(qperr.payload),
+        top.m_axis_qp_err_tlast.eq(1),
+        top.m_axis_qp_err_tvalid.eq(qperr.valid),
+        qperr.ready.eq(top.m_axis_qp_err_tready),
+    ]
+
+
+def _merge2(m, first, second, sink):
+    """Two streams into one; ``first`` wins when both are valid."""
+    with m.If(first.valid):
+        m.d.comb += [sink.valid.eq(1), sink.payload.eq(first.payload),
+                     first.ready.eq(sink.ready)]
+    with m.Elif(second.valid):
+        m.d.comb += [sink.valid.eq(1), sink.payload.eq(second.payload),
+                     second.ready.eq(sink.ready)]
+
+
+class EngineFront(wiring.Component):
+    """The engine's front half (parser, control plane, front end), for unit tests.
+
+    Interface: the capsule, response, software, QP-error, CSR and irq ports of
+    :class:`Engine`, plus ``m_axis_backend_cmd_*`` (``BackendCommand``, one
+    beat) and ``m_axis_backend_data_*`` (in-capsule data), in order.
     """
 
     def __init__(self, params=None):
         self.params = params = params or EngineParams()
         W = params.data_width
-        members = {
-            "s_axis_capsule_tdata": In(W), "s_axis_capsule_tkeep": In(W // 8),
-            "s_axis_capsule_tlast": In(1), "s_axis_capsule_tuser": In(QPN_WIDTH),
-            "s_axis_capsule_tvalid": In(1), "s_axis_capsule_tready": Out(1),
-            "m_axis_resp_tdata": Out(128), "m_axis_resp_tuser": Out(RESP_TUSER_WIDTH),
-            "m_axis_resp_tlast": Out(1), "m_axis_resp_tvalid": Out(1),
-            "m_axis_resp_tready": In(1),
-            "m_axis_exc_tdata": Out(W), "m_axis_exc_tkeep": Out(W // 8),
-            "m_axis_exc_tlast": Out(1), "m_axis_exc_tuser": Out(EXC_TUSER_WIDTH),
-            "m_axis_exc_tvalid": Out(1), "m_axis_exc_tready": In(1),
-            "m_axis_qp_err_tdata": Out(32), "m_axis_qp_err_tlast": Out(1),
-            "m_axis_qp_err_tvalid": Out(1), "m_axis_qp_err_tready": In(1),
+        members = _common_members(W)
+        members.update({
             "m_axis_backend_cmd_tdata": Out(BACKEND_CMD_TDATA_WIDTH),
             "m_axis_backend_cmd_tlast": Out(1), "m_axis_backend_cmd_tvalid": Out(1),
             "m_axis_backend_cmd_tready": In(1),
             "m_axis_backend_data_tdata": Out(W), "m_axis_backend_data_tkeep": Out(W // 8),
             "m_axis_backend_data_tlast": Out(1), "m_axis_backend_data_tvalid": Out(1),
             "m_axis_backend_data_tready": In(1),
-            "irq": Out(1),
-        }
-        for name, direction, width in AXIL_PORTS:
-            members[f"s_axil_csr_{name}"] = In(width) if direction == "i" else Out(width)
+        })
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        p = self.params
-        parser = m.submodules.parser = CapsuleParser(p, external_verdict=True)
-        control = m.submodules.control = ControlPlane(p)
-        front = m.submodules.front = Front(p)
-
-        for name, direction, _ in AXIL_PORTS:
-            outer, inner = getattr(self, f"s_axil_csr_{name}"), getattr(control,
-                                                                     f"s_axil_csr_{name}")
-            m.d.comb += (inner.eq(outer) if direction == "i" else outer.eq(inner))
-        m.d.comb += self.irq.eq(control.irq)
-
-        cap = parser.i_capsule
-        m.d.comb += [
-            cap.payload.data.eq(self.s_axis_capsule_tdata),
-            cap.payload.keep.eq(self.s_axis_capsule_tkeep),
-            cap.payload.last.eq(self.s_axis_capsule_tlast),
-            cap.payload.qpn.eq(self.s_axis_capsule_tuser),
-            cap.valid.eq(self.s_axis_capsule_tvalid),
-            self.s_axis_capsule_tready.eq(cap.ready),
-
-            control.qp_rd_addr.eq(parser.qp_lookup_addr),
-            control.qp_rd_en.eq(parser.qp_lookup_en),
-            parser.qp_lookup_data.eq(control.qp_rd_data.attrs),
-            control.qp2_rd_addr.eq(front.qp_rd_addr),
-            control.qp2_rd_en.eq(front.qp_rd_en),
-            front.qp_rd_data.eq(control.qp2_rd_data),
-            control.ss_rd_addr.eq(front.ss_rd_addr),
-            control.ss_rd_en.eq(front.ss_rd_en),
-            front.ss_rd_data.eq(control.ss_rd_data),
-            front.qp_cfg_valid.eq(control.qp_cfg_valid),
-            front.qp_cfg_qpn.eq(control.qp_cfg_qpn),
-        ]
-        wiring.connect(m, parser.o_cmd, front.i_cmd)
-        wiring.connect(m, parser.o_data, front.i_data)
-        wiring.connect(m, front.o_verdict, parser.i_verdict)
-        wiring.connect(m, front.ns_req, control.ns_req)
-        wiring.connect(m, control.ns_resp, front.ns_resp)
+        _, control, front = _front_half(m, self.params, self)
         wiring.connect(m, front.o_event, control.event)
         wiring.connect(m, front.o_ns_count, control.ns_count)
-        wiring.connect(m, front.o_subsystem_count, control.subsystem_count)
-
-        resp = front.o_resp
-        exc = front.o_exc
-        qperr = front.o_qp_error
+        _drive_outputs(m, self, front.o_resp, front.o_exc, front.o_qp_error)
         be, bd = front.o_backend, front.o_backend_data
         m.d.comb += [
-            self.m_axis_resp_tdata.eq(resp.payload.cqe),
-            self.m_axis_resp_tuser.eq(Cat(resp.payload.qpn, resp.payload.invalidate,
-                                          resp.payload.rkey)),
-            self.m_axis_resp_tlast.eq(1),
-            self.m_axis_resp_tvalid.eq(resp.valid),
-            resp.ready.eq(self.m_axis_resp_tready),
-
-            self.m_axis_exc_tdata.eq(exc.payload.data),
-            self.m_axis_exc_tkeep.eq(exc.payload.keep),
-            self.m_axis_exc_tlast.eq(exc.payload.last),
-            self.m_axis_exc_tuser.eq(exc.payload.side),
-            self.m_axis_exc_tvalid.eq(exc.valid),
-            exc.ready.eq(self.m_axis_exc_tready),
-
-            self.m_axis_qp_err_tdata.eq(qperr.payload),
-            self.m_axis_qp_err_tlast.eq(1),
-            self.m_axis_qp_err_tvalid.eq(qperr.valid),
-            qperr.ready.eq(self.m_axis_qp_err_tready),
-
             self.m_axis_backend_cmd_tdata.eq(be.payload),
             self.m_axis_backend_cmd_tlast.eq(1),
             self.m_axis_backend_cmd_tvalid.eq(be.valid),
             be.ready.eq(self.m_axis_backend_cmd_tready),
-
             self.m_axis_backend_data_tdata.eq(bd.payload.data),
             self.m_axis_backend_data_tkeep.eq(bd.payload.keep),
             self.m_axis_backend_data_tlast.eq(bd.payload.last),
@@ -154,3 +166,169 @@ class Engine(wiring.Component):
             bd.ready.eq(self.m_axis_backend_data_tready),
         ]
         return m
+
+
+class Engine(wiring.Component):
+    """nvmf-offload: the whole engine.
+
+    Interface attributes (all synchronous to ``clk``)
+    -------------------------------------------------
+    s_axis_capsule_* : AXI4-Stream slave, DATA_W; ``tuser`` = QPN.
+    m_axis_resp_* : 128 bits, one response CQE a packet; ``tuser`` =
+        {rkey[56:25], invalidate[24], qpn[23:0]}.
+    m_axis_exc_* : DATA_W, capsules for software, whole; ``tuser`` =
+        {reason[27:24], qpn[23:0]} on every beat.
+    m_axis_qp_err_* : 32 bits, ``tdata`` = {reason[27:24], qpn[23:0]}.
+    m_axis_rdma_cmd_* : one ``RdmaCommand`` a beat (READ/WRITE, QPN, address,
+        rkey, length, tag).
+    s_axis_rdma_rd_*, m_axis_rdma_wr_* : DATA_W data, one packet per
+        descriptor; ``tuser`` = tag.
+    s_axis_rdma_sts_* : 32 bits {status[23:16], tag[15:0]}; status 0 = success.
+    m_axi_pcie_* : AXI4 master, DATA_W: SQE and doorbell writes, CQE reads.
+    s_axi_p2p_* : AXI4 slave, DATA_W: the SSDs' DMA to and from staging, MSI-X.
+    s_axil_csr_* : AXI4-Lite slave (``docs/registers.md``).
+    irq : the event queue is not empty (and enabled).
+    """
+
+    def __init__(self, params=None):
+        from .staging import p2p_ports
+        self.params = params = params or EngineParams()
+        W = params.data_width
+        members = _common_members(W)
+        members.update({
+            "m_axis_rdma_cmd_tdata": Out(RDMA_CMD_TDATA_WIDTH),
+            "m_axis_rdma_cmd_tlast": Out(1), "m_axis_rdma_cmd_tvalid": Out(1),
+            "m_axis_rdma_cmd_tready": In(1),
+            "s_axis_rdma_rd_tdata": In(W), "s_axis_rdma_rd_tkeep": In(W // 8),
+            "s_axis_rdma_rd_tlast": In(1), "s_axis_rdma_rd_tuser": In(16),
+            "s_axis_rdma_rd_tvalid": In(1), "s_axis_rdma_rd_tready": Out(1),
+            "m_axis_rdma_wr_tdata": Out(W), "m_axis_rdma_wr_tkeep": Out(W // 8),
+            "m_axis_rdma_wr_tlast": Out(1), "m_axis_rdma_wr_tuser": Out(16),
+            "m_axis_rdma_wr_tvalid": Out(1), "m_axis_rdma_wr_tready": In(1),
+            "s_axis_rdma_sts_tdata": In(32), "s_axis_rdma_sts_tlast": In(1),
+            "s_axis_rdma_sts_tvalid": In(1), "s_axis_rdma_sts_tready": Out(1),
+        })
+        for name, direction, width in _pcie_master_ports(W):
+            members[f"m_axi_pcie_{name}"] = In(width) if direction == "i" else Out(width)
+        for name, direction, width in p2p_ports(params):
+            members[f"s_axi_p2p_{name}"] = In(width) if direction == "i" else Out(width)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        from .cq_handler import CqHandler
+        from .sq_writer import SqWriter
+        from .staging import StagingMemory, p2p_ports
+
+        m = Module()
+        p = self.params
+        _, control, front = _front_half(m, p, self)
+        backend = m.submodules.backend = Backend(p)
+        staging = m.submodules.staging = StagingMemory(p)
+        sq = m.submodules.sq_writer = SqWriter(p)
+        cq = m.submodules.cq_handler = CqHandler(p)
+        arbiter = m.submodules.pcie_write_arbiter = AxiWriteArbiter(2, p.data_width)
+
+        # front end -> back end; merged outcomes
+        wiring.connect(m, front.o_backend, backend.i_cmd)
+        wiring.connect(m, front.o_backend_data, backend.i_data)
+        _merge2(m, backend.o_event, front.o_event, control.event)
+        _merge2(m, backend.o_ns_count, front.o_ns_count, control.ns_count)
+        resp = stream.Signature(front.o_resp.payload.shape()).create()
+        qperr = stream.Signature(front.o_qp_error.payload.shape()).create()
+        _merge2(m, backend.o_resp, front.o_resp, resp)
+        _merge2(m, backend.o_qp_error, front.o_qp_error, qperr)
+        _drive_outputs(m, self, resp, front.o_exc, qperr)
+
+        # configuration pulses and table reads
+        m.d.comb += [
+            backend.ss_cfg_valid.eq(control.ss_cfg_valid),
+            backend.ss_cfg_index.eq(control.ss_cfg_index),
+            backend.bq_cfg_valid.eq(control.bq_cfg_valid),
+            backend.bq_cfg_index.eq(control.bq_cfg_index),
+            control.ss2_rd_addr.eq(backend.ss_rd_addr), control.ss2_rd_en.eq(backend.ss_rd_en),
+            backend.ss_rd_data.eq(control.ss2_rd_data),
+            control.bq_rd_addr.eq(backend.bq_rd_addr), control.bq_rd_en.eq(backend.bq_rd_en),
+            backend.bq_rd_data.eq(control.bq_rd_data),
+            control.bq2_rd_addr.eq(sq.bq_rd_addr), control.bq2_rd_en.eq(sq.bq_rd_en),
+            sq.bq_rd_data.eq(control.bq2_rd_data),
+            control.bq3_rd_addr.eq(cq.bq_rd_addr), control.bq3_rd_en.eq(cq.bq_rd_en),
+            cq.bq_rd_data.eq(control.bq3_rd_data),
+            sq.init_valid.eq(control.bq_cfg_valid), sq.init_queue.eq(control.bq_cfg_index),
+            cq.init_valid.eq(control.bq_cfg_valid), cq.init_queue.eq(control.bq_cfg_index),
+            cq.poll.eq(backend.poll),
+        ]
+
+        # back end <-> staging, SQ writer, CQ handler
+        wiring.connect(m, backend.o_stg_wr, staging.i_wr)
+        wiring.connect(m, backend.o_stg_rd, staging.i_rd)
+        wiring.connect(m, staging.o_rd, backend.i_stg_rd)
+        wiring.connect(m, backend.o_sqe, sq.i_sqe)
+        wiring.connect(m, sq.o_done, backend.i_sq_done)
+        wiring.connect(m, cq.o_cqe, backend.i_cqe)
+        wiring.connect(m, staging.o_msix, cq.i_msix)
+        m.d.comb += [
+            backend.i_cq_error.valid.eq(cq.o_error.valid),
+            backend.i_cq_error.payload.queue.eq(cq.o_error.payload.queue),
+            cq.o_error.ready.eq(backend.i_cq_error.ready),
+        ]
+
+        # RDMA transport ports
+        rc, rrd, rwr, rst = (backend.o_rdma_cmd, backend.i_rdma_rd, backend.o_rdma_wr,
+                             backend.i_rdma_sts)
+        m.d.comb += [
+            self.m_axis_rdma_cmd_tdata.eq(rc.payload), self.m_axis_rdma_cmd_tlast.eq(1),
+            self.m_axis_rdma_cmd_tvalid.eq(rc.valid), rc.ready.eq(self.m_axis_rdma_cmd_tready),
+            rrd.payload.data.eq(self.s_axis_rdma_rd_tdata),
+            rrd.payload.keep.eq(self.s_axis_rdma_rd_tkeep),
+            rrd.payload.last.eq(self.s_axis_rdma_rd_tlast),
+            rrd.payload.tag.eq(self.s_axis_rdma_rd_tuser),
+            rrd.valid.eq(self.s_axis_rdma_rd_tvalid), self.s_axis_rdma_rd_tready.eq(rrd.ready),
+            self.m_axis_rdma_wr_tdata.eq(rwr.payload.data),
+            self.m_axis_rdma_wr_tkeep.eq(rwr.payload.keep),
+            self.m_axis_rdma_wr_tlast.eq(rwr.payload.last),
+            self.m_axis_rdma_wr_tuser.eq(rwr.payload.tag),
+            self.m_axis_rdma_wr_tvalid.eq(rwr.valid), rwr.ready.eq(self.m_axis_rdma_wr_tready),
+            rst.payload.eq(self.s_axis_rdma_sts_tdata[:24]),
+            rst.valid.eq(self.s_axis_rdma_sts_tvalid), self.s_axis_rdma_sts_tready.eq(rst.ready),
+        ]
+
+        # s_axi_p2p straight to the staging memory
+        for name, direction, _ in p2p_ports(p):
+            outer, inner = getattr(self, f"s_axi_p2p_{name}"), getattr(staging,
+                                                                       f"s_axi_p2p_{name}")
+            m.d.comb += (inner.eq(outer) if direction == "i" else outer.eq(inner))
+
+        # m_axi_pcie: writes from the SQ writer and the CQ handler, reads from the CQ handler
+        for i, master in enumerate((sq, cq)):
+            port = arbiter.inputs[i]
+            for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb",
+                         "wlast", "wvalid", "bready"):
+                m.d.comb += getattr(port, name).eq(getattr(master, f"m_axi_{name}"))
+            for name in ("awready", "wready", "bresp", "bvalid"):
+                m.d.comb += getattr(master, f"m_axi_{name}").eq(getattr(port, name))
+        out = arbiter.output
+        for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb",
+                     "wlast", "wvalid", "bready"):
+            m.d.comb += getattr(self, f"m_axi_pcie_{name}").eq(getattr(out, name))
+        for name in ("awready", "wready", "bresp", "bvalid"):
+            m.d.comb += getattr(out, name).eq(getattr(self, f"m_axi_pcie_{name}"))
+        for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
+            m.d.comb += getattr(self, f"m_axi_pcie_{name}").eq(getattr(cq, f"m_axi_{name}"))
+        for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
+            m.d.comb += getattr(cq, f"m_axi_{name}").eq(getattr(self, f"m_axi_pcie_{name}"))
+        return m
+
+
+def _pcie_master_ports(W):
+    """AXI4 members of ``m_axi_pcie``: ``(name, direction seen from the engine, width)``."""
+    return (
+        ("awid", "o", PCIE_ID_WIDTH), ("awaddr", "o", 64), ("awlen", "o", 8),
+        ("awsize", "o", 3), ("awburst", "o", 2), ("awvalid", "o", 1), ("awready", "i", 1),
+        ("wdata", "o", W), ("wstrb", "o", W // 8), ("wlast", "o", 1), ("wvalid", "o", 1),
+        ("wready", "i", 1),
+        ("bid", "i", PCIE_ID_WIDTH), ("bresp", "i", 2), ("bvalid", "i", 1), ("bready", "o", 1),
+        ("arid", "o", PCIE_ID_WIDTH), ("araddr", "o", 64), ("arlen", "o", 8),
+        ("arsize", "o", 3), ("arburst", "o", 2), ("arvalid", "o", 1), ("arready", "i", 1),
+        ("rid", "i", PCIE_ID_WIDTH), ("rdata", "i", W), ("rresp", "i", 2), ("rlast", "i", 1),
+        ("rvalid", "i", 1), ("rready", "o", 1),
+    )

@@ -15,6 +15,7 @@ TOPS = {
     "nvmf_parser": "rtl.parser_top:ParserTop",
     "nvmf_control": "rtl.control:ControlPlane",
     "nvmf_engine": "rtl.engine:Engine",
+    "nvmf_engine_front": "rtl.engine:EngineFront",
     "nvmf_staging": "rtl.staging:StagingMemory",
     "nvmf_sq_writer": "rtl.sq_writer:SqWriter",
     "nvmf_cq_handler": "rtl.cq_handler:CqHandler",

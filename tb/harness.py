@@ -12,13 +12,15 @@ Every trap of ``shared/toolchain.md`` is handled here, once:
 * Icarus builds with ``-g2005`` (under ``-g2012`` Amaranth's combinational
   outputs can stay X);
 * the Verilog carries no ``timescale``: 1 ns / 1 ps is passed;
-* one build directory per simulator, top, parameter set and xdist worker.
+* one build directory per simulator, top, parameter set and xdist worker; a
+  build is reused while its Verilog and build arguments are unchanged.
 
 Waveforms: set ``NVMF_WAVES=1`` (or pass ``waves=True``). Icarus writes
 ``<top>.fst`` in the build directory, Verilator ``dump.vcd`` in the test
 directory; the path is printed at the end of each run (see ``docs/waveforms.md``).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -97,8 +99,16 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
 
     runner = get_runner(sim)
     key = (sim, toplevel, tag, worker)
+    build_args = ["-g2005"] if sim == "icarus" else ["-Wno-fatal"]
+    digest = hashlib.sha256("\0".join(
+        [sim, toplevel, repr(build_args), str(waves)] + [p.read_text() for p in sources]
+    ).encode()).hexdigest()
+    stamp = bdir / "build.stamp"
+    binary = bdir / ("sim.vvp" if sim == "icarus" else toplevel)
+    if key not in _built and stamp.exists() and stamp.read_text() == digest and binary.exists():
+        _built.add(key)          # built by an earlier run from the same Verilog: reuse it
     if key not in _built:
-        build_args = ["-g2005"] if sim == "icarus" else ["-Wno-fatal"]
+        stamp.unlink(missing_ok=True)
         runner.build(
             sources=sources,
             hdl_toplevel=toplevel,
@@ -108,6 +118,7 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
             waves=waves,
             log_file=bdir / "build.log",
         )
+        stamp.write_text(digest)
         _built.add(key)
 
     name = testcase if isinstance(testcase, str) else "all"

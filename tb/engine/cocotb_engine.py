@@ -1,4 +1,4 @@
-"""cocotb tests of ``nvmf_engine``; launched by ``tb/engine/test_engine.py``."""
+"""cocotb tests of ``nvmf_engine_front``; launched by ``tb/engine/test_engine.py``."""
 
 import os
 import random

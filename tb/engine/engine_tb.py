@@ -1,4 +1,4 @@
-"""cocotb testbench of the engine top (``nvmf_engine``): front end and control plane.
+"""cocotb testbench of the engine's front half (``nvmf_engine_front``): front end and control plane.
 
 ``TB`` builds every bus model by prefix; ``EngineScoreboard`` predicts each
 capsule's outcome with ``sim.ref_front.FrontModel`` (configuration read from

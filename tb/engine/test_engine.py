@@ -6,7 +6,7 @@ from rtl.params import EngineParams
 from tb.harness import SIMULATORS, run_cocotb
 
 MODULE = "tb.engine.cocotb_engine"
-TOP = "nvmf_engine"
+TOP = "nvmf_engine_front"
 
 
 @pytest.mark.cocotb

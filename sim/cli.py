@@ -3,7 +3,8 @@
 Subcommands
 -----------
 verilog   write the Verilog of the gateware (``--config FILE``, ``-o DIR``)
-demo      the main job: real-shaped capsule traffic through the RTL, with a report
+demo      the main job: a 4 KiB random workload through the whole engine, with a report
+parser-demo  random capsule traffic through the capsule parser alone
 bench     benchmarks in simulated cycles (``--json``; ``--write-docs`` updates
           ``docs/performance.md``)
 formats   the format tables, generated from ``rtl/formats.py`` (``docs/formats.md``)
@@ -66,7 +67,7 @@ def _table(rows, headers):
     return "\n".join(row.rstrip() for row in out)
 
 
-def cmd_demo(args):
+def cmd_parser_demo(args):
     from rtl.verilog import write_verilog
 
     params = _params(args)
@@ -97,8 +98,115 @@ def cmd_demo(args):
     print(_table(rows, ("software / QP error reason, or NVMe status", "capsules")))
     print()
     print(_table(sorted(rep["kinds"].items()), ("generated as", "capsules")))
-    print("\nThe engine's other blocks are planned; see docs/architecture.md.")
     return 0
+
+
+def _progress(path, stop, width=40):
+    """Draw a progress bar from the "done total" lines the simulation appends to ``path``."""
+    import time
+
+    last = None
+    while not stop.is_set():
+        try:
+            lines = Path(path).read_text().split()
+        except OSError:
+            lines = []
+        if len(lines) >= 2:
+            done, total = int(lines[-2]), int(lines[-1])
+            if (done, total) != last:
+                filled = width * done // max(total, 1)
+                sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
+                                 f"{done}/{total} commands")
+                sys.stderr.flush()
+                last = (done, total)
+        time.sleep(0.2)
+    if last:
+        sys.stderr.write("\n")
+
+
+def _latency_svg(path, latencies_summary, histogram):
+    """A small SVG bar chart of the latency histogram (no plotting library needed)."""
+    bars = "".join(
+        f'<rect x="{40 + i * 22}" y="{210 - h}" width="18" height="{h}" fill="#4a7"/>'
+        f'<text x="{40 + i * 22}" y="228" font-size="8">{label}</text>'
+        for i, (label, h) in enumerate(histogram))
+    Path(path).write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="520" height="240">'
+        '<text x="10" y="16" font-size="12">command latency, cycles '
+        f'(p50 {latencies_summary["p50"]}, p99 {latencies_summary["p99"]})</text>'
+        f"{bars}</svg>\n")
+
+
+def cmd_demo(args):
+    """The main job: a 4 KiB random read/write workload through the whole engine."""
+    import tempfile
+    import threading
+
+    from rtl.params import EngineParams
+    from rtl.verilog import write_verilog
+    from tb.harness import run_cocotb
+
+    base = _params(args)
+    params = EngineParams(**dict(vars(base), staging_bytes=max(base.staging_bytes, 1 << 20),
+                                 contexts=max(base.contexts, 64)))
+    paths = write_verilog(Path(args.output), params)
+    print(f"Verilog: {', '.join(str(p) for p in paths)}  (DATA_W = {params.data_width})")
+    print(f"Workload: {args.count} x 4 KiB random, {args.read_pct}% reads, queue depth "
+          f"{args.qd} on each of 2 QPs -> 2 subsystems -> 2 SSDs (2 I/O queues each, one "
+          f"polled), SSD service time {args.ssd_latency} cycles; simulating on {args.sim} "
+          f"(the first run compiles the engine, a few minutes)...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        report, progress, log = (Path(tmp) / n for n in ("report.json", "progress", "sim.log"))
+        env = {"NVMF_COUNT": args.count, "NVMF_QD": args.qd, "NVMF_READ_PCT": args.read_pct,
+               "NVMF_SEED": args.seed, "NVMF_SSD_LATENCY": args.ssd_latency,
+               "NVMF_REPORT": report, "NVMF_PROGRESS": progress}
+        stop = threading.Event()
+        bar = threading.Thread(target=_progress, args=(progress, stop), daemon=True)
+        bar.start()
+        try:
+            run_cocotb(args.sim, "nvmf_engine", params, "tb.system.cocotb_workload",
+                       testcase="run_workload", extra_env={k: str(v) for k, v in env.items()},
+                       waves=bool(args.waves), log_file=log)
+        except (AssertionError, RuntimeError, SystemExit) as exc:
+            stop.set()
+            sys.stderr.write(log.read_text()[-4000:] if log.exists() else "")
+            raise SystemExit(f"nvmf-offload: simulation failed: {exc}") from exc
+        finally:
+            stop.set()
+            bar.join()
+        rep = json.loads(report.read_text())
+    _print_workload_report(rep, args.clock_mhz)
+    if args.plot:
+        lat = rep["latency"]
+        peak = max(lat["histogram"]) or 1
+        bars = [(str(lat["min"] + i * lat["bin_cycles"]), 180 * count // peak)
+                for i, count in enumerate(lat["histogram"])]
+        _latency_svg(args.plot, lat, bars)
+        print(f"latency plot: {args.plot}")
+    if args.waves:
+        print("waveforms: see the build directory printed above (docs/running.md)")
+    return 0
+
+
+def _print_workload_report(rep, clock_mhz):
+    cycles, n = rep["cycles"], rep["commands"]
+    per_cycle = n / cycles
+    bw = rep["bytes_moved"] / cycles
+    lat = rep["latency"]
+    print()
+    print(_table([
+        ("commands", f"{n} ({rep['per_op']['read']} reads, {rep['per_op']['write']} writes)"),
+        ("simulated cycles", cycles),
+        ("throughput", f"{per_cycle:.4f} commands/cycle = "
+                       f"{per_cycle * clock_mhz * 1e6 / 1e6:.2f} M IOPS at {clock_mhz} MHz"),
+        ("bandwidth", f"{bw:.2f} bytes/cycle = {bw * clock_mhz * 1e6 / 1e9:.2f} GB/s "
+                      f"at {clock_mhz} MHz"),
+        ("latency, cycles", f"p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  "
+                            f"max {lat['max']}"),
+        ("bytes read back and verified", rep["bytes_verified"]),
+        ("SSD commands / RDMA READs / WRITEs",
+         f"{rep['ssd_commands']} / {rep['rdma_reads']} / {rep['rdma_writes']}"),
+    ], ("", "")))
 
 
 def cmd_bench(args):
@@ -198,13 +306,27 @@ def build_parser():
     p.add_argument("-o", "--output", default="build/verilog", metavar="DIR")
     p.set_defaults(func=cmd_verilog)
 
-    p = sub.add_parser("demo", help="the main job: traffic through the RTL, with a report")
+    p = sub.add_parser("demo", help="the main job: a workload through the engine, with a report")
+    common(p)
+    p.add_argument("-o", "--output", default="build/verilog", metavar="DIR")
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
+    p.add_argument("--count", type=int, default=600)
+    p.add_argument("--qd", type=int, default=32, help="queue depth per QP")
+    p.add_argument("--read-pct", type=int, default=70)
+    p.add_argument("--ssd-latency", type=int, default=2000, help="SSD service time, cycles")
+    p.add_argument("--clock-mhz", type=float, default=250.0)
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--waves", action="store_true", help="record a waveform")
+    p.add_argument("--plot", metavar="FILE.svg", help="write a latency histogram")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("parser-demo", help="random capsule traffic through the parser alone")
     common(p)
     p.add_argument("-o", "--output", default="build/verilog", metavar="DIR")
     p.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
     p.add_argument("--count", type=int, default=400)
     p.add_argument("--seed", type=int, default=2026)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_parser_demo)
 
     p = sub.add_parser("bench", help="benchmarks in simulated cycles")
     common(p)

@@ -206,7 +206,7 @@ def _print_workload_report(rep, clock_mhz):
         ("bytes read back and verified", rep["bytes_verified"]),
         ("SSD commands / RDMA READs / WRITEs",
          f"{rep['ssd_commands']} / {rep['rdma_reads']} / {rep['rdma_writes']}"),
-    ], ("", "")))
+    ], ("measure", "value")))
 
 
 def cmd_bench(args):

@@ -64,6 +64,6 @@ export PATH="$PWD/$venv/bin:$PATH"
 case "$what" in
   main)  exec nvmf-offload demo "$@" ;;
   test)  mkdir -p build
-         exec pytest -n 2 --junitxml=build/test-results.xml "$@" ;;
+         exec pytest -n 2 --dist loadgroup --junitxml=build/test-results.xml "$@" ;;
   setup) say "ready: source $venv/bin/activate" ;;
 esac

@@ -82,7 +82,8 @@ class _Kind(enum.Enum, shape=3):
     RD_ERR = 3         # the RDMA READ of write data failed
     TIMEOUT = 4        # outstanding too long (or its queue failed)
     ZOMBIE = 5         # the late CQE of a command given up
-    INTERNAL = 6       # no staging, or no usable queue: Internal Error
+    INTERNAL = 6       # no staging: Internal Error
+    NOT_READY = 7      # every queue of the namespace failed: Namespace Not Ready
 
 
 class _Finish(data.Struct):
@@ -201,7 +202,8 @@ class _Slots(Elaboratable):
 class _Queues(Elaboratable):
     """What the back end keeps of each backend queue: configuration, SQ occupancy, failure.
 
-    ``pick_mask`` -> ``pick_ok`` / ``pick_q``: round robin among the allowed,
+    ``pick_mask``, ``pick_from`` -> ``pick_ok`` / ``pick_q``: the first allowed queue
+    at or after ``pick_from`` (wrapping) among the allowed,
     working queues with a free SQ slot and fewer than ``cq_entries - 1``
     commands outstanding (so the CQ never overflows); ``alive``: some allowed
     queue works.
@@ -219,6 +221,7 @@ class _Queues(Elaboratable):
         self.rd_addr, self.rd_en, self.rd_data = Signal(8), Signal(), Signal(BackendQueueEntry)
         self.pick_mask, self.pick_ok, self.pick_q, self.alive = (
             Signal(nq), Signal(), Signal(8), Signal())
+        self.pick_from = Signal(8)          # round robin: first queue index to consider
         self.submit_en, self.submit_q = Signal(), Signal(8)
         self.cqe_en, self.cqe_q, self.cqe_sqhd = Signal(), Signal(8), Signal(16)
         self.fail_en, self.fail_q, self.fail_new = Signal(), Signal(8), Signal()
@@ -281,7 +284,7 @@ class _Queues(Elaboratable):
         m.d.comb += cand.eq(room & self.pick_mask)
         working = Signal(NQ)
         m.d.comb += working.eq(Cat(*valid) & ~Cat(*failed) & self.pick_mask)
-        rr = Signal(8)
+        rr = self.pick_from
         above = Signal()
         for k in reversed(range(NQ)):
             with m.If(cand[k] & (k >= rr)):
@@ -291,8 +294,6 @@ class _Queues(Elaboratable):
                 with m.If(cand[k]):
                     m.d.comb += self.pick_q.eq(k)
         m.d.comb += [self.pick_ok.eq(cand != 0), self.alive.eq(working != 0)]
-        with m.If(self.submit_en):
-            m.d.sync += rr.eq(self.submit_q + 1)
         m.d.comb += [
             self.look_timeout.eq(timeout[self.look_q]),
             self.look_failed.eq(failed[self.look_q]),
@@ -314,6 +315,7 @@ class Backend(wiring.Component):
         comes as one packet per descriptor (not interleaved) before its status.
     o_stg_wr, o_stg_rd, i_stg_rd : the staging memory's internal ports.
     o_sqe, i_sq_done : the SQ writer.   i_cqe, i_cq_error, poll : the CQ handler.
+    o_qp_fail : a QP whose RDMA transfer failed: the front end puts it in error.
     ss_rd_*, bq_rd_*, ss_cfg_*, bq_cfg_* : configuration (entries are read the
         cycle after a ``*_cfg_valid`` pulse).
     """
@@ -340,6 +342,7 @@ class Backend(wiring.Component):
             "i_cqe": In(stream.Signature(CqCompletion)),
             "i_cq_error": In(stream.Signature(data.StructLayout({"queue": 8}))),
             "poll": Out(params.backend_queues),
+            "o_qp_fail": Out(stream.Signature(data.StructLayout({"qpn": 24}))),
             "ss_rd_addr": Out(8), "ss_rd_en": Out(1), "ss_rd_data": In(SubsystemEntry),
             "bq_rd_addr": Out(8), "bq_rd_en": Out(1), "bq_rd_data": In(BackendQueueEntry),
             "ss_cfg_valid": In(1), "ss_cfg_index": In(8),
@@ -548,6 +551,8 @@ class Backend(wiring.Component):
         m.d.comb += [base_addr.eq(p.staging_base + c_off[sub_ctx]),
                      list_off.eq(c_off[sub_ctx] + (1 << slots.shift) - PAGE)]
         prp_k = Signal(14)            # next PRP list entry: page index 1 .. npages-1
+        ns_rr = Array(Signal(8, name=f"ns_rr{i}") for i in range(p.namespaces))
+        m.d.comb += queues.pick_from.eq(ns_rr[scmd.slot])
         per_beat = B // 8
         sub_queue = Signal(8)
         with m.FSM(name="submit"):
@@ -569,7 +574,7 @@ class Backend(wiring.Component):
                 words, keep = [], []
                 for e in range(per_beat):
                     k = prp_k + e
-                    words.append(Mux(k < npages, base_addr + (k << 12), 0))
+                    words.append(Mux(k < npages, (base_addr + (k << 12))[:64], 0))
                     keep.append((k < npages).replicate(8))
                 m.d.comb += [
                     stg_prp.valid.eq(1),
@@ -600,10 +605,11 @@ class Backend(wiring.Component):
                 with m.If(self.o_sqe.ready):
                     m.d.comb += [queues.submit_en.eq(1), queues.submit_q.eq(sub_queue)]
                     m.d.sync += [state[sub_ctx].eq(_State.SUBMITTED),
-                                 c_queue[sub_ctx].eq(sub_queue), c_start[sub_ctx].eq(now)]
+                                 c_queue[sub_ctx].eq(sub_queue), c_start[sub_ctx].eq(now),
+                                 ns_rr[scmd.slot].eq(sub_queue + 1)]
                     m.next = "IDLE"
             with m.State("FAIL"):
-                m.d.comb += [fin_sub_w.valid.eq(1), fin_sub_w.payload.kind.eq(_Kind.INTERNAL),
+                m.d.comb += [fin_sub_w.valid.eq(1), fin_sub_w.payload.kind.eq(_Kind.NOT_READY),
                              fin_sub_w.payload.ctx.eq(sub_ctx)]
                 with m.If(fin_sub_w.ready):
                     m.d.sync += state[sub_ctx].eq(_State.RETIRING)
@@ -728,6 +734,9 @@ class Backend(wiring.Component):
                     with m.Case(_Kind.INTERNAL):
                         m.d.sync += status.eq(engine_status(NvmeStatus.INTERNAL_ERROR))
                         m.next = "RESPOND"
+                    with m.Case(_Kind.NOT_READY):
+                        m.d.sync += status.eq(engine_status(NvmeStatus.NS_NOT_READY))
+                        m.next = "RESPOND"
             with m.State("WR_DESC"):
                 m.d.comb += [
                     rdma_ret.valid.eq(1),
@@ -767,6 +776,11 @@ class Backend(wiring.Component):
                 m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
                              ev_ret.payload.object.eq(rcmd.qpn)]
                 with m.If(ev_ret.ready):
+                    m.next = "QP_FAIL_RD"
+            with m.State("QP_FAIL_RD"):
+                # the failed RDMA READ puts the QP in error (later capsules are discarded)
+                m.d.comb += [self.o_qp_fail.valid.eq(1), self.o_qp_fail.payload.qpn.eq(rcmd.qpn)]
+                with m.If(self.o_qp_fail.ready):
                     m.next = "RESPOND"
             with m.State("EVENT_TIMEOUT"):
                 m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.NVME_TIMEOUT),
@@ -783,6 +797,10 @@ class Backend(wiring.Component):
                 m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
                              ev_ret.payload.object.eq(rcmd.qpn)]
                 with m.If(ev_ret.ready):
+                    m.next = "QP_FAIL_WR"
+            with m.State("QP_FAIL_WR"):
+                m.d.comb += [self.o_qp_fail.valid.eq(1), self.o_qp_fail.payload.qpn.eq(rcmd.qpn)]
+                with m.If(self.o_qp_fail.ready):
                     m.next = "FREE"
             with m.State("RESPOND"):
                 m.d.comb += resp.cqe.dw0.eq(Mux(job.kind == _Kind.WR_OK, c_dw0[rctx], job.dw0))

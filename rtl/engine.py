@@ -230,6 +230,7 @@ class Engine(wiring.Component):
 
         # front end -> back end; merged outcomes
         wiring.connect(m, front.o_backend, backend.i_cmd)
+        wiring.connect(m, backend.o_qp_fail, front.i_qp_fail)
         wiring.connect(m, front.o_backend_data, backend.i_data)
         _merge2(m, backend.o_event, front.o_event, control.event)
         _merge2(m, backend.o_ns_count, front.o_ns_count, control.ns_count)

@@ -80,6 +80,9 @@ class Front(wiring.Component):
     ns_req, ns_resp : the control plane's namespace lookup.
     qp_cfg_valid, qp_cfg_qpn : In
         A QP entry was (re)written: its state (SQ head, error) resets.
+    i_qp_fail : In(stream)
+        The back end puts a QP in error (an RDMA transfer failed); accepted in
+        any cycle without a configuration pulse.
     o_resp : Out(stream.Signature(EngineResponse))
         Responses the engine makes itself.
     o_exc : Out(stream.Signature(ExcBeat(DATA_W)))
@@ -106,6 +109,7 @@ class Front(wiring.Component):
             "ns_req": Out(stream.Signature(NsLookupRequest)),
             "ns_resp": In(stream.Signature(NsLookupResponse)),
             "qp_cfg_valid": In(1), "qp_cfg_qpn": In(QPN_WIDTH),
+            "i_qp_fail": In(stream.Signature(data.StructLayout({"qpn": QPN_WIDTH}))),
             "o_resp": Out(stream.Signature(EngineResponse)),
             "o_exc": Out(stream.Signature(ExcBeat(W))),
             "o_qp_error": Out(stream.Signature(ExcSideband)),
@@ -315,10 +319,15 @@ class Front(wiring.Component):
                  & (~count_error | nscount_fifo.w_rdy)
                  & (~count_unknown | sscount_fifo.w_rdy))
         fire = Signal()
-        m.d.comb += [fire.eq(s3_valid & ready & ~cfg), s3_done.eq(fire)]
+        fail = self.i_qp_fail
+        m.d.comb += [fire.eq(s3_valid & ready & ~cfg & ~fail.valid), s3_done.eq(fire),
+                     fail.ready.eq(~cfg)]
         with m.If(cfg):
             m.d.comb += [err_wr.addr.eq(self.qp_cfg_qpn), err_wr.data.eq(0),
                          err_wr.en.eq(self.qp_cfg_qpn < p.qp_count)]
+        with m.Elif(fail.valid):
+            m.d.comb += [err_wr.addr.eq(fail.payload.qpn), err_wr.data.eq(1),
+                         err_wr.en.eq(fail.payload.qpn < p.qp_count)]
         with m.Else():
             m.d.comb += [err_wr.addr.eq(cmd.qpn), err_wr.data.eq(1),
                          err_wr.en.eq(fire & (outcome == _OUT_QPERR) & s3_in_range)]

@@ -95,7 +95,7 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     tag = params.tag() + ("_waves" if waves else "")
     bdir = build_root() / "sim" / worker / sim / toplevel / tag
-    sources = write_verilog(bdir / "rtl", params, names=[toplevel])
+    sources = _verilog(bdir / "rtl", params, toplevel)
 
     runner = get_runner(sim)
     key = (sim, toplevel, tag, worker)
@@ -145,6 +145,27 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
     assert total > 0, f"no cocotb test ran for {test_module}:{testcase}"
     assert failed == 0, f"{failed} of {total} cocotb test(s) failed; see {results}"
     return results
+
+
+def _rtl_digest(params, toplevel):
+    """A digest of everything the Verilog of ``toplevel`` is generated from."""
+    h = hashlib.sha256(f"{toplevel}\0{params!r}".encode())
+    for path in sorted((ROOT / "rtl").glob("*")):
+        if path.suffix in (".py", ".rdl"):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _verilog(out_dir, params, toplevel):
+    """The Verilog of ``toplevel``, regenerated only when the gateware sources changed."""
+    digest = _rtl_digest(params, toplevel)
+    stamp = out_dir / "sources.stamp"
+    path = out_dir / f"{toplevel}.v"
+    if path.exists() and stamp.exists() and stamp.read_text() == digest:
+        return [path]
+    paths = write_verilog(out_dir, params, names=[toplevel])
+    stamp.write_text(digest)
+    return paths
 
 
 def _pythonpath():

@@ -12,8 +12,9 @@ The public contract is ``docs/replay.md`` (format 1). This module:
   :class:`sim.driver.NvmfDevice`): the same calls a user makes, so a TARGET the
   driver refuses is reported with its errno (exit status 2);
 - runs the trace on a :class:`Backend` (:func:`run_trace`): the reference
-  model (:class:`ModelBackend`) today; the RTL backends (:class:`RtlBackend`)
-  answer "not available" (exit status 3) until the RTL engine is finished;
+  model (:class:`ModelBackend`) in this process, or the RTL engine in Icarus or
+  Verilator (:class:`RtlBackend`), where the whole trace runs inside one cocotb
+  run (``tb/replay/cocotb_replay.py``) and comes back as results and a verdict;
 - writes the results, one JSON object a line, ordered by capsule within each
   segment between barriers, and a summary last (exit status 0); an engine
   invariant violation is exit status 1.
@@ -24,9 +25,13 @@ import asyncio
 import dataclasses
 import errno
 import json
+import os
 import random
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -1216,12 +1221,22 @@ class ModelBackend(Backend):
 
 
 class RtlBackend(Backend):
-    """The RTL engine in Icarus Verilog or Verilator (cocotb), with modelled SSDs and
-    initiator around it (:mod:`sim.nvme_ssd`, :mod:`sim.initiator`).
+    """The RTL engine (``nvmf_engine``) in Icarus Verilog or Verilator, with modelled SSDs,
+    PCIe fabric and initiator around it.
 
-    Not available until the RTL engine is complete: :meth:`available` says why.
+    A whole trace runs inside one cocotb run (:func:`tb.harness.run_cocotb`, test
+    ``tb.replay.cocotb_replay:run_replay``): there the testbench is a
+    :class:`Backend` (:class:`tb.replay.cocotb_replay.RtlReplay`) that builds the
+    device models of :mod:`tb.system.devices` from the TARGET, configures the engine
+    with :func:`configure_device` through the driver over AXI4-Lite, and runs
+    :func:`run_trace`. :meth:`run` launches it, copies the results out and maps the
+    verdict to the exit status; the step-by-step :class:`Backend` methods are not
+    available out here (the simulator runs in its own process).
     """
     reports_cycles = True
+    TOP = "nvmf_engine"
+    MODULE = "tb.replay.cocotb_replay"
+    TESTCASE = "run_replay"
 
     def __init__(self, simulator, seed=0, waves=None):
         self.name = simulator
@@ -1230,20 +1245,98 @@ class RtlBackend(Backend):
 
     @staticmethod
     def available(simulator):
-        """``(ok, why)``: whether this simulator backend can run now."""
-        return False, (f"--backend {simulator}: the RTL engine is not complete yet (its back "
-                       f"end, docs/backend.md, is not integrated), so replay cannot run it on "
-                       f"a simulator; use --backend model")
+        """``(ok, why)``: whether this simulator backend can run here."""
+        try:
+            from tb.harness import sim_env
+        except ImportError as exc:
+            return False, (f"--backend {simulator}: the cocotb test bench cannot be loaded "
+                           f"({exc}); use --backend model")
+        sim_env()
+        exe = "iverilog" if simulator == "icarus" else "verilator"
+        if shutil.which(exe) is None:
+            return False, (f"--backend {simulator}: {exe} not found on PATH (./bootstrap.sh "
+                           f"setup installs it); use --backend model")
+        return True, ""
 
-    def _missing(self, *args, **kwargs):
-        raise BackendUnavailable(self.available(self.name)[1])
+    def _whole_traces_only(self, *args, **kwargs):
+        raise NotImplementedError(f"--backend {self.name} runs whole traces in the "
+                                  f"simulator: use RtlBackend.run()")
 
-    configure = write_mem = deliver = run_until_idle = take_results = _missing
-    dump_mem = dump_lba = inject_fault = _missing
+    configure = write_mem = deliver = run_until_idle = take_results = _whole_traces_only
+    dump_mem = dump_lba = inject_fault = _whole_traces_only
 
     @property
     def cycles(self):
-        return self._missing()
+        return self._whole_traces_only()
+
+    def _build_dir(self, params, waves):
+        from tb.harness import build_root
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        tag = params.tag() + ("_waves" if waves else "")
+        return build_root() / "sim" / worker / self.name / self.TOP / tag
+
+    def run(self, target, target_path, trace_path, stream, say):
+        """Run the trace; write the results to ``stream``; return the exit status."""
+        from tb.harness import run_cocotb
+
+        work = Path(tempfile.mkdtemp(prefix="nvmf-replay-"))
+        results = work / "results.jsonl"
+        status_file = work / "results.jsonl.status"
+        log = work / "sim.log"
+        env = {"NVMF_REPLAY_TARGET": str(Path(target_path).resolve()),
+               "NVMF_REPLAY_TRACE": str(Path(trace_path).resolve()),
+               "NVMF_REPLAY_OUT": str(results), "NVMF_REPLAY_SEED": str(self.seed)}
+        failure = None
+        try:
+            run_cocotb(self.name, self.TOP, target.params, self.MODULE, testcase=self.TESTCASE,
+                       extra_env=env, waves=self.waves is not None, log_file=log)
+        except (AssertionError, RuntimeError, SystemExit, OSError,
+                subprocess.SubprocessError) as exc:
+            failure = exc
+        verdict = None
+        if status_file.exists():
+            verdict = json.loads(status_file.read_text(encoding="utf-8"))
+        if verdict is not None and verdict["status"] == EXIT_INPUT:
+            shutil.rmtree(work, ignore_errors=True)
+            say(verdict["message"])
+            return EXIT_INPUT
+        if verdict is None and not log.exists():
+            shutil.rmtree(work, ignore_errors=True)
+            bdir = self._build_dir(target.params, self.waves is not None)
+            say(f"--backend {self.name}: the simulator could not be built or started "
+                f"({failure}); see {bdir / 'build.log'}")
+            return EXIT_BACKEND
+        if results.exists():
+            stream.write(results.read_text(encoding="utf-8"))
+            stream.flush()
+        if self.waves is not None:
+            self._copy_waves(target.params, say)
+        if verdict is None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            say(f"invariant violated: the simulation ended without a verdict ({failure}); "
+                f"simulator log {log}, ending:\n{tail}")
+            return EXIT_INVARIANT
+        if verdict["status"] == EXIT_OK and failure is None:
+            shutil.rmtree(work, ignore_errors=True)
+            return EXIT_OK
+        message = verdict["message"] or f"the simulation failed ({failure})"
+        say(f"invariant violated: {message} (simulator log: {log})")
+        return EXIT_INVARIANT
+
+    def _copy_waves(self, params, say):
+        bdir = self._build_dir(params, True)
+        candidates = [bdir / f"{self.TOP}.fst", bdir / "run" / self.TESTCASE / "dump.vcd"]
+        found = [p for p in candidates if p.exists()]
+        if not found:
+            found = sorted((p for ext in ("*.fst", "*.vcd") for p in bdir.rglob(ext)),
+                           key=lambda p: p.stat().st_mtime)[-1:]
+        if not found:
+            say(f"--waves {self.waves}: the simulator wrote no waveform in {bdir}")
+            return
+        try:
+            shutil.copyfile(found[0], self.waves)
+        except OSError as exc:
+            say(f"--waves {self.waves}: cannot write: {exc.strerror}")
 
 
 def make_backend(name, seed=0, waves=None):
@@ -1345,6 +1438,17 @@ def replay(target_path, trace_path, backend="model", out=None, seed=0, waves=Non
         return EXIT_BACKEND
     if waves is not None and backend == "model":
         say(f"--waves {waves}: the model backend has no waveforms; ignored")
+    if isinstance(runner, RtlBackend):
+        try:
+            stream = open(out, "w", encoding="utf-8") if out is not None else sys.stdout
+        except OSError as exc:
+            say(f"{out}: cannot write: {exc.strerror}")
+            return EXIT_INPUT
+        try:
+            return runner.run(target, target_path, trace_path, stream, say)
+        finally:
+            if stream is not sys.stdout:
+                stream.close()
     try:
         runner.configure(target, layout)
     except ReplayInputError as exc:
@@ -1385,8 +1489,8 @@ def add_arguments(p):
     p.add_argument("trace", metavar="TRACE.jsonl", help="capsules and actions, one JSON "
                                                         "object a line")
     p.add_argument("--backend", choices=BACKENDS, default="model",
-                   help="what runs the trace (default: model; icarus and verilator need the "
-                        "finished RTL engine)")
+                   help="what runs the trace: the reference model (default), or the RTL "
+                        "engine in Icarus Verilog or Verilator")
     p.add_argument("--out", metavar="FILE", help="write the results here (default: stdout)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random service times and "
                                                        "stalls (default 0)")

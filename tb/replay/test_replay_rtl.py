@@ -20,12 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "replay"
 TARGET = EXAMPLES / "target.toml"
 
-# The PRP-list entries the back end writes into staging are 65 bits wide, so with
-# DATA_W >= 128 every second entry lands shifted by one bit (rtl/backend.py, "PRP"
-# state): basic.jsonl's 12 and 16 KiB transfers make the SSD read outside staging.
-PRP_LIST_BUG = ("RTL: odd PRP list entries are shifted (65-bit words packed in the PRP "
-                "beat, rtl/backend.py); the SSD's DMA leaves the staging window")
-
 
 def _replay(tmp_path, trace, backend, *extra):
     out = tmp_path / f"{Path(trace).stem}.{backend}.jsonl"
@@ -70,10 +64,9 @@ def _same_as_model(tmp_path, trace, sim, *extra):
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("sim, trace", [
-    ("icarus", "smoke"),
+    ("icarus", "smoke"), ("icarus", "errors"),
     ("verilator", "smoke"), ("verilator", "sqhd"), ("verilator", "errors"),
-    pytest.param("verilator", "basic", marks=pytest.mark.xfail(reason=PRP_LIST_BUG,
-                                                               strict=False)),
+    ("verilator", "basic"), ("verilator", "faults"),
 ])
 def test_example_matches_the_model(tmp_path, sim, trace):
     _same_as_model(tmp_path, EXAMPLES / f"{trace}.jsonl", sim, "--seed", "3")

@@ -414,8 +414,8 @@ class _Reader:
         return value
 
 
-def load_target(path):
-    """Read and validate a TARGET.toml (:class:`ReplayInputError` on any problem)."""
+def _read_text(path):
+    """A replay input file as text: ``ReplayInputError`` when unreadable or not UTF-8."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -426,6 +426,12 @@ def load_target(path):
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise ReplayInputError(path, line, None, "not valid UTF-8") from None
+    return path, text
+
+
+def load_target(path):
+    """Read and validate a TARGET.toml (:class:`ReplayInputError` on any problem)."""
+    path, text = _read_text(path)
     return parse_target(text, path)
 
 
@@ -773,16 +779,7 @@ def _reject_constant(name):
 
 def load_trace(path, target):
     """Read and validate a TRACE.jsonl against ``target`` (:class:`ReplayInputError`)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ReplayInputError(path, None, None, f"cannot read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ReplayInputError(path, line, None, "not valid UTF-8") from None
+    path, text = _read_text(path)
     return parse_trace(text, target, path)
 
 

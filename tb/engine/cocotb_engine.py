@@ -50,6 +50,17 @@ class Setup:
                                   offload_only=only, sqsize=16, sqid=qpn)
 
 
+async def _configured(tb):
+    """Reset, build the target through the driver, and a scoreboard that knows its QPs."""
+    await tb.cycle_reset()
+    setup = Setup()
+    await setup.build(tb)
+    sb = EngineScoreboard(tb)
+    for qpn, *_ in setup.qps:
+        sb.front.qp_configured(qpn)
+    return setup, sb
+
+
 def namespace_capsule(rng, setup, qp, cid):
     """A capsule aimed at the namespace checks: mostly valid, sometimes just off."""
     _, sub, _, _ = qp
@@ -91,12 +102,7 @@ async def run_mixed_traffic(dut):
     if busy:
         tb.set_idle_generator(random_pause(random.Random(seed + 1), busy))
         tb.set_backpressure_generator(lambda: random_pause(random.Random(rng.random()), busy))
-    await tb.cycle_reset()
-    setup = Setup()
-    await setup.build(tb)
-    sb = EngineScoreboard(tb)
-    for qpn, *_ in setup.qps:
-        sb.front.qp_configured(qpn)
+    setup, sb = await _configured(tb)
     gen = CapsuleGen(rng, tb.params.max_capsule_bytes)
     count = int(os.environ.get("NVMF_COUNT", "150"))
     for i in range(count):
@@ -123,12 +129,7 @@ async def run_mixed_traffic(dut):
 async def run_qp_error_discards_until_reconfigured(dut):
     """Unsupported opcode on an offload-only QP: one QP error, discards, reset by qp_set."""
     tb = TB(dut)
-    await tb.cycle_reset()
-    setup = Setup()
-    await setup.build(tb)
-    sb = EngineScoreboard(tb)
-    for qpn, *_ in setup.qps:
-        sb.front.qp_configured(qpn)
+    setup, sb = await _configured(tb)
     read = make_sqe(Opcode.READ, 1, 1, nlb=0, sgl=keyed_sgl(0x1000, 512, 3))
     await sb.send(read, 2, "read")
     await sb.send(make_sqe(0x05, 2, 1), 2, "unknown opcode")
@@ -152,12 +153,7 @@ async def run_qp_error_discards_until_reconfigured(dut):
 async def run_sqhd_wraps_at_sqsize(dut):
     """SQHD in responses counts capsules modulo sqsize, whatever their outcome."""
     tb = TB(dut)
-    await tb.cycle_reset()
-    setup = Setup()
-    await setup.build(tb)
-    sb = EngineScoreboard(tb)
-    for qpn, *_ in setup.qps:
-        sb.front.qp_configured(qpn)
+    setup, sb = await _configured(tb)
     bad = make_sqe(Opcode.READ, 9, 1, psdt=0)          # answered by the engine
     for i in range(40):
         await sb.send(bad if i % 3 else make_sqe(Opcode.FLUSH, i, 1), 1, "sqhd")

@@ -1,0 +1,144 @@
+"""Random replay workloads (sim/tracegen.py) on the model backend: no simulator.
+
+Each seed's TARGET and TRACE go through ``nvmf-offload replay --backend model``
+(:func:`sim.cli.main`); the results must pass :func:`sim.tracegen.check`, which
+knows what every capsule should get and what every byte should be from its
+own shadow of the blocks, not from the model. The check itself is checked
+against results with one thing wrong.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from sim import cli, tracegen
+from sim.replay import EXIT_OK, load_target, parse_target, parse_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_TARGET = ROOT / "examples" / "replay" / "target.toml"
+
+
+def run_model(tmp_path, target, lines, seed=0):
+    (tmp_path / "t.toml").write_text(target)
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.jsonl"
+    status = cli.main(["replay", str(tmp_path / "t.toml"), str(tmp_path / "t.jsonl"),
+                       "--backend", "model", "--seed", str(seed), "--out", str(out)])
+    return status, [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_workload_on_the_model_passes_the_integrity_check(tmp_path, seed):
+    target, lines, exp = tracegen.generate(seed, capsules=120)
+    status, results = run_model(tmp_path, target, lines, seed=seed)
+    assert status == EXIT_OK
+    problems = tracegen.check(results, exp)
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_generation_is_deterministic_and_valid():
+    a = tracegen.generate(7, capsules=80)
+    b = tracegen.generate(7, capsules=80)
+    assert a[0] == b[0] and a[1] == b[1]
+    assert tracegen.generate(8, capsules=80)[1] != a[1]
+    target = parse_target(a[0], "gen.toml")
+    parse_trace("\n".join(a[1]), target, "gen.jsonl")
+
+
+def test_the_engine_parameters_are_the_example_targets():
+    """So the simulators reuse the example target's build (no extra Verilator build)."""
+    example = load_target(EXAMPLE_TARGET).params
+    for seed in range(10):
+        assert parse_target(tracegen.generate_target(seed).text).params == example
+
+
+def test_workloads_cover_the_mix():
+    """Over a few seeds: every served opcode and form, both block sizes, both SSDs and
+    subsystems, every QP, bursts of 1 and 64 capsules, transfers of one block and of
+    max_io_size, every bad input."""
+    labels, blocks, qpns, ssds, qds, lbas = set(), set(), set(), set(), set(), set()
+    for seed in range(6):
+        _, lines, exp = tracegen.generate(seed, capsules=250)
+        shape = tracegen.generate_target(seed)
+        labels |= set(exp.stats())
+        qpns |= {c.qpn for c in exp.capsules}
+        burst = 0
+        for line in lines:
+            rec = json.loads(line)
+            if "capsule" in rec:
+                burst += 1
+            elif "wait" in rec:
+                qds.add(burst)
+                burst = 0
+            elif "dump_lba" in rec:
+                ssds.add(rec["dump_lba"]["ssd"])
+        for c in exp.capsules:
+            raw = bytes.fromhex(c.capsule)
+            qp = shape.qps[c.qpn]
+            nsid = int.from_bytes(raw[4:8], "little")
+            if raw[0] in (0x01, 0x02) and qp.offload and nsid in shape.subs[qp.sub].namespaces:
+                ns = shape.subs[qp.sub].namespaces[nsid]
+                n = int.from_bytes(raw[48:50], "little") + 1
+                lbas.add(ns.lba)
+                if c.outcome.status == tracegen.SUCCESS:
+                    blocks.add("one" if n == 1 else
+                               "max" if n * ns.lba == shape.subs[qp.sub].max_io_size else "some")
+    assert labels >= {"read", "write", "write_icd", "flush", "write_zeroes", "dsm", "dsm_icd",
+                      "bad_lba_range", "bad_over_max_io", "bad_unknown_nsid", "not_offloaded"}
+    assert blocks == {"one", "some", "max"}
+    assert lbas == {512, 4096}
+    assert ssds == {"ssd0", "ssd1"}
+    assert qpns == {17, 18, 19, 33, 34, 50}
+    assert 1 in qds and max(qds) == 64
+
+
+def test_the_check_catches_what_is_wrong(tmp_path):
+    target, lines, exp = tracegen.generate(3, capsules=60)
+    status, results = run_model(tmp_path, target, lines)
+    assert status == EXIT_OK and tracegen.check(results, exp) == []
+
+    def broken(change):
+        bad = copy.deepcopy(results)
+        change(bad)
+        return tracegen.check(bad, exp)
+
+    def flip_lba_byte(rs):
+        rec = next(r["lba"] for r in rs if "lba" in r and any(
+            d.kind == "lba" and not d.undefined for d in exp.dumps))
+        data = bytearray.fromhex(rec["data"])
+        data[len(data) // 2] ^= 0x40
+        rec["data"] = data.hex()
+
+    def flip_mem_byte(rs):
+        rec = next(r["mem"] for r in rs if "mem" in r)
+        data = bytearray.fromhex(rec["data"])
+        data[0] ^= 1
+        rec["data"] = data.hex()
+
+    def drop_response(rs):
+        rs.remove(next(r for r in rs if "response" in r))
+
+    def duplicate_response(rs):
+        rs.insert(0, copy.deepcopy(next(r for r in rs if "response" in r)))
+
+    def fail_a_command(rs):
+        rec = next(r["response"] for r in rs if "response" in r)
+        cqe = bytearray.fromhex(rec["cqe"])
+        cqe[14] |= 0x06 << 1
+        rec["cqe"] = cqe.hex()
+
+    for change in (flip_lba_byte, flip_mem_byte, drop_response, duplicate_response,
+                   fail_a_command):
+        assert broken(change), change.__name__
+
+
+@pytest.mark.parametrize("kind", tracegen.FAULT_KINDS)
+def test_fault_workload_on_the_model(tmp_path, kind):
+    target, lines, exp = tracegen.fault_workload(kind)
+    status, results = run_model(tmp_path, target, lines)
+    assert status == EXIT_OK
+    problems = tracegen.check(results, exp)
+    assert not problems, "\n".join(problems)
+    assert exp.events or kind == "ssd_status"

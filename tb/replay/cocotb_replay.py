@@ -212,6 +212,27 @@ class RtlReplay(Backend):
                             ("qp_err", self.qp_err), ("rdma_rd", self.rdma.rd),
                             ("rdma_wr", self.rdma.wr)):
             model.set_pause_generator(_pauses(self._rng(name)))
+        # Every other interface too, each channel with a seeded stream of its own: the PCIe
+        # fabric (the AXI4 slave on m_axi_pcie), the SSDs' peer-to-peer master on s_axi_p2p,
+        # the RDMA command and status streams, the CSR bus. One task sets them all each
+        # cycle (a pause generator per channel would be a task per channel).
+        buses = {"pcie": self.fabric.slave, "p2p": self.p2p, "csr": self.axil}
+        paused = [(getattr(getattr(port, side), f"{ch}_channel"),
+                   _pauses(self._rng(f"{bus}_{ch}")))
+                  for bus, port in buses.items()
+                  for side, chs in (("write_if", ("aw", "w", "b")), ("read_if", ("ar", "r")))
+                  for ch in chs]
+        paused += [(self.rdma.cmd, _pauses(self._rng("rdma_cmd"))),
+                   (self.rdma.sts, _pauses(self._rng("rdma_sts")))]
+
+        async def pause_all():
+            edge = RisingEdge(clk)
+            while True:
+                for channel, pauses in paused:
+                    channel.pause = next(pauses)
+                await edge
+
+        cocotb.start_soon(pause_all())
         self.ssds = {}
         for i, spec in enumerate(self.target.ssds):
             ssd = SsdDevice(self, spec.name, self.fabric, i, self.p2p, self.layout.msix_addr,

@@ -1,18 +1,24 @@
 """Elaboration parameters of the engine, validated once.
 
 Every block takes the parameters it needs from one :class:`EngineParams`;
-``nvmf-offload verilog --config FILE`` reads them from a TOML file whose
-``[engine]`` table uses the same names.
+``nvmf-offload verilog --config NAME`` reads them from a TOML file whose
+``[engine]`` table uses the same names: ``configs/NAME.toml`` (a named
+configuration, :func:`find_config`) or any file path.
 """
 
 import dataclasses
 import tomllib
+from pathlib import Path
 
 from .formats import CAPSULE_UNIT, SQE_BYTES
 
-__all__ = ["EngineParams", "DATA_WIDTHS", "load_params"]
+__all__ = ["EngineParams", "DATA_WIDTHS", "CONFIG_DIR", "config_names", "find_config",
+           "load_params"]
 
 DATA_WIDTHS = (64, 128, 256, 512)
+
+# Named configurations: configs/<name>.toml, each an [engine] table.
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,10 +160,35 @@ class EngineParams:
         return "_".join(parts)
 
 
+def config_names():
+    """Names of the configurations in ``configs/``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def find_config(spec):
+    """``(name, path)`` of a configuration given by name (``configs/<name>.toml``) or by path.
+
+    A path that exists is taken as it is (its name is the file's stem); otherwise ``spec``
+    is looked up in ``configs/``. :class:`ValueError` names the known configurations.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path.stem, path
+    named = CONFIG_DIR / f"{spec}.toml"
+    if path.name == str(spec) and named.is_file():
+        return str(spec), named
+    raise ValueError(f"no configuration {str(spec)!r}: neither a file nor one of "
+                     f"{', '.join(config_names())} (configs/)")
+
+
 def load_params(path=None, **overrides):
-    """Read ``[engine]`` from a TOML file (if given), apply overrides, validate."""
+    """Read ``[engine]`` from a TOML file (if given), apply overrides, validate.
+
+    ``path`` is a file or the name of a configuration in ``configs/`` (:func:`find_config`).
+    """
     values = {}
     if path is not None:
+        path = find_config(path)[1]
         with open(path, "rb") as f:
             doc = tomllib.load(f)
         table = doc.get("engine", {})

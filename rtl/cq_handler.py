@@ -118,6 +118,10 @@ class CqHandler(wiring.Component):
     bad_msix : Out(16)
         Debug counter of dropped MSI-X messages (saturates at 0xFFFF; reset
         clears it).
+    busy : Out(1)
+        Combinational: an MSI-X message is pending, a polled queue has commands
+        outstanding, or a drain is in progress (any state but IDLE). Debug
+        status (``USE_BUSY.cq_handler``).
     """
 
     def __init__(self, params=None):
@@ -131,6 +135,7 @@ class CqHandler(wiring.Component):
             "o_cqe": Out(stream.Signature(CqCompletion)),
             "o_error": Out(stream.Signature(CqError)),
             "bad_msix": Out(16),
+            "busy": Out(1),
         })
         super().__init__(members)
 
@@ -230,7 +235,7 @@ class CqHandler(wiring.Component):
 
         entry = self.bq_rd_data
 
-        with m.FSM(name="cq"):
+        with m.FSM(name="cq") as fsm:
             with m.State("IDLE"):
                 m.d.comb += [self.bq_rd_addr.eq(sel), self.bq_rd_en.eq(req.any())]
                 with m.If(req.any()):
@@ -362,4 +367,5 @@ class CqHandler(wiring.Component):
             pending.eq((pending & ~pend_clr) | msix_set),
             fresh.eq((fresh & ~fresh_clr) | init_set),
         ]
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | req.any())
         return m

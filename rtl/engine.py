@@ -115,6 +115,16 @@ def _drive_outputs(m, top, resp, exc, qperr):
     ]
 
 
+def _fields(register, **values):
+    """A 32-bit register value with each named field of ``register`` (a
+    :class:`rtl.regmap.Register`) taken from ``values`` (truncated to its width)."""
+    word = 0
+    for name, value in values.items():
+        f = register.field(name)
+        word = word | (value[:f.width] << f.lsb)
+    return word
+
+
 def _merge2(m, first, second, sink):
     """Two streams into one; ``first`` wins when both are valid."""
     with m.If(first.valid):
@@ -257,6 +267,14 @@ class Engine(wiring.Component):
             sq.init_valid.eq(control.bq_cfg_valid), sq.init_queue.eq(control.bq_cfg_index),
             cq.init_valid.eq(control.bq_cfg_valid), cq.init_queue.eq(control.bq_cfg_index),
             cq.poll.eq(backend.poll),
+            control.use_contexts.eq(_fields(control.regmap["USE_CONTEXTS"],
+                                            live=backend.use_live,
+                                            zombies=backend.use_zombies)),
+            control.use_staging.eq(_fields(control.regmap["USE_STAGING"],
+                                           slots=backend.use_slots)),
+            control.use_busy.eq(_fields(control.regmap["USE_BUSY"],
+                                        backend_queues=backend.queues_busy,
+                                        sq_writer=sq.busy, cq_handler=cq.busy)),
         ]
 
         # back end <-> staging, SQ writer, CQ handler

@@ -106,6 +106,9 @@ class SqWriter(wiring.Component):
         doorbell is written even when an SQE write failed; the tail advances in
         either case. The next SQE's lookup starts after the last record is
         taken.
+    busy : Out(1)
+        Combinational: an SQE waits on ``i_sqe`` or a batch is in progress (any
+        state but IDLE). Debug status (``USE_BUSY.sq_writer``).
     """
 
     def __init__(self, params=None, *, max_batch=8):
@@ -138,6 +141,7 @@ class SqWriter(wiring.Component):
             "init_valid": In(1),
             "init_queue": In(8),
             "o_done": Out(stream.Signature(SqDone)),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -222,7 +226,7 @@ class SqWriter(wiring.Component):
         else:
             db_data, db_strb = Cat(tail, Const(0, 16)), Const(0xF, 4)
 
-        with m.FSM(name="sq"):
+        with m.FSM(name="sq") as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.bq_rd_en.eq(self.i_sqe.valid)
                 with m.If(self.i_sqe.valid):
@@ -307,4 +311,5 @@ class SqWriter(wiring.Component):
                     m.d.sync += count.eq(count - 1)
                     with m.If(count == 1):
                         m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | self.i_sqe.valid)
         return m

@@ -756,6 +756,37 @@ class NvmfDevice:
             status = await self._read_fields("EVENT_STATUS")
         return EventBatch(events=events, lost=lost)
 
+    async def resource_use(self):
+        """What the engine holds now (``USE_*`` registers), as one dict: ``live`` and
+        ``zombies`` contexts, staging ``slots``, and the busy flags ``backend_queues``,
+        ``sq_writer``, ``cq_handler``."""
+        self._require_open()
+        use = {}
+        for name in ("USE_CONTEXTS", "USE_STAGING", "USE_BUSY"):
+            use.update(await self._read_fields(name))
+        return use
+
+    async def leaks(self):
+        """Call at quiescence (nothing in flight): a list of what is still held that
+        should not be, each a sentence naming the value; empty when nothing leaked.
+
+        Zombie contexts (commands given up whose late CQE never came) legitimately
+        keep their staging slot and their queue's CQ credit.
+        """
+        use = await self.resource_use()
+        found = []
+        if use["live"]:
+            found.append(f"{use['live']} context(s) still hold a command")
+        if use["slots"] != use["zombies"]:
+            found.append(f"{use['slots']} staging slot(s) in use with {use['zombies']} "
+                         f"zombie context(s)")
+        if use["backend_queues"] and not use["zombies"]:
+            found.append("a backend queue still owes SQ consumption or CQEs")
+        for unit in ("sq_writer", "cq_handler"):
+            if use[unit] and not (unit == "cq_handler" and use["zombies"]):
+                found.append(f"the {unit.replace('_', ' ')} is still busy")
+        return found
+
     async def ns_counters(self, ns, clear=False):
         """A namespace's counters as a dict (READ, or READ_CLEAR with ``clear``)."""
         self._require_open()

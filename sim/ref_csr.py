@@ -179,6 +179,8 @@ class CsrModel:
             return {"kind": kind.value, "object": obj}[f.name]
         if name == "EVENT_LOST":
             return self.event_lost
+        if name in ("USE_CONTEXTS", "USE_STAGING", "USE_BUSY"):
+            return 0                           # the control plane alone holds no I/O
         if name in self._arg_index:
             return self.arg[self._arg_index[name]]
         if name in self._result_index:

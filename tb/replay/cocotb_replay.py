@@ -405,6 +405,10 @@ class RtlReplay(Backend):
         if self.pending:
             missing = sorted(self.pending)[:8]
             raise InvariantError(f"capsule(s) seq {missing} accepted without an outcome")
+        leaks = await self.device.leaks()
+        if leaks:
+            raise InvariantError(f"leak at quiescence (cycle {self._now()}): "
+                                 + "; ".join(leaks))
         return self._now() - start
 
     def _idle(self):

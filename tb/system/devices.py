@@ -22,8 +22,10 @@ the RTL.
 
 import dataclasses
 import logging
+import math
 
 import cocotb
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, Event
 from cocotbext.axi import (
     AxiBus,
@@ -169,13 +171,22 @@ class SsdDevice:
     (default: by ``index``). ``on_error(ssd, exc)``, when set, is told of what a
     real device would flag instead of raising in a background task: an invalid
     doorbell write, a DMA answered with an error.
+
+    ``interval`` (cycles, may be fractional; None: no limit) makes the device a rate
+    limiter in front of its fixed latency: command service starts at least
+    ``interval`` cycles apart (a token bucket of depth one), in fetch order, while any
+    number of commands are in their latency at once (internal parallelism). An SSD of
+    ``I`` IOPS on a ``f`` Hz engine clock has ``interval = f / I``; ``cycle_ns`` is the
+    clock period the limiter converts simulated time with.
     """
 
     def __init__(self, tb, name, fabric, index, p2p, msix_addr, latency=50, bar=None,
-                 rng=None, jitter=0, on_error=None):
+                 rng=None, jitter=0, on_error=None, interval=None, cycle_ns=4):
         self.tb, self.name = tb, name
         self.fabric, self.p2p, self.msix_addr = fabric, p2p, msix_addr
         self.latency = latency
+        self.interval, self.cycle_ns = interval, cycle_ns
+        self._next_start = 0.0    # the limiter's next free start, in cycles
         self.rng, self.jitter = rng, jitter
         self.on_error = on_error
         self.bar = fabric.add_bar(index, self, bar)
@@ -279,6 +290,8 @@ class SsdDevice:
 
     async def _run(self, queue, sqe, fault=None):
         try:
+            if self.interval:
+                await self._limit()
             latency = self.latency
             if self.rng is not None and self.jitter:
                 latency += self.rng.randint(0, self.jitter)
@@ -301,6 +314,15 @@ class SsdDevice:
             self._error(exc)
         finally:
             self.busy -= 1
+
+    async def _limit(self):
+        """Wait for this command's start under the rate limit (``interval``)."""
+        now = get_sim_time("ns") / self.cycle_ns
+        start = max(self._next_start, now)
+        self._next_start = start + self.interval
+        wait = math.ceil(start - now - 1e-9)
+        if wait > 0:
+            await ClockCycles(self.tb.dut.clk, wait)
 
     async def _execute(self, sqe):
         ns = self.namespaces.get(sqe["nsid"])

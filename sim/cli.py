@@ -7,8 +7,8 @@ fpga      synthesise, place and route on an FPGA with the open flow; Fmax and ar
           (``docs/fpga.md``)
 demo      the main job: a 4 KiB random workload through the whole engine, with a report
 parser-demo  random capsule traffic through the capsule parser alone
-bench     benchmarks in simulated cycles (``--json``; ``--write-docs`` updates
-          ``docs/performance.md``)
+bench     benchmarks in simulated cycles: the parser and the whole engine against their
+          limits (``--json``, ``--quick``; ``--write-docs`` updates ``docs/performance.md``)
 formats   the format tables, generated from ``rtl/formats.py`` (``docs/formats.md``)
 regs      the register map from ``rtl/csr.rdl``: ``--format c`` (C header), ``md``
           (``docs/registers.md``) or ``json``
@@ -235,52 +235,9 @@ def _print_workload_report(rep, clock_mhz):
 
 
 def cmd_bench(args):
-    params0 = _params(args)
-    widths = [args.data_width] if args.data_width else list(DATA_WIDTHS)
-    records = []
-    for width in widths:
-        params = load_params(None, data_width=width, qp_count=params0.qp_count,
-                             max_capsule_bytes=params0.max_capsule_bytes)
-        rep = _run_parser_sim(args.sim, params, "run_throughput", {"NVMF_COUNT": args.count})
-        records.append({"metric": "parser_capsules_per_cycle_64B", "data_width": width,
-                        "value": round(rep["rate"], 4), "limit": round(rep["limit"], 4),
-                        "ratio": round(rep["rate"] / rep["limit"], 4)})
-    if args.json:
-        print(json.dumps(records, indent=2))
-    else:
-        print(_table([(r["metric"], r["data_width"], r["value"], r["limit"], r["ratio"])
-                      for r in records], ("metric", "DATA_W", "value", "limit", "ratio")))
-    if args.write_docs:
-        _write_performance(records, args)
-    return 0
+    from sim.bench import main as bench_main
 
-
-def _write_performance(records, args):
-    path = ROOT / "docs" / "performance.md"
-    rows = "\n".join(
-        f"| {r['data_width']} | {r['value']:.4f} | {r['limit']:.4f} | {r['ratio']:.3f} |"
-        for r in records)
-    text = f"""# Performance
-
-Measured in simulated clock cycles, never in wall-clock time. Reproduce with:
-
-    nvmf-offload bench --sim {args.sim} --count {args.count} --write-docs
-
-## Capsule parser: 64-byte capsules (SQE only), no back-pressure
-
-Back-to-back Read capsules with a keyed SGL on one offloaded QP; the rate is
-descriptors out per cycle between the first and the last descriptor. The
-physical limit is one capsule per SQE beat count: `1 / (64 / (DATA_W/8))`.
-
-| DATA_W | capsules / cycle | limit | ratio |
-|---|---|---|---|
-{rows}
-
-Capsules that carry in-capsule data take one cycle per beat, plus one cycle
-when the data does not start on a beat boundary (the realigning read-out).
-"""
-    path.write_text(text)
-    print(f"wrote {path}")
+    return bench_main(args)
 
 
 def cmd_formats(args):
@@ -364,9 +321,17 @@ def build_parser():
     p = sub.add_parser("bench", help="benchmarks in simulated cycles")
     common(p)
     p.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
-    p.add_argument("--count", type=int, default=400)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--write-docs", action="store_true", help="rewrite docs/performance.md")
+    p.add_argument("--count", type=int, default=400, help="capsules of the parser bench")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer commands per engine scenario, no second simulator")
+    p.add_argument("--no-speed", action="store_true",
+                   help="skip the simulation-speed run on the other simulator")
+    p.add_argument("--profile", action="store_true",
+                   help="also print the cycles per command each unit's FSM spends in each "
+                        "state (stderr)")
+    p.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    p.add_argument("--write-docs", action="store_true",
+                   help="update the bench sections of docs/performance.md (between markers)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("formats", help="format tables (Markdown) from rtl/formats.py")

@@ -103,8 +103,9 @@ def _run(cmd, log, cwd, what):
         except OSError as exc:
             raise FlowError(f"{what} could not start: {exc}") from exc
     if proc.returncode != 0:
-        raise FlowError(f"{what} failed (exit status {proc.returncode}); log: {log}",
-                        _tail(log))
+        how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"failed (exit status {proc.returncode})")
+        raise FlowError(f"{what} {how}; log: {log}", _tail(log))
     return time.monotonic() - start
 
 

@@ -291,7 +291,8 @@ class Bench:
         self.layout = plan_layout(self.target)
         spec = self.target.ssds[0]
         self.ssd = SsdDevice(self, "ssd0", self.fabric, 0, self.p2p, self.layout.msix_addr,
-                             latency=0, bar=self.layout.bars["ssd0"])
+                             latency=0, bar=self.layout.bars["ssd0"],
+                             ordered=os.environ.get("NVMF_BENCH_SSD", "ordered") == "ordered")
         for ns in spec.namespaces:
             self.ssd.add_namespace(ns.nsid, ns.lba_data_size, ns.nsze)
         for plan in self.layout.queues:

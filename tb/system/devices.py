@@ -26,7 +26,7 @@ import math
 
 import cocotb
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, Event
+from cocotb.triggers import ClockCycles, Event, Lock
 from cocotbext.axi import (
     AxiBus,
     AxiSlave,
@@ -178,15 +178,22 @@ class SsdDevice:
     number of commands are in their latency at once (internal parallelism). An SSD of
     ``I`` IOPS on a ``f`` Hz engine clock has ``interval = f / I``; ``cycle_ns`` is the
     clock period the limiter converts simulated time with.
+
+    ``ordered``: one command at a time moves its data, then posts its CQE and MSI-X
+    (a single DMA engine, completions in service order); by default every command in
+    service moves its data at once, so with no latency the data of all fetched
+    commands goes before the first MSI-X.
     """
 
     def __init__(self, tb, name, fabric, index, p2p, msix_addr, latency=50, bar=None,
-                 rng=None, jitter=0, on_error=None, interval=None, cycle_ns=4):
+                 rng=None, jitter=0, on_error=None, interval=None, cycle_ns=4,
+                 ordered=False):
         self.tb, self.name = tb, name
         self.fabric, self.p2p, self.msix_addr = fabric, p2p, msix_addr
         self.latency = latency
         self.interval, self.cycle_ns = interval, cycle_ns
         self._next_start = 0.0    # the limiter's next free start, in cycles
+        self._dma = Lock() if ordered else None
         self.rng, self.jitter = rng, jitter
         self.on_error = on_error
         self.bar = fabric.add_bar(index, self, bar)
@@ -301,19 +308,27 @@ class SsdDevice:
                 await ClockCycles(self.tb.dut.clk, latency)
             if fault is not None and fault.never:
                 return
-            if fault is not None and fault.status is not None:
-                sct, sc, dnr, *rest = fault.status
-                status = {"sct": sct, "sc": sc, "dnr": dnr}
-                if rest:
-                    status.update(crd=rest[0], m=rest[1])
+            if self._dma is not None:
+                async with self._dma:
+                    await self._complete(queue, sqe, fault)
             else:
-                status = await self._execute(sqe)
-            self.executed += 1
-            await self._post(queue, sqe, status)
+                await self._complete(queue, sqe, fault)
         except Exception as exc:        # noqa: BLE001 -- reported through on_error
             self._error(exc)
         finally:
             self.busy -= 1
+
+    async def _complete(self, queue, sqe, fault):
+        """Execute (or fake the status of a fault), then post the CQE."""
+        if fault is not None and fault.status is not None:
+            sct, sc, dnr, *rest = fault.status
+            status = {"sct": sct, "sc": sc, "dnr": dnr}
+            if rest:
+                status.update(crd=rest[0], m=rest[1])
+        else:
+            status = await self._execute(sqe)
+        self.executed += 1
+        await self._post(queue, sqe, status)
 
     async def _limit(self):
         """Wait for this command's start under the rate limit (``interval``)."""

@@ -86,6 +86,24 @@ class _Kind(enum.Enum, shape=3):
     NOT_READY = 7      # every queue of the namespace failed: Namespace Not Ready
 
 
+class _StagingRef(data.Struct):
+    """A context's staging slot: subsystem, slot, whether it holds one."""
+    ss: 8
+    slot: 6
+    staged: 1
+
+
+class _CountRecord(data.Struct):
+    """The namespace-counter increments of one response."""
+    index: 16
+    first: 4           # the command's kind (or ``errors``), +1
+    blocks_en: 1
+    blocks_field: 4    # read_blocks / write_blocks, + ``blocks``
+    blocks: 17
+    third_en: 1
+    third: 4           # backend_errors or icd_writes, +1
+
+
 class _Finish(data.Struct):
     kind: _Kind
     ctx: 10
@@ -119,6 +137,28 @@ def _fifo_stream(m, name, layout, depth):
     m.d.comb += [f.w_data.eq(w.payload), f.w_en.eq(w.valid), w.ready.eq(f.w_rdy),
                  r.payload.eq(f.r_data), r.valid.eq(f.r_rdy), f.r_en.eq(r.ready)]
     return w, r
+
+
+class _CtxField:
+    """One field of every context in a LUT memory (instead of a register per context).
+
+    One write port (:meth:`write`, called in the branch that writes; the value is
+    stored at the clock edge, as a ``sync`` assignment would be) and one
+    combinational read port per reader (:meth:`read`: data in the same cycle).
+    """
+
+    def __init__(self, m, name, shape, depth):
+        self._m = m
+        self._mem = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
+        self._wp = self._mem.write_port()
+
+    def read(self, addr):
+        port = self._mem.read_port(domain="comb")
+        self._m.d.comb += port.addr.eq(addr)
+        return port.data
+
+    def write(self, addr, value):
+        self._m.d.comb += [self._wp.addr.eq(addr), self._wp.data.eq(value), self._wp.en.eq(1)]
 
 
 class _Slots(Elaboratable):
@@ -172,13 +212,16 @@ class _Slots(Elaboratable):
                               & (new_shift <= 31))
         count = Signal(33)
         m.d.comb += count.eq(entry.staging_len >> new_shift)
+        n_slots = Signal(range(MAX_SLOTS + 1))     # slots of the window, at most MAX_SLOTS
+        m.d.comb += n_slots.eq(Mux(count[MAX_SLOTS.bit_length() - 1:] != 0, MAX_SLOTS,
+                                   count))
 
         for i in range(NS):
             take = Mux(self.alloc_en & (self.alloc_ss == i), 1 << self.alloc_slot, 0)
             give = Mux(self.free_en & (self.free_ss == i), 1 << self.free_slot, 0)
             with m.If(loaded & (index == i)):
                 m.d.sync += [
-                    free[i].eq(Mux(inside, Cat(*(count > k for k in range(MAX_SLOTS))), 0)),
+                    free[i].eq(Mux(inside, Cat(*(n_slots > k for k in range(MAX_SLOTS))), 0)),
                     shift[i].eq(new_shift),
                     base[i].eq(offset[:32]),
                     usable[i].eq(inside & (count != 0)),
@@ -381,16 +424,15 @@ class Backend(wiring.Component):
 
         # --- contexts ------------------------------------------------------------------------
         state = Array(Signal(_State, name=f"ctx_state{i}") for i in range(N))
-        gen = Array(Signal(gbits, name=f"ctx_gen{i}") for i in range(N))
-        c_queue = Array(Signal(8, name=f"ctx_queue{i}") for i in range(N))
-        c_ss = Array(Signal(8, name=f"ctx_ss{i}") for i in range(N))
-        c_slot = Array(Signal(6, name=f"ctx_slot{i}") for i in range(N))
-        c_staged = Array(Signal(name=f"ctx_staged{i}") for i in range(N))
-        c_off = Array(Signal(32, name=f"ctx_off{i}") for i in range(N))
-        c_beats = Array(Signal(14, name=f"ctx_beats{i}") for i in range(N))
-        c_start = Array(Signal(32, name=f"ctx_start{i}") for i in range(N))
         c_late = Array(Signal(name=f"ctx_late{i}") for i in range(N))
-        c_dw0 = Array(Signal(32, name=f"ctx_dw0{i}") for i in range(N))
+        # the other fields live in LUT memories, one combinational read port per reader
+        gen = _CtxField(m, "ctx_gen", gbits, N)          # CID generation
+        c_queue = _CtxField(m, "ctx_queue", 8, N)        # backend queue it was submitted to
+        c_stg = _CtxField(m, "ctx_stg", _StagingRef, N)  # its staging slot
+        c_off = _CtxField(m, "ctx_off", 32, N)           # staging byte offset of the slot
+        c_beats = _CtxField(m, "ctx_beats", 14, N)       # data beats
+        c_start = _CtxField(m, "ctx_start", 32, N)       # submission time
+        c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
         now = Signal(32)
         m.d.sync += now.eq(now + 1)
 
@@ -405,6 +447,7 @@ class Backend(wiring.Component):
         filling = filled != N
         release_en, release_ctx = Signal(), Signal(cbits)
         to_zombie = Signal()            # retirement keeps a given-up context as a zombie
+        release_now = Signal()          # retirement releases (or keeps as zombie) its context
         with m.If(filling):
             m.d.comb += [free.w_data.eq(filled), free.w_en.eq(1)]
             m.d.sync += filled.eq(filled + 1)
@@ -420,6 +463,7 @@ class Backend(wiring.Component):
         fin_scan_w, fin_scan_r = _fifo_stream(m, "fin_scan", _Finish, 2)
         fin = stream.Signature(_Finish).create()
         _merge(m, [fin_cqe_r, fin_sts_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
+        cnt_w, cnt_r = _fifo_stream(m, "count_q", _CountRecord, 4)
         ev_q_w, ev_q_r = _fifo_stream(m, "ev_queue", Event, 4)
         ev_ret = stream.Signature(Event).create()
         _merge(m, [ev_q_r, ev_ret], self.o_event)
@@ -451,18 +495,16 @@ class Backend(wiring.Component):
                     m.d.comb += [self.i_cmd.ready.eq(1), free.r_en.eq(1),
                                  cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
                     m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), copied.eq(0),
-                                 gen[a_ctx].eq(gen[a_ctx] + 1), c_ss[a_ctx].eq(cmd.subsystem),
                                  c_late[a_ctx].eq(0)]
+                    gen.write(a_ctx, gen.read(a_ctx) + 1)
+                    c_stg.write(a_ctx, Cat(cmd.subsystem, slots.alloc_slot, ~slots.alloc_none))
+                    c_off.write(a_ctx, slots.alloc_off)
+                    c_beats.write(a_ctx, (cmd.nbytes + B - 1) >> beat_shift)
                     with m.If(slots.alloc_none):
-                        m.d.sync += [c_staged[a_ctx].eq(0), state[a_ctx].eq(_State.RETIRING)]
+                        m.d.sync += state[a_ctx].eq(_State.RETIRING)
                         m.next = "INTERNAL"
                     with m.Else():
                         m.d.comb += slots.alloc_en.eq(1)
-                        m.d.sync += [
-                            c_staged[a_ctx].eq(1), c_slot[a_ctx].eq(slots.alloc_slot),
-                            c_off[a_ctx].eq(slots.alloc_off),
-                            c_beats[a_ctx].eq((cmd.nbytes + B - 1) >> beat_shift),
-                        ]
                         with m.If(cmd.icd):
                             m.d.sync += state[a_ctx].eq(_State.READY)
                             m.next = "COPY"
@@ -476,7 +518,7 @@ class Backend(wiring.Component):
                 beat = self.i_data.payload
                 m.d.comb += [
                     stg_adm.valid.eq(self.i_data.valid),
-                    stg_adm.payload.offset.eq(c_off[adm_ctx] + (copied << beat_shift)),
+                    stg_adm.payload.offset.eq(c_off.read(adm_ctx) + (copied << beat_shift)),
                     stg_adm.payload.data.eq(beat.data),
                     stg_adm.payload.keep.eq(beat.keep),
                     self.i_data.ready.eq(stg_adm.ready),
@@ -511,10 +553,11 @@ class Backend(wiring.Component):
         rd = self.i_rdma_rd.payload
         rd_ctx = rd.tag[:cbits]
         rd_count = Signal(14)
-        rd_ok = (rd.tag < N) & (state[rd_ctx] == _State.WAIT_RD) & (rd_count < c_beats[rd_ctx])
+        rd_ok = ((rd.tag < N) & (state[rd_ctx] == _State.WAIT_RD)
+                 & (rd_count < c_beats.read(rd_ctx)))
         m.d.comb += [
             stg_rdm.valid.eq(self.i_rdma_rd.valid & rd_ok),
-            stg_rdm.payload.offset.eq(c_off[rd_ctx] + (rd_count << beat_shift)),
+            stg_rdm.payload.offset.eq(c_off.read(rd_ctx) + (rd_count << beat_shift)),
             stg_rdm.payload.data.eq(rd.data),
             stg_rdm.payload.keep.eq(rd.keep),
             self.i_rdma_rd.ready.eq(Mux(rd_ok, stg_rdm.ready, 1)),   # stray data is dropped
@@ -555,11 +598,12 @@ class Backend(wiring.Component):
         npages = Signal(14)
         m.d.comb += [npages.eq((scmd.nbytes + PAGE - 1) >> 12),
                      queues.pick_mask.eq(scmd.queues[:p.backend_queues]),
-                     slots.shift_ss.eq(c_ss[sub_ctx])]
+                     slots.shift_ss.eq(c_stg.read(sub_ctx).ss)]
         base_addr = Signal(64)
         list_off = Signal(32)
-        m.d.comb += [base_addr.eq(p.staging_base + c_off[sub_ctx]),
-                     list_off.eq(c_off[sub_ctx] + (1 << slots.shift) - PAGE)]
+        sub_off = c_off.read(sub_ctx)
+        m.d.comb += [base_addr.eq(p.staging_base + sub_off),
+                     list_off.eq(sub_off + (1 << slots.shift) - PAGE)]
         prp_k = Signal(14)            # next PRP list entry: page index 1 .. npages-1
         ns_rr = Array(Signal(8, name=f"ns_rr{i}") for i in range(p.namespaces))
         m.d.comb += queues.pick_from.eq(ns_rr[scmd.slot])
@@ -602,7 +646,7 @@ class Backend(wiring.Component):
                     self.o_sqe.valid.eq(1),
                     req.queue.eq(sub_queue),
                     req.sqe.opcode.eq(scmd.opcode),
-                    req.sqe.cid.eq(Cat(sub_ctx, gen[sub_ctx])),
+                    req.sqe.cid.eq(Cat(sub_ctx, gen.read(sub_ctx))),
                     req.sqe.nsid.eq(scmd.backend_nsid),
                     req.sqe.cdw.eq(scmd.cdw),
                 ]
@@ -615,8 +659,9 @@ class Backend(wiring.Component):
                 with m.If(self.o_sqe.ready):
                     m.d.comb += [queues.submit_en.eq(1), queues.submit_q.eq(sub_queue)]
                     m.d.sync += [state[sub_ctx].eq(_State.SUBMITTED),
-                                 c_queue[sub_ctx].eq(sub_queue), c_start[sub_ctx].eq(now),
                                  ns_rr[scmd.slot].eq(sub_queue + 1)]
+                    c_queue.write(sub_ctx, sub_queue)
+                    c_start.write(sub_ctx, now)
                     m.next = "IDLE"
             with m.State("FAIL"):
                 m.d.comb += [fin_sub_w.valid.eq(1), fin_sub_w.payload.kind.eq(_Kind.NOT_READY),
@@ -646,7 +691,8 @@ class Backend(wiring.Component):
         cid = cq.cqe.cid
         q_ctx = cid[:cbits]
         q_state = state[q_ctx]
-        q_match = ((q_ctx < N) & (cid[cbits:] == gen[q_ctx]) & (c_queue[q_ctx] == cq.queue))
+        q_match = ((q_ctx < N) & (cid[cbits:] == gen.read(q_ctx))
+                   & (c_queue.read(q_ctx) == cq.queue))
         q_live = q_match & (q_state == _State.SUBMITTED)
         q_zombie = q_match & (q_state == _State.ZOMBIE)
         q_pending_timeout = q_match & (q_state == _State.TIMED_OUT)
@@ -668,8 +714,9 @@ class Backend(wiring.Component):
 
         # --- timeout scanner -------------------------------------------------------------------
         scan = Signal(cbits)
-        m.d.comb += queues.look_q.eq(c_queue[scan])
-        expired = (queues.look_timeout != 0) & ((now - c_start[scan]) > queues.look_timeout)
+        m.d.comb += queues.look_q.eq(c_queue.read(scan))
+        expired = ((queues.look_timeout != 0)
+                   & ((now - c_start.read(scan)) > queues.look_timeout))
         racing = self.i_cqe.valid & (q_ctx == scan)
         give_up = (state[scan] == _State.SUBMITTED) & (expired | queues.look_failed) & ~racing
         with m.If(give_up):
@@ -687,6 +734,8 @@ class Backend(wiring.Component):
                      cm_ret.en.eq(1)]
         rcmd = cm_ret.data
         rctx = job.ctx[:cbits]
+        r_beats = c_beats.read(rctx)
+        r_stg = c_stg.read(rctx)
         status = Signal(15)           # {DNR, M, CRD, SCT, SC}: the status field without P
         sent = Signal(14)
         is_read = rcmd.opcode == Opcode.READ.value
@@ -704,8 +753,6 @@ class Backend(wiring.Component):
             resp.qpn.eq(rcmd.qpn), resp.invalidate.eq(rcmd.sgl_invalidate),
             resp.rkey.eq(Mux(rcmd.sgl_invalidate, rcmd.sgl_key, 0)),
         ]
-        count = self.o_ns_count.payload
-        m.d.comb += count.index.eq(rcmd.slot)
         wr_keep = Signal(B)
         tail_bytes = Signal(beat_shift + 1)
         m.d.comb += tail_bytes.eq(Mux(rcmd.nbytes[:beat_shift] == 0, B,
@@ -762,13 +809,13 @@ class Backend(wiring.Component):
                     m.next = "WR_READ"
             with m.State("WR_READ"):
                 m.d.comb += [self.o_stg_rd.valid.eq(1),
-                             self.o_stg_rd.payload.offset.eq(c_off[rctx]),
-                             self.o_stg_rd.payload.beats.eq(c_beats[rctx])]
+                             self.o_stg_rd.payload.offset.eq(c_off.read(rctx)),
+                             self.o_stg_rd.payload.beats.eq(r_beats)]
                 with m.If(self.o_stg_rd.ready):
                     m.next = "WR_DATA"
             with m.State("WR_DATA"):
                 beat = self.i_stg_rd.payload
-                last = sent + 1 == c_beats[rctx]
+                last = sent + 1 == r_beats
                 m.d.comb += [wr_keep.eq(Mux(last, Cat(*(tail_bytes > i for i in range(B))),
                                             (1 << B) - 1)),
                              self.o_rdma_wr.valid.eq(self.i_stg_rd.valid),
@@ -780,7 +827,8 @@ class Backend(wiring.Component):
                 with m.If(self.i_stg_rd.valid & self.o_rdma_wr.ready):
                     m.d.sync += sent.eq(sent + 1)
                     with m.If(beat.last):
-                        m.d.sync += [state[rctx].eq(_State.WAIT_WR), c_dw0[rctx].eq(job.dw0)]
+                        m.d.sync += state[rctx].eq(_State.WAIT_WR)
+                        c_dw0.write(rctx, job.dw0)
                         m.next = "IDLE"
             with m.State("EVENT_FATAL"):
                 m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
@@ -794,7 +842,7 @@ class Backend(wiring.Component):
                     m.next = "RESPOND"
             with m.State("EVENT_TIMEOUT"):
                 m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.NVME_TIMEOUT),
-                             ev_ret.payload.object.eq(c_queue[rctx])]
+                             ev_ret.payload.object.eq(c_queue.read(rctx))]
                 with m.If(ev_ret.ready):
                     m.next = "RESPOND"
             with m.State("QP_ERROR"):
@@ -813,61 +861,90 @@ class Backend(wiring.Component):
                 with m.If(self.o_qp_fail.ready):
                     m.next = "FREE"
             with m.State("RESPOND"):
-                m.d.comb += resp.cqe.dw0.eq(Mux(job.kind == _Kind.WR_OK, c_dw0[rctx], job.dw0))
-                m.d.comb += self.o_resp.valid.eq(1)
-                with m.If(self.o_resp.ready):
-                    m.next = "COUNT_A"
-            # counters: the command's kind, its blocks, then errors / in-capsule writes
-            with m.State("COUNT_A"):
-                executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)
-                field = Signal(4)
-                with m.Switch(rcmd.opcode):
-                    with m.Case(Opcode.READ.value):
-                        m.d.comb += field.eq(_COUNTER["read_cmds"])
-                    with m.Case(Opcode.WRITE.value):
-                        m.d.comb += field.eq(_COUNTER["write_cmds"])
-                    with m.Case(Opcode.FLUSH.value):
-                        m.d.comb += field.eq(_COUNTER["flushes"])
-                    with m.Case(Opcode.WRITE_ZEROES.value):
-                        m.d.comb += field.eq(_COUNTER["write_zeroes"])
-                    with m.Default():
-                        m.d.comb += field.eq(_COUNTER["dsm"])
-                m.d.comb += [count.field.eq(Mux(executed, field, _COUNTER["errors"])),
-                             count.amount.eq(1), self.o_ns_count.valid.eq(1)]
-                with m.If(self.o_ns_count.ready):
-                    m.next = "COUNT_B"
-            with m.State("COUNT_B"):
-                executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)
-                rw = (rcmd.opcode == Opcode.READ.value) | (rcmd.opcode == Opcode.WRITE.value)
-                m.d.comb += [count.field.eq(Mux(is_read, _COUNTER["read_blocks"],
-                                                _COUNTER["write_blocks"])),
-                             count.amount.eq(nblocks),
-                             self.o_ns_count.valid.eq(executed & rw & (status == 0))]
-                with m.If(~(executed & rw & (status == 0)) | self.o_ns_count.ready):
-                    m.next = "COUNT_C"
-            with m.State("COUNT_C"):
-                executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)
-                backend_error = executed & (status != 0)
-                icd_write = executed & (status == 0) & rcmd.icd & \
-                    (rcmd.opcode == Opcode.WRITE.value)
-                m.d.comb += [count.field.eq(Mux(backend_error, _COUNTER["backend_errors"],
-                                                _COUNTER["icd_writes"])),
-                             count.amount.eq(1),
-                             self.o_ns_count.valid.eq(backend_error | icd_write)]
-                with m.If(~(backend_error | icd_write) | self.o_ns_count.ready):
-                    m.next = "FREE"
+                # the response, the counters' record and the context's release in one cycle;
+                # the next job is taken in the same cycle
+                m.d.comb += resp.cqe.dw0.eq(Mux(job.kind == _Kind.WR_OK, c_dw0.read(rctx),
+                                                job.dw0))
+                m.d.comb += self.o_resp.valid.eq(cnt_w.ready & ~filling)
+                with m.If(self.o_resp.ready & cnt_w.ready & ~filling):
+                    m.d.comb += [cnt_w.valid.eq(1), release_now.eq(1)]
+                    m.d.comb += fin.ready.eq(1)
+                    with m.If(fin.valid):
+                        m.d.sync += job.eq(fin.payload)
+                        m.next = "DECIDE"
+                    with m.Else():
+                        m.next = "IDLE"
             with m.State("FREE"):
-                keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~c_late[rctx]
-                with m.If(keep):
-                    m.d.comb += to_zombie.eq(1)
-                    m.d.sync += state[rctx].eq(_State.ZOMBIE)
+                # no response (a late CQE, a failed RDMA WRITE): release only
+                with m.If(~filling):
+                    m.d.comb += release_now.eq(1)
                     m.next = "IDLE"
-                with m.Elif(~filling):
-                    m.d.comb += [release_en.eq(1), release_ctx.eq(rctx),
-                                 slots.free_en.eq(c_staged[rctx]),
-                                 slots.free_ss.eq(c_ss[rctx]), slots.free_slot.eq(c_slot[rctx])]
-                    m.d.sync += state[rctx].eq(_State.FREE)
-                    m.next = "IDLE"
+
+        # release of the retiring context (RESPOND or FREE): kept as a zombie when given up
+        # before its CQE came, else back to the free list with its staging slot
+        keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~c_late[rctx]
+        with m.If(release_now):
+            with m.If(keep):
+                m.d.comb += to_zombie.eq(1)
+                m.d.sync += state[rctx].eq(_State.ZOMBIE)
+            with m.Else():
+                m.d.comb += [release_en.eq(1), release_ctx.eq(rctx),
+                             slots.free_en.eq(r_stg.staged),
+                             slots.free_ss.eq(r_stg.ss), slots.free_slot.eq(r_stg.slot)]
+                m.d.sync += state[rctx].eq(_State.FREE)
+
+        # --- namespace counters: up to three increments a response, from a FIFO ----------------
+        executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)
+        kind_field = Signal(4)
+        with m.Switch(rcmd.opcode):
+            with m.Case(Opcode.READ.value):
+                m.d.comb += kind_field.eq(_COUNTER["read_cmds"])
+            with m.Case(Opcode.WRITE.value):
+                m.d.comb += kind_field.eq(_COUNTER["write_cmds"])
+            with m.Case(Opcode.FLUSH.value):
+                m.d.comb += kind_field.eq(_COUNTER["flushes"])
+            with m.Case(Opcode.WRITE_ZEROES.value):
+                m.d.comb += kind_field.eq(_COUNTER["write_zeroes"])
+            with m.Default():
+                m.d.comb += kind_field.eq(_COUNTER["dsm"])
+        rw = (rcmd.opcode == Opcode.READ.value) | (rcmd.opcode == Opcode.WRITE.value)
+        backend_error = executed & (status != 0)
+        icd_write = executed & (status == 0) & rcmd.icd & (rcmd.opcode == Opcode.WRITE.value)
+        rec = cnt_w.payload
+        m.d.comb += [
+            rec.index.eq(rcmd.slot),
+            rec.first.eq(Mux(executed, kind_field, _COUNTER["errors"])),
+            rec.blocks_en.eq(executed & rw & (status == 0)),
+            rec.blocks_field.eq(Mux(is_read, _COUNTER["read_blocks"], _COUNTER["write_blocks"])),
+            rec.blocks.eq(nblocks),
+            rec.third_en.eq(backend_error | icd_write),
+            rec.third.eq(Mux(backend_error, _COUNTER["backend_errors"], _COUNTER["icd_writes"])),
+        ]
+        crec = cnt_r.payload
+        step = Signal(2)              # 0: the command's kind, 1: blocks, 2: errors / ICD writes
+        count = self.o_ns_count.payload
+        m.d.comb += count.index.eq(crec.index)
+        with m.Switch(step):
+            with m.Case(0):
+                m.d.comb += [count.field.eq(crec.first), count.amount.eq(1),
+                             self.o_ns_count.valid.eq(cnt_r.valid)]
+            with m.Case(1):
+                m.d.comb += [count.field.eq(crec.blocks_field), count.amount.eq(crec.blocks),
+                             self.o_ns_count.valid.eq(cnt_r.valid & crec.blocks_en)]
+            with m.Default():
+                m.d.comb += [count.field.eq(crec.third), count.amount.eq(1),
+                             self.o_ns_count.valid.eq(cnt_r.valid & crec.third_en)]
+        more_b = crec.blocks_en
+        more_c = crec.third_en
+        done_step = cnt_r.valid & (self.o_ns_count.ready | ~self.o_ns_count.valid)
+        with m.If(done_step):
+            with m.If((step == 0) & (more_b | more_c)):
+                m.d.sync += step.eq(Mux(more_b, 1, 2))
+            with m.Elif((step == 1) & more_c):
+                m.d.sync += step.eq(2)
+            with m.Else():
+                m.d.comb += cnt_r.ready.eq(1)
+                m.d.sync += step.eq(0)
 
         # --- resource use (debug registers USE_*) ----------------------------------------------
         live, zombies, taken = Signal(16), Signal(16), Signal(16)

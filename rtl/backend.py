@@ -409,6 +409,7 @@ class Backend(wiring.Component):
         cbits = max(1, (N - 1).bit_length())
         gbits = 16 - cbits
         beat_shift = B.bit_length() - 1
+        beat_w = (p.max_io_size // B).bit_length()      # beat counts of the largest transfer
 
         slots = m.submodules.slots = _Slots(p)
         queues = m.submodules.queues = _Queues(p)
@@ -430,7 +431,7 @@ class Backend(wiring.Component):
         c_queue = _CtxField(m, "ctx_queue", 8, N)        # backend queue it was submitted to
         c_stg = _CtxField(m, "ctx_stg", _StagingRef, N)  # its staging slot
         c_off = _CtxField(m, "ctx_off", 32, N)           # staging byte offset of the slot
-        c_beats = _CtxField(m, "ctx_beats", 14, N)       # data beats
+        c_beats = _CtxField(m, "ctx_beats", beat_w, N)   # data beats
         c_start = _CtxField(m, "ctx_start", 32, N)       # submission time
         c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
         now = Signal(32)
@@ -474,7 +475,7 @@ class Backend(wiring.Component):
         stg_adm = stream.Signature(StagingWrite(W)).create()
         stg_rdm = stream.Signature(StagingWrite(W)).create()
         stg_prp = stream.Signature(StagingWrite(W)).create()
-        _merge(m, [stg_rdm, stg_prp, stg_adm], self.o_stg_wr)
+        _merge(m, [stg_prp, stg_rdm, stg_adm], self.o_stg_wr)   # a PRP list (a few beats) first
         submit_adm = stream.Signature(cbits).create()
         submit_sts = stream.Signature(cbits).create()
         _merge(m, [submit_adm, submit_sts], submit_w)
@@ -485,7 +486,7 @@ class Backend(wiring.Component):
         m.d.comb += [a_ctx.eq(free.r_data), slots.alloc_ss.eq(cmd.subsystem)]
         adm_ctx = Signal(cbits)
         adm_cmd = Signal(BackendCommand)
-        copied = Signal(14)
+        copied = Signal(beat_w)
         data_in = ((cmd.opcode == Opcode.WRITE.value) | (cmd.opcode == Opcode.DSM.value)) & \
             (cmd.nbytes != 0)
         with m.FSM(name="admit"):
@@ -552,7 +553,7 @@ class Backend(wiring.Component):
         # --- RDMA READ data into the context's slot --------------------------------------------
         rd = self.i_rdma_rd.payload
         rd_ctx = rd.tag[:cbits]
-        rd_count = Signal(14)
+        rd_count = Signal(beat_w)
         rd_ok = ((rd.tag < N) & (state[rd_ctx] == _State.WAIT_RD)
                  & (rd_count < c_beats.read(rd_ctx)))
         m.d.comb += [
@@ -737,7 +738,7 @@ class Backend(wiring.Component):
         r_beats = c_beats.read(rctx)
         r_stg = c_stg.read(rctx)
         status = Signal(15)           # {DNR, M, CRD, SCT, SC}: the status field without P
-        sent = Signal(14)
+        sent = Signal(beat_w)
         is_read = rcmd.opcode == Opcode.READ.value
         nblocks = Signal(17)
         m.d.comb += nblocks.eq(rcmd.cdw.rw.nlb + 1)

@@ -532,9 +532,12 @@ def StagingWrite(data_width):
 
 
 class StagingRead(data.Struct):
-    """An internal read request: ``beats`` beats from byte offset ``offset`` (beat-aligned)."""
+    """An internal read request: ``beats`` beats from byte offset ``offset`` (beat-aligned).
+
+    ``beats`` covers the largest transfer (``max_io_size`` up to 16 MiB, 2**21 beats
+    of 64 bits)."""
     offset: 32
-    beats: 13
+    beats: 22
 
 
 def StreamBeat(data_width):

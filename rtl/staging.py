@@ -144,7 +144,7 @@ class StagingMemory(wiring.Component):
         sees them. ``ready`` is high except when the AXI write channel holds
         the write port's turn and presents a storing beat.
     i_rd : In(stream.Signature(StagingRead))
-        ``{offset, beats}``: ``beats`` (1..4096; 0 reads nothing) words from
+        ``{offset, beats}``: ``beats`` (0 reads nothing) words from
         word ``offset / B``, wrapping at the end of the memory. ``ready`` is
         high while no internal read is being issued, and in the cycle the
         current read issues its last word, so requests follow each other
@@ -301,7 +301,7 @@ class StagingMemory(wiring.Component):
         axi_wants = rd_fsm.ongoing("BURST") & (rd_left != 0) & axi_room
         # ---- internal reads: i_rd -> o_rd --------------------------------------------------------
         int_word = Signal(word_bits)
-        int_left = Signal(13)             # words still to issue
+        int_left = Signal.like(i_rd.payload.beats)   # words still to issue
         int_wants = (int_left != 0) & int_room
 
         # read port: internal first; the AXI side takes the turn after losing a tie

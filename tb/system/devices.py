@@ -180,9 +180,9 @@ class SsdDevice:
     clock period the limiter converts simulated time with.
 
     ``ordered``: one command at a time moves its data, then posts its CQE and MSI-X
-    (a single DMA engine, completions in service order); by default every command in
-    service moves its data at once, so with no latency the data of all fetched
-    commands goes before the first MSI-X.
+    while the next one moves its data (a single DMA engine, completions in service
+    order); by default every command in service moves its data at once, so with no
+    latency the data of all fetched commands goes before the first MSI-X.
     """
 
     def __init__(self, tb, name, fabric, index, p2p, msix_addr, latency=50, bar=None,
@@ -194,6 +194,7 @@ class SsdDevice:
         self.interval, self.cycle_ns = interval, cycle_ns
         self._next_start = 0.0    # the limiter's next free start, in cycles
         self._dma = Lock() if ordered else None
+        self._posting = Lock()
         self.rng, self.jitter = rng, jitter
         self.on_error = on_error
         self.bar = fabric.add_bar(index, self, bar)
@@ -309,17 +310,24 @@ class SsdDevice:
             if fault is not None and fault.never:
                 return
             if self._dma is not None:
+                # hand over hand: the next command moves its data while this one posts
+                # its CQE and MSI-X; completions stay in service order
                 async with self._dma:
-                    await self._complete(queue, sqe, fault)
+                    status = await self._status(sqe, fault)
+                    await self._posting.acquire()
+                try:
+                    await self._post(queue, sqe, status)
+                finally:
+                    self._posting.release()
             else:
-                await self._complete(queue, sqe, fault)
+                await self._post(queue, sqe, await self._status(sqe, fault))
         except Exception as exc:        # noqa: BLE001 -- reported through on_error
             self._error(exc)
         finally:
             self.busy -= 1
 
-    async def _complete(self, queue, sqe, fault):
-        """Execute (or fake the status of a fault), then post the CQE."""
+    async def _status(self, sqe, fault):
+        """Execute (or take the status of a fault): the status to post."""
         if fault is not None and fault.status is not None:
             sct, sc, dnr, *rest = fault.status
             status = {"sct": sct, "sc": sc, "dnr": dnr}
@@ -328,7 +336,7 @@ class SsdDevice:
         else:
             status = await self._execute(sqe)
         self.executed += 1
-        await self._post(queue, sqe, status)
+        return status
 
     async def _limit(self):
         """Wait for this command's start under the rate limit (``interval``)."""

@@ -34,6 +34,14 @@ CqError = data.StructLayout({"queue": 8})
 
 _DOORBELL_SIZE = 2       # awsize of the doorbell write: 4 bytes
 
+#: CQEs a read burst covers at most (64 bytes)
+BURST_CQES = 4
+
+
+def burst_beats(data_width):
+    """Beats of a full read burst (64 bytes, at least one beat)."""
+    return max(1, BURST_CQES * CQE_BYTES // (data_width // 8))
+
 
 def _axi_members(data_width):
     """The ``m_axi_*`` members (direction as seen from the handler)."""
@@ -147,6 +155,11 @@ class CqHandler(wiring.Component):
         B = W // 8
         beat_log2 = (B - 1).bit_length()
         cqe_bits = CQE_BYTES * 8
+        epb = max(1, B // CQE_BYTES)                      # CQEs per beat
+        epb_log2 = (epb - 1).bit_length()
+        bpe = max(1, CQE_BYTES // B)                      # beats per CQE
+        kb = burst_beats(W)                               # beats of a burst from a beat start
+        axi = self
 
         # --- per-queue state ---------------------------------------------------------------
         heads = Array(Signal(16, name=f"head{i}") for i in range(N))
@@ -154,31 +167,54 @@ class CqHandler(wiring.Component):
         fresh = Signal(N, init=(1 << N) - 1)              # next service starts from the entry
         pending = Signal(N)                               # MSI-X message pending
 
-        # --- the queue being served ----------------------------------------------------------
+        # --- the queue in service ----------------------------------------------------------
         cur = Signal(8)
         from_poll = Signal()
         cancel = Signal()                                 # init_valid hit the queue in service
-        head = Signal(16)
-        phase = Signal()
-        moved = Signal()                                  # a CQE was consumed in this service
         cq_addr = Signal(AXI_ADDR_WIDTH - 4)              # in 16-byte units
         cq_entries = Signal(16)
         db_addr = Signal(AXI_ADDR_WIDTH - 2)              # in 4-byte units
-        cqe = Signal(Cqe)
-        rd_err = Signal()
-        err_db = Signal()                                 # the error being reported: doorbell
-        lane = Signal(max(beat_log2 - 4, 0))              # 16-byte lane of the CQE in its beat
-        rbeat = Signal()                                  # 64-bit bus: second beat expected
+        rr = Signal(8)                                    # last queue picked
+        # reader (AR side)
+        ar_slot = Signal(16)                              # first slot of the next burst
+        run_issued = Signal()                             # a burst was issued in this run
+        ar_held = Signal()                                # arvalid up, not yet accepted
+        ar_addr_r = Signal(AXI_ADDR_WIDTH)
+        ar_len_r = Signal(8)
+        live = Signal(8)                                  # beats due to the checker
+        disc = Signal(8)                                  # beats due that are dropped
+        # checker (R side)
+        chk_slot = Signal(16)                             # slot of the entry awaited = head
+        chk_phase = Signal()                              # its expected phase
+        matched = Signal(2)                               # entries taken in this run (saturating)
+        lo = Signal(64)                                   # 64-bit bus: first half of the CQE
+        lo_err = Signal()
+        rbeat = Signal()                                  # 64-bit bus: second half expected
+        obuf_v = Signal()                                 # o_cqe register
+        obuf = Signal(Cqe)
+        moved = Signal()                                  # CQEs taken, not yet in a doorbell
+        db_arm = Signal()                                 # a run ended: doorbell due if moved
+        rd_err_p = Signal()                               # a read error to report
+        # doorbell request slot and write engine
+        dbq_v = Signal()
+        dbq_q = Signal(8)
+        dbq_addr = Signal(AXI_ADDR_WIDTH - 2)
+        dbq_val = Signal(16)
+        wq = Signal(8)
+        w_addr = Signal(AXI_ADDR_WIDTH - 2)
+        w_val = Signal(16)
         aw_done = Signal()
         w_done = Signal()
-        rr = Signal(8)                                    # last queue picked
+        # o_error register
+        oerr_v = Signal()
+        oerr_q = Signal(8)
 
-        busy = Signal()
+        in_service = Signal()
         init_hit = Signal()
-        m.d.comb += init_hit.eq(busy & self.init_valid & (self.init_queue == cur))
+        m.d.comb += init_hit.eq(in_service & self.init_valid & (self.init_queue == cur))
         with m.If(init_hit):
             m.d.sync += cancel.eq(1)
-        stop = cancel | init_hit
+        stop_c = cancel | init_hit
 
         # --- MSI-X intake ----------------------------------------------------------------------
         msix_ok = self.i_msix.payload < N
@@ -198,162 +234,252 @@ class CqHandler(wiring.Component):
         for i in reversed(range(N)):        # the lowest set bit wins (last assignment)
             with m.If(pick_from[i]):
                 m.d.comb += sel.eq(i)
+        cur_bit = Signal(N)
+        m.d.comb += cur_bit.eq(Const(1, N) << cur[:max(1, (N - 1).bit_length())])
 
-        pend_clr = Signal(N)                # cleared this cycle (a pick of an MSI-X queue)
+        pend_clr = Signal(N)                # cleared this cycle (a pick or a resumed drain)
         fresh_clr = Signal(N)               # cleared this cycle (a service loaded the entry)
+        pick = Signal()                     # pick ``sel`` this cycle
+        with m.If(pick):
+            m.d.comb += self.bq_rd_addr.eq(sel)
+            m.d.comb += self.bq_rd_en.eq(1)
+            m.d.sync += [cur.eq(sel), rr.eq(sel), from_poll.eq(~pending.any()), cancel.eq(0)]
+            with m.If(pending.any()):
+                for i in range(N):
+                    with m.If(sel == i):
+                        m.d.comb += pend_clr[i].eq(1)
 
-        # --- CQE address, beat lane, next head ------------------------------------------------
-        cqe_unit = Signal(AXI_ADDR_WIDTH - 4)
-        m.d.comb += cqe_unit.eq(cq_addr + head)
-        cqe_addr = Cat(Const(0, 4), cqe_unit)
-        wrap = (head + 1) == cq_entries
-        next_head = Mux(wrap, 0, head + 1)
+        # --- the next burst: from ``ar_slot`` to the end of its 64-byte group, the ring or
+        #     the 4 KiB page, whichever comes first -------------------------------------------
+        unit = Signal(AXI_ADDR_WIDTH - 4)
+        m.d.comb += unit.eq(cq_addr + ar_slot)
+        lane0 = unit[:epb_log2] if epb > 1 else Const(0, 1)
+        n_grp = Signal(4)
+        m.d.comb += n_grp.eq(BURST_CQES - lane0)
+        n_page = Signal(9)
+        m.d.comb += n_page.eq(256 - unit[:8])
+        n_ring = Signal(16)
+        m.d.comb += n_ring.eq(cq_entries - ar_slot)
+        n_gp = Signal(4)
+        m.d.comb += n_gp.eq(Mux(n_page < n_grp, n_page, n_grp))
+        n = Signal(4)
+        m.d.comb += n.eq(Mux(n_ring < n_gp, n_ring, n_gp))
+        beats = Signal(8)
+        if bpe > 1:
+            m.d.comb += beats.eq(n * bpe)
+            nb_addr = Cat(Const(0, 4), unit)
+        elif epb > 1:
+            m.d.comb += beats.eq((lane0 + n + (epb - 1)) >> epb_log2)
+            nb_addr = Cat(Const(0, beat_log2), unit[epb_log2:])
+        else:
+            m.d.comb += beats.eq(n)
+            nb_addr = Cat(Const(0, 4), unit)
+        ar_next = Mux(n == n_ring, 0, ar_slot + n)
 
-        axi = self
+        fsm_run = Signal()
+        issue = Signal()
+        m.d.comb += issue.eq(fsm_run & ~cancel & ~ar_held
+                             & (~run_issued | (live == 0) | (matched[1] & (live <= kb))))
         m.d.comb += [
             axi.m_axi_arid.eq(0),
             axi.m_axi_arburst.eq(1),        # INCR
             axi.m_axi_arsize.eq(beat_log2),
-            axi.m_axi_awid.eq(0),
-            axi.m_axi_awburst.eq(1),
-            axi.m_axi_awlen.eq(0),
-            axi.m_axi_awsize.eq(_DOORBELL_SIZE),
-            axi.m_axi_awaddr.eq(Cat(Const(0, 2), db_addr)),
-            axi.m_axi_wdata.eq(Cat(*([Cat(head, Const(0, 16))] * (W // 32)))),
-            axi.m_axi_wlast.eq(1),
-            self.o_cqe.payload.queue.eq(cur),
-            self.o_cqe.payload.cqe.eq(cqe),
-            self.o_error.payload.queue.eq(cur),
+            axi.m_axi_arvalid.eq(ar_held | issue),
+            axi.m_axi_araddr.eq(Mux(ar_held, ar_addr_r, nb_addr)),
+            axi.m_axi_arlen.eq(Mux(ar_held, ar_len_r, beats - 1)),
         ]
-        m.d.comb += axi.m_axi_wstrb.eq(Const(0xF, B) << Cat(Const(0, 2), db_addr[:beat_log2 - 2]))
-        if B < CQE_BYTES:
-            m.d.comb += [axi.m_axi_araddr.eq(cqe_addr),
-                         axi.m_axi_arlen.eq(CQE_BYTES // B - 1)]
+        with m.If(issue):
+            m.d.sync += [ar_slot.eq(ar_next), run_issued.eq(1)]
+            with m.If(~axi.m_axi_arready):
+                m.d.sync += [ar_held.eq(1), ar_addr_r.eq(nb_addr), ar_len_r.eq(beats - 1)]
+        with m.If(ar_held & axi.m_axi_arready):
+            m.d.sync += ar_held.eq(0)
+
+        # --- checker: one CQE a cycle from the R beats ------------------------------------------
+        if epb > 1:
+            chk_lane = (cq_addr[:epb_log2] + chk_slot[:epb_log2])[:epb_log2]
+            ent = axi.m_axi_rdata.word_select(chk_lane, cqe_bits)
+            beat_end = (chk_lane == epb - 1) | (chk_slot == cq_entries - 1)
+        elif bpe > 1:
+            ent = Cat(lo, axi.m_axi_rdata)
+            beat_end = Const(1)
         else:
-            m.d.comb += [axi.m_axi_araddr.eq(Cat(Const(0, beat_log2), cqe_addr[beat_log2:])),
-                         axi.m_axi_arlen.eq(0)]
+            ent = axi.m_axi_rdata
+            beat_end = Const(1)
+        ent_cqe = Cqe(ent)
+        ent_err = axi.m_axi_rresp[1] | (lo_err if bpe > 1 else 0)
+        wrap = (chk_slot + 1) == cq_entries
+        restart_ok = (pending.bit_select(cur, 1) & ~(pending & ~cur_bit).any() & ~stop_c)
 
+        r_fire = axi.m_axi_rvalid & axi.m_axi_rready
+        stop = Signal()                     # the run ends this cycle (its later beats dropped)
+        take = Signal()                     # the CQE goes into the o_cqe register
+        restart = Signal()                  # ... and the drain resumes at the same entry
+        to_end = Signal()
+        with m.If(disc != 0):
+            m.d.comb += axi.m_axi_rready.eq(1)
+        with m.Elif(fsm_run & (live != 0) & ~stop_c):
+            with m.If(axi.m_axi_rvalid):
+                if bpe > 1:
+                    with m.If(~rbeat):
+                        m.d.comb += axi.m_axi_rready.eq(1)
+                        m.d.sync += [lo.eq(axi.m_axi_rdata), lo_err.eq(axi.m_axi_rresp[1]),
+                                     rbeat.eq(1)]
+                complete = rbeat if bpe > 1 else Const(1)
+                with m.If(complete):
+                    with m.If(ent_err):
+                        m.d.comb += [axi.m_axi_rready.eq(1), stop.eq(1), to_end.eq(1)]
+                        m.d.sync += [rd_err_p.eq(1), db_arm.eq(1)]
+                    with m.Elif(ent_cqe.status.p != chk_phase):
+                        m.d.comb += [axi.m_axi_rready.eq(1), stop.eq(1)]
+                        m.d.sync += db_arm.eq(1)
+                        with m.If(restart_ok):
+                            m.d.comb += restart.eq(1)
+                        with m.Else():
+                            m.d.comb += to_end.eq(1)
+                    with m.Elif(~obuf_v | self.o_cqe.ready):
+                        m.d.comb += [axi.m_axi_rready.eq(beat_end), take.eq(1)]
+        with m.If(fsm_run & init_hit):
+            m.d.comb += [stop.eq(1), to_end.eq(1)]
+
+        # beat accounting
+        live_dec = r_fire & (disc == 0)
+        disc_dec = r_fire & (disc != 0)
+        add = Mux(issue, beats, 0)
+        with m.If(stop):
+            m.d.sync += [disc.eq(disc - disc_dec + live - live_dec + add), live.eq(0),
+                         rbeat.eq(0)]
+        with m.Else():
+            m.d.sync += [disc.eq(disc - disc_dec), live.eq(live - live_dec + add)]
+
+        # o_cqe register
+        m.d.comb += [self.o_cqe.valid.eq(obuf_v), self.o_cqe.payload.queue.eq(cur),
+                     self.o_cqe.payload.cqe.eq(obuf)]
+        with m.If(self.o_cqe.ready):
+            m.d.sync += obuf_v.eq(0)
+
+        # --- doorbell request: once a run ended, for the CQEs taken (all transferred) ----------
+        w_take = Signal()
+        slot_ok = ~dbq_v | ((dbq_q == cur) & ~w_take)
+        db_place = Signal()
+        m.d.comb += db_place.eq(db_arm & moved & ~stop_c & ~obuf_v & slot_ok)
+        with m.If(db_arm & (~moved | stop_c)):
+            m.d.sync += db_arm.eq(0)
+        with m.If(db_place):
+            m.d.sync += [dbq_v.eq(1), dbq_q.eq(cur), dbq_addr.eq(db_addr), dbq_val.eq(chk_slot),
+                         moved.eq(0), db_arm.eq(0)]
+        with m.If(stop_c):
+            m.d.sync += moved.eq(0)
+
+        with m.If(take):
+            m.d.sync += [obuf.eq(ent), obuf_v.eq(1), moved.eq(1), rbeat.eq(0),
+                         chk_slot.eq(Mux(wrap, 0, chk_slot + 1)), chk_phase.eq(chk_phase ^ wrap),
+                         matched.eq(Mux(matched == 3, 3, matched + 1))]
+        with m.If(restart):
+            for i in range(N):
+                with m.If(cur == i):
+                    m.d.comb += pend_clr[i].eq(1)
+            m.d.sync += [ar_slot.eq(chk_slot), run_issued.eq(0), matched.eq(0)]
+
+        # --- session FSM ---------------------------------------------------------------------
         entry = self.bq_rd_data
-
+        rd_load = Signal()
         with m.FSM(name="cq") as fsm:
             with m.State("IDLE"):
-                m.d.comb += [self.bq_rd_addr.eq(sel), self.bq_rd_en.eq(req.any())]
+                m.d.comb += pick.eq(req.any())
                 with m.If(req.any()):
-                    m.d.sync += [cur.eq(sel), rr.eq(sel), from_poll.eq(~pending.any()),
-                                 cancel.eq(0)]
-                    with m.If(pending.any()):
-                        for i in range(N):
-                            with m.If(sel == i):
-                                m.d.comb += pend_clr[i].eq(1)
                     m.next = "LOAD"
 
             with m.State("LOAD"):
-                m.d.comb += busy.eq(1)
+                m.d.comb += in_service.eq(1)
                 skip = (~entry.valid | (entry.cq_entries == 0)
-                        | (from_poll & ~entry.polling) | stop)
+                        | (from_poll & ~entry.polling) | stop_c)
+                is_fresh = fresh.bit_select(cur, 1)
+                head = Mux(is_fresh, entry.cq_head_init, heads[cur])
                 m.d.sync += [
                     cq_addr.eq(entry.cq_addr[4:]),
                     cq_entries.eq(entry.cq_entries),
                     db_addr.eq(entry.cq_db_addr[2:]),
-                    moved.eq(0),
+                    chk_slot.eq(head), ar_slot.eq(head),
+                    chk_phase.eq(Mux(is_fresh, 1, phases.bit_select(cur, 1))),
+                    run_issued.eq(0), matched.eq(0), moved.eq(0), db_arm.eq(0), rbeat.eq(0),
                 ]
-                is_fresh = fresh.bit_select(cur, 1)
-                with m.If(is_fresh):
-                    m.d.sync += [head.eq(entry.cq_head_init), phase.eq(1)]
-                with m.Else():
-                    m.d.sync += [head.eq(heads[cur]), phase.eq(phases.bit_select(cur, 1))]
                 with m.If(skip):
                     m.next = "IDLE"
                 with m.Else():
                     for i in range(N):
                         with m.If(cur == i):
                             m.d.comb += fresh_clr[i].eq(1)
-                    m.next = "READ_ADDR"
+                    m.next = "RUN"
 
-            with m.State("READ_ADDR"):
-                m.d.comb += [busy.eq(1), axi.m_axi_arvalid.eq(1)]
-                m.d.sync += [rd_err.eq(0), rbeat.eq(0)]
-                if beat_log2 > 4:
-                    m.d.sync += lane.eq(cqe_addr[4:beat_log2])
-                with m.If(axi.m_axi_arready):
-                    m.next = "READ_DATA"
+            with m.State("RUN"):
+                m.d.comb += [in_service.eq(1), fsm_run.eq(1)]
+                with m.If(to_end):
+                    m.next = "END"
 
-            with m.State("READ_DATA"):
-                m.d.comb += [busy.eq(1), axi.m_axi_rready.eq(1)]
-                with m.If(axi.m_axi_rvalid):
-                    with m.If(axi.m_axi_rresp[1]):
-                        m.d.sync += rd_err.eq(1)
-                    if B < CQE_BYTES:       # 64 bits: low half, then high half
-                        m.d.sync += rbeat.eq(1)
-                        with m.If(rbeat):
-                            m.d.sync += cqe.as_value()[64:].eq(axi.m_axi_rdata)
-                        with m.Else():
-                            m.d.sync += cqe.as_value()[:64].eq(axi.m_axi_rdata)
-                    elif B == CQE_BYTES:
-                        m.d.sync += cqe.eq(axi.m_axi_rdata)
-                    else:
-                        m.d.sync += cqe.eq(axi.m_axi_rdata.word_select(lane, cqe_bits))
-                    with m.If(axi.m_axi_rlast):
-                        m.next = "CHECK"
-
-            with m.State("CHECK"):
-                m.d.comb += busy.eq(1)
-                with m.If(rd_err):
-                    m.d.sync += err_db.eq(0)
-                    m.next = "ERROR"
-                with m.Elif(stop):
-                    m.next = "FINISH"
-                with m.Elif(cqe.status.p == phase):
-                    m.next = "EMIT"
-                with m.Elif(moved):
-                    m.next = "DOORBELL"
-                with m.Else():
-                    m.next = "FINISH"
-
-            with m.State("EMIT"):
-                m.d.comb += [busy.eq(1), self.o_cqe.valid.eq(1)]
-                with m.If(self.o_cqe.ready):
-                    m.d.sync += [head.eq(next_head), phase.eq(phase ^ wrap), moved.eq(1)]
-                    with m.If(stop):
-                        m.next = "FINISH"
+            with m.State("END"):
+                m.d.comb += in_service.eq(1)
+                m.d.comb += rd_load.eq(rd_err_p & ~oerr_v)
+                done = (~obuf_v & (~rd_err_p | rd_load)
+                        & (~(db_arm & moved & ~stop_c) | db_place))
+                with m.If(done):
+                    m.d.sync += heads[cur].eq(chk_slot)
+                    for i in range(N):
+                        with m.If(cur == i):
+                            m.d.sync += phases[i].eq(chk_phase)
+                    m.d.comb += pick.eq(req.any())
+                    with m.If(req.any()):
+                        m.next = "LOAD"
                     with m.Else():
-                        m.next = "READ_ADDR"
+                        m.next = "IDLE"
 
-            with m.State("ERROR"):
-                m.d.comb += [busy.eq(1), self.o_error.valid.eq(1)]
-                with m.If(self.o_error.ready):
-                    with m.If(~err_db & moved & ~stop):
-                        m.next = "DOORBELL"
-                    with m.Else():
-                        m.next = "FINISH"
+        # --- o_error: a read error (first) or a doorbell error -------------------------------
+        m.d.comb += [self.o_error.valid.eq(oerr_v), self.o_error.payload.queue.eq(oerr_q)]
+        with m.If(self.o_error.ready):
+            m.d.sync += oerr_v.eq(0)
+        with m.If(rd_load):
+            m.d.sync += [oerr_v.eq(1), oerr_q.eq(cur), rd_err_p.eq(0)]
 
-            with m.State("DOORBELL"):
-                m.d.comb += [busy.eq(1),
-                             axi.m_axi_awvalid.eq(~aw_done), axi.m_axi_wvalid.eq(~w_done)]
+        # --- doorbell write engine: one write at a time --------------------------------------
+        m.d.comb += [
+            axi.m_axi_awid.eq(0),
+            axi.m_axi_awburst.eq(1),
+            axi.m_axi_awlen.eq(0),
+            axi.m_axi_awsize.eq(_DOORBELL_SIZE),
+            axi.m_axi_awaddr.eq(Cat(Const(0, 2), w_addr)),
+            axi.m_axi_wdata.eq(Cat(*([Cat(w_val, Const(0, 16))] * (W // 32)))),
+            axi.m_axi_wlast.eq(1),
+            axi.m_axi_wstrb.eq(Const(0xF, B) << Cat(Const(0, 2), w_addr[:beat_log2 - 2])),
+        ]
+        with m.FSM(name="db") as wfsm:
+            with m.State("IDLE"):
+                m.d.comb += w_take.eq(dbq_v)
+                with m.If(dbq_v):
+                    m.d.sync += [wq.eq(dbq_q), w_addr.eq(dbq_addr), w_val.eq(dbq_val),
+                                 dbq_v.eq(0), aw_done.eq(0), w_done.eq(0)]
+                    m.next = "WRITE"
+            with m.State("WRITE"):
+                m.d.comb += [axi.m_axi_awvalid.eq(~aw_done), axi.m_axi_wvalid.eq(~w_done)]
                 aw_ok = aw_done | axi.m_axi_awready
                 w_ok = w_done | axi.m_axi_wready
+                m.d.sync += [aw_done.eq(aw_ok), w_done.eq(w_ok)]
                 with m.If(aw_ok & w_ok):
-                    m.d.sync += [aw_done.eq(0), w_done.eq(0)]
                     m.next = "RESPONSE"
-                with m.Else():
-                    m.d.sync += [aw_done.eq(aw_ok), w_done.eq(w_ok)]
-
             with m.State("RESPONSE"):
-                m.d.comb += [busy.eq(1), axi.m_axi_bready.eq(1)]
+                m.d.comb += axi.m_axi_bready.eq(1)
                 with m.If(axi.m_axi_bvalid):
                     with m.If(axi.m_axi_bresp[1]):
-                        m.d.sync += err_db.eq(1)
                         m.next = "ERROR"
                     with m.Else():
-                        m.next = "FINISH"
+                        m.next = "IDLE"
+            with m.State("ERROR"):
+                with m.If(~oerr_v & ~rd_load):
+                    m.d.sync += [oerr_v.eq(1), oerr_q.eq(wq)]
+                    m.next = "IDLE"
 
-            with m.State("FINISH"):
-                m.d.comb += busy.eq(1)
-                m.d.sync += heads[cur].eq(head)
-                for i in range(N):
-                    with m.If(cur == i):
-                        m.d.sync += phases[i].eq(phase)
-                m.next = "IDLE"
+        # a doorbell not yet on the bus for a queue being (re)configured is dropped
+        with m.If(self.init_valid & (self.init_queue == dbq_q) & ~w_take):
+            m.d.sync += dbq_v.eq(0)
 
         # --- per-queue bit updates: a new message / init wins over a clear -------------------
         msix_set = Signal(N)
@@ -367,5 +493,6 @@ class CqHandler(wiring.Component):
             pending.eq((pending & ~pend_clr) | msix_set),
             fresh.eq((fresh & ~fresh_clr) | init_set),
         ]
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | req.any())
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | req.any() | ~wfsm.ongoing("IDLE")
+                                 | dbq_v | (disc != 0) | oerr_v)
         return m

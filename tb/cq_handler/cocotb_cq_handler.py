@@ -30,13 +30,11 @@ async def _start(dut):
         rng = random.Random(seed * 7919)
         tb.set_idle_generator(lambda: random_pause(random.Random(rng.random()), busy))
         tb.set_backpressure_generator(lambda: random_pause(random.Random(rng.random()), busy))
+        tb.axi.rng = random.Random(rng.random())
+        tb.axi.latency = (1, 12)
+        tb.axi.b_latency = (1, 12)
     await tb.cycle_reset()
     return tb
-
-
-def _reads_per_cqe(tb):
-    """AXI beats the handler reads for one CQE."""
-    return max(1, CQE_BYTES // tb.beat_bytes)
 
 
 async def _produce(tb, ssd, count, rng, msix_chance=0.4, max_gap=30):
@@ -61,7 +59,7 @@ async def run_one_cqe_with_msix(dut):
     assert tb.emitted[2] == [raw]
     assert tb.doorbells(2) == [1]
     assert tb.o_errors == []
-    assert tb.ar_count == 2, f"{tb.ar_count} CQE reads (expected the entry and the next)"
+    assert tb.ar_count == 1, f"{tb.ar_count} CQE reads (expected one burst)"
 
 
 @cocotb.test()
@@ -125,8 +123,7 @@ async def run_merged_msix(dut):
         q0.post()
         q1.post()
     await q0.msix()
-    per_cqe = _reads_per_cqe(tb)
-    await tb.wait_until(lambda: tb.mem.reads[0] >= per_cqe, 2000, "queue 0 never read")
+    await tb.wait_until(lambda: tb.mem.reads[0] >= 1, 2000, "queue 0 never read")
     await ClockCycles(dut.clk, 20)
     for _ in range(3):
         await q1.msix()
@@ -134,14 +131,14 @@ async def run_merged_msix(dut):
         await q0.msix()
     await ClockCycles(dut.clk, 50)
     assert tb.mem.reads[1] == 0, "queue 1 read while queue 0's drain is held"
-    assert tb.mem.reads[0] == per_cqe, "queue 0 read past a CQE not yet accepted"
+    assert tb.mem.reads[0] == 1, "queue 0 read ahead while its first CQE is not accepted"
     tb.hold_cqe_output(False)
     await tb.settle()
-    # queue 0: 3 CQEs + the mismatch, then one more service for the merged messages
-    assert tb.mem.reads[0] == 5 * per_cqe, tb.mem.reads
+    # queue 0: one more service for the merged messages (after queue 1: round robin);
     # queue 1: three messages, one service
-    assert tb.mem.reads[1] == 4 * per_cqe, tb.mem.reads
+    assert tb.mem.reads[0] >= 2 and tb.mem.reads[1] >= 1, tb.mem.reads
     assert tb.doorbells(0) == [3] and tb.doorbells(1) == [3]
+    assert tb.table.lookups[1] == 1 and tb.table.lookups[0] == 2, tb.table.lookups
 
 
 @cocotb.test()
@@ -240,26 +237,32 @@ async def run_doorbell_write_error(dut):
     tb = await _start(dut)
     ssd = tb.add_queue(2, entries=4, head_init=2)
     other = tb.add_queue(3, entries=4)
+    third = tb.add_queue(4, entries=4)
     tb.mem.fail_doorbell(ssd.db_addr)
+    tb.mem.fail_doorbell(other.db_addr)
     tb.err_sink.pause = itertools.repeat(1)
     ssd.post()
     ssd.post()
     await ssd.msix()
-    x = other.post()
-    await other.msix()
     await tb.wait_until(lambda: tb.mem.doorbell_log, 2000, "no doorbell write")
     assert tb.mem.doorbell_log == [(2, 0, False)]
-    # the handler waits on o_error; queue 3's message waits behind it
+    # reads go on while o_error waits; the doorbell writes wait behind a second error
+    x = other.post()
+    await other.msix()
+    await tb.wait_until(lambda: tb.doorbells(3), 2000, "no doorbell for queue 3")
+    y = third.post()
+    await third.msix()
+    await tb.wait_until(lambda: tb.emitted[4] == [y], 2000, "queue 4's CQE missing")
     await ClockCycles(dut.clk, 60)
-    assert tb.o_errors == [] and tb.emitted[3] == []
+    assert tb.o_errors == [] and tb.emitted[3] == [x] and tb.doorbells(4) == []
     tb.err_sink.pause = None
-    await tb.wait_until(lambda: tb.o_errors, 2000, "no o_error")
-    assert tb.o_errors == [2]
+    await tb.wait_until(lambda: len(tb.o_errors) == 2, 2000, "no o_error")
+    assert tb.o_errors == [2, 3]
     ssd.post()              # the SSD still sees head 2: room for one more
     await ssd.msix()
     await tb.settle()
     assert tb.doorbells(2) == [0, 1] and tb.mem.doorbell_log[-1][2]
-    assert tb.emitted[3] == [x] and tb.o_errors == [2]
+    assert tb.doorbells(4) == [1] and tb.o_errors == [2, 3]
 
 
 @cocotb.test()
@@ -316,8 +319,7 @@ async def run_init_during_drain(dut):
     posted = [old.post() for _ in range(3)]
     tb.hold_cqe_output()
     await old.msix()
-    per_cqe = _reads_per_cqe(tb)
-    await tb.wait_until(lambda: tb.mem.reads[1] >= per_cqe, 2000, "queue 1 never read")
+    await tb.wait_until(lambda: tb.mem.reads[1] >= 1, 2000, "queue 1 never read")
     await ClockCycles(dut.clk, 10)
     new = tb.add_queue(1, entries=4, head_init=2, cq_addr=0x0000_0012_3490_0000)
     tb.retiring[1] = deque(posted[:1])
@@ -326,8 +328,105 @@ async def run_init_during_drain(dut):
     await ClockCycles(dut.clk, 100)
     assert not tb.retiring[1], "the CQE offered before init never went out"
     assert tb.emitted[1] == [] and tb.doorbells(1) == []
-    assert tb.mem.reads[1] == per_cqe, "the old ring was read after init"
+    assert tb.mem.reads[1] == 1, "the old ring was read after init"
     c = new.post()
     await new.msix()
     await tb.settle()
     assert tb.emitted[1] == [c] and tb.doorbells(1) == [3]
+
+
+@cocotb.test()
+async def run_bursts_at_ring_and_page_ends(dut):
+    """Rings whose bursts stop at the ring end (wrap, phase flip) and at a 4 KiB boundary."""
+    tb = await _start(dut)
+    rng = random.Random(int(os.environ.get("NVMF_SEED", "1")) + 11)
+    page = 0x0000_0012_3401_0000
+    ssds = [tb.add_queue(0, entries=6, head_init=3),
+            tb.add_queue(1, entries=9, head_init=7, cq_addr=page - 5 * CQE_BYTES),
+            tb.add_queue(2, entries=1 + 2 * max(1, tb.beat_bytes // CQE_BYTES), head_init=1)]
+    tasks = [cocotb.start_soon(_produce(tb, ssd, 40, random.Random(rng.random()),
+                                        msix_chance=0.2, max_gap=6))
+             for ssd in ssds]
+    for task in tasks:
+        await task
+    await tb.settle(timeout=40000)
+    for ssd in ssds:
+        assert len(tb.emitted[ssd.queue]) == 40
+    assert tb.o_errors == []
+
+
+@cocotb.test()
+async def run_partial_burst(dut):
+    """New entries followed by stale ones inside one burst: only the new ones come out."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(1, entries=16)
+    for count in (1, 2, 3, 5, 4):
+        posted = [ssd.post() for _ in range(count)]
+        await ssd.msix()
+        await tb.settle()
+        assert tb.emitted[1][-count:] == posted
+    assert tb.doorbells(1) == [1, 3, 6, 11, 15]
+
+
+@cocotb.test()
+async def run_read_error_mid_burst(dut):
+    """SLVERR on a beat in the middle of a drain: the CQEs before it out, it and later not."""
+    tb = await _start(dut)
+    epb = max(1, tb.beat_bytes // CQE_BYTES)
+    bad = 2 * epb
+    ssd = tb.add_queue(3, entries=32)
+    posted = [ssd.post() for _ in range(bad + 3)]
+    slot = ssd.cq_addr + bad * CQE_BYTES
+    tb.mem.fail_reads(slot, slot + CQE_BYTES)
+    await ssd.msix()
+    await tb.wait_until(lambda: tb.o_errors and tb.doorbells(3), 2000, "no o_error / doorbell")
+    await ClockCycles(dut.clk, 50)
+    assert tb.o_errors == [3]
+    assert tb.emitted[3] == posted[:bad]
+    assert tb.doorbells(3) == [bad]
+    await ssd.msix()
+    await tb.settle()
+    assert tb.doorbells(3) == [bad, bad + 3] and tb.o_errors == [3]
+
+
+def _throughput_limit(tb):
+    return tb.params.data_width in (128, 512)
+
+
+@cocotb.test()
+async def run_throughput_one_msix(dut):
+    """64 new CQEs and one MSI-X message, memory answering 2 cycles after AR: one CQE a beat."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(0, entries=128, head_init=0)
+    for _ in range(64):
+        ssd.post()
+    await ClockCycles(dut.clk, 5)
+    start = tb.cycle
+    tb.msix.send_nowait(0)
+    await tb.settle()
+    first, last = tb.cqe_cycles[0] - start, tb.cqe_cycles[-1] - start
+    tb.log.warning(f"THROUGHPUT one_msix w{tb.params.data_width}: 64 CQEs in {last} cycles "
+                   f"({last / 64:.3f} per CQE), first o_cqe {first} cycles after i_msix")
+    if _throughput_limit(tb):
+        assert last <= 64 * 1.05 + 12, f"64 CQEs took {last} cycles"
+
+
+@cocotb.test()
+async def run_throughput_msix_each(dut):
+    """64 commands, each CQE signalled by its own MSI-X message, one every 4 cycles."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(0, entries=256, head_init=0)
+    await ClockCycles(dut.clk, 5)
+    start = tb.cycle
+    for _ in range(64):
+        ssd.post()
+        tb.msix.send_nowait(0)
+        await ClockCycles(dut.clk, 4)
+    await tb.settle()
+    cyc = tb.cqe_cycles
+    rate = (cyc[-1] - cyc[0]) / 63
+    tb.log.warning(f"THROUGHPUT msix_each w{tb.params.data_width}: {rate:.3f} cycles per CQE, "
+                   f"last o_cqe {cyc[-1] - start} cycles after the first message, "
+                   f"first {cyc[0] - start}, {len(tb.doorbells(0))} doorbells")
+    if _throughput_limit(tb):
+        assert rate <= 4.2, f"{rate:.3f} cycles per CQE"

@@ -22,13 +22,11 @@ Pieces, each modelling one thing outside the block:
 """
 
 import itertools
-import logging
 from collections import Counter, deque
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from cocotbext.axi import AxiBus, AxiSlave
 
 from rtl.formats import CQE_BYTES, BackendQueueEntry, CqCompletion, Cqe, decode, encode
 from tb.harness import params_from_env
@@ -110,8 +108,9 @@ class PcieMemory:
         self.rings = {}                  # queue -> (base, bytes)
         self.doorbells = {}              # doorbell address -> queue
         self.doorbell_log = []           # (queue, value, ok) in bus order
-        self.reads = Counter()           # queue -> beats read
-        self.read_faults = []            # [lo, hi, remaining]: SLVERR for reads touching it
+        self.reads = Counter()           # queue -> read bursts
+        self.beats = Counter()           # queue -> beats read
+        self.read_faults = []            # [lo, hi, remaining]: SLVERR for the beats touching it
         self.write_faults = {}           # doorbell address -> writes still to fail
         self.errors = []                 # protocol violations seen here
         self.on_doorbell = None          # callback(queue, value, ok)
@@ -132,28 +131,38 @@ class PcieMemory:
     def fail_doorbell(self, addr, count=1):
         self.write_faults[addr] = count
 
-    async def read(self, address, length):
+    def read_burst(self, address, beats):
+        """One read burst of ``beats`` full beats: [(bytes, resp)], resp 2 (SLVERR) per beat."""
+        nb = self.beat_bytes
+        length = beats * nb
         queue = None
         for q, (base, size) in self.rings.items():
-            span = -(-size // self.beat_bytes) * self.beat_bytes    # whole beats
-            if base <= address and address + length <= base + span:
+            lo = base - base % nb
+            span = -(-(base + size) // nb) * nb - lo                 # whole beats
+            if lo <= address and address + length <= lo + span:
                 queue = q
         if queue is None:
             self.errors.append(f"read of {length} bytes at {address:#x} outside every CQ ring")
-            raise OSError("read outside the rings")
+            return [(bytes(nb), 2)] * beats
+        if address // 4096 != (address + length - 1) // 4096:
+            self.errors.append(f"read of {length} bytes at {address:#x} crosses 4 KiB")
         self.reads[queue] += 1
+        self.beats[queue] += beats
+        bad = set()
         for fault in self.read_faults:
             lo, hi, remaining = fault
             if remaining and address < hi and lo < address + length:
                 fault[2] -= 1
-                raise OSError("injected read error")
-        return self.peek(address, length)
+                bad |= {i for i in range(beats)
+                        if address + i * nb < hi and lo < address + (i + 1) * nb}
+        return [(self.peek(address + i * nb, nb), 2 if i in bad else 0) for i in range(beats)]
 
-    async def write(self, address, data):
+    def write(self, address, data):
+        """A doorbell write; returns the response (0 OKAY, 2 SLVERR)."""
         queue = self.doorbells.get(address)
         if queue is None or len(data) != 4:
             self.errors.append(f"write of {bytes(data).hex()} at {address:#x} is not a doorbell")
-            raise OSError("bad write")
+            return 2
         value = int.from_bytes(data, "little")
         ok = not self.write_faults.get(address)
         if not ok:
@@ -161,8 +170,98 @@ class PcieMemory:
         self.doorbell_log.append((queue, value, ok))
         if self.on_doorbell is not None:
             self.on_doorbell(queue, value, ok)
-        if not ok:
-            raise OSError("injected doorbell error")
+        return 0 if ok else 2
+
+
+class AxiModel:
+    """The PCIe fabric on ``m_axi``: an AXI4 slave in front of ``PcieMemory``.
+
+    Any number of reads outstanding, answered in order; read data is taken when
+    the AR is accepted and comes ``latency`` cycles later at the earliest (a
+    random pick from ``latency`` when it is a range); SLVERR per beat for the
+    beats that touch an injected fault. Writes: one beat each, the response
+    ``b_latency`` cycles after both AW and W. ``pause`` generators per channel
+    (``ar``, ``r``, ``aw``, ``w``, ``b``) drop ready / valid for a cycle.
+    """
+
+    def __init__(self, tb, mem, rng=None):
+        self.tb = tb
+        self.mem = mem
+        self.rng = rng
+        self.latency = (2, 2)
+        self.b_latency = (2, 2)
+        self.pause = {ch: None for ch in ("ar", "r", "aw", "w", "b")}
+        cocotb.start_soon(self._run())
+
+    def _paused(self, ch):
+        gen = self.pause[ch]
+        return bool(next(gen)) if gen else False
+
+    def _lat(self, span):
+        lo, hi = span
+        return lo if lo == hi or self.rng is None else self.rng.randint(lo, hi)
+
+    async def _run(self):
+        dut, nb = self.tb.dut, self.mem.beat_bytes
+        for name in ("arready", "rvalid", "rlast", "rresp", "rdata", "awready", "wready",
+                     "bvalid", "bresp", "rid", "bid"):
+            getattr(dut, f"m_axi_{name}").value = 0
+        reads = deque()           # [due cycle, [(data, resp)]]
+        aws, ws, bs = deque(), deque(), deque()
+        r_on = b_on = False
+        arready = awready = wready = False
+        cycle = 0
+        while True:
+            await RisingEdge(dut.clk)
+            cycle += 1
+            if high(dut.rst):
+                for q in (reads, aws, ws, bs):
+                    q.clear()
+                r_on = b_on = False
+            else:
+                if arready and high(dut.m_axi_arvalid):
+                    addr, beats = int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value) + 1
+                    reads.append([cycle + self._lat(self.latency) - 1,
+                                  self.mem.read_burst(addr - addr % nb, beats)])
+                if awready and high(dut.m_axi_awvalid):
+                    aws.append(int(dut.m_axi_awaddr.value))
+                if wready and high(dut.m_axi_wvalid):
+                    ws.append((int(dut.m_axi_wdata.value), int(dut.m_axi_wstrb.value)))
+                if r_on and high(dut.m_axi_rready):
+                    reads[0][1].pop(0)
+                    if not reads[0][1]:
+                        reads.popleft()
+                    r_on = False
+                if b_on and high(dut.m_axi_bready):
+                    bs.popleft()
+                    b_on = False
+                while aws and ws:
+                    addr = aws.popleft()
+                    data, strb = ws.popleft()
+                    raw = data.to_bytes(nb, "little")
+                    lanes = [i for i in range(nb) if strb >> i & 1]
+                    base = addr - addr % nb
+                    payload = bytes(raw[i] for i in lanes)
+                    start = base + (lanes[0] if lanes else 0)
+                    bs.append([cycle + self._lat(self.b_latency) - 1,
+                               self.mem.write(start, payload)])
+            arready = not self._paused("ar")
+            awready = not self._paused("aw")
+            wready = not self._paused("w")
+            dut.m_axi_arready.value = int(arready)
+            dut.m_axi_awready.value = int(awready)
+            dut.m_axi_wready.value = int(wready)
+            if not r_on and reads and reads[0][0] <= cycle and not self._paused("r"):
+                data, resp = reads[0][1][0]
+                dut.m_axi_rdata.value = int.from_bytes(data, "little")
+                dut.m_axi_rresp.value = resp
+                dut.m_axi_rlast.value = int(len(reads[0][1]) == 1)
+                r_on = True
+            dut.m_axi_rvalid.value = int(r_on)
+            if not b_on and bs and bs[0][0] <= cycle and not self._paused("b"):
+                dut.m_axi_bresp.value = bs[0][1]
+                b_on = True
+            dut.m_axi_bvalid.value = int(b_on)
 
 
 class SsdCq:
@@ -317,11 +416,7 @@ class TB:
         dut.init_queue.value = 0
         self.mem = PcieMemory(self.beat_bytes)
         self.mem.on_doorbell = self._doorbell
-        self.axi = AxiSlave(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, target=self.mem)
-        for channel in self._axi_channels():
-            channel.log.setLevel(logging.ERROR)
-        self.axi.write_if.log.setLevel(logging.ERROR)
-        self.axi.read_if.log.setLevel(logging.ERROR)
+        self.axi = AxiModel(self, self.mem)
         self.table = QueueTable(self)
         cocotb.start_soon(self.table.run())
         self.msix = StreamSource(dut, "i_msix")
@@ -334,14 +429,12 @@ class TB:
         self.head_init = {}               # queue -> cq_head_init of its configuration
         self.o_errors = []                # queues from o_error, in order
         self.retiring = {}                # queue -> deque of CQEs still due from an old config
+        self.reached = {}                 # queue -> heads after each CQE since the last doorbell
+        self.cqe_cycles = []              # cycle of each o_cqe transfer
         self.failures = []
         self.cycle = 0
         self.ar_count = 0
         cocotb.start_soon(self._count())
-
-    def _axi_channels(self):
-        w, r = self.axi.write_if, self.axi.read_if
-        return [w.aw_channel, w.w_channel, w.b_channel, r.ar_channel, r.r_channel]
 
     async def _count(self):
         dut = self.dut
@@ -355,13 +448,13 @@ class TB:
                 self._check_aw()
 
     def _check_ar(self):
-        """A CQE read: whole aligned beats covering exactly the 16-byte entry (or its beat)."""
+        """A CQE read: INCR, full aligned beats, 64 bytes or less (the memory checks the ring)."""
         dut, nb = self.dut, self.beat_bytes
         addr, length = int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value)
         size, burst = int(dut.m_axi_arsize.value), int(dut.m_axi_arburst.value)
-        beats = max(1, CQE_BYTES // nb)
-        if (1 << size != nb or length != beats - 1 or burst != 1
-                or addr % max(nb, CQE_BYTES)):
+        max_beats = max(1, 64 // nb) + (1 if nb > 16 else 0)
+        if (1 << size != nb or length + 1 > max_beats or burst != 1
+                or addr % min(nb, CQE_BYTES)):
             self._fail(f"CQE read araddr {addr:#x} arlen {length} arsize {size} arburst {burst}")
 
     def _check_aw(self):
@@ -377,16 +470,15 @@ class TB:
     def set_idle_generator(self, factory=None):
         """Pauses on the handler's inputs: ``i_msix`` and the AXI ``b`` / ``r`` channels."""
         self.msix.pause = factory() if factory else None
-        self.axi.write_if.b_channel.set_pause_generator(factory() if factory else None)
-        self.axi.read_if.r_channel.set_pause_generator(factory() if factory else None)
+        for ch in ("b", "r"):
+            self.axi.pause[ch] = factory() if factory else None
 
     def set_backpressure_generator(self, factory=None):
         """Pauses on the handler's outputs: ``o_cqe``, ``o_error``, AXI ``aw`` / ``w`` / ``ar``."""
         self.cqe_sink.pause = factory() if factory else None
         self.err_sink.pause = factory() if factory else None
-        for ch in (self.axi.write_if.aw_channel, self.axi.write_if.w_channel,
-                   self.axi.read_if.ar_channel):
-            ch.set_pause_generator(factory() if factory else None)
+        for ch in ("aw", "w", "ar"):
+            self.axi.pause[ch] = factory() if factory else None
 
     def hold_cqe_output(self, hold=True):
         """Keep ``o_cqe.ready`` low until released (``hold=False``)."""
@@ -433,6 +525,7 @@ class TB:
         self.emitted[queue] = []
         self.head_init[queue] = head_init
         self.last_doorbell.pop(queue, None)
+        self.reached[queue] = []
         return ssd
 
     async def init_queue(self, queue):
@@ -480,12 +573,16 @@ class TB:
                        f"(phase {cqe_phase(raw)}, expected {model.phase})")
         model.advance()
         self.emitted[queue].append(raw)
+        self.cqe_cycles.append(self.cycle)
+        self.reached.setdefault(queue, []).append(model.head)
 
     def _doorbell(self, queue, value, ok):
-        model = self.model[queue]
-        if value != model.head:
-            self._fail(f"queue {queue}: doorbell {value} but the head after the "
-                       f"{len(self.emitted[queue])} CQEs emitted is {model.head}")
+        reached = self.reached.get(queue, [])
+        if value not in reached:
+            self._fail(f"queue {queue}: doorbell {value} is no head reached by the CQEs "
+                       f"emitted since the last doorbell ({reached})")
+        else:
+            del reached[:reached.index(value) + 1]
         previous = self.last_doorbell.get(queue, self.head_init[queue])
         if value == previous:
             self._fail(f"queue {queue}: doorbell {value} does not move the head")

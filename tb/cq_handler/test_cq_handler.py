@@ -26,10 +26,14 @@ BEHAVIOURS = [
     "bad_msix_ignored",
     "init_resets_head_and_phase",
     "init_during_drain",
+    "bursts_at_ring_and_page_ends",
+    "partial_burst",
+    "read_error_mid_burst",
 ]
 
 # behaviours also run with 40 % paused cycles on every input and output channel
-UNDER_PRESSURE = ["many_queues_with_wrap", "polling_without_msix"]
+UNDER_PRESSURE = ["many_queues_with_wrap", "polling_without_msix",
+                  "bursts_at_ring_and_page_ends"]
 
 
 def _run(sim, width, behaviour, **env):
@@ -57,3 +61,12 @@ def test_cq_handler_under_backpressure(sim, width, behaviour):
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_cq_handler_smoke_w256(sim):
     _run(sim, 256, "many_queues_with_wrap", NVMF_SEED=256, NVMF_PRESSURE=0.2)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("behaviour", ["throughput_one_msix", "throughput_msix_each"])
+@pytest.mark.parametrize("width", [64, 128, 256, 512], ids=lambda w: f"w{w}")
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_cq_handler_throughput(sim, width, behaviour):
+    """Cycles per CQE with a memory answering 2 cycles after AR (limits at 128 and 512)."""
+    _run(sim, width, behaviour, NVMF_SEED=1)

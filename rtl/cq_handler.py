@@ -7,11 +7,17 @@ a time:
 1. pick a queue: one whose MSI-X message is pending (round robin), or, when no
    MSI-X message is pending, one whose ``poll`` bit is set (round robin);
 2. read its ``BackendQueueEntry`` (ring address, size, doorbell address);
-3. read the CQE at the head; while its phase tag equals the expected phase,
-   emit it, advance the head (the expected phase flips at the wrap) and read
-   the next one;
-4. when the phase does not match, write the new head to the CQ-head doorbell
-   if any CQE was consumed.
+3. read the CQEs from the head in bursts of up to 64 bytes (never past the
+   ring end or a 4 KiB boundary; after the ring end the next burst starts at
+   slot 0 with the phase flipped), a second burst issued while the first is
+   in flight once two entries of the run matched; emit each entry whose phase
+   tag equals the expected phase, advance the head;
+4. at the first entry that does not match, the run ends (the later beats in
+   flight are dropped); if a new message for this queue came in and no other
+   queue's message is pending, a new run starts at that entry at once;
+   otherwise the drain ends. The new head goes to the CQ-head doorbell if
+   CQEs were consumed: the write is handed to a doorbell engine that works
+   beside the reads (the next drain starts while its response is awaited).
 
 Per queue the block keeps the head, the expected phase, a "fresh" bit (set by
 reset and by ``init_valid``: the next service starts at ``cq_head_init`` with
@@ -74,62 +80,91 @@ class CqHandler(wiring.Component):
     Interface attributes (one clock domain, ``clk`` / ``rst``)
     ---------------------------------------------------------
     m_axi_* : AXI4 master, ``data_width`` data bits, 64 address bits
-        At most one read burst and one write burst outstanding, never both at
-        once; ``*id`` outputs are 0 and ``bid`` / ``rid`` are ignored (they
-        exist so bus models attach by prefix).
+        ``*id`` outputs are 0 and ``bid`` / ``rid`` are ignored (they exist so
+        bus models attach by prefix). Reads and writes are independent.
 
-        *Reads* (``ar*``, ``r*``) fetch one CQE each, INCR bursts of full-width
-        beats: at 64 bits two beats at ``cq_addr + head * 16``; at 128 bits and
-        wider one beat at that address rounded down to the beat, the CQE taken
-        from its 16-byte lane. ``cq_addr`` must be 16-byte aligned (its low 4
-        bits are ignored). ``rready`` is high only while the burst is expected.
-        ``rresp`` SLVERR / DECERR on any beat makes the read an error.
+        *Reads* (``ar*``, ``r*``) fetch CQEs: INCR bursts of full-width beats
+        (``arsize`` = the bus width) covering the consecutive entries from a
+        slot to the end of their 64-byte group (four CQEs; at 256 bits and
+        wider counted from the beat holding the slot), cut at the ring end and
+        at a 4 KiB boundary: at 64 bits up to 8 beats (two per CQE) at
+        ``cq_addr + slot * 16``, at 128 bits up to 4 beats, at 256 up to 2,
+        at 512 one beat; at 256 bits and wider the address is rounded down to
+        the beat and each CQE taken from its 16-byte lane. ``cq_addr`` must be
+        16-byte aligned (its low 4 bits are ignored). Up to two bursts (plus
+        one in the ``ar`` channel) are outstanding; beats come back in order
+        (``rlast`` is not looked at, the handler counts beats). The first
+        burst of a run is issued on its own; the next one when two entries of
+        the run matched and at most one burst's beats are still due, or when
+        every beat issued has matched. ``araddr`` / ``arlen`` stay stable
+        while ``arvalid`` waits for ``arready``. ``rready`` is 1 while beats
+        to be dropped are due; for beats of the current run it is 1 when the
+        CQE can enter the ``o_cqe`` register (at 256 bits and wider on the
+        beat's last entry only; always for the entry that ends the run).
+        ``rresp`` SLVERR / DECERR on a beat of a CQE makes that CQE's read an
+        error (the entries before it are emitted).
 
-        *Writes* (``aw*``, ``w*``, ``b*``) are CQ-head doorbells: one beat,
-        ``awlen`` 0, ``awsize`` 2 (4 bytes), ``awaddr`` = ``cq_db_addr`` with
-        bits [1:0] cleared, ``wdata`` = the new head (zero-extended to 32 bits)
-        on every 4-byte lane, ``wstrb`` selecting the 4 bytes at ``awaddr``.
-        ``awvalid`` and ``wvalid`` rise together; ``bresp`` SLVERR / DECERR is
-        an error.
+        *Writes* (``aw*``, ``w*``, ``b*``) are CQ-head doorbells, one at a
+        time: one beat, ``awlen`` 0, ``awsize`` 2 (4 bytes), ``awaddr`` =
+        ``cq_db_addr`` with bits [1:0] cleared, ``wdata`` = the new head
+        (zero-extended to 32 bits) on every 4-byte lane, ``wstrb`` selecting
+        the 4 bytes at ``awaddr``. ``awvalid`` and ``wvalid`` rise together
+        the cycle after the request is taken; ``bresp`` SLVERR / DECERR is an
+        error. A request for a queue whose write is still waiting (not yet on
+        the bus) replaces its value (one write carries both heads).
     i_msix : In(stream.Signature(32))
         MSI-X message data = backend queue index. Always ready (``ready`` is
         constantly 1). A valid index sets the queue's pending bit (messages
         for a queue already pending merge; one arriving while the queue is
-        being drained makes it pending again, so a CQE posted late is read). A
-        value at or above ``backend_queues`` is dropped and counted.
+        being drained makes it pending again, so a CQE posted late is read:
+        when the drain reaches an entry that does not match while only that
+        queue is pending, the pending bit is cleared and the entry is read
+        again at once, without a new pick). A value at or above
+        ``backend_queues`` is dropped and counted.
     poll : In(backend_queues)
         Level, one bit per queue: queues in polling mode with commands
         outstanding. Served round robin while no MSI-X message is pending,
         and only if their entry has ``polling`` = 1.
     bq_rd_addr, bq_rd_en : Out ; bq_rd_data : In(BackendQueueEntry)
         Table read port. ``en`` is a one-cycle pulse with the queue index on
-        ``addr`` when a queue is picked; ``data`` is sampled the next cycle
-        (the handler keeps the fields it needs, so ``data`` need not be held).
-        A queue whose entry has ``valid`` = 0 or ``cq_entries`` = 0 is skipped.
+        ``addr`` when a queue is picked (in IDLE, or the last cycle of the
+        previous drain); ``data`` is sampled the next cycle (the handler keeps
+        the fields it needs, so ``data`` need not be held) and the first
+        ``arvalid`` follows one cycle later. A queue whose entry has ``valid``
+        = 0 or ``cq_entries`` = 0 is skipped.
     init_valid, init_queue : In
         One-cycle pulse: queue ``init_queue`` was (re)configured (its table
         entry already written). Its next service starts at the entry's
         ``cq_head_init`` with expected phase 1; a pending MSI-X message stays
-        pending. A drain of that queue in progress ends without reading further
+        pending. A drain of that queue in progress ends without taking further
         CQEs or writing a doorbell: a CQE already offered on ``o_cqe`` is still
-        transferred, a read or doorbell write already issued completes.
-        Indices at or above ``backend_queues`` are ignored.
+        transferred, reads already issued complete (their data is dropped), a
+        doorbell write already on the bus completes, one still waiting for the
+        doorbell engine is dropped. Indices at or above ``backend_queues`` are
+        ignored.
     o_cqe : Out(stream.Signature(CqCompletion))
         Each new CQE (all 16 bytes as read, phase tag included) with its
-        queue, in CQ order per queue. Back-pressure holds the drain.
+        queue, in CQ order per queue, from a register: ``valid`` the cycle
+        after the CQE's (last) beat arrives; with ``ready`` held high, one CQE
+        a cycle. Back-pressure holds ``rready`` (the drain waits).
     o_error : Out(stream.Signature(CqError))
-        The queue of a CQE read or doorbell write answered SLVERR / DECERR.
-        After a read error the drain of that queue ends (the failed entry is
-        not consumed: the next service reads it again) and the doorbell is
-        still written if CQEs were consumed before it. A failed doorbell write
-        is not retried; the next one carries the newer head.
+        The queue of a CQE read or doorbell write answered SLVERR / DECERR,
+        from a register (one error at a time; a read error goes first).
+        After a read error the drain of that queue ends (the failed entry and
+        the later ones are not consumed: the next service reads them again),
+        the doorbell is still written if CQEs were consumed before it, and
+        the next drain starts once the error is in the register. A failed
+        doorbell write is not retried (the next one carries the newer head);
+        the doorbell engine takes no further write until its error is in the
+        register, reads go on meanwhile.
     bad_msix : Out(16)
         Debug counter of dropped MSI-X messages (saturates at 0xFFFF; reset
         clears it).
     busy : Out(1)
         Combinational: an MSI-X message is pending, a polled queue has commands
-        outstanding, or a drain is in progress (any state but IDLE). Debug
-        status (``USE_BUSY.cq_handler``).
+        outstanding, a drain is in progress (any state but IDLE), read beats
+        to drop are due, a doorbell write is waiting or in progress, or an
+        error is offered on ``o_error``. Debug status (``USE_BUSY.cq_handler``).
     """
 
     def __init__(self, params=None):

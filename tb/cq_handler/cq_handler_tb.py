@@ -2,10 +2,12 @@
 
 Pieces, each modelling one thing outside the block:
 
-* ``PcieMemory`` - the PCIe side behind ``m_axi`` (a cocotbext-axi
-  ``AxiSlave`` target): host memory holding the CQ rings, the SSDs' CQ-head
-  doorbell registers (every write recorded in order), injectable SLVERR
-  answers, and a check that every read falls inside a ring.
+* ``PcieMemory`` - the PCIe side behind ``m_axi``: host memory holding the
+  CQ rings, the SSDs' CQ-head doorbell registers (every write recorded in
+  order), injectable SLVERR answers (per beat), and a check that every read
+  burst falls inside a ring and does not cross 4 KiB.
+* ``AxiModel`` - the AXI4 slave in front of it: reads outstanding without
+  limit, answered in order after a (random) latency, pauses per channel.
 * ``SsdCq`` - the SSD side of one completion queue: posts CQEs with the
   phase tag, honours the CQ-full rule against the doorbell it last saw, and
   sends MSI-X messages.
@@ -100,7 +102,7 @@ class CqConsumer:
 # --- PCIe side --------------------------------------------------------------------------------
 
 class PcieMemory:
-    """Target of the ``AxiSlave``: host memory with the rings, and the SSDs' doorbells."""
+    """Behind ``AxiModel``: host memory with the rings, and the SSDs' doorbells."""
 
     def __init__(self, beat_bytes):
         self.beat_bytes = beat_bytes

@@ -33,7 +33,8 @@ BEHAVIOURS = [
 
 # behaviours also run with 40 % paused cycles on every input and output channel
 UNDER_PRESSURE = ["many_queues_with_wrap", "polling_without_msix",
-                  "bursts_at_ring_and_page_ends"]
+                  "bursts_at_ring_and_page_ends", "partial_burst", "read_error_mid_burst",
+                  "init_during_drain"]
 
 
 def _run(sim, width, behaviour, **env):

@@ -21,7 +21,12 @@ Scenarios (``{"name": ..., ...}``):
 ``iops``      ``count`` 4 KiB Reads on an SSD limited to one command per
               ``interval`` cycles after a fixed ``latency``.
 
-Every response must succeed; a scenario that stops moving fails the test.
+The SSD completes in service order (``SsdDevice(ordered=True)``); ``NVMF_BENCH_SSD=parallel``
+gives the default model instead, in which every command in service moves its data at
+once. ``NVMF_BENCH_PROFILE=1`` adds per-scenario FSM state counts (``--profile``).
+
+Every response must succeed; a scenario that stops moving ends the run with a
+``{"hung": true}`` result (the engine is wedged; :mod:`sim.bench` runs the rest anew).
 """
 
 import json
@@ -61,8 +66,9 @@ STALL_CYCLES = 50_000                # nothing completed for this long: a hang
 
 def bench_target(params):
     """The TARGET text of the bench: one SSD with six I/O queues, a subsystem for 4 KiB
-    commands (64 staging slots... as many as 256 KiB hold) on four of them and one for
-    128 KiB commands on two; eight QPs on the first, two on the second."""
+    commands (a quarter of the staging memory, 8 KiB slots) on four of them and one for
+    128 KiB commands (the rest, 256 KiB slots) on two; eight QPs on the first, two on
+    the second."""
     qps = "".join(f"""
 [[qp]]
 qpn = {q}

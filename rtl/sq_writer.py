@@ -1,33 +1,43 @@
 """SQ writer: puts SQEs into backend NVMe submission rings and rings the SQ-tail doorbells.
 
-Behaviour is specified in ``docs/backend.md`` (section "SQ writer"). One SQE
-at a time goes out on the AXI4 write channels as a single INCR burst of
-``64 / (data_width / 8)`` full beats at ``sq_addr + tail * 64``. While the SQE
-waiting at the head of ``i_sqe`` is for the same queue, it is written too
-(coalescing, at most ``max_batch`` SQEs and at most ``sq_entries - 1``); once
-every write of the batch has answered, one 4-byte write of the new tail goes
-to ``sq_db_addr``, and after its response ``o_done`` reports each SQE of the
-batch, in order.
+Behaviour is specified in ``docs/backend.md`` (section "SQ writer"). The writer
+is a pipeline; every stage works on a different SQE or doorbell:
 
-States of one batch (each takes one cycle unless it waits):
+===========  ================================================================
+input        ``i_sqe`` is registered (one SQE, ``s1``) while the queue's
+             table entry and tail are read (one cycle); the entry is re-read
+             every cycle the SQE waits, so it is always current
+start        the SQE gets its ring slot (the queue's tail advances) and its
+             batch: it joins the *open* batch of its queue, wherever that
+             batch is in the doorbell FIFO, or opens a new one; an SQE for a
+             queue that is not usable gets no slot and no bus access
+write        one write at a time on W (an SQE burst of ``64 / B`` beats or a
+             doorbell beat), its AW issued from a register in the cycle the
+             write starts; the next write starts in the cycle the last W beat
+             of the previous one is taken, so W carries no bubbles
+responses    a FIFO of expected B responses (kind, batch); each SQE response
+             counts its batch's writes down, a doorbell response completes
+             its batch
+doorbells    a FIFO of batches {queue, tail, SQE writes outstanding, error,
+             records}, in the order they were opened; the oldest batch not
+             yet rung is rung when its SQE writes have all answered and the
+             batch is *closed* (full: ``max_batch`` SQEs or ``sq_entries - 1``;
+             its queue re-initialised) or a later batch is closed or no SQE is
+             ready to be written (the writer would otherwise leave W idle)
+done         a FIFO of one record per SQE in ``i_sqe`` order; the head record
+             is given out once its batch's doorbell answered (at once for an
+             unusable queue); a batch leaves the doorbell FIFO when its last
+             record is out
+===========  ================================================================
 
-=========  ==================================================================
-IDLE       wait for ``i_sqe``; read the queue's table entry and tail
-LOOKUP     entry in: a usable queue starts the SQE write, any other SQE is
-           consumed and reported failed (DONE)
-SQE        the W beats of the SQE at the head of ``i_sqe`` (AW in parallel);
-           the SQE is taken with its last beat
-DECIDE     once the AW went out: the next SQE for the same queue joins the
-           batch (SQE), otherwise DOORBELL
-DOORBELL   wait until every SQE write answered, then issue the doorbell AW
-DB_WRITE   the doorbell's W beat
-DB_RESP    wait for the doorbell's B
-DONE       one ``o_done`` record per SQE of the batch, then IDLE
-=========  ==================================================================
+A batch is therefore a run of consecutive SQEs *of one queue* (consecutive slots
+of its ring), which need not be adjacent in ``i_sqe``: SQEs spread round robin
+over several queues are coalesced as long as the writer is busy, and a doorbell
+is rung as soon as W would otherwise be idle, so a lone SQE waits for nothing.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .formats import SQE_BYTES, BackendQueueEntry, SqDone, SqRequest
@@ -41,6 +51,11 @@ _SQE_SHIFT = 6           # log2(SQE_BYTES)
 assert 1 << _SQE_SHIFT == SQE_BYTES
 
 
+def _pow2(name, value, lo, hi):
+    if not (isinstance(value, int) and lo <= value <= hi and value & (value - 1) == 0):
+        raise ValueError(f"{name} must be a power of two in {lo}..{hi}, not {value!r}")
+
+
 class SqWriter(wiring.Component):
     """Writes SQEs into backend SQ rings over AXI4 and rings the SQ-tail doorbells.
 
@@ -51,24 +66,33 @@ class SqWriter(wiring.Component):
         this block keeps).
     max_batch : int
         Most SQEs written under one doorbell (1..255).
+    batches : int
+        Depth of the doorbell FIFO: batches open or waiting for their doorbell
+        or their records (a power of two, 2..32).
+    max_writes : int
+        Most writes (SQE bursts and doorbells) whose B response is outstanding
+        (a power of two, 2..64).
+    records : int
+        Depth of the ``o_done`` record FIFO: SQEs taken and not yet reported
+        (a power of two, 4..1024).
 
     Raises
     ------
     ValueError
-        ``max_batch`` out of range.
+        A parameter out of range.
 
     Interface attributes (one clock domain; every stream obeys the Amaranth stream rules)
     -------------------------------------------------------------------------------------
     i_sqe : In(stream.Signature(SqRequest))
-        One SQE for backend queue ``queue``. The payload is read in place while
-        the SQE is written (no copy is kept): ``ready`` pulses in the cycle the
-        burst's last W beat is accepted (it then depends combinationally on
-        ``m_axi_wready``), or, for a queue that is not usable, in the cycle
-        after ``bq_rd_en``. The next SQE is examined for coalescing one cycle after
-        that.
+        One SQE for backend queue ``queue``, copied into a register when taken.
+        ``ready`` is high while that register is empty or its SQE leaves it
+        in this cycle (it then depends combinationally on ``m_axi_awready``,
+        ``m_axi_wready`` and ``m_axi_bvalid``); in steady state one SQE is
+        taken per ``64 / (data_width / 8)`` cycles (one per cycle at 512).
     bq_rd_addr, bq_rd_en : Out(8), Out(1)
         Backend queue table read: ``en`` is high with ``addr`` = the queue of
-        the SQE at the head of ``i_sqe`` while the writer is idle.
+        the SQE being taken from ``i_sqe`` in this cycle, or else of the SQE
+        held in the input register (re-read every cycle it waits).
     bq_rd_data : In(BackendQueueEntry)
         The entry, sampled the cycle after ``en`` (a synchronous table read
         port). Used: ``valid``, ``sq_addr``, ``sq_entries``, ``sq_db_addr``,
@@ -76,46 +100,60 @@ class SqWriter(wiring.Component):
         below ``backend_queues``, ``sq_addr`` is 64-byte and ``sq_db_addr``
         4-byte aligned, and its tail is below ``sq_entries``; an SQE for a
         queue that is not usable is consumed without any bus access and
-        reported with ``ok = 0``.
+        reported with ``ok = 0`` (in order).
     init_valid, init_queue : In(1), In(8)
         A one-cycle pulse: queue ``init_queue`` was (re)configured. Its tail
-        restarts at ``sq_tail_init`` for the next batch whose lookup is issued
-        at least one cycle later; a batch in progress for that queue ends
-        after its current SQE. After reset every queue restarts this way.
+        restarts at ``sq_tail_init`` for the next SQE that starts at least one
+        cycle later (an SQE starting in the pulse's cycle still uses the old
+        tail and entry); the queue's open batch is closed (it keeps its
+        doorbell address and rings the old tail). After reset every queue
+        restarts this way.
     m_axi_aw* : AXI4 write address (master)
         ``awid`` = 0; ``awburst`` = INCR. SQE: ``awaddr`` = ``sq_addr + tail * 64``,
         ``awlen`` = beats - 1, ``awsize`` = log2(data_width / 8). Doorbell:
         ``awaddr`` = ``sq_db_addr``, ``awlen`` = 0, ``awsize`` = 2. ``awvalid``
-        comes from a register (never depends on ``awready``).
+        comes from a register (never depends on ``awready``) and rises in the
+        cycle the write's first W beat becomes valid; a write starts only once
+        the previous AW was taken.
     m_axi_w* : AXI4 write data (master)
-        SQE: the 64 bytes little-endian, byte ``n`` in lane ``n % (data_width/8)``
-        of beat ``n // (data_width/8)``, ``wstrb`` all ones. Doorbell: the new
-        tail (zero-extended to 32 bits) in the four byte lanes of ``sq_db_addr``
-        within the beat, ``wstrb`` selecting those four lanes, zeros elsewhere;
-        ``wlast`` = 1. W beats may precede their AW.
+        Beats in the order of the AWs, from registers. SQE: the 64 bytes
+        little-endian, byte ``n`` in lane ``n % (data_width/8)`` of beat
+        ``n // (data_width/8)``, ``wstrb`` all ones. Doorbell: the new tail
+        (zero-extended to 32 bits) in the four byte lanes of ``sq_db_addr``
+        within the beat, ``wstrb`` selecting those four lanes, zeros
+        elsewhere; ``wlast`` = 1. A write's first beat follows the previous
+        write's last beat with no idle cycle when the next write is ready.
     m_axi_b* : AXI4 write response (master)
-        ``bready`` is always 1; ``bid`` is ignored. ``bresp`` SLVERR (2) or
-        DECERR (3) marks the batch failed; OKAY and EXOKAY are success. The
-        doorbell write is issued only after every SQE write of the batch has
-        answered (so the SQEs are visible before the doorbell whatever the
-        interconnect's ordering).
+        ``bready`` is always 1; ``bid`` is ignored; responses arrive in AW
+        order (one ID). ``bresp`` SLVERR (2) or DECERR (3) marks the batch of
+        the write failed; OKAY and EXOKAY are success. A batch's doorbell write
+        is issued only after every SQE write of the batch has answered, and
+        after every earlier doorbell (so the SQEs up to the rung tail are
+        visible before the doorbell whatever the interconnect's ordering). At
+        most ``max_writes`` writes are outstanding.
     o_done : Out(stream.Signature(SqDone))
-        One record per SQE, in ``i_sqe`` order, after the batch's doorbell write
-        has answered: ``queue``, ``ok`` = 0 when any write of the batch (an SQE
-        or the doorbell) answered an error, or the queue was not usable. The
-        doorbell is written even when an SQE write failed; the tail advances in
-        either case. The next SQE's lookup starts after the last record is
-        taken.
+        One record per SQE, in ``i_sqe`` order, after the doorbell write of its
+        batch has answered: ``queue``, ``ok`` = 0 when any write of the batch
+        (an SQE or the doorbell) answered an error, or the queue was not
+        usable. The doorbell is written even when an SQE write failed; the tail
+        advances in either case. ``valid`` comes from registers.
     busy : Out(1)
-        Combinational: an SQE waits on ``i_sqe`` or a batch is in progress (any
-        state but IDLE). Debug status (``USE_BUSY.sq_writer``).
+        Combinational: an SQE waits on ``i_sqe`` or anything is in progress
+        (an SQE, a write, a batch or a record). Debug status
+        (``USE_BUSY.sq_writer``).
     """
 
-    def __init__(self, params=None, *, max_batch=8):
+    def __init__(self, params=None, *, max_batch=8, batches=8, max_writes=16, records=64):
         self.params = params = params or EngineParams()
         if not (isinstance(max_batch, int) and 1 <= max_batch <= 255):
             raise ValueError(f"max_batch must be an integer in 1..255, not {max_batch!r}")
+        _pow2("batches", batches, 2, 32)
+        _pow2("max_writes", max_writes, 2, 64)
+        _pow2("records", records, 4, 1024)
         self.max_batch = max_batch
+        self.batches = batches
+        self.max_writes = max_writes
+        self.records = records
         W = params.data_width
         super().__init__({
             "m_axi_awid": Out(1),
@@ -152,6 +190,8 @@ class SqWriter(wiring.Component):
         beats = p.sqe_beats
         beat_size = (B - 1).bit_length()          # AxSIZE of a full beat
         max_batch = self.max_batch
+        D = self.batches
+        sw = (D - 1).bit_length()                 # batch index width
 
         # --- per-queue state: tails (a small memory) and "restart from sq_tail_init" flags --
         m.submodules.tails = tails = memory.Memory(shape=16, depth=nq, init=[])
@@ -159,29 +199,85 @@ class SqWriter(wiring.Component):
         tail_rd = tails.read_port(transparent_for=(tail_wr,))
         needs_init = Signal(nq, init=(1 << nq) - 1)
         init_hit = Signal(nq)                     # the init pulse, one-hot by queue
-        started = Signal(nq)                      # a batch took its tail from sq_tail_init
+        started = Signal(nq)                      # an SQE took its tail from sq_tail_init
         for q in range(nq):
             m.d.comb += init_hit[q].eq(self.init_valid & (self.init_queue == q))
         m.d.sync += needs_init.eq((needs_init & ~started) | init_hit)
 
-        # --- batch registers -------------------------------------------------------------
-        queue = Signal(8)
-        sq_addr = Signal(64)
-        sq_db_addr = Signal(64)
-        sq_entries = Signal(16)
-        tail = Signal(16)
-        count = Signal(range(max_batch + 1))     # SQEs in this batch (records left in DONE)
-        err = Signal()
-        beat = Signal(range(max(beats, 2)))
+        # --- input register: the SQE whose entry and tail are being read ------------------
+        s1_valid = Signal()
+        s1 = Signal(SqRequest)
+        s1_go = Signal()                          # s1 leaves (started or reported unusable)
+        take = Signal()
+        m.d.comb += [
+            self.i_sqe.ready.eq(~s1_valid | s1_go),
+            take.eq(self.i_sqe.valid & self.i_sqe.ready),
+        ]
+        rd_queue = Mux(take, self.i_sqe.payload.queue, s1.queue)
+        m.d.comb += [
+            self.bq_rd_addr.eq(rd_queue),
+            self.bq_rd_en.eq(take | s1_valid),
+            tail_rd.addr.eq(rd_queue),
+        ]
+        with m.If(take):
+            m.d.sync += [s1.eq(self.i_sqe.payload), s1_valid.eq(1)]
+        with m.Elif(s1_go):
+            m.d.sync += s1_valid.eq(0)
 
-        # --- AW channel: one request register shared by SQE and doorbell writes -----------
+        entry = self.bq_rd_data
+        q1 = s1.queue
+        flag_of = (needs_init >> q1)[0]
+        start_tail = Mux(flag_of, entry.sq_tail_init, tail_rd.data)
+        usable = (entry.valid & (q1 < nq) & (start_tail < entry.sq_entries)
+                  & (entry.sq_addr[:_SQE_SHIFT] == 0) & (entry.sq_db_addr[:2] == 0))
+        next_tail = Mux(start_tail + 1 >= entry.sq_entries, 0, start_tail + 1)
+        slot_addr = entry.sq_addr + Cat(Const(0, _SQE_SHIFT), start_tail)
+
+        # --- the doorbell FIFO: batches, oldest first --------------------------------------
+        b_alloc = Signal(D)                       # slot holds a batch
+        b_closed = Signal(D)                      # no more SQEs join it
+        b_rung = Signal(D)                        # its doorbell write was issued
+        b_answered = Signal(D)                    # ... and answered
+        b_err = Signal(D)
+        b_queue = Array(Signal(8, name=f"b_queue{i}") for i in range(D))
+        b_tail = Array(Signal(16, name=f"b_tail{i}") for i in range(D))
+        b_count = Array(Signal(8, name=f"b_count{i}") for i in range(D))   # SQEs, then records
+        b_outst = Array(Signal(range(max_batch + 1), name=f"b_outst{i}") for i in range(D))
+        m.submodules.db_addrs = db_addrs = memory.Memory(shape=64, depth=D, init=[])
+        db_addr_wr = db_addrs.write_port()
+        db_addr_rd = db_addrs.read_port(domain="comb")
+        alloc_ptr = Signal(sw)                    # next slot to open
+        ring_ptr = Signal(sw)                     # oldest batch not yet rung
+        free_ptr = Signal(sw)                     # oldest batch
+
+        match = Signal(D)
+        for i in range(D):
+            m.d.comb += match[i].eq(b_alloc[i] & ~b_closed[i] & (b_queue[i] == q1))
+        join = match.any()
+        join_idx = Signal(sw)
+        for i in range(D):
+            with m.If(match[i]):
+                m.d.comb += join_idx.eq(i)
+        can_open = ~b_alloc.bit_select(alloc_ptr, 1)
+        target = Mux(join, join_idx, alloc_ptr)
+
+        # --- B responses expected, records to give out -----------------------------------
+        m.submodules.bfifo = bfifo = fifo.SyncFIFO(width=1 + sw, depth=self.max_writes)
+        m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(width=1 + 8 + sw, depth=self.records)
+
+        # --- write unit: one write at a time on W, AW from a register ----------------------
+        cw_busy = Signal()
+        cw_db = Signal()
+        cw_beat = Signal(range(max(beats, 2)))
+        cw_data = Signal(beats * W)
+        cw_strb = Signal(B)
         aw_req = Signal()
         aw_addr = Signal(64)
         aw_len = Signal(8)
         aw_size = Signal(3)
         aw_fire = aw_req & self.m_axi_awready
-        b_fire = self.m_axi_bvalid            # bready is always 1
-        outstanding = Signal(range(max_batch + 2))   # writes whose address went out, no B yet
+        w_fire = cw_busy & self.m_axi_wready
+        cw_last = cw_db | (cw_beat == beats - 1)
         m.d.comb += [
             self.m_axi_awid.eq(0),
             self.m_axi_awvalid.eq(aw_req),
@@ -189,127 +285,130 @@ class SqWriter(wiring.Component):
             self.m_axi_awlen.eq(aw_len),
             self.m_axi_awsize.eq(aw_size),
             self.m_axi_awburst.eq(AXI_BURST_INCR),
+            self.m_axi_wvalid.eq(cw_busy),
+            self.m_axi_wdata.eq(cw_data.word_select(cw_beat, W)),
+            self.m_axi_wstrb.eq(Mux(cw_db, cw_strb, (1 << B) - 1)),
+            self.m_axi_wlast.eq(cw_last),
             self.m_axi_bready.eq(1),
         ]
         with m.If(aw_fire):
             m.d.sync += aw_req.eq(0)
-        m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
-        with m.If(b_fire & self.m_axi_bresp[1]):
-            m.d.sync += err.eq(1)
+        with m.If(w_fire):
+            m.d.sync += cw_beat.eq(cw_beat + 1)
+            with m.If(cw_last):
+                m.d.sync += cw_busy.eq(0)
+        can_start = ((~cw_busy | (w_fire & cw_last)) & (~aw_req | self.m_axi_awready)
+                     & bfifo.w_rdy)
 
-        def issue_sqe(slot_tail, ring):
-            m.d.sync += [
-                aw_req.eq(1),
-                aw_addr.eq(ring + Cat(Const(0, _SQE_SHIFT), slot_tail)),
-                aw_len.eq(beats - 1),
-                aw_size.eq(beat_size),
-                beat.eq(0),
-            ]
-
-        req = self.i_sqe.payload
-        sqe_bits = req.sqe.as_value()
-        flag_of = (needs_init >> queue)[0]
-        init_now = (init_hit >> queue)[0]
-        next_tail = Mux(tail + 1 >= sq_entries, 0, tail + 1)
-        m.d.comb += [
-            self.bq_rd_addr.eq(req.queue),
-            tail_rd.addr.eq(req.queue),
-            self.o_done.payload.queue.eq(queue),
-            self.o_done.payload.ok.eq(~err),
-        ]
+        # the SQE in s1 is ready to start / to be reported; the oldest unrung batch is ready
+        sqe_ready = s1_valid & usable & (join | can_open) & rfifo.w_rdy
+        bad_ready = s1_valid & ~usable & rfifo.w_rdy
+        ring_ok = (b_alloc.bit_select(ring_ptr, 1) & ~b_rung.bit_select(ring_ptr, 1)
+                   & (b_outst[ring_ptr] == 0))
+        db_go = can_start & ring_ok & (b_closed.bit_select(ring_ptr, 1) | ~sqe_ready)
+        sqe_go = can_start & ~db_go & sqe_ready
+        m.d.comb += s1_go.eq(sqe_go | bad_ready)
 
         # doorbell beat: the tail in the 4 lanes of sq_db_addr within the beat
+        m.d.comb += db_addr_rd.addr.eq(ring_ptr)
+        ring_db_addr = db_addr_rd.data
+        ring_tail = b_tail[ring_ptr]
         if B > 4:
-            lane_word = sq_db_addr[2:beat_size]
-            db_data = (Cat(tail, Const(0, 16)) << (lane_word * 32))[:W]
+            lane_word = ring_db_addr[2:beat_size]
+            db_data = (Cat(ring_tail, Const(0, 16)) << (lane_word * 32))[:W]
             db_strb = (Const(0xF, B) << (lane_word * 4))[:B]
         else:
-            db_data, db_strb = Cat(tail, Const(0, 16)), Const(0xF, 4)
+            db_data, db_strb = Cat(ring_tail, Const(0, 16)), Const(0xF, 4)
 
-        with m.FSM(name="sq") as fsm:
-            with m.State("IDLE"):
-                m.d.comb += self.bq_rd_en.eq(self.i_sqe.valid)
-                with m.If(self.i_sqe.valid):
-                    m.d.sync += queue.eq(req.queue)
-                    m.next = "LOOKUP"
+        with m.If(db_go | sqe_go):
+            m.d.sync += [aw_req.eq(1), cw_busy.eq(1), cw_beat.eq(0), cw_db.eq(db_go)]
+        with m.If(db_go):
+            m.d.sync += [
+                aw_addr.eq(ring_db_addr), aw_len.eq(0), aw_size.eq(DOORBELL_SIZE),
+                cw_data.eq(db_data), cw_strb.eq(db_strb),
+                ring_ptr.eq(ring_ptr + 1),
+            ]
+        with m.If(sqe_go):
+            m.d.sync += [
+                aw_addr.eq(slot_addr), aw_len.eq(beats - 1), aw_size.eq(beat_size),
+                cw_data.eq(s1.sqe.as_value()),
+            ]
+            m.d.comb += [tail_wr.addr.eq(q1), tail_wr.data.eq(next_tail), tail_wr.en.eq(1)]
+            for q in range(nq):
+                m.d.comb += started[q].eq(q1 == q)
+            with m.If(~join):
+                m.d.sync += alloc_ptr.eq(alloc_ptr + 1)
+                m.d.comb += [db_addr_wr.addr.eq(alloc_ptr), db_addr_wr.data.eq(entry.sq_db_addr),
+                             db_addr_wr.en.eq(1)]
+        m.d.comb += [
+            bfifo.w_en.eq(db_go | sqe_go),
+            bfifo.w_data.eq(Cat(db_go, Mux(db_go, ring_ptr, target))),
+            rfifo.w_en.eq(sqe_go | bad_ready),
+            rfifo.w_data.eq(Cat(~sqe_go, q1, target)),
+        ]
 
-            with m.State("LOOKUP"):
-                entry = self.bq_rd_data
-                start_tail = Mux(flag_of, entry.sq_tail_init, tail_rd.data)
-                usable = (entry.valid & (queue < nq) & (start_tail < entry.sq_entries)
-                          & (entry.sq_addr[:_SQE_SHIFT] == 0) & (entry.sq_db_addr[:2] == 0))
-                m.d.sync += [
-                    sq_addr.eq(entry.sq_addr),
-                    sq_db_addr.eq(entry.sq_db_addr),
-                    sq_entries.eq(entry.sq_entries),
-                    tail.eq(start_tail),
-                    err.eq(0),
-                ]
-                with m.If(usable):
-                    for q in range(nq):
-                        m.d.comb += started[q].eq(queue == q)
-                    m.d.sync += count.eq(0)
-                    issue_sqe(start_tail, entry.sq_addr)
-                    m.next = "SQE"
-                with m.Else():
-                    m.d.comb += self.i_sqe.ready.eq(1)
-                    m.d.sync += [count.eq(1), err.eq(1)]
-                    m.next = "DONE"
+        # B responses, in AW order
+        b_fire = self.m_axi_bvalid
+        b_is_db = bfifo.r_data[0]
+        b_idx = bfifo.r_data[1:]
+        m.d.comb += bfifo.r_en.eq(b_fire)
 
-            with m.State("SQE"):
-                last = beat == beats - 1
-                m.d.comb += [
-                    self.m_axi_wvalid.eq(1),
-                    self.m_axi_wdata.eq(sqe_bits.word_select(beat, W)),
-                    self.m_axi_wstrb.eq((1 << B) - 1),
-                    self.m_axi_wlast.eq(last),
-                ]
-                with m.If(self.m_axi_wready):
-                    with m.If(last):
-                        m.d.comb += self.i_sqe.ready.eq(1)
-                        m.d.sync += [tail.eq(next_tail), count.eq(count + 1)]
-                        m.next = "DECIDE"
-                    with m.Else():
-                        m.d.sync += beat.eq(beat + 1)
+        # records
+        r_bad = rfifo.r_data[0]
+        r_queue = rfifo.r_data[1:9]
+        r_idx = rfifo.r_data[9:]
+        m.d.comb += [
+            self.o_done.valid.eq(rfifo.r_rdy & (r_bad | b_answered.bit_select(r_idx, 1))),
+            self.o_done.payload.queue.eq(r_queue),
+            self.o_done.payload.ok.eq(~r_bad & ~b_err.bit_select(r_idx, 1)),
+            rfifo.r_en.eq(self.o_done.ready & self.o_done.valid),
+        ]
+        rec_out = self.o_done.valid & self.o_done.ready & ~r_bad
 
-            with m.State("DECIDE"):
-                more = (self.i_sqe.valid & (req.queue == queue) & (count < max_batch)
-                        & (count + 1 < sq_entries) & ~flag_of & ~init_now)
-                with m.If(~aw_req):
-                    with m.If(more):
-                        issue_sqe(tail, sq_addr)
-                        m.next = "SQE"
-                    with m.Else():
-                        m.next = "DOORBELL"
+        # per-batch state. A batch closes when it is full or its queue is re-initialised,
+        # and with it every older batch (they ring before it anyway): which SQEs share a
+        # doorbell then depends only on the SQE sequence, unless W would go idle.
+        free_go = (b_alloc.bit_select(free_ptr, 1) & b_answered.bit_select(free_ptr, 1)
+                   & (b_count[free_ptr] == 0))
+        with m.If(free_go):
+            m.d.sync += free_ptr.eq(free_ptr + 1)
+        init_q1 = self.init_valid & (self.init_queue == q1)
+        new_count = Mux(join, b_count[target] + 1, 1)
+        full = (new_count >= max_batch) | (new_count + 1 >= entry.sq_entries)
+        ev = Signal(D)                            # batch i closes, and every older one
+        rel = [Signal(sw, name=f"b_rel{i}") for i in range(D)]    # age: 0 = oldest
+        for i in range(D):
+            m.d.comb += [
+                rel[i].eq(i - free_ptr),
+                ev[i].eq((sqe_go & (target == i) & (full | init_q1))
+                         | (b_alloc[i] & self.init_valid & (self.init_queue == b_queue[i]))),
+            ]
+        for i in range(D):
+            hit_sqe = sqe_go & (target == i)
+            b_sqe_i = b_fire & ~b_is_db & (b_idx == i)
+            b_db_i = b_fire & b_is_db & (b_idx == i)
+            closes = Cat(ev[k] & (rel[i] <= rel[k]) for k in range(D)).any()
+            m.d.sync += b_outst[i].eq(b_outst[i] + hit_sqe - b_sqe_i)
+            with m.If(b_fire & (b_idx == i) & self.m_axi_bresp[1]):
+                m.d.sync += b_err[i].eq(1)
+            with m.If(b_db_i):
+                m.d.sync += b_answered[i].eq(1)
+            with m.If(rec_out & (r_idx == i)):
+                m.d.sync += b_count[i].eq(b_count[i] - 1)
+            with m.If(free_go & (free_ptr == i)):
+                m.d.sync += b_alloc[i].eq(0)
+            with m.If(closes | (db_go & (ring_ptr == i))):
+                m.d.sync += b_closed[i].eq(1)
+            with m.If(db_go & (ring_ptr == i)):
+                m.d.sync += b_rung[i].eq(1)
+            with m.If(hit_sqe):
+                m.d.sync += [b_tail[i].eq(next_tail), b_count[i].eq(new_count)]
+                with m.If(~join):
+                    m.d.sync += [
+                        b_alloc[i].eq(1), b_queue[i].eq(q1), b_err[i].eq(0),
+                        b_rung[i].eq(0), b_answered[i].eq(0), b_closed[i].eq(ev[i]),
+                    ]
 
-            with m.State("DOORBELL"):
-                # every SQE write of the batch has answered: now the doorbell
-                with m.If(outstanding == 0):
-                    m.d.comb += [tail_wr.addr.eq(queue), tail_wr.data.eq(tail),
-                                 tail_wr.en.eq(1)]
-                    m.d.sync += [aw_req.eq(1), aw_addr.eq(sq_db_addr), aw_len.eq(0),
-                                 aw_size.eq(DOORBELL_SIZE)]
-                    m.next = "DB_WRITE"
-
-            with m.State("DB_WRITE"):
-                m.d.comb += [
-                    self.m_axi_wvalid.eq(1),
-                    self.m_axi_wdata.eq(db_data),
-                    self.m_axi_wstrb.eq(db_strb),
-                    self.m_axi_wlast.eq(1),
-                ]
-                with m.If(self.m_axi_wready):
-                    m.next = "DB_RESP"
-
-            with m.State("DB_RESP"):
-                with m.If(~aw_req & (outstanding == 0)):
-                    m.next = "DONE"
-
-            with m.State("DONE"):
-                m.d.comb += self.o_done.valid.eq(1)
-                with m.If(self.o_done.ready):
-                    m.d.sync += count.eq(count - 1)
-                    with m.If(count == 1):
-                        m.next = "IDLE"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | self.i_sqe.valid)
+        m.d.comb += self.busy.eq(self.i_sqe.valid | s1_valid | cw_busy | aw_req | b_alloc.any()
+                                 | rfifo.r_rdy | rfifo.level.any())
         return m

@@ -75,7 +75,7 @@ class SqeRecord:
     queue: int
     sqe: bytes
     phase: int                 # batches never span a barrier (the input ran dry there)
-    epoch: int                 # configuration count: batches never span an init either
+    epoch: int                 # the queue's configuration count: batches never span an init
     usable: bool
     slot_addr: int = None      # where the SQE goes
     tail_after: int = None     # the queue's tail after it
@@ -101,14 +101,16 @@ class SqWriterModel:
         self.tails = {}
         self.records = []
         self.phase = 0
-        self.epoch = 0
+        self.epochs = {}                 # queue -> configurations so far
+        self.inits = []                  # (records submitted before it, queue)
         self.sqe_fail_rules = set()      # (slot address, n): the n-th write there fails
         self.slot_writes = {}            # slot address -> SQE writes so far
 
     def configure(self, queue, entry):
         self.entries[queue] = dict(entry)
         self.tails[queue] = entry.get("sq_tail_init", 0)
-        self.epoch += 1
+        self.epochs[queue] = self.epochs.get(queue, 0) + 1
+        self.inits.append((len(self.records), queue))
 
     def barrier(self):
         self.phase += 1
@@ -120,8 +122,8 @@ class SqWriterModel:
                 and self.tails[queue] < e["sq_entries"])
 
     def submit(self, queue, sqe):
-        rec = SqeRecord(len(self.records), queue, bytes(sqe), self.phase, self.epoch,
-                        self.usable(queue))
+        rec = SqeRecord(len(self.records), queue, bytes(sqe), self.phase,
+                        self.epochs.get(queue, 0), self.usable(queue))
         if rec.usable:
             e = self.entries[queue]
             tail = self.tails[queue]
@@ -142,18 +144,39 @@ class SqWriterModel:
         return (rec.usable and rec.queue == first.queue and rec.phase == first.phase
                 and rec.epoch == first.epoch)
 
-    def back_to_back_batches(self):
-        """Batches when every SQE waits at ``i_sqe`` as soon as the previous one is taken:
-        runs of SQEs for one queue, cut at the batch limit. Lists of record indices."""
-        batches = []
+    def expected_batches(self):
+        """Batches (lists of record indices, in the order their doorbells are rung) when
+        every SQE waits at ``i_sqe`` as soon as the previous one is taken and the writer
+        never runs out of batch or record space: an SQE joins the open batch of its queue
+        (SQEs of other queues may come between); a batch closes when it holds the batch
+        limit or its queue is re-initialised, and every older batch closes with it;
+        every batch closes when the input runs dry (a barrier)."""
+        batches, open_ = [], {}          # open_: queue -> index into batches
+        inits = sorted(self.inits)
+
+        def close_upto(b):
+            for q, k in list(open_.items()):
+                if k <= b:
+                    del open_[q]
+
+        phase = None
         for rec in self.records:
-            last = batches[-1] if batches else None
-            if (rec.usable and last and self.records[last[0]].usable
-                    and self.same_batch_possible(self.records[last[0]], rec)
-                    and len(last) < rec.limit):
-                last.append(rec.index)
-            else:
-                batches.append([rec.index])
+            while inits and inits[0][0] <= rec.index:
+                _, q = inits.pop(0)
+                if q in open_:
+                    close_upto(open_[q])
+            if rec.phase != phase:
+                open_.clear()
+                phase = rec.phase
+            if not rec.usable:
+                continue
+            k = open_.get(rec.queue)
+            if k is None:
+                k = open_[rec.queue] = len(batches)
+                batches.append([])
+            batches[k].append(rec.index)
+            if len(batches[k]) >= rec.limit:
+                close_upto(k)
         return batches
 
     def ring_image(self, initial):
@@ -198,6 +221,8 @@ class PcieSpace:
         self.doorbells = []          # DoorbellWrite, in the order the slave saw them
         self.stray = []              # writes outside both regions
         self.rules = []              # [base, size, n, hits, active]
+        self.covered = {}            # doorbell address -> SQE records covered so far
+        self.visibility_errors = []  # doorbells that found an SQE not yet written or answered
 
     def fail_nth(self, base, size, n):
         self.rules.append([base, size, n, 0, False])
@@ -213,12 +238,38 @@ class PcieSpace:
                 failed = True
         return failed
 
+    def _check_visible(self, address, value):
+        """At a doorbell write: every SQE of that queue up to the new tail must already
+        have been written (bytes in the ring unless its write failed) and answered (B)."""
+        tb = self.tb
+        recs = [r for r in tb.model.records if r.usable and r.db_addr == address]
+        n = self.covered.get(address, 0)
+        for k in range(n, min(n + MAX_BATCH, len(recs))):
+            if recs[k].tail_after == value:
+                self.covered[address] = k + 1
+                break
+        else:
+            self.visibility_errors.append(f"doorbell {value} at {address:#x} covers no SQE run")
+            return
+        for r in recs[n:k + 1]:
+            aw = tb.sqe_aw_index.get(r.index)
+            if aw is None or tb.b_handshakes <= aw:
+                self.visibility_errors.append(
+                    f"doorbell {value} at {address:#x}: SQE {r.index} "
+                    f"{'not written' if aw is None else 'not answered'} yet")
+            elif not r.write_fails:
+                off = r.slot_addr - RING_BASE
+                if bytes(self.ring[off:off + SQE_BYTES]) != r.sqe:
+                    self.visibility_errors.append(
+                        f"doorbell {value} at {address:#x}: SQE {r.index} not in the ring")
+
     async def write(self, address, data):
         data = bytes(data)
         failed = self._fails(address, len(data))
         if address in self.doorbell_addrs and len(data) == 4:
-            self.doorbells.append(DoorbellWrite(address, int.from_bytes(data, "little"),
-                                                failed, self.tb.cycle))
+            value = int.from_bytes(data, "little")
+            self.doorbells.append(DoorbellWrite(address, value, failed, self.tb.cycle))
+            self._check_visible(address, value)
         if failed:
             raise PcieError(f"injected error at {address:#x}")
         for base, mem in ((RING_BASE, self.ring), (BAR_BASE, self.bar)):
@@ -255,11 +306,16 @@ class TB:
         self.sqe_queue = deque()          # payloads waiting for i_sqe
         self.done = []                    # decoded o_done records
         self.sqe_taken = 0
+        self.take_cycles = []             # cycle of each i_sqe handshake
         self.idle_gen = None
         self.done_pause_gen = None
         self.cycle = 0
         self._ring_cursor = RING_BASE + 0x100
-        self.handshakes = []              # ("aw", cycle, address) and ("b", cycle, None)
+        self.handshakes = []              # ("aw", cycle, address), ("w", cycle, wlast), ("b", ...)
+        self.b_handshakes = 0
+        self.sqe_aw_index = {}            # record index -> position of its AW among all AWs
+        self._aw_count = 0
+        self._sqe_aws = 0
         dut.i_sqe__valid.value = 0
         dut.i_sqe__payload.value = 0
         dut.o_done__ready.value = 0
@@ -321,6 +377,8 @@ class TB:
             while True:
                 await ReadOnly()
                 taken = int(dut.i_sqe__ready.value) == 1
+                if taken:
+                    self.take_cycles.append(self.cycle)
                 await RisingEdge(dut.clk)
                 if taken:
                     break
@@ -350,14 +408,24 @@ class TB:
                                         if addr < self.params.backend_queues else 0)
 
     async def _watch_handshakes(self):
-        """Cycle of every AW and B handshake, for the doorbell-after-responses rule."""
+        """Cycle of every AW, W and B handshake, for the doorbell-after-responses rule."""
         dut = self.dut
         while True:
             await ReadOnly()
             if int(dut.m_axi_awvalid.value) and int(dut.m_axi_awready.value):
-                self.handshakes.append(("aw", self.cycle, dut.m_axi_awaddr.value.to_unsigned()))
+                addr = dut.m_axi_awaddr.value.to_unsigned()
+                self.handshakes.append(("aw", self.cycle, addr))
+                if addr not in self.space.doorbell_addrs:
+                    usable = [r for r in self.model.records if r.usable]
+                    if self._sqe_aws < len(usable):
+                        self.sqe_aw_index[usable[self._sqe_aws].index] = self._aw_count
+                    self._sqe_aws += 1
+                self._aw_count += 1
+            if int(dut.m_axi_wvalid.value) and int(dut.m_axi_wready.value):
+                self.handshakes.append(("w", self.cycle, int(dut.m_axi_wlast.value)))
             if int(dut.m_axi_bvalid.value) and int(dut.m_axi_bready.value):
                 self.handshakes.append(("b", self.cycle, None))
+                self.b_handshakes += 1
             await RisingEdge(dut.clk)
 
     # --- configuration and stimulus --------------------------------------------------------------
@@ -439,9 +507,10 @@ class TB:
 class Scoreboard:
     """Checks what the RTL did against ``SqWriterModel``.
 
-    ``strict``: the SQEs were offered back to back, so the batches must be
-    exactly the model's; otherwise each doorbell must close a batch that the
-    specification allows (consecutive SQEs of one queue, at most the batch
+    ``strict``: the SQEs were offered back to back, so the doorbells (batches
+    and their order) must be exactly the model's ``expected_batches``;
+    otherwise each doorbell must close a batch that the specification allows
+    (consecutive SQEs of one queue under one configuration, at most the batch
     limit, value = the model's tail after the batch's last SQE).
     """
 
@@ -449,35 +518,33 @@ class Scoreboard:
         self.tb = tb
 
     def batches_from_doorbells(self):
-        """Split the records into batches using the doorbell log; check each doorbell."""
+        """Split each queue's SQEs into batches using the doorbell log; check each doorbell.
+        Returns (record indices, doorbell) in doorbell order, then unusable SQEs alone."""
         records = self.tb.model.records
-        doorbells = list(self.tb.space.doorbells)
+        waiting = {}
+        for r in records:
+            if r.usable:
+                waiting.setdefault(r.db_addr, deque()).append(r.index)
         batches = []
-        i = 0
-        while i < len(records):
-            first = records[i]
-            if not first.usable:
-                batches.append(([i], None))
-                i += 1
-                continue
-            assert doorbells, (f"SQE {i} (queue {first.queue}) never got a doorbell; "
-                               f"{len(batches)} batches closed")
-            db = doorbells.pop(0)
-            assert db.addr == first.db_addr, (
-                f"SQE {i}: doorbell at {db.addr:#x}, expected queue {first.queue}'s "
-                f"{first.db_addr:#x}")
-            j = i
+        for db in self.tb.space.doorbells:
+            run = waiting.get(db.addr)
+            assert run, f"doorbell {db} without an SQE"
+            first = records[run[0]]
+            indices = []
             while True:
-                if records[j].tail_after == db.value:
-                    break
-                j += 1
-                assert (j < len(records) and j - i < first.limit
-                        and self.tb.model.same_batch_possible(first, records[j])), (
+                assert run, f"doorbell value {db.value} at {db.addr:#x} closes no batch"
+                rec = records[run.popleft()]
+                indices.append(rec.index)
+                assert (len(indices) <= first.limit
+                        and self.tb.model.same_batch_possible(first, rec)), (
                     f"doorbell value {db.value} at {db.addr:#x} closes no batch starting at "
-                    f"SQE {i} (model tails {[r.tail_after for r in records[i:i + 9]]})")
-            batches.append((list(range(i, j + 1)), db))
-            i = j + 1
-        assert not doorbells, f"{len(doorbells)} doorbell write(s) without an SQE: {doorbells}"
+                    f"SQE {first.index}: SQE {rec.index} cannot join")
+                if rec.tail_after == db.value:
+                    break
+            batches.append((indices, db))
+        left = {hex(a): list(v) for a, v in waiting.items() if v}
+        assert not left, f"SQEs never covered by a doorbell: {left}"
+        batches += [([r.index], None) for r in records if not r.usable]
         return batches
 
     def check(self, strict=True):
@@ -487,6 +554,7 @@ class Scoreboard:
         space = tb.space
         assert not space.stray, f"writes outside the rings and BAR: {space.stray[:4]}"
         assert tb.sqe_taken == len(records)
+        assert not space.visibility_errors, space.visibility_errors[:4]
 
         # o_done: one per SQE, in order
         got = [rec for rec, _ in tb.done]
@@ -495,19 +563,18 @@ class Scoreboard:
 
         batches = self.batches_from_doorbells()
         if strict:
-            want = model.back_to_back_batches()
-            assert [b for b, _ in batches] == want, (
-                f"batches (from the doorbells) {[b for b, _ in batches]} != model {want}")
+            want = model.expected_batches()
+            have = [b for b, db in batches if db is not None]
+            assert have == want, f"batches (from the doorbells) {have} != model {want}"
         for indices, db in batches:
             ok = all(records[k].usable and not records[k].write_fails for k in indices)
             ok = ok and db is not None and not db.failed
             for k in indices:
                 assert got[k]["ok"] == int(ok), (
                     f"SQE {k} (queue {records[k].queue}): ok={got[k]['ok']}, expected {int(ok)}")
-            if db is not None:
-                # every record of the batch came out after its doorbell was written
-                first_done_cycle = tb.done[indices[0]][1]
-                assert first_done_cycle > db.cycle, f"SQE {indices[0]}: o_done before doorbell"
+                if db is not None:
+                    assert tb.done[k][1] > db.cycle, f"SQE {k}: o_done before its doorbell"
+        self.check_doorbell_order(batches)
 
         # every doorbell failed exactly when a rule says so (rules count per address)
         per_addr = {}
@@ -542,19 +609,6 @@ class Scoreboard:
                 want_bar[off:off + 4] = db.value.to_bytes(4, "little")
         assert bytes(space.bar) == bytes(want_bar), "BAR bytes other than the doorbells changed"
 
-        # a doorbell's address goes out only once every earlier write has answered
-        issued = answered = 0
-        for kind, cycle, addr in tb.handshakes:
-            if kind == "b":
-                answered += 1
-                continue
-            if addr in space.doorbell_addrs:
-                assert answered == issued, (
-                    f"doorbell at {addr:#x} in cycle {cycle} with {issued - answered} "
-                    f"write(s) unanswered")
-            issued += 1
-        assert issued == answered, f"{issued - answered} write(s) never answered"
-
         # AXI attributes of every write burst
         beat_bytes = tb.params.beat_bytes
         bursts = []
@@ -575,3 +629,30 @@ class Scoreboard:
                 assert (length, 1 << size) == (SQE_BYTES // beat_bytes - 1, beat_bytes), (
                     f"SQE write at {addr:#x}: awlen {length} awsize {size}")
         return batches
+
+    def check_doorbell_order(self, batches):
+        """Every write answered; a doorbell's AW and W go out only after the B of every SQE
+        write of its queue up to its tail; W bursts follow the AW order."""
+        tb = self.tb
+        aws = [(c, a) for k, c, a in tb.handshakes if k == "aw"]
+        bs = [c for k, c, _ in tb.handshakes if k == "b"]
+        w_first, start = [], True
+        for kind, cycle, last in tb.handshakes:
+            if kind == "w":
+                if start:
+                    w_first.append(cycle)
+                start = bool(last)
+        assert len(aws) == len(bs) == len(w_first), (
+            f"{len(aws)} AW, {len(w_first)} W bursts, {len(bs)} B")
+        db_aws = [k for k, (_, a) in enumerate(aws) if a in tb.space.doorbell_addrs]
+        with_db = [(indices, db) for indices, db in batches if db is not None]
+        assert len(db_aws) == len(with_db)
+        for k, (indices, db) in zip(db_aws, with_db, strict=True):
+            issued = min(aws[k][0], w_first[k])
+            queue = tb.model.records[indices[0]].queue
+            for rec in tb.model.records[:indices[-1] + 1]:
+                if rec.usable and rec.queue == queue:
+                    j = tb.sqe_aw_index[rec.index]
+                    assert j < k and bs[j] < issued, (
+                        f"doorbell {db.value} at {db.addr:#x} issued in cycle {issued} before "
+                        f"the B of SQE {rec.index} (cycle {bs[j]})")

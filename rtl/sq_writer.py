@@ -86,8 +86,8 @@ class SqWriter(wiring.Component):
     i_sqe : In(stream.Signature(SqRequest))
         One SQE for backend queue ``queue``, copied into a register when taken.
         ``ready`` is high while that register is empty or its SQE leaves it
-        in this cycle (it then depends combinationally on ``m_axi_awready``,
-        ``m_axi_wready`` and ``m_axi_bvalid``); in steady state one SQE is
+        in this cycle (it then depends combinationally on ``m_axi_awready``
+        and ``m_axi_wready``); in steady state one SQE is
         taken per ``64 / (data_width / 8)`` cycles (one per cycle at 512).
     bq_rd_addr, bq_rd_en : Out(8), Out(1)
         Backend queue table read: ``en`` is high with ``addr`` = the queue of

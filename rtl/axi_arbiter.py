@@ -1,11 +1,15 @@
 """AXI4 write-channel arbiter: several write masters share one AXI4 master port.
 
-A master is granted a whole write transaction: its AW, every W beat up to
-``wlast``, and its B response; then the grant moves on (round robin). Read
+A master is granted one write burst at a time: its AW and its W beats up to
+``wlast``; the next burst (of any master, round robin) may start in the cycle
+after, without waiting for B responses. Several bursts may await their B
+responses: a FIFO keeps the granted master of each AW in order, and each B
+(one AXI ID, so in AW order) goes back to the master at its head. Read
 channels are not arbitrated here.
 """
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
+from amaranth.lib import fifo
 
 __all__ = ["AxiWriteArbiter", "AXI_WRITE_SIGNALS"]
 
@@ -38,60 +42,83 @@ class AxiWriteArbiter(Elaboratable):
     ----------
     masters : int
     data_width : int
+    outstanding : int
+        Bursts whose B response may be awaited at once (the order FIFO's depth);
+        a further AW waits.
 
     Attributes
     ----------
     inputs : list of ports (``awaddr`` ... ``bready`` from the masters' side)
     output : the shared port (to the AXI slave)
 
-    One transaction at a time; the grant is decided in the cycle a master's
-    ``awvalid`` is seen while idle, and released when the B response is taken.
+    Timing: while no burst is in progress, the first master after the last
+    granted one (round robin) with ``awvalid`` high is connected in the same
+    cycle (its AW and W may hand over at once); it keeps the port until its
+    AW and its ``wlast`` beat have handed over. A master must present AW no
+    later than its first W beat (W beats of a master without ``awvalid`` wait).
+    ``bvalid`` / ``bresp`` reach the master whose AW is the oldest without a B,
+    combinationally; ``bready`` comes back from it.
     """
 
-    def __init__(self, masters, data_width):
+    def __init__(self, masters, data_width, outstanding=16):
+        if not (isinstance(outstanding, int) and outstanding >= 1):
+            raise ValueError(f"outstanding must be a positive integer, not {outstanding!r}")
         self.inputs = [_Port(f"m{i}", data_width) for i in range(masters)]
         self.output = _Port("out", data_width)
+        self.outstanding = outstanding
 
     def elaborate(self, platform):
         m = Module()
         n = len(self.inputs)
-        grant = Signal(range(n))
-        busy = Signal()
-        aw_done = Signal()
-        w_done = Signal()
-        last = Signal(range(n))
         out = self.output
+        busy = Signal()                     # a burst holds the port
+        grant = Signal(range(n))            # its master
+        last = Signal(range(n))             # the master granted last (round robin)
+        aw_done, w_done = Signal(), Signal()
 
-        with m.If(~busy):
-            # round robin: the first requester after the last granted master
-            chosen = Signal(range(n))
-            found = Signal()
-            for k in reversed(range(n)):
-                with m.If(self.inputs[k].awvalid):
-                    m.d.comb += [chosen.eq(k), found.eq(1)]
-            for k in reversed(range(n)):
-                with m.If(self.inputs[k].awvalid & (k > last)):
-                    m.d.comb += chosen.eq(k)
-            with m.If(found):
-                m.d.sync += [grant.eq(chosen), busy.eq(1), aw_done.eq(0), w_done.eq(0),
-                             last.eq(chosen)]
+        # round robin among the masters with AW waiting, first after ``last``
+        chosen = Signal(range(n))
+        found = Signal()
+        for k in reversed(range(n)):
+            with m.If(self.inputs[k].awvalid):
+                m.d.comb += [chosen.eq(k), found.eq(1)]
+        for k in reversed(range(n)):
+            with m.If(self.inputs[k].awvalid & (k > last)):
+                m.d.comb += chosen.eq(k)
+        cur = Signal(range(n))
+        active = Signal()
+        m.d.comb += [cur.eq(Mux(busy, grant, chosen)), active.eq(busy | found)]
 
+        m.submodules.order = order = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()),
+                                                   depth=self.outstanding)
         for k, port in enumerate(self.inputs):
-            with m.If(busy & (grant == k)):
+            with m.If(active & (cur == k)):
                 m.d.comb += [
                     out.awaddr.eq(port.awaddr), out.awlen.eq(port.awlen),
                     out.awsize.eq(port.awsize), out.awburst.eq(port.awburst),
-                    out.awvalid.eq(port.awvalid & ~aw_done),
-                    port.awready.eq(out.awready & ~aw_done),
+                    out.awvalid.eq(port.awvalid & ~aw_done & order.w_rdy),
+                    port.awready.eq(out.awready & ~aw_done & order.w_rdy),
                     out.wdata.eq(port.wdata), out.wstrb.eq(port.wstrb), out.wlast.eq(port.wlast),
                     out.wvalid.eq(port.wvalid & ~w_done), port.wready.eq(out.wready & ~w_done),
-                    port.bresp.eq(out.bresp), port.bvalid.eq(out.bvalid),
-                    out.bready.eq(port.bready),
                 ]
-                with m.If(out.awvalid & out.awready):
-                    m.d.sync += aw_done.eq(1)
-                with m.If(out.wvalid & out.wready & out.wlast):
-                    m.d.sync += w_done.eq(1)
-                with m.If(out.bvalid & out.bready):
-                    m.d.sync += busy.eq(0)
+        aw_fire = out.awvalid & out.awready
+        w_end = out.wvalid & out.wready & out.wlast
+        m.d.comb += [order.w_data.eq(cur), order.w_en.eq(aw_fire)]
+        with m.If(active):
+            with m.If(~busy):
+                m.d.sync += last.eq(cur)
+            with m.If((aw_done | aw_fire) & (w_done | w_end)):
+                m.d.sync += [busy.eq(0), aw_done.eq(0), w_done.eq(0)]
+            with m.Else():
+                m.d.sync += [busy.eq(1), grant.eq(cur), aw_done.eq(aw_done | aw_fire),
+                             w_done.eq(w_done | w_end)]
+
+        # B responses, in AW order, to the master of the oldest AW
+        head = order.r_data
+        for k, port in enumerate(self.inputs):
+            m.d.comb += [port.bresp.eq(out.bresp),
+                         port.bvalid.eq(out.bvalid & order.r_rdy & (head == k))]
+            with m.If(head == k):
+                m.d.comb += out.bready.eq(port.bready & order.r_rdy)
+        m.d.comb += order.r_en.eq(out.bvalid & out.bready)
         return m

@@ -182,7 +182,11 @@ class RtlReplay(Backend):
                             (plan.cq_addr, plan.cq_addr + plan.entries * 16, plan.order, "cq"),
                             (plan.sq_db_addr, plan.sq_db_addr + 4, plan.order, "sq_db"),
                             (plan.cq_db_addr, plan.cq_db_addr + 4, plan.order, "cq_db")]
-        self.quiet_limit = QUIET_CYCLES + max([s.cmd_timeout for s in target.ssds] + [0])
+        # nothing moving for longer than any timeout, plus the longest transfer (an RDMA
+        # WRITE waiting for the engine's data counts as quiet; its beats as no activity)
+        longest = 4 * target.params.max_io_size // target.params.beat_bytes
+        self.quiet_limit = (QUIET_CYCLES + longest
+                            + max([s.cmd_timeout for s in target.ssds] + [0]))
 
     # --- set-up ---------------------------------------------------------------------------------
 

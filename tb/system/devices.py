@@ -458,6 +458,7 @@ class RdmaTransport:
         self.reads = self.writes = 0
         self.on_failure = None
         self.busy = False
+        self.awaiting_engine = False  # a WRITE descriptor waits for the engine's data
         self.idle = Event()
         cocotb.start_soon(self._run())
 
@@ -467,8 +468,18 @@ class RdmaTransport:
 
     @property
     def quiet(self):
-        """No descriptor waiting or in progress, no data or status still to send."""
-        return (not self.busy and self.cmd.empty() and self.rd.idle() and self.sts.idle())
+        """Nothing the transport will do on its own: no descriptor waiting or in progress
+        (one waiting for the engine's WRITE data counts as quiet: only the engine can
+        move it on), no data or status still to send."""
+        return ((not self.busy or self.awaiting_engine) and self.cmd.empty()
+                and self.rd.idle() and self.sts.idle())
+
+    async def _engine_data(self):
+        self.awaiting_engine = True
+        try:
+            return await self.wr.recv()
+        finally:
+            self.awaiting_engine = False
 
     def _locate(self, rkey, addr, length):
         if rkey in self.fail_rkeys or rkey not in self.regions:
@@ -511,7 +522,7 @@ class RdmaTransport:
                 await self._status(desc["tag"], 0)
             else:
                 self.writes += 1
-                data = await self.wr.recv()
+                data = await self._engine_data()
                 tags = data.tuser if isinstance(data.tuser, list) else [data.tuser]
                 assert all(int(t) == desc["tag"] for t in tags), (tags, desc)
                 payload = bytes(data.tdata)
@@ -540,7 +551,7 @@ class RdmaTransport:
             await self._status(desc["tag"], 0)
             return
         self.writes += 1
-        data = await self.wr.recv()
+        data = await self._engine_data()
         tags = data.tuser if isinstance(data.tuser, list) else [data.tuser]
         assert all(int(t) == desc["tag"] for t in tags), (tags, desc)
         payload = bytes(data.tdata)

@@ -223,7 +223,9 @@ def fsm_states(path, name):
     states in the order they are first named (``m.State``, ``m.next``), which in these
     blocks is their textual order."""
     text = Path(path).read_text()
-    start = text.index(f'm.FSM(name="{name}")')
+    start = text.find(f'm.FSM(name="{name}")')
+    if start < 0:
+        return []
     nxt = text.find("m.FSM(name=", start + 1)
     block = text[start:nxt if nxt > 0 else len(text)]
     order = []

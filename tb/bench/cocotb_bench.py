@@ -210,8 +210,12 @@ class Profiler:
     encoding; :func:`sim.bench.fsm_states` names them) while ``on`` is set."""
 
     def __init__(self, dut):
-        self.handles = {f"{unit}.{name}": getattr(getattr(dut, unit), name)
-                        for unit, name in PROFILE_FSMS}
+        self.handles = {}
+        for unit, name in PROFILE_FSMS:
+            try:            # an FSM the RTL no longer has is left out
+                self.handles[f"{unit}.{name}"] = getattr(getattr(dut, unit), name)
+            except AttributeError:
+                continue
         self.counts = {}
         self.on = False
         self.dut = dut
@@ -456,6 +460,17 @@ class Bench:
             self.ssd.interval, self.ssd.latency = None, 0
 
 
+def _fsm_states(dut):
+    """Where each FSM of :data:`PROFILE_FSMS` the RTL has sits now."""
+    out = {}
+    for unit, name in PROFILE_FSMS:
+        try:
+            out[f"{unit}.{name}"] = int(getattr(getattr(dut, unit), name).value)
+        except AttributeError:
+            continue
+    return out
+
+
 @cocotb.test()
 async def run_bench(dut):
     """Run the scenarios of ``NVMF_BENCH`` and write their cycle counts to ``NVMF_REPORT``."""
@@ -480,9 +495,7 @@ async def run_bench(dut):
         except Stall as exc:
             # the engine is wedged: report the scenario as hung (with where each unit's
             # FSM sits) and end the run; sim/bench.py runs the rest on a fresh engine
-            out = {"hung": True, "message": str(exc), "states": {
-                f"{unit}.{name}": int(getattr(getattr(dut, unit), name).value)
-                for unit, name in PROFILE_FSMS}}
+            out = {"hung": True, "message": str(exc), "states": _fsm_states(dut)}
             dut._log.warning("bench %s: hung: %s", sc, out)
             results.append(dict(sc, result=out))
             break

@@ -64,9 +64,8 @@ def _same_as_model(tmp_path, trace, sim, *extra, target=TARGET):
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("sim, trace", [
-    ("icarus", "smoke"), ("icarus", "errors"),
-    ("verilator", "smoke"), ("verilator", "sqhd"), ("verilator", "errors"),
-    ("verilator", "basic"), ("verilator", "faults"),
+    (sim, trace) for sim in ("icarus", "verilator")
+    for trace in ("smoke", "sqhd", "errors", "basic", "faults")
 ])
 def test_example_matches_the_model(tmp_path, sim, trace):
     _same_as_model(tmp_path, EXAMPLES / f"{trace}.jsonl", sim, "--seed", "3")

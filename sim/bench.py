@@ -306,12 +306,8 @@ def main(args):
 def table(records):
     rows = [(r["metric"], r["data_width"], _show(r["value"]), _show(r["limit"]),
              _show(r["ratio"])) for r in records]
-    headers = ("metric", "DATA_W", "value", "limit", "ratio")
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [line.format(*headers), line.format(*("-" * w for w in widths))]
-    out += [line.format(*map(str, row)) for row in rows]
-    return "\n".join(row.rstrip() for row in out)
+    from sim.cli import text_table
+    return text_table(rows, ("metric", "DATA_W", "value", "limit", "ratio"))
 
 
 def _show(value):

@@ -84,7 +84,8 @@ def _run_parser_sim(sim, params, testcase, env):
         return json.loads(report.read_text())
 
 
-def _table(rows, headers):
+def text_table(rows, headers):
+    """Rows as left-aligned columns under ``headers`` with a dashed rule."""
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*headers), line.format(*("-" * w for w in widths))]
@@ -116,13 +117,13 @@ def cmd_parser_demo(args):
     print(f"data packets equal to model  {rep['packets_checked']} "
           f"({rep['bytes_checked']} bytes)")
     print()
-    print(_table(sorted(rep["actions"].items()), ("outcome", "capsules")))
+    print(text_table(sorted(rep["actions"].items()), ("outcome", "capsules")))
     print()
     rows = sorted(rep["reasons"].items()) + sorted(
         (f"status {k}", v) for k, v in rep["statuses"].items())
-    print(_table(rows, ("software / QP error reason, or NVMe status", "capsules")))
+    print(text_table(rows, ("software / QP error reason, or NVMe status", "capsules")))
     print()
-    print(_table(sorted(rep["kinds"].items()), ("generated as", "capsules")))
+    print(text_table(sorted(rep["kinds"].items()), ("generated as", "capsules")))
     return 0
 
 
@@ -219,7 +220,7 @@ def _print_workload_report(rep, clock_mhz):
     bw = rep["bytes_moved"] / cycles
     lat = rep["latency"]
     print()
-    print(_table([
+    print(text_table([
         ("commands", f"{n} ({rep['per_op']['read']} reads, {rep['per_op']['write']} writes)"),
         ("simulated cycles", cycles),
         ("throughput", f"{per_cycle:.4f} commands/cycle = "

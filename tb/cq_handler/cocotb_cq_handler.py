@@ -202,24 +202,33 @@ async def run_stale_entry_never_emitted(dut):
     assert tb.doorbells(1) == [3, 1] and len(tb.emitted[1]) == 5
 
 
+async def _read_error_at(tb, queue, entries, bad, after):
+    """Post ``bad + after`` CQEs on a fresh queue whose CQE ``bad`` answers SLVERR, and
+    signal it: o_error, the CQEs before it out, the doorbell at ``bad``; the next
+    message (the error gone) drains the rest. Returns the queue's SSD model."""
+    ssd = tb.add_queue(queue, entries=entries)
+    posted = [ssd.post() for _ in range(bad + after)]
+    slot = ssd.cq_addr + bad * CQE_BYTES
+    tb.mem.fail_reads(slot, slot + CQE_BYTES)
+    await ssd.msix()
+    await tb.wait_until(lambda: tb.o_errors and tb.doorbells(queue), 2000,
+                        "no o_error / doorbell")
+    await ClockCycles(tb.dut.clk, 50)
+    assert tb.o_errors == [queue]
+    assert tb.emitted[queue] == posted[:bad]
+    assert tb.doorbells(queue) == [bad]
+    await ssd.msix()
+    await tb.settle()
+    assert tb.doorbells(queue) == [bad, bad + after] and tb.o_errors == [queue]
+    return ssd
+
+
 @cocotb.test()
 async def run_cqe_read_error(dut):
     """A CQE read answered SLVERR: o_error, the drain ends, the doorbell covers what was read."""
     tb = await _start(dut)
     bad = max(1, tb.beat_bytes // CQE_BYTES)       # first slot of a beat of its own
-    ssd = tb.add_queue(1, entries=8)
-    posted = [ssd.post() for _ in range(bad + 2)]
-    slot = ssd.cq_addr + bad * CQE_BYTES
-    tb.mem.fail_reads(slot, slot + CQE_BYTES)
-    await ssd.msix()
-    await tb.wait_until(lambda: tb.o_errors and tb.doorbells(1), 2000, "no o_error / doorbell")
-    await ClockCycles(dut.clk, 50)
-    assert tb.o_errors == [1]
-    assert tb.emitted[1] == posted[:bad]
-    assert tb.doorbells(1) == [bad]
-    await ssd.msix()
-    await tb.settle()
-    assert tb.doorbells(1) == [bad, bad + 2]
+    ssd = await _read_error_at(tb, 1, 8, bad, 2)
     # an error on the first read of a service: no CQE consumed, no doorbell
     slot = ssd.cq_addr + (bad + 2) * CQE_BYTES
     tb.mem.fail_reads(slot, slot + CQE_BYTES)
@@ -374,21 +383,7 @@ async def run_partial_burst(dut):
 async def run_read_error_mid_burst(dut):
     """SLVERR on a beat in the middle of a drain: the CQEs before it out, it and later not."""
     tb = await _start(dut)
-    epb = max(1, tb.beat_bytes // CQE_BYTES)
-    bad = 2 * epb
-    ssd = tb.add_queue(3, entries=32)
-    posted = [ssd.post() for _ in range(bad + 3)]
-    slot = ssd.cq_addr + bad * CQE_BYTES
-    tb.mem.fail_reads(slot, slot + CQE_BYTES)
-    await ssd.msix()
-    await tb.wait_until(lambda: tb.o_errors and tb.doorbells(3), 2000, "no o_error / doorbell")
-    await ClockCycles(dut.clk, 50)
-    assert tb.o_errors == [3]
-    assert tb.emitted[3] == posted[:bad]
-    assert tb.doorbells(3) == [bad]
-    await ssd.msix()
-    await tb.settle()
-    assert tb.doorbells(3) == [bad, bad + 3] and tb.o_errors == [3]
+    await _read_error_at(tb, 3, 32, 2 * max(1, tb.beat_bytes // CQE_BYTES), 3)
 
 
 def _throughput_limit(tb):

@@ -250,6 +250,10 @@ def profile_table(report, root=ROOT):
                      f"({res['overall_cycles'] / n:.1f} a command)")
         for key, counts in prof.items():
             unit, reg = key.split(".")
+            if not reg.endswith("_state"):      # a stream: go / stall / idle
+                parts = [f"{k} {counts.get(k, 0) / n:.1f}" for k in ("go", "stall", "idle")]
+                lines.append(f"  {key:<28} " + ", ".join(parts))
+                continue
             names = fsm_states(root / _FSM_FILES[unit], reg.removesuffix("_state"))
             parts = [f"{names[int(v)] if int(v) < len(names) else v} {c / n:.1f}"
                      for v, c in sorted(counts.items(), key=lambda kv: int(kv[0]))]

@@ -205,15 +205,31 @@ PROFILE_FSMS = (("backend", "admit_state"), ("backend", "submit_state"),
                 ("staging", "axi_read_state"))
 
 
+# internal streams of the command path, upstream first: (unit, stream name)
+PROFILE_STREAMS = (("parser", "i_capsule"), ("parser", "o_cmd"), ("front", "ns_req"),
+                   ("front", "ns_resp"), ("parser", "i_verdict"), ("front", "o_backend"),
+                   ("sq_writer", "i_sqe"))
+
+
 class Profiler:
     """Counts the cycles each FSM of :data:`PROFILE_FSMS` spends in each state (by
-    encoding; :func:`sim.bench.fsm_states` names them) while ``on`` is set."""
+    encoding; :func:`sim.bench.fsm_states` names them) and each stream of
+    :data:`PROFILE_STREAMS` spends moving (``go``), stalled (valid, not ready:
+    ``stall``) or empty (``idle``) while ``on`` is set."""
 
     def __init__(self, dut):
         self.handles = {}
         for unit, name in PROFILE_FSMS:
             try:            # an FSM the RTL no longer has is left out
                 self.handles[f"{unit}.{name}"] = getattr(getattr(dut, unit), name)
+            except AttributeError:
+                continue
+        self.streams = {}
+        for unit, name in PROFILE_STREAMS:
+            try:
+                block = getattr(dut, unit)
+                self.streams[f"{unit}.{name}"] = (getattr(block, f"{name}__valid"),
+                                                  getattr(block, f"{name}__ready"))
             except AttributeError:
                 continue
         self.counts = {}
@@ -235,6 +251,10 @@ class Profiler:
                 per = self.counts.setdefault(key, {})
                 value = str(int(handle.value))
                 per[value] = per.get(value, 0) + 1
+            for key, (valid, ready) in self.streams.items():
+                per = self.counts.setdefault(key, {})
+                state = ("go" if int(ready.value) else "stall") if int(valid.value) else "idle"
+                per[state] = per.get(state, 0) + 1
 
 
 # internal handshakes a lone command passes, in order (valid, ready; None: always ready)

@@ -206,6 +206,7 @@ class SsdDevice:
         self.busy = 0
         self.cq_full_waits = 0
         self._fetching = 0
+        self._posted = 0          # MSI-X writes issued, their B response not yet seen
 
     def add_namespace(self, nsid, lba_data_size, nsze):
         self.namespaces[nsid] = SsdNamespace(nsid, lba_data_size, nsze)
@@ -232,7 +233,7 @@ class SsdDevice:
     def idle(self):
         """No command fetched and not completed (or given up by a ``never`` fault), no
         SQ-tail doorbell waiting to be fetched."""
-        return self.busy == 0 and self._fetching == 0
+        return self.busy == 0 and self._fetching == 0 and self._posted == 0
 
     def _take_fault(self, nsid):
         faults = self.faults.get(nsid, [])
@@ -431,7 +432,23 @@ class SsdDevice:
         if queue.cq_tail == queue.cq_entries:
             queue.cq_tail, queue.phase = 0, queue.phase ^ 1
         if queue.msix_data is not None:
-            await self._p2p_write(self.msix_addr, queue.msix_data.to_bytes(4, "little"))
+            self._post_msix(queue.msix_data)
+
+    def _post_msix(self, value):
+        """Issue the MSI-X write and go on, as PCIe posts it: the next completion does
+        not wait for this one's B response, which is checked when it comes."""
+        event = self.p2p.init_write(self.msix_addr, value.to_bytes(4, "little"))
+        self._posted += 1
+        cocotb.start_soon(self._check_posted(event))
+
+    async def _check_posted(self, event):
+        try:
+            await event.wait()
+            if int(event.data.resp) != 0:
+                self._error(AssertionError(f"{self.name}: MSI-X write at {self.msix_addr:#x} "
+                                           f"answered {event.data.resp}"))
+        finally:
+            self._posted -= 1
 
 
 class RdmaTransport:

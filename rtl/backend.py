@@ -492,16 +492,22 @@ class Backend(wiring.Component):
         with m.FSM(name="admit"):
             with m.State("IDLE"):
                 ready = self.i_cmd.valid & free.r_rdy & ~filling
-                with m.If(ready & (slots.alloc_ok | slots.alloc_none)):
+                # a command that moves no data (Flush, Write Zeroes) takes no staging slot
+                dataless = (cmd.nbytes == 0) & ~cmd.icd
+                with m.If(ready & (dataless | slots.alloc_ok | slots.alloc_none)):
                     m.d.comb += [self.i_cmd.ready.eq(1), free.r_en.eq(1),
                                  cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
                     m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), copied.eq(0),
                                  c_late[a_ctx].eq(0)]
                     gen.write(a_ctx, gen.read(a_ctx) + 1)
-                    c_stg.write(a_ctx, Cat(cmd.subsystem, slots.alloc_slot, ~slots.alloc_none))
+                    c_stg.write(a_ctx, Cat(cmd.subsystem, slots.alloc_slot,
+                                           ~slots.alloc_none & ~dataless))
                     c_off.write(a_ctx, slots.alloc_off)
                     c_beats.write(a_ctx, (cmd.nbytes + B - 1) >> beat_shift)
-                    with m.If(slots.alloc_none):
+                    with m.If(dataless):
+                        m.d.sync += state[a_ctx].eq(_State.READY)
+                        m.next = "QUEUE"
+                    with m.Elif(slots.alloc_none):
                         m.d.sync += state[a_ctx].eq(_State.RETIRING)
                         m.next = "INTERNAL"
                     with m.Else():

@@ -103,7 +103,8 @@ class StagingMemory(wiring.Component):
     Interface attributes (all synchronous to ``clk``; cycle 0 is a handshake)
     -------------------------------------------------------------------------
     s_axi_p2p_aw* (awid awaddr awlen awsize awburst awvalid awready) : AXI4 write address
-        ``awready`` is high while no write burst is in progress. The burst is
+        ``awready`` is high while no write burst is in progress and in the
+        cycle its last W beat is taken (so bursts follow back to back). The burst is
         classified from the AW beat alone: full-width (``awsize = log2 B``)
         INCR bursts lying wholly inside the staging window store; a one-beat
         full-width INCR burst at ``msix_addr`` posts an MSI-X message;
@@ -119,9 +120,9 @@ class StagingMemory(wiring.Component):
         message buffer (4 messages) has room; a discarded beat is taken at
         once. The beat count comes from ``awlen``; ``wlast`` is not checked.
     s_axi_p2p_b* (bid bresp bvalid bready) : AXI4 write response
-        ``bvalid`` the cycle after the last beat's handshake, ``bid = awid``,
-        ``bresp`` OKAY or SLVERR; the next AW is accepted the cycle after
-        the B handshake.
+        ``bvalid`` the cycle after the last beat's handshake (from a FIFO of
+        four responses, in burst order), ``bid = awid``, ``bresp`` OKAY or
+        SLVERR. While the FIFO is full, a burst's last W beat waits.
     s_axi_p2p_ar* (arid araddr arlen arsize arburst arvalid arready) : AXI4 read address
         ``arready`` is high while no read burst is in progress; classified
         like a write (there is no MSI-X read: ``msix_addr`` answers SLVERR).
@@ -196,32 +197,40 @@ class StagingMemory(wiring.Component):
         aw_inside, aw_word, aw_msix = window_check(
             p, ax("awaddr"), ax("awlen"), ax("awsize"), ax("awburst"))
 
+        # B responses wait in a FIFO, so that the next burst's AW is taken in the cycle of
+        # the last W beat while the previous B is still pending
+        m.submodules.b_fifo = b_fifo = fifo.SyncFIFO(width=P2P_ID_WIDTH + 2, depth=4)
+        w_last_fire = Signal()            # the burst's last W beat is taken this cycle
+        take_aw = Signal()
         with m.FSM(name="axi_write") as wr_fsm:
             with m.State("IDLE"):
-                m.d.comb += ax("awready").eq(1)
+                m.d.comb += [ax("awready").eq(1), take_aw.eq(ax("awvalid"))]
                 with m.If(ax("awvalid")):
-                    m.d.sync += [wr_word.eq(aw_word), wr_left.eq(ax("awlen")),
-                                 wr_id.eq(ax("awid"))]
-                    with m.If(aw_inside):
-                        m.d.sync += wr_kind.eq(_WriteKind.STORE)
-                    with m.Elif(aw_msix):
-                        m.d.sync += wr_kind.eq(_WriteKind.MSIX)
-                    with m.Else():
-                        m.d.sync += wr_kind.eq(_WriteKind.DISCARD)
                     m.next = "DATA"
             with m.State("DATA"):
                 with m.If(ax("wvalid") & ax("wready")):
                     m.d.sync += [wr_left.eq(wr_left - 1), wr_word.eq(wr_word + 1)]
                     with m.If(wr_left == 0):
-                        m.next = "RESP"
-            with m.State("RESP"):
-                m.d.comb += ax("bvalid").eq(1)
-                with m.If(ax("bready")):
-                    m.next = "IDLE"
+                        m.d.comb += [w_last_fire.eq(1), ax("awready").eq(1),
+                                     take_aw.eq(ax("awvalid"))]
+                        with m.If(~ax("awvalid")):
+                            m.next = "IDLE"
+        with m.If(take_aw):
+            m.d.sync += [wr_word.eq(aw_word), wr_left.eq(ax("awlen")), wr_id.eq(ax("awid"))]
+            with m.If(aw_inside):
+                m.d.sync += wr_kind.eq(_WriteKind.STORE)
+            with m.Elif(aw_msix):
+                m.d.sync += wr_kind.eq(_WriteKind.MSIX)
+            with m.Else():
+                m.d.sync += wr_kind.eq(_WriteKind.DISCARD)
         m.d.comb += [
-            ax("bid").eq(wr_id),
-            ax("bresp").eq(Mux(wr_kind == _WriteKind.DISCARD,
-                               AxiResp.SLVERR.value, AxiResp.OKAY.value)),
+            b_fifo.w_en.eq(w_last_fire),
+            b_fifo.w_data.eq(Cat(wr_id, Mux(wr_kind == _WriteKind.DISCARD,
+                                            AxiResp.SLVERR.value, AxiResp.OKAY.value))),
+            ax("bvalid").eq(b_fifo.r_rdy),
+            ax("bid").eq(b_fifo.r_data[:P2P_ID_WIDTH]),
+            ax("bresp").eq(b_fifo.r_data[P2P_ID_WIDTH:]),
+            b_fifo.r_en.eq(ax("bready")),
         ]
 
         in_data = wr_fsm.ongoing("DATA")
@@ -237,13 +246,14 @@ class StagingMemory(wiring.Component):
             int_w_fire.eq(i_wr.valid & i_wr.ready),
             axi_w_fire.eq(wr_store & ax("wvalid") & ax("wready")),
         ]
+        b_room = (wr_left != 0) | b_fifo.w_rdy     # the last beat needs room for its B
         with m.Switch(wr_kind):
             with m.Case(_WriteKind.STORE):
-                m.d.comb += ax("wready").eq(in_data & (axi_w_turn | ~i_wr.valid))
+                m.d.comb += ax("wready").eq(in_data & b_room & (axi_w_turn | ~i_wr.valid))
             with m.Case(_WriteKind.MSIX):
-                m.d.comb += ax("wready").eq(in_data & msix_fifo.w_rdy)
+                m.d.comb += ax("wready").eq(in_data & b_room & msix_fifo.w_rdy)
             with m.Default():
-                m.d.comb += ax("wready").eq(in_data)
+                m.d.comb += ax("wready").eq(in_data & b_room)
         with m.If(axi_w_fire):
             m.d.sync += axi_w_turn.eq(0)
         with m.Elif(int_w_fire & wr_store & ax("wvalid")):
@@ -263,7 +273,8 @@ class StagingMemory(wiring.Component):
             ]
 
         m.d.comb += [
-            msix_fifo.w_en.eq(in_data & (wr_kind == _WriteKind.MSIX) & ax("wvalid")),
+            msix_fifo.w_en.eq(in_data & (wr_kind == _WriteKind.MSIX)
+                              & ax("wvalid") & ax("wready")),
             msix_fifo.w_data.eq(ax("wdata")[:32]),
             o_msix.valid.eq(msix_fifo.r_rdy),
             o_msix.payload.eq(msix_fifo.r_data),

@@ -420,6 +420,14 @@ async def run_throughput_and_alternation(dut):
     assert tb.r_beats.cycles[0] - tb.ar_beats.cycles[-1] == 3, "first R not 3 cycles after AR"
     assert tb.ir_beats.cycles[0] - tb.rd_requests.cycles[-2] == 3, "o_rd not 3 after i_rd"
 
+    # two bursts back to back (2n beats cross a 4 KiB page or the 256-beat limit): the
+    # second AW is taken in the cycle of the first burst's last W beat, so W has no bubble
+    reset_logs()
+    await tb.axi_write(tb.addr(0), _pattern(rng, 2 * n * B), tag="two bursts")
+    w = tb.w_beats.cycles
+    assert len(w) == 2 * n and _span(w) == 2 * n, (
+        f"two bursts: {len(w)} beats over {_span(w)} cycles")
+
     # all four at once: AXI W vs i_wr on the write port, AXI R vs i_rd on the read port
     reset_logs()
     tasks = [

@@ -124,14 +124,15 @@ class StagingMemory(wiring.Component):
         four responses, in burst order), ``bid = awid``, ``bresp`` OKAY or
         SLVERR. While the FIFO is full, a burst's last W beat waits.
     s_axi_p2p_ar* (arid araddr arlen arsize arburst arvalid arready) : AXI4 read address
-        ``arready`` is high while no read burst is in progress; classified
+        ``arready`` is high while no beat of an earlier burst is left to
+        enter the read pipeline (and in the cycle its last one enters), so a
+        burst's R beats follow the previous burst's without a gap; classified
         like a write (there is no MSI-X read: ``msix_addr`` answers SLVERR).
     s_axi_p2p_r* (rid rdata rresp rlast rvalid rready) : AXI4 read data
         First beat ``rvalid`` at cycle 3 at the earliest, then one beat a
         cycle while ``rready`` is high and the read port is won;
         ``rid = arid``; an error burst has ``rresp`` SLVERR and zero
-        ``rdata`` on every beat. The next AR is accepted the cycle after the
-        ``rlast`` handshake.
+        ``rdata`` on every beat. Bursts answer in AR order.
     o_msix : Out(stream.Signature(32))
         ``wdata[31:0]`` of each MSI-X write (``wstrb`` is not checked), in
         arrival order; ``valid`` the cycle after the W handshake at the
@@ -282,10 +283,11 @@ class StagingMemory(wiring.Component):
         ]
 
         # ---- read buffers: one per reader, credit-checked so a read never overflows ------------
-        m.submodules.r_fifo = r_fifo = fifo.SyncFIFO(width=W + 2, depth=_OUT_DEPTH)
+        m.submodules.r_fifo = r_fifo = fifo.SyncFIFO(width=W + 2 + P2P_ID_WIDTH, depth=_OUT_DEPTH)
         m.submodules.o_fifo = o_fifo = fifo.SyncFIFO(width=W + 1, depth=_OUT_DEPTH)
         # a word read in cycle t is written into its buffer in cycle t+1 (s1_*)
         s1_axi, s1_axi_last, s1_axi_err = Signal(), Signal(), Signal()
+        s1_axi_id = Signal(P2P_ID_WIDTH)
         s1_int, s1_int_last = Signal(), Signal()
         axi_room = (r_fifo.level + s1_axi) < _OUT_DEPTH
         int_room = (o_fifo.level + s1_int) < _OUT_DEPTH
@@ -297,19 +299,16 @@ class StagingMemory(wiring.Component):
         rd_id = Signal(P2P_ID_WIDTH)
         ar_inside, ar_word, _ = window_check(
             p, ax("araddr"), ax("arlen"), ax("arsize"), ax("arburst"))
-        with m.FSM(name="axi_read") as rd_fsm:
-            with m.State("IDLE"):
-                m.d.comb += ax("arready").eq(1)
-                with m.If(ax("arvalid")):
-                    m.d.sync += [rd_ok.eq(ar_inside), rd_word.eq(ar_word),
-                                 rd_left.eq(ax("arlen") + 1), rd_id.eq(ax("arid"))]
-                    m.next = "BURST"
-            with m.State("BURST"):
-                with m.If(ax("rvalid") & ax("rready") & ax("rlast")):
-                    m.next = "IDLE"
-
+        # a new burst is taken once every beat of the previous one has entered the read
+        # pipeline (its R beats may still be on their way): bursts follow back to back
         axi_issue = Signal()              # one beat of the AXI burst enters the pipeline
-        axi_wants = rd_fsm.ongoing("BURST") & (rd_left != 0) & axi_room
+        m.d.comb += ax("arready").eq((rd_left == 0) | ((rd_left == 1) & axi_issue))
+        with m.If(ax("arvalid") & ax("arready")):
+            m.d.sync += [rd_ok.eq(ar_inside), rd_word.eq(ar_word),
+                         rd_left.eq(ax("arlen") + 1), rd_id.eq(ax("arid"))]
+        with m.Elif(axi_issue):
+            m.d.sync += [rd_left.eq(rd_left - 1), rd_word.eq(rd_word + 1)]
+        axi_wants = (rd_left != 0) & axi_room
         # ---- internal reads: i_rd -> o_rd --------------------------------------------------------
         int_word = Signal(word_bits)
         int_left = Signal.like(i_rd.payload.beats)   # words still to issue
@@ -331,8 +330,6 @@ class StagingMemory(wiring.Component):
         with m.Elif(int_grant & axi_wants & rd_ok):
             m.d.sync += axi_r_turn.eq(1)
 
-        with m.If(axi_issue):
-            m.d.sync += [rd_left.eq(rd_left - 1), rd_word.eq(rd_word + 1)]
         m.d.comb += i_rd.ready.eq((int_left == 0) | ((int_left == 1) & int_grant))
         with m.If(i_rd.valid & i_rd.ready):
             m.d.sync += [int_word.eq(i_rd.payload.offset[lane_bits:lane_bits + word_bits]),
@@ -342,11 +339,13 @@ class StagingMemory(wiring.Component):
 
         m.d.sync += [
             s1_axi.eq(axi_issue), s1_axi_last.eq(rd_left == 1), s1_axi_err.eq(~rd_ok),
+            s1_axi_id.eq(rd_id),
             s1_int.eq(int_grant), s1_int_last.eq(int_left == 1),
         ]
         m.d.comb += [
             r_fifo.w_en.eq(s1_axi),
-            r_fifo.w_data.eq(Cat(Mux(s1_axi_err, 0, rd_port.data), s1_axi_last, s1_axi_err)),
+            r_fifo.w_data.eq(Cat(Mux(s1_axi_err, 0, rd_port.data), s1_axi_last, s1_axi_err,
+                                 s1_axi_id)),
             o_fifo.w_en.eq(s1_int),
             o_fifo.w_data.eq(Cat(rd_port.data, s1_int_last)),
 
@@ -354,7 +353,7 @@ class StagingMemory(wiring.Component):
             ax("rdata").eq(r_fifo.r_data[:W]),
             ax("rlast").eq(r_fifo.r_data[W]),
             ax("rresp").eq(Mux(r_fifo.r_data[W + 1], AxiResp.SLVERR.value, AxiResp.OKAY.value)),
-            ax("rid").eq(rd_id),
+            ax("rid").eq(r_fifo.r_data[W + 2:]),
             r_fifo.r_en.eq(ax("rready")),
 
             o_rd.valid.eq(o_fifo.r_rdy),

@@ -427,6 +427,13 @@ async def run_throughput_and_alternation(dut):
     w = tb.w_beats.cycles
     assert len(w) == 2 * n and _span(w) == 2 * n, (
         f"two bursts: {len(w)} beats over {_span(w)} cycles")
+    # ... and read back: the second AR is taken while the first burst's beats are still
+    # in the read pipeline, so R has no bubble either
+    reset_logs()
+    await tb.axi_read(tb.addr(0), 2 * n * B, tag="two bursts")
+    r = tb.r_beats.cycles
+    assert len(r) == 2 * n and _span(r) == 2 * n, (
+        f"two bursts read: {len(r)} beats over {_span(r)} cycles")
 
     # all four at once: AXI W vs i_wr on the write port, AXI R vs i_rd on the read port
     reset_logs()

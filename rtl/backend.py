@@ -744,7 +744,6 @@ class Backend(wiring.Component):
         r_beats = c_beats.read(rctx)
         r_stg = c_stg.read(rctx)
         status = Signal(15)           # {DNR, M, CRD, SCT, SC}: the status field without P
-        sent = Signal(beat_w)
         is_read = rcmd.opcode == Opcode.READ.value
         nblocks = Signal(17)
         m.d.comb += nblocks.eq(rcmd.cdw.rw.nlb + 1)
@@ -765,6 +764,61 @@ class Backend(wiring.Component):
         m.d.comb += tail_bytes.eq(Mux(rcmd.nbytes[:beat_shift] == 0, B,
                                       rcmd.nbytes[:beat_shift]))
 
+        # a Read's data out: retirement queues (context, descriptor fields, slot offset,
+        # beats); the mover issues the RDMA WRITE descriptor and the staging read, and
+        # streams the packet, while the next packet's descriptor and read are issued
+        mv_layout = data.StructLayout({
+            "ctx": cbits, "qpn": len(rcmd.qpn), "addr": 64, "rkey": 32, "length": 32,
+            "offset": 32, "beats": beat_w, "tail": beat_shift + 1})
+        mov_w, mov_r = _fifo_stream(m, "mover_q", mv_layout, 4)
+        m.d.comb += [
+            mov_w.payload.ctx.eq(rctx), mov_w.payload.qpn.eq(rcmd.qpn),
+            mov_w.payload.addr.eq(rcmd.sgl_address), mov_w.payload.rkey.eq(rcmd.sgl_key),
+            mov_w.payload.length.eq(rcmd.nbytes), mov_w.payload.offset.eq(c_off.read(rctx)),
+            mov_w.payload.beats.eq(r_beats), mov_w.payload.tail.eq(tail_bytes),
+        ]
+        strm_layout = data.StructLayout({"ctx": cbits, "beats": beat_w, "tail": beat_shift + 1})
+        strm_w, strm_r = _fifo_stream(m, "stream_q", strm_layout, 2)
+        mv = mov_r.payload
+        desc_done = Signal()           # the head's descriptor was taken
+        m.d.comb += [
+            rdma_ret.valid.eq(mov_r.valid & ~desc_done),
+            rdma_ret.payload.op.eq(RdmaOp.WRITE),
+            rdma_ret.payload.qpn.eq(mv.qpn),
+            rdma_ret.payload.addr.eq(mv.addr),
+            rdma_ret.payload.rkey.eq(mv.rkey),
+            rdma_ret.payload.length.eq(mv.length),
+            rdma_ret.payload.tag.eq(mv.ctx),
+            self.o_stg_rd.valid.eq(mov_r.valid & desc_done & strm_w.ready),
+            self.o_stg_rd.payload.offset.eq(mv.offset),
+            self.o_stg_rd.payload.beats.eq(mv.beats),
+            strm_w.payload.ctx.eq(mv.ctx), strm_w.payload.beats.eq(mv.beats),
+            strm_w.payload.tail.eq(mv.tail),
+            strm_w.valid.eq(mov_r.valid & desc_done & self.o_stg_rd.ready),
+            mov_r.ready.eq(desc_done & self.o_stg_rd.ready & strm_w.ready),
+        ]
+        with m.If(rdma_ret.valid & rdma_ret.ready):
+            m.d.sync += desc_done.eq(1)
+        with m.If(mov_r.valid & mov_r.ready):
+            m.d.sync += desc_done.eq(0)
+        # the streamer: staging read data to m_axis_rdma_wr, one packet per queued read
+        sent = Signal(beat_w)
+        hd = strm_r.payload
+        beat = self.i_stg_rd.payload
+        last = sent + 1 == hd.beats
+        m.d.comb += [
+            wr_keep.eq(Mux(last, Cat(*(hd.tail > i for i in range(B))), (1 << B) - 1)),
+            self.o_rdma_wr.valid.eq(strm_r.valid & self.i_stg_rd.valid),
+            self.o_rdma_wr.payload.data.eq(beat.data),
+            self.o_rdma_wr.payload.keep.eq(wr_keep),
+            self.o_rdma_wr.payload.last.eq(last),
+            self.o_rdma_wr.payload.tag.eq(hd.ctx),
+            self.i_stg_rd.ready.eq(strm_r.valid & self.o_rdma_wr.ready),
+            strm_r.ready.eq(self.i_stg_rd.valid & self.o_rdma_wr.ready & last),
+        ]
+        with m.If(strm_r.valid & self.i_stg_rd.valid & self.o_rdma_wr.ready):
+            m.d.sync += sent.eq(Mux(last, 0, sent + 1))
+
         with m.FSM(name="retire"):
             with m.State("IDLE"):
                 m.d.comb += fin.ready.eq(1)
@@ -776,7 +830,13 @@ class Backend(wiring.Component):
                     with m.Case(_Kind.CQE):
                         m.d.sync += status.eq(job.status)
                         with m.If((job.status == 0) & is_read & (rcmd.nbytes != 0)):
-                            m.next = "WR_DESC"
+                            # the data goes out through the mover; the response waits for
+                            # the RDMA WRITE's status (WR_OK)
+                            m.d.comb += mov_w.valid.eq(1)
+                            with m.If(mov_w.ready):
+                                m.d.sync += state[rctx].eq(_State.WAIT_WR)
+                                c_dw0.write(rctx, job.dw0)
+                                m.next = "IDLE"
                         with m.Else():
                             m.next = "RESPOND"
                     with m.Case(_Kind.WR_OK):
@@ -801,42 +861,6 @@ class Backend(wiring.Component):
                     with m.Case(_Kind.NOT_READY):
                         m.d.sync += status.eq(engine_status(NvmeStatus.NS_NOT_READY))
                         m.next = "RESPOND"
-            with m.State("WR_DESC"):
-                m.d.comb += [
-                    rdma_ret.valid.eq(1),
-                    rdma_ret.payload.op.eq(RdmaOp.WRITE),
-                    rdma_ret.payload.qpn.eq(rcmd.qpn),
-                    rdma_ret.payload.addr.eq(rcmd.sgl_address),
-                    rdma_ret.payload.rkey.eq(rcmd.sgl_key),
-                    rdma_ret.payload.length.eq(rcmd.nbytes),
-                    rdma_ret.payload.tag.eq(rctx),
-                ]
-                with m.If(rdma_ret.ready):
-                    m.d.sync += sent.eq(0)
-                    m.next = "WR_READ"
-            with m.State("WR_READ"):
-                m.d.comb += [self.o_stg_rd.valid.eq(1),
-                             self.o_stg_rd.payload.offset.eq(c_off.read(rctx)),
-                             self.o_stg_rd.payload.beats.eq(r_beats)]
-                with m.If(self.o_stg_rd.ready):
-                    m.next = "WR_DATA"
-            with m.State("WR_DATA"):
-                beat = self.i_stg_rd.payload
-                last = sent + 1 == r_beats
-                m.d.comb += [wr_keep.eq(Mux(last, Cat(*(tail_bytes > i for i in range(B))),
-                                            (1 << B) - 1)),
-                             self.o_rdma_wr.valid.eq(self.i_stg_rd.valid),
-                             self.o_rdma_wr.payload.data.eq(beat.data),
-                             self.o_rdma_wr.payload.keep.eq(wr_keep),
-                             self.o_rdma_wr.payload.last.eq(last),
-                             self.o_rdma_wr.payload.tag.eq(rctx),
-                             self.i_stg_rd.ready.eq(self.o_rdma_wr.ready)]
-                with m.If(self.i_stg_rd.valid & self.o_rdma_wr.ready):
-                    m.d.sync += sent.eq(sent + 1)
-                    with m.If(beat.last):
-                        m.d.sync += state[rctx].eq(_State.WAIT_WR)
-                        c_dw0.write(rctx, job.dw0)
-                        m.next = "IDLE"
             with m.State("EVENT_FATAL"):
                 m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
                              ev_ret.payload.object.eq(rcmd.qpn)]

@@ -90,5 +90,5 @@ def test_a_hung_scenario_counts_as_nothing_done():
 
 def test_fsm_state_names_follow_the_source():
     states = bench.fsm_states(bench.ROOT / "rtl" / "backend.py", "retire")
-    assert states[0] == "IDLE" and {"RESPOND", "FREE", "WR_DATA"} <= set(states)
+    assert states[0] == "IDLE" and {"DECIDE", "RESPOND", "FREE"} <= set(states)
     assert bench.fsm_states(bench.ROOT / "rtl" / "backend.py", "no_such_fsm") == []

@@ -195,6 +195,9 @@ class SsdDevice:
         self._next_start = 0.0    # the limiter's next free start, in cycles
         self._dma = Lock() if ordered else None
         self._posting = Lock()
+        self._tickets = 0         # ordered: service order of the next command
+        self._post_turn = 0       # ordered: the command whose completion posts next
+        self._turn_event = Event()
         self.rng, self.jitter = rng, jitter
         self.on_error = on_error
         self.bar = fabric.add_bar(index, self, bar)
@@ -311,15 +314,29 @@ class SsdDevice:
             if fault is not None and fault.never:
                 return
             if self._dma is not None:
-                # hand over hand: the next command moves its data while this one posts
-                # its CQE and MSI-X; completions stay in service order
-                async with self._dma:
-                    status = await self._status(sqe, fault)
-                    await self._posting.acquire()
+                # one DMA engine: commands issue their transfers in service order, the
+                # next one as soon as this one's are all issued (they stay outstanding
+                # on the bus together); completions are posted in the same order
+                await self._dma.acquire()
+                ticket, self._tickets = self._tickets, self._tickets + 1
+                held = [True]
+
+                def issued():
+                    if held[0]:
+                        held[0] = False
+                        self._dma.release()
+                try:
+                    status = await self._status(sqe, fault, issued)
+                finally:
+                    issued()
+                while self._post_turn != ticket:
+                    await self._turn_event.wait()
                 try:
                     await self._post(queue, sqe, status)
                 finally:
-                    self._posting.release()
+                    self._post_turn += 1
+                    event, self._turn_event = self._turn_event, Event()
+                    event.set()
             else:
                 await self._post(queue, sqe, await self._status(sqe, fault))
         except Exception as exc:        # noqa: BLE001 -- reported through on_error
@@ -327,15 +344,16 @@ class SsdDevice:
         finally:
             self.busy -= 1
 
-    async def _status(self, sqe, fault):
-        """Execute (or take the status of a fault): the status to post."""
+    async def _status(self, sqe, fault, issued=None):
+        """Execute (or take the status of a fault): the status to post. ``issued`` is
+        called once every data transfer of the command is on the bus."""
         if fault is not None and fault.status is not None:
             sct, sc, dnr, *rest = fault.status
             status = {"sct": sct, "sc": sc, "dnr": dnr}
             if rest:
                 status.update(crd=rest[0], m=rest[1])
         else:
-            status = await self._execute(sqe)
+            status = await self._execute(sqe, issued)
         self.executed += 1
         return status
 
@@ -348,7 +366,7 @@ class SsdDevice:
         if wait > 0:
             await ClockCycles(self.tb.dut.clk, wait)
 
-    async def _execute(self, sqe):
+    async def _execute(self, sqe, issued=None):
         ns = self.namespaces.get(sqe["nsid"])
         if ns is None:
             return {"sct": 0, "sc": 0x0B, "dnr": 1}
@@ -359,14 +377,14 @@ class SsdDevice:
         if op in (0x01, 0x02, 0x08) and not ns.in_range(rw["slba"], count):
             return {"sct": 0, "sc": 0x80, "dnr": 1}
         if op == 0x02:
-            await self._dma_write(prp, ns.read(rw["slba"], count))
+            await self._dma_write(prp, ns.read(rw["slba"], count), issued)
         elif op == 0x01:
-            ns.write(rw["slba"], await self._dma_read(prp, count * ns.lba_data_size))
+            ns.write(rw["slba"], await self._dma_read(prp, count * ns.lba_data_size, issued))
         elif op == 0x08:
             ns.write_zeroes(rw["slba"], count)
         elif op == 0x09:
             nr = sqe["cdw"]["dsm"]["nr"] + 1
-            raw = await self._dma_read(prp, nr * 16)
+            raw = await self._dma_read(prp, nr * 16, issued)
             ranges = [decode(DsmRange, raw[i * 16:(i + 1) * 16]) for i in range(nr)]
             if any(not ns.in_range(r["slba"], r["length"]) for r in ranges):
                 return {"sct": 0, "sc": 0x80, "dnr": 1}
@@ -396,10 +414,20 @@ class SsdDevice:
             entry += 8
         return segments
 
-    async def _dma_read(self, prp, length):
+    async def _dma_read(self, prp, length, issued=None):
+        """Read the PRP segments: every read is issued at once (a DMA engine keeps them
+        outstanding together), then ``issued`` is called and the data awaited."""
+        segments = await self._prp_pages(prp, length)
+        events = [(address, self.p2p.init_read(address, size)) for address, size in segments]
+        if issued is not None:
+            issued()
         out = bytearray()
-        for address, size in await self._prp_pages(prp, length):
-            out += await self._p2p_read(address, size)
+        for address, event in events:
+            await event.wait()
+            if int(event.data.resp) != 0:
+                raise AssertionError(f"{self.name}: P2P read at {address:#x} answered "
+                                     f"{event.data.resp}")
+            out += bytes(event.data.data)
         return bytes(out)
 
     async def _p2p_read(self, address, length):
@@ -408,16 +436,19 @@ class SsdDevice:
             raise AssertionError(f"{self.name}: P2P read at {address:#x} answered {resp.resp}")
         return bytes(resp.data)
 
-    async def _p2p_write(self, address, payload):
-        resp = await self.p2p.write(address, payload)
-        if int(resp.resp) != 0:
-            raise AssertionError(f"{self.name}: P2P write at {address:#x} answered {resp.resp}")
-
-    async def _dma_write(self, prp, payload):
-        done = 0
+    async def _dma_write(self, prp, payload, issued=None):
+        """Write the PRP segments, all issued at once; returns when every one answered."""
+        done, events = 0, []
         for address, size in await self._prp_pages(prp, len(payload)):
-            await self._p2p_write(address, payload[done:done + size])
+            events.append((address, self.p2p.init_write(address, payload[done:done + size])))
             done += size
+        if issued is not None:
+            issued()
+        for address, event in events:
+            await event.wait()
+            if int(event.data.resp) != 0:
+                raise AssertionError(f"{self.name}: P2P write at {address:#x} answered "
+                                     f"{event.data.resp}")
 
     async def _post(self, queue, sqe, status):
         # a full CQ (tail + 1 == head) holds the completion until the host consumes

@@ -238,7 +238,7 @@ class ControlPlane(wiring.Component):
         error = Signal(8)
         sweep = Signal(16)
         sweep_depth = max(p.qp_count, p.subsystems * p.srq_namespaces, p.namespaces,
-                          p.backend_queues, p.subsystems)
+                          p.backend_queues, p.subsystems, *(c.rows for c in counters.values()))
 
         sizes = {kind: t.depth for kind, t in tables.items()}
         sizes.update({kind: c.depth for kind, c in counters.items()})

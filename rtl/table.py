@@ -5,7 +5,7 @@ of the parser's test top). One write port for configuration; any number of
 synchronous read ports for lookups.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,6 +22,12 @@ class Table(wiring.Component):
     addr_width : int
         Width of the address ports.
     read_ports : int
+    block_ram : bool or None
+        Read ports built for block RAM (registered reads; the memory has one spare
+        row, always zero, that out-of-range addresses read) or, when false, for LUT
+        RAM or flip-flops (asynchronous reads into an output register whose
+        synchronous reset zeroes out-of-range reads: no gate per data bit). Default:
+        block RAM for 64 entries or more (what Yosys maps to ``DP16KD`` on the ECP5).
 
     Interface attributes
     --------------------
@@ -34,9 +40,10 @@ class Table(wiring.Component):
         Write one whole entry (atomic for every reader).
     """
 
-    def __init__(self, shape, depth, addr_width, read_ports=1):
+    def __init__(self, shape, depth, addr_width, read_ports=1, block_ram=None):
         self.shape = shape
         self.depth = depth
+        self.block_ram = depth >= 64 if block_ram is None else block_ram
         self.read_ports = read_ports
         members = {"wr_addr": In(addr_width), "wr_en": In(1), "wr_data": In(shape)}
         for i in range(read_ports):
@@ -51,17 +58,24 @@ class Table(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self.depth
-        m.submodules.mem = mem = memory.Memory(shape=self.shape, depth=n, init=[])
+        rows = n + 1 if self.block_ram else n
+        m.submodules.mem = mem = memory.Memory(shape=self.shape, depth=rows, init=[])
         wr = mem.write_port()
         m.d.comb += [wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
                      wr.en.eq(self.wr_en & (self.wr_addr < n))]
         for i in range(self.read_ports):
             addr, en, out = self.rd(i)
-            port = mem.read_port()
-            in_range = Signal(name=f"rd{i}_in_range")
-            m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
-            with m.If(en):
-                m.d.sync += in_range.eq(addr < n)
-            with m.If(in_range):
-                m.d.comb += out.eq(port.data)
+            if self.block_ram:
+                # a registered (block RAM) read; an address out of range reads row n,
+                # never written, always zero
+                port = mem.read_port()
+                m.d.comb += [port.addr.eq(Mux(addr < n, addr, n)), port.en.eq(en),
+                             out.eq(port.data)]
+            else:
+                # an asynchronous (LUT RAM or flip-flop) read into the output register,
+                # zeroed by its synchronous reset for an address out of range
+                port = mem.read_port(domain="comb")
+                m.d.comb += port.addr.eq(addr)
+                with m.If(en):
+                    m.d.sync += out.eq(Mux(addr < n, port.data, 0))
         return m

@@ -127,10 +127,14 @@ def _merge(m, sources, sink):
         taken = src.valid if taken is None else taken | src.valid
 
 
-def _fifo_stream(m, name, layout, depth):
-    """A FIFO with stream views: returns (write side, read side) stream interfaces."""
+def _fifo_stream(m, name, layout, depth, *, fall_through=False):
+    """A FIFO with stream views: returns (write side, read side) stream interfaces.
+
+    Registered output (an entry is readable two cycles after its write) unless
+    ``fall_through``: then readable the cycle after (``SyncFIFO``, LUT-memory read)."""
     width = layout if isinstance(layout, int) else data.Layout.cast(layout).size
-    f = fifo.SyncFIFOBuffered(width=width, depth=depth)
+    kind = fifo.SyncFIFO if fall_through else fifo.SyncFIFOBuffered
+    f = kind(width=width, depth=depth)
     m.submodules[name] = f
     w = stream.Signature(layout).flip().create()
     r = stream.Signature(layout).create()
@@ -456,7 +460,7 @@ class Backend(wiring.Component):
             m.d.comb += [free.w_data.eq(release_ctx), free.w_en.eq(release_en)]
 
         # queues between units
-        submit_w, submit_r = _fifo_stream(m, "submit_q", cbits, N)
+        submit_w, submit_r = _fifo_stream(m, "submit_q", cbits, N, fall_through=True)
         fin_adm_w, fin_adm_r = _fifo_stream(m, "fin_adm", _Finish, 2)
         fin_sts_w, fin_sts_r = _fifo_stream(m, "fin_sts", _Finish, 2)
         fin_sub_w, fin_sub_r = _fifo_stream(m, "fin_sub", _Finish, 2)
@@ -504,23 +508,25 @@ class Backend(wiring.Component):
                                            ~slots.alloc_none & ~dataless))
                     c_off.write(a_ctx, slots.alloc_off)
                     c_beats.write(a_ctx, (cmd.nbytes + B - 1) >> beat_shift)
-                    with m.If(dataless):
+                    # a command with nothing to bring in goes to submission in this cycle
+                    # when the submission queue has room (else from QUEUE)
+                    to_queue = dataless | (~slots.alloc_none & ~cmd.icd & ~data_in)
+                    with m.If(to_queue):
+                        m.d.comb += [submit_adm.valid.eq(1), submit_adm.payload.eq(a_ctx)]
                         m.d.sync += state[a_ctx].eq(_State.READY)
-                        m.next = "QUEUE"
-                    with m.Elif(slots.alloc_none):
+                        with m.If(~submit_adm.ready):
+                            m.next = "QUEUE"
+                    with m.If(~dataless & ~slots.alloc_none):
+                        m.d.comb += slots.alloc_en.eq(1)
+                    with m.If(~to_queue & slots.alloc_none):
                         m.d.sync += state[a_ctx].eq(_State.RETIRING)
                         m.next = "INTERNAL"
-                    with m.Else():
-                        m.d.comb += slots.alloc_en.eq(1)
-                        with m.If(cmd.icd):
-                            m.d.sync += state[a_ctx].eq(_State.READY)
-                            m.next = "COPY"
-                        with m.Elif(data_in):
-                            m.d.sync += state[a_ctx].eq(_State.WAIT_RD)
-                            m.next = "RDMA"
-                        with m.Else():
-                            m.d.sync += state[a_ctx].eq(_State.READY)
-                            m.next = "QUEUE"
+                    with m.Elif(~to_queue & cmd.icd):
+                        m.d.sync += state[a_ctx].eq(_State.READY)
+                        m.next = "COPY"
+                    with m.Elif(~to_queue):
+                        m.d.sync += state[a_ctx].eq(_State.WAIT_RD)
+                        m.next = "RDMA"
             with m.State("COPY"):
                 beat = self.i_data.payload
                 m.d.comb += [

@@ -295,7 +295,8 @@ class Front(wiring.Component):
             width=data.Layout.cast(ExcSideband).size, depth=4)
         event_fifo = m.submodules.event_fifo = fifo.SyncFIFOBuffered(
             width=data.Layout.cast(Event).size, depth=4)
-        backend_fifo = m.submodules.backend_fifo = fifo.SyncFIFOBuffered(
+        # the served command is readable the cycle after S3 (no output register: latency)
+        backend_fifo = m.submodules.backend_fifo = fifo.SyncFIFO(
             width=data.Layout.cast(BackendCommand).size, depth=4)
         route_fifo = m.submodules.route_fifo = fifo.SyncFIFOBuffered(
             width=data.Layout.cast(_Route).size, depth=8)

@@ -5,7 +5,7 @@ of the parser's test top). One write port for configuration; any number of
 synchronous read ports for lookups.
 """
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module, Mux, ResetSignal, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,6 +33,9 @@ class Table(wiring.Component):
     --------------------
     rd{i}_addr, rd{i}_en : In
         Lookup ``i``: the address, sampled on a cycle with ``en``.
+    rd{i}_zero : In
+        With ``en``: the read returns zero instead of the entry (free: the output
+        register's reset, or the spare zero row of block RAM).
     rd{i}_data : Out(shape)
         The entry, the cycle after ``en``; held while ``en`` is low. A write in
         the same cycle is not seen by that read (it returns the old entry).
@@ -48,7 +51,7 @@ class Table(wiring.Component):
         members = {"wr_addr": In(addr_width), "wr_en": In(1), "wr_data": In(shape)}
         for i in range(read_ports):
             members.update({f"rd{i}_addr": In(addr_width), f"rd{i}_en": In(1),
-                            f"rd{i}_data": Out(shape)})
+                            f"rd{i}_zero": In(1), f"rd{i}_data": Out(shape)})
         super().__init__(members)
 
     def rd(self, i):
@@ -65,17 +68,23 @@ class Table(wiring.Component):
                      wr.en.eq(self.wr_en & (self.wr_addr < n))]
         for i in range(self.read_ports):
             addr, en, out = self.rd(i)
+            keep = (addr < n) & ~getattr(self, f"rd{i}_zero")
             if self.block_ram:
-                # a registered (block RAM) read; an address out of range reads row n,
-                # never written, always zero
+                # a registered (block RAM) read; an address out of range (or a zeroed
+                # read) reads row n, never written, always zero
                 port = mem.read_port()
-                m.d.comb += [port.addr.eq(Mux(addr < n, addr, n)), port.en.eq(en),
+                m.d.comb += [port.addr.eq(Mux(keep, addr, n)), port.en.eq(en),
                              out.eq(port.data)]
             else:
-                # an asynchronous (LUT RAM or flip-flop) read into the output register,
-                # zeroed by its synchronous reset for an address out of range
+                # an asynchronous (LUT RAM or flip-flop) read into the output register.
+                # Zeroing it (the domain's reset, an address out of range, a zeroed read)
+                # is one synchronous reset, written out so that it maps onto the
+                # flip-flops' reset input and leaves no gate per data bit
                 port = mem.read_port(domain="comb")
-                m.d.comb += port.addr.eq(addr)
-                with m.If(en):
-                    m.d.sync += out.eq(Mux(addr < n, port.data, 0))
+                reg = Signal(self.shape, name=f"rd{i}_reg", reset_less=True)
+                m.d.comb += [port.addr.eq(addr), out.eq(reg)]
+                with m.If(ResetSignal() | (en & ~keep)):
+                    m.d.sync += reg.eq(0)
+                with m.Elif(en):
+                    m.d.sync += reg.eq(port.data)
         return m

@@ -5,6 +5,9 @@ Behaviour is specified in ``docs/control-plane.md``; registers come from
 ``rtl/formats.py``.
 """
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -225,7 +228,15 @@ class ControlPlane(wiring.Component):
 
         # --- table commands ------------------------------------------------------------------
         arg = Cat(*(bank.value[f"ARG[{i}]"] for i in range(ARG_WORDS)))
+        # RESULT registers the OR of every table's command read register (rd0) and every
+        # counter bank's csr_data: a READ loads the chosen one and zeroes the others
+        # (through the registers' resets), so no multiplexer per bit. RESULT follows them
+        # one cycle later, in the command's last busy cycle (READ, or the counter read's
+        # csr_done)
         result = Signal(32 * ARG_WORDS)
+        m.d.sync += result.eq(functools.reduce(operator.or_, (
+            *(t.rd0_data.as_value() for t in tables.values()),
+            *(c.csr_data.as_value() for c in counters.values()))))
         for i in range(ARG_WORDS):
             m.d.comb += bank.hw_in[f"RESULT[{i}]"].eq(result[32 * i:32 * (i + 1)])
 
@@ -254,8 +265,13 @@ class ControlPlane(wiring.Component):
         op_known = (op == CmdOp.WRITE.value) | (op == CmdOp.READ.value) | \
             (op == CmdOp.READ_CLEAR.value)
 
-        for table in tables.values():
-            m.d.comb += [table.rd0_addr.eq(index), table.rd0_en.eq(1)]
+        load_result = Signal()    # a READ or READ_CLEAR passed its checks (in CHECK)
+        sweeping = Signal()       # the reset sweep zeroes every read register (block RAM's too)
+        for kind, table in tables.items():
+            m.d.comb += [table.rd0_addr.eq(index), table.rd0_en.eq(load_result | sweeping),
+                         table.rd0_zero.eq(sweeping | (tbl != kind.value))]
+        for kind, c in counters.items():
+            m.d.comb += c.csr_zero.eq(load_result & (tbl != kind.value))
 
         busy = Signal(init=1)      # the reset sweep runs first
         m.d.comb += [
@@ -265,7 +281,7 @@ class ControlPlane(wiring.Component):
 
         with m.FSM(name="cmd"):
             with m.State("SWEEP"):
-                m.d.comb += busy.eq(1)
+                m.d.comb += [busy.eq(1), sweeping.eq(1)]
                 for table in tables.values():
                     m.d.comb += [table.wr_addr.eq(sweep), table.wr_data.eq(0),
                                  table.wr_en.eq(1)]
@@ -307,6 +323,7 @@ class ControlPlane(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif(is_counter):
                     m.d.sync += error.eq(CmdError.NONE)
+                    m.d.comb += load_result.eq(1)
                     with m.Switch(tbl):
                         for kind, c in counters.items():
                             with m.Case(kind.value):
@@ -334,14 +351,11 @@ class ControlPlane(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += error.eq(CmdError.NONE)
+                    m.d.comb += load_result.eq(1)
                     m.next = "READ"
             with m.State("READ"):
-                # rd0 sampled `index` in CHECK; its data is valid now
+                # rd0 sampled `index` in CHECK; RESULT takes its data at the end of this cycle
                 m.d.comb += busy.eq(1)
-                with m.Switch(tbl):
-                    for kind, table in tables.items():
-                        with m.Case(kind.value):
-                            m.d.sync += result.eq(table.rd0_data.as_value())
                 m.next = "IDLE"
             with m.State("COUNTER_WAIT"):
                 m.d.comb += busy.eq(1)
@@ -349,7 +363,6 @@ class ControlPlane(wiring.Component):
                     for kind, c in counters.items():
                         with m.Case(kind.value):
                             with m.If(c.csr_done):
-                                m.d.sync += result.eq(c.csr_data.as_value())
                                 m.next = "IDLE"
 
         # --- event queue -----------------------------------------------------------------------

@@ -56,7 +56,8 @@ class CounterBank(wiring.Component):
     csr_data, csr_done : Out
         ``csr_done`` pulses ``fields + 2`` cycles after ``csr_start`` with the
         entry in ``csr_data`` (all zero for an ``csr_index`` at or above
-        ``depth``); ``csr_data`` holds until the next read.
+        ``depth``); ``csr_data`` holds until the next read, or until ``csr_zero``
+        (not during a read) sets it to zero.
     sweep_index, sweep_en : In
         Reset sweep: write zero to row ``sweep_index`` (takes priority; rows at
         or above ``rows`` are ignored).
@@ -79,6 +80,7 @@ class CounterBank(wiring.Component):
             "csr_index": In(16),
             "csr_clear": In(1),
             "csr_start": In(1),
+            "csr_zero": In(1),
             "csr_data": Out(self.layout),
             "csr_done": Out(1),
             "sweep_index": In(16),
@@ -154,7 +156,7 @@ class CounterBank(wiring.Component):
         # the entry read by the CSR: each field's register loads in its own cycle
         out = self.csr_data.as_value()
         m.d.sync += self.csr_done.eq(s1_last)
-        with m.If(self.csr_start):
+        with m.If(self.csr_start | self.csr_zero):
             m.d.sync += out.eq(0)
         for f in range(n):
             with m.If(s1_csr & (s1_field == f)):

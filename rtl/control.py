@@ -273,6 +273,13 @@ class ControlPlane(wiring.Component):
         for kind, c in counters.items():
             m.d.comb += c.csr_zero.eq(load_result & (tbl != kind.value))
 
+        # one write data for every table: ARG, or zero in the reset sweep (not a gate per
+        # bit and table)
+        wr_data = Signal(len(arg))
+        m.d.comb += wr_data.eq(Mux(sweeping, 0, arg))
+        for table in tables.values():
+            m.d.comb += table.wr_data.eq(wr_data[:_size(table.shape)])
+
         busy = Signal(init=1)      # the reset sweep runs first
         m.d.comb += [
             bank.hw_in["CMD_STATUS"].eq(Cat(busy, Const(0, 7), error)),
@@ -283,8 +290,7 @@ class ControlPlane(wiring.Component):
             with m.State("SWEEP"):
                 m.d.comb += [busy.eq(1), sweeping.eq(1)]
                 for table in tables.values():
-                    m.d.comb += [table.wr_addr.eq(sweep), table.wr_data.eq(0),
-                                 table.wr_en.eq(1)]
+                    m.d.comb += [table.wr_addr.eq(sweep), table.wr_en.eq(1)]
                 for c in counters.values():
                     m.d.comb += [c.sweep_index.eq(sweep), c.sweep_en.eq(1)]
                 m.d.comb += [self.qp_cfg_valid.eq(sweep < p.qp_count), self.qp_cfg_qpn.eq(sweep),
@@ -335,10 +341,7 @@ class ControlPlane(wiring.Component):
                     with m.Switch(tbl):
                         for kind, table in tables.items():
                             with m.Case(kind.value):
-                                width = _size(table.shape)
-                                m.d.comb += [table.wr_addr.eq(index),
-                                             table.wr_data.eq(arg[:width]),
-                                             table.wr_en.eq(1)]
+                                m.d.comb += [table.wr_addr.eq(index), table.wr_en.eq(1)]
                                 if kind == T.QP:
                                     m.d.comb += [self.qp_cfg_valid.eq(1),
                                                  self.qp_cfg_qpn.eq(index)]

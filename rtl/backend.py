@@ -467,7 +467,9 @@ class Backend(wiring.Component):
         fin_cqe_w, fin_cqe_r = _fifo_stream(m, "fin_cqe", _Finish, 4)
         fin_scan_w, fin_scan_r = _fifo_stream(m, "fin_scan", _Finish, 2)
         fin = stream.Signature(_Finish).create()
-        _merge(m, [fin_cqe_r, fin_sts_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
+        # RDMA statuses first: each releases a context and a slot, and CQEs arriving in a
+        # burst would otherwise hold them back (4 KiB Reads at 128 with a bursty SSD: 0.67 -> 1)
+        _merge(m, [fin_sts_r, fin_cqe_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
         cnt_w, cnt_r = _fifo_stream(m, "count_q", _CountRecord, 4)
         ev_q_w, ev_q_r = _fifo_stream(m, "ev_queue", Event, 4)
         ev_ret = stream.Signature(Event).create()

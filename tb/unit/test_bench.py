@@ -92,3 +92,14 @@ def test_fsm_state_names_follow_the_source():
     states = bench.fsm_states(bench.ROOT / "rtl" / "backend.py", "retire")
     assert states[0] == "IDLE" and {"DECIDE", "RESPOND", "FREE"} <= set(states)
     assert bench.fsm_states(bench.ROOT / "rtl" / "backend.py", "no_such_fsm") == []
+
+
+def test_profile_table_gives_fsm_states_and_stream_occupancy_per_command():
+    report = {"scenarios": [{"kind": "rate", "op": "flush", "count": 4, "result": {
+        "commands": 4, "overall_cycles": 20,
+        "profile": {"backend.retire_state": {"0": 12, "1": 8},
+                    "front.o_backend": {"go": 4, "stall": 8, "idle": 8}}}}]}
+    lines = bench.profile_table(report).splitlines()
+    assert lines[0] == "rate flush: 4 commands, 20 cycles (5.0 a command)"
+    assert lines[1].split() == ["backend.retire_state", "IDLE", "3.0,", "DECIDE", "2.0"]
+    assert lines[2].split() == ["front.o_backend", "go", "1.0,", "stall", "2.0,", "idle", "2.0"]

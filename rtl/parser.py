@@ -13,7 +13,7 @@ Behaviour (the decision rules, what comes out) is specified in
 * ``CapsuleParser`` wires both to the FIFOs and the ports.
 """
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -310,48 +310,122 @@ class _CapsuleWriter(Elaboratable):
         return m
 
 
+class _RegisterSlice(Elaboratable):
+    """A two-entry register slice (skid buffer) on a valid/ready stream.
+
+    Both ``o_valid``/``o_data`` and ``i_ready`` come straight from flip-flops,
+    so no combinational path crosses it in either direction; it passes one
+    item a cycle and adds one cycle of latency.
+    """
+
+    def __init__(self, shape):
+        self.i_valid = Signal()
+        self.i_ready = Signal()
+        self.i_data = Signal(shape)
+        self.o_valid = Signal()
+        self.o_ready = Signal()
+        self.o_data = Signal(shape)
+
+    def elaborate(self, platform):
+        m = Module()
+        spare = Signal.like(self.i_data)
+        spare_valid = Signal()
+        m.d.comb += self.i_ready.eq(~spare_valid)
+        with m.If(~self.o_valid | self.o_ready):
+            with m.If(spare_valid):
+                m.d.sync += [self.o_data.eq(spare), self.o_valid.eq(1), spare_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o_data.eq(self.i_data), self.o_valid.eq(self.i_valid)]
+        with m.Elif(self.i_valid & ~spare_valid):
+            m.d.sync += [spare.eq(self.i_data), spare_valid.eq(1)]
+        return m
+
+
+def _reader_state_layout(params):
+    """The reader's copy of one read instruction, with its counters and precomputed flags."""
+    B = params.beat_bytes
+    lb = (B - 1).bit_length()
+    return data.StructLayout({
+        "mode": ReadMode,
+        "to_pop": _BEAT_IDX_WIDTH,         # stored beats still to pop
+        "pop_is0": 1,                      # to_pop == 0
+        "pop_is1": 1,                      # to_pop == 1
+        "to_skip": 17 - lb,                # CUT: beats to drop before the data's first beat
+        "skipping": 1,                     # to_skip != 0
+        "shift": max(lb, 1),               # CUT: byte offset of the data in its first beat
+        "remaining": 17,                   # CUT: bytes still to emit
+        "rem_le_beat": 1,                  # remaining <= B: the next emitted beat is the last
+        "fits_first": 1,                   # CUT: all the data is in its first beat
+        "last_from_hold": 1,               # CUT: the last output beat needs no further stored beat
+    })
+
+
 class _PacketReader(Elaboratable):
     """Output side: pop each capsule's stored beats and emit its packet.
 
-    The read instruction at the head of its FIFO is the current capsule; it
-    is popped in the cycle the capsule's last stored beat is popped and its
-    packet is complete, so consecutive capsules follow without a bubble.
+    The read instruction is taken into a two-entry instruction register (its
+    ``instr_ready`` is a flip-flop); the head entry is the current capsule and
+    is replaced in the cycle its last stored beat is popped and its packet is
+    complete, so consecutive capsules follow without a bubble. Counters count
+    down and the comparisons the cut logic needs are precomputed when an
+    instruction is taken, so that the decisions of a cycle come from
+    flip-flops through a few LUT levels.
     """
 
     def __init__(self, params):
         self._p = params
         W = params.data_width
-        self.instr = Signal(_read_instr_layout(params))
-        self.instr_rdy = Signal()
-        self.instr_en = Signal()
-        self.mode = Signal(ReadMode)          # the read mode in force for the head capsule
-        self.pkt_r_data = Signal(W + W // 8)
-        self.pkt_r_rdy = Signal()
-        self.pkt_r_en = Signal()
+        self.instr = Signal(_read_instr_layout(params))   # ``mode`` is the mode in force
+        self.instr_valid = Signal()
+        self.instr_ready = Signal()
+        self.pkt_valid = Signal()
+        self.pkt_data = Signal(W + W // 8)
+        self.pkt_pop = Signal()
         self.o = stream.Signature(StreamBeat(W)).create()
 
     def elaborate(self, platform):
         m = Module()
         p = self._p
         W, B = p.data_width, p.beat_bytes
-        instr = self.instr
-        beat_data = self.pkt_r_data[:W]
-        beat_keep = self.pkt_r_data[W:]
+        lb = (B - 1).bit_length()
+        layout = _reader_state_layout(p)
+        beat_data = self.pkt_data[:W]
+        beat_keep = self.pkt_data[W:]
 
-        popped = Signal(_BEAT_IDX_WIDTH)      # beats of this capsule popped so far
-        emitted = Signal(17)                  # bytes of this packet emitted so far
+        # the incoming instruction, with its counters loaded and flags precomputed
+        ins = self.instr
+        inc = Signal(layout)
+        shift_in = ins.start[:lb]
+        m.d.comb += [
+            inc.mode.eq(ins.mode),
+            inc.to_pop.eq(ins.beats),
+            inc.pop_is0.eq(ins.beats == 0),
+            inc.pop_is1.eq(ins.beats == 1),
+            inc.to_skip.eq(ins.start[lb:]),
+            inc.skipping.eq(ins.start[lb:] != 0),
+            inc.shift.eq(shift_in),
+            inc.remaining.eq(ins.length),
+            inc.rem_le_beat.eq(ins.length <= B),
+            inc.fits_first.eq(ins.length <= B - shift_in),
+            # bytes of the last output beat, ((length - 1) mod B) + 1, fit after `shift`
+            inc.last_from_hold.eq((ins.length - 1)[:lb] + shift_in < B),
+        ]
+
+        cur = Signal(layout)
+        cur_valid = Signal()
+        spare = Signal(layout)
+        spare_valid = Signal()
+        m.d.comb += self.instr_ready.eq(~spare_valid)
+
         cut_done = Signal()                   # CUT: every byte emitted
         hold = Signal(W)
         hold_valid = Signal()
 
-        mode = self.mode
-        last_stored = popped + 1 == instr.beats
-        more = popped != instr.beats          # stored beats of this capsule not yet popped
-        beat_rdy = self.pkt_r_rdy & more
-        shift = instr.start[: (B - 1).bit_length()] if B > 1 else Const(0, 1)
-        start_beat = instr.start >> (B.bit_length() - 1)
-        remaining = instr.length - emitted
-        tail_room = B - shift                 # bytes of the start beat at or after `start`
+        mode = cur.mode
+        last_stored = cur.pop_is1
+        beat_rdy = self.pkt_valid & ~cur.pop_is0
+        shift = cur.shift
+        rem_le_beat = cur.rem_le_beat
 
         pop = Signal()
         emit = Signal()
@@ -359,7 +433,7 @@ class _PacketReader(Elaboratable):
         out_bytes = Signal(range(B + 1))
 
         window = Cat(Mux(hold_valid, hold, beat_data), beat_data)
-        with m.If(self.instr_rdy):
+        with m.If(cur_valid):
             with m.Switch(mode):
                 with m.Case(ReadMode.DROP):
                     m.d.comb += pop.eq(beat_rdy)
@@ -370,19 +444,19 @@ class _PacketReader(Elaboratable):
                         self.o.payload.keep.eq(beat_keep),
                         self.o.payload.last.eq(last_stored),
                         pop.eq(beat_rdy & self.o.ready),
-                        emit.eq(pop),
-                        emit_last.eq(pop & last_stored),
                     ]
                 with m.Case(ReadMode.CUT):
-                    flush = hold_valid & (remaining <= tail_room)
-                    load = ~hold_valid & (shift != 0) & (remaining > tail_room)
+                    # the last output beat is made of the held beat alone
+                    flush = hold_valid & rem_le_beat & cur.last_from_hold
+                    # the data's first beat goes to `hold`: its data continues in the next beat
+                    load = ~hold_valid & (shift != 0) & ~cur.fits_first
                     m.d.comb += [
                         self.o.payload.data.eq(window.bit_select(shift * 8, W)),
-                        out_bytes.eq(min_value(remaining, B)),
+                        out_bytes.eq(Mux(rem_le_beat, cur.remaining[:lb + 1], B)),
                         self.o.payload.keep.eq(keep_mask(out_bytes, B)),
-                        self.o.payload.last.eq(remaining <= B),
+                        self.o.payload.last.eq(rem_le_beat),
                     ]
-                    with m.If(cut_done | (popped < start_beat)):
+                    with m.If(cut_done | cur.skipping):
                         m.d.comb += pop.eq(beat_rdy)
                     with m.Elif(flush):
                         m.d.comb += [self.o.valid.eq(1), emit.eq(self.o.ready)]
@@ -392,24 +466,34 @@ class _PacketReader(Elaboratable):
                         m.d.comb += [self.o.valid.eq(beat_rdy),
                                      pop.eq(beat_rdy & self.o.ready),
                                      emit.eq(pop)]
-                    m.d.comb += emit_last.eq(emit & (remaining <= B))
+                    m.d.comb += emit_last.eq(emit & rem_le_beat)
 
         done_after = Mux(mode == ReadMode.CUT, cut_done | emit_last, 1)
-        all_popped_after = (popped + pop) == instr.beats
-        finish = self.instr_rdy & done_after & all_popped_after
-        m.d.comb += [self.pkt_r_en.eq(pop), self.instr_en.eq(finish)]
+        all_popped_after = Mux(pop, cur.pop_is1, cur.pop_is0)
+        finish = cur_valid & done_after & all_popped_after
+        m.d.comb += self.pkt_pop.eq(pop)
 
-        with m.If(finish):
-            m.d.sync += [popped.eq(0), emitted.eq(0), cut_done.eq(0), hold_valid.eq(0)]
+        with m.If(~cur_valid | finish):
+            with m.If(spare_valid):
+                m.d.sync += [cur.eq(spare), cur_valid.eq(1), spare_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [cur.eq(inc), cur_valid.eq(self.instr_valid)]
+            m.d.sync += [cut_done.eq(0), hold_valid.eq(0)]
         with m.Else():
+            with m.If(self.instr_valid & ~spare_valid):
+                m.d.sync += [spare.eq(inc), spare_valid.eq(1)]
             with m.If(pop):
-                m.d.sync += popped.eq(popped + 1)
+                m.d.sync += [cur.to_pop.eq(cur.to_pop - 1), cur.pop_is0.eq(cur.pop_is1),
+                             cur.pop_is1.eq(cur.to_pop == 2)]
+                with m.If(cur.skipping):
+                    m.d.sync += [cur.to_skip.eq(cur.to_skip - 1), cur.skipping.eq(cur.to_skip != 1)]
             with m.If(emit):
-                m.d.sync += emitted.eq(emitted + B)
+                m.d.sync += [cur.remaining.eq(cur.remaining - B),
+                             cur.rem_le_beat.eq(cur.remaining <= 2 * B)]
             with m.If(emit_last):
                 m.d.sync += [cut_done.eq(1), hold_valid.eq(0)]
             with m.Elif(mode == ReadMode.CUT):
-                with m.If(pop & ~cut_done & (popped >= start_beat) & (shift != 0)):
+                with m.If(pop & ~cut_done & ~cur.skipping & (shift != 0)):
                     m.d.sync += [hold.eq(beat_data), hold_valid.eq(1)]
         return m
 
@@ -496,24 +580,41 @@ class CapsuleParser(wiring.Component):
             self.o_cmd.valid.eq(cmd_fifo.r_rdy),
             self.o_cmd.payload.eq(cmd_fifo.r_data),
             cmd_fifo.r_en.eq(self.o_cmd.ready),
-
-            reader.instr.eq(instr_fifo.r_data),
-            reader.pkt_r_data.eq(pkt_fifo.r_data),
-            reader.pkt_r_rdy.eq(pkt_fifo.r_rdy),
-            pkt_fifo.r_en.eq(reader.pkt_r_en),
         ]
+
+        # the stored beats reach the reader through a register slice: the FIFO's read
+        # enable (block RAM clock enable) does not wait for the reader's decisions
+        m.submodules.pkt_slice = pkt_slice = _RegisterSlice(W + W // 8)
+        m.d.comb += [
+            pkt_slice.i_valid.eq(pkt_fifo.r_rdy),
+            pkt_slice.i_data.eq(pkt_fifo.r_data),
+            pkt_fifo.r_en.eq(pkt_slice.i_ready),
+            reader.pkt_valid.eq(pkt_slice.o_valid),
+            reader.pkt_data.eq(pkt_slice.o_data),
+            pkt_slice.o_ready.eq(reader.pkt_pop),
+        ]
+        m.d.comb += reader.instr.eq(instr_fifo.r_data)
         if self.external_verdict:
             m.d.comb += [
-                reader.mode.eq(self.i_verdict.payload),
-                reader.instr_rdy.eq(instr_fifo.r_rdy & self.i_verdict.valid),
-                instr_fifo.r_en.eq(reader.instr_en),
-                self.i_verdict.ready.eq(reader.instr_en),
+                reader.instr.mode.eq(self.i_verdict.payload),
+                reader.instr_valid.eq(instr_fifo.r_rdy & self.i_verdict.valid),
+                instr_fifo.r_en.eq(reader.instr_ready & self.i_verdict.valid),
+                self.i_verdict.ready.eq(reader.instr_ready & instr_fifo.r_rdy),
             ]
         else:
             m.d.comb += [
-                reader.mode.eq(reader.instr.mode),
-                reader.instr_rdy.eq(instr_fifo.r_rdy),
-                instr_fifo.r_en.eq(reader.instr_en),
+                reader.instr_valid.eq(instr_fifo.r_rdy),
+                instr_fifo.r_en.eq(reader.instr_ready),
             ]
-        wiring.connect(m, reader.o, wiring.flipped(self.o_data))
+
+        # and leave it through one: `o_data` comes from flip-flops, its ready goes to flip-flops
+        m.submodules.out_slice = out_slice = _RegisterSlice(StreamBeat(W))
+        m.d.comb += [
+            out_slice.i_valid.eq(reader.o.valid),
+            out_slice.i_data.eq(reader.o.payload),
+            reader.o.ready.eq(out_slice.i_ready),
+            self.o_data.valid.eq(out_slice.o_valid),
+            self.o_data.payload.eq(out_slice.o_data),
+            out_slice.o_ready.eq(self.o_data.ready),
+        ]
         return m

@@ -254,9 +254,11 @@ class _CapsuleWriter(Elaboratable):
         qpn = Signal(QPN_WIDTH)
         m.d.comb += [attrs.eq(Mux(first, self.lookup_data, attrs_reg)),
                      qpn.eq(Mux(first, s1.qpn, qpn_reg))]
-        limit = Mux(attrs.offload, min_value(attrs.ioccsz * CAPSULE_UNIT, p.max_capsule_bytes),
-                    p.max_capsule_bytes)
-        store = s1_valid & (s1_idx * B < limit)
+        # Beats are stored up to max_capsule_bytes whatever the QP's limit: a capsule over
+        # its QP's limit is dropped by the reader. The flag is registered with the beat, so
+        # the hand-shake does not wait for the QP lookup.
+        s1_store = Signal()
+        store = s1_valid & s1_store
         s2_free = ~s2_valid | self.out_ready
         s1_advance = s1_valid & (~store | self.pkt_w_rdy) & (~s1.last | s2_free)
         in_take = self.i.valid & (~s1_valid | s1_advance)
@@ -270,7 +272,8 @@ class _CapsuleWriter(Elaboratable):
         ]
 
         with m.If(in_take):
-            m.d.sync += [s1.eq(self.i.payload), s1_idx.eq(in_idx)]
+            m.d.sync += [s1.eq(self.i.payload), s1_idx.eq(in_idx),
+                         s1_store.eq(in_idx < p.max_capsule_beats)]
             with m.If(self.i.payload.last):
                 m.d.sync += in_idx.eq(0)
             with m.Elif(in_idx != (1 << _BEAT_IDX_WIDTH) - 1):

@@ -62,11 +62,39 @@ def _read_instr_layout(params):
     })
 
 
-class _Decision(Elaboratable):
-    """Combinational decision of ``docs/parser.md`` for one complete capsule.
+_ICD_WIDTH = _LEN_WIDTH
 
-    Inputs are registered by the writer; outputs are valid in the same cycle.
-    """
+
+def _early_layout(params):
+    """What the first decision stage hands to the second: the command's SQE fields, and
+    flags and sums from which the second stage decides without arithmetic but two
+    comparisons."""
+    return data.StructLayout({
+        "cmd": ParsedCommand,              # all but action, reason, status, has_data, data_len
+        "instr": _read_instr_layout(params),   # beats, start and length (mode is decided later)
+        "length": _LEN_WIDTH,
+        "oversize": 1,
+        "software": 1,
+        "sw_reason": Reason,
+        "qp_error": 1,                     # a SOFTWARE outcome becomes QP_ERROR (offload_only)
+        "psdt_bad": 1,
+        "form_bad": 1,                     # SGL type/subtype not served
+        "h2c_bad": 1,                      # not host-to-controller and data in the capsule
+        "in_capsule": 1,
+        "offset_hi": 1,                    # SGL offset bits 17 and above set
+        "offset": 17,
+        "icd": _ICD_WIDTH,                 # in-capsule data bytes received
+        "end": 33,                         # SGL offset + length
+        "moves_data": 1,
+        "length_zero": 1,                  # SGL length 0
+        "dsm_short": 1,                    # DSM and SGL length < (NR + 1) * 16
+    })
+
+
+class _DecisionEarly(Elaboratable):
+    """First half of the decision of ``docs/parser.md``: decodes, sums and the
+    comparisons against the capsule length; combinational, from the writer's
+    registers to the next pipeline register."""
 
     def __init__(self, params):
         self._p = params
@@ -75,18 +103,17 @@ class _Decision(Elaboratable):
         self.attrs = Signal(QpCapsuleAttrs)
         self.qpn = Signal(QPN_WIDTH)
         self.stored_beats = Signal(_BEAT_IDX_WIDTH)
-        self.cmd = Signal(ParsedCommand)
-        self.instr = Signal(_read_instr_layout(params))
+        self.early = Signal(_early_layout(params))
 
     def elaborate(self, platform):
         m = Module()
         p = self._p
-        sqe, attrs, length = self.sqe, self.attrs, self.length
+        sqe, attrs, length, e = self.sqe, self.attrs, self.length, self.early
 
-        limit = Mux(attrs.offload, min_value(attrs.ioccsz * CAPSULE_UNIT, p.max_capsule_bytes),
-                    p.max_capsule_bytes)
+        # len > min(IOCCSZ * 16, max) when offloaded, len > max otherwise
+        over_max = length > p.max_capsule_bytes
+        over_ioccsz = length > attrs.ioccsz * CAPSULE_UNIT
         data_start = SQE_BYTES + attrs.icdoff * CAPSULE_UNIT
-        icd = Mux(length > data_start, length - data_start, 0)
 
         op = sqe.opcode
         is_flush = op == Opcode.FLUSH.value
@@ -110,18 +137,11 @@ class _Decision(Elaboratable):
         in_capsule = (sgl_type == SglType.DATA_BLOCK.value) & (sgl_sub == SglSubtype.OFFSET.value)
         sgl_length = Mux(keyed, keyed_d.length, data_d.length)
         offset = data_d.address
-        offset_beyond = (offset[17:] != 0) | (offset[:17] > icd)
-        end_beyond = (offset[:17] + sgl_length) > icd
         dsm_need = (sqe.cdw.dsm.nr + 1) * 16
 
         runt = length < SQE_BYTES
         software = Signal()
         sw_reason = Signal(Reason)
-        status = Signal(3)   # index into _STATUSES; 0 = none
-        statuses = [None, NvmeStatus.INVALID_FIELD, NvmeStatus.SGL_DESC_TYPE_INVALID,
-                    NvmeStatus.SGL_OFFSET_INVALID, NvmeStatus.DATA_SGL_LENGTH_INVALID]
-        oversize = length > limit
-
         with m.If(runt):
             m.d.comb += [software.eq(1), sw_reason.eq(Reason.RUNT)]
         with m.Elif(~attrs.offload):
@@ -134,28 +154,30 @@ class _Decision(Elaboratable):
             m.d.comb += [software.eq(1), sw_reason.eq(Reason.OPCODE)]
         with m.Elif(~enabled):
             m.d.comb += [software.eq(1), sw_reason.eq(Reason.OP_DISABLED)]
-        with m.Elif(sqe.psdt != 1):
-            m.d.comb += status.eq(1)
-        with m.Elif(~(keyed_ok | in_capsule)):
-            m.d.comb += status.eq(2)
-        with m.Elif(~host_to_ctrl & ((length > SQE_BYTES) | in_capsule)):
-            m.d.comb += status.eq(1)
-        with m.Elif(in_capsule & offset_beyond):
-            m.d.comb += status.eq(3)
-        with m.Elif(in_capsule & end_beyond):
-            m.d.comb += status.eq(4)
-        with m.Elif(moves_data & (sgl_length == 0)):
-            m.d.comb += status.eq(4)
-        with m.Elif(~moves_data & (sgl_length != 0)):
-            m.d.comb += status.eq(4)
-        with m.Elif(is_dsm & (sgl_length < dsm_need)):
-            m.d.comb += status.eq(4)
 
-        cmd, instr = self.cmd, self.instr
+        cmd = e.cmd
         m.d.comb += [
             cmd.qpn.eq(self.qpn),
             cmd.capsule_len.eq(min_value(length, 0xFFFF)),
-            instr.beats.eq(self.stored_beats),
+            e.instr.beats.eq(self.stored_beats),
+            e.instr.start.eq(data_start + offset[:17]),
+            e.instr.length.eq(sgl_length),
+            e.length.eq(length),
+            e.oversize.eq(over_max | (attrs.offload & over_ioccsz)),
+            e.software.eq(software),
+            e.sw_reason.eq(sw_reason),
+            e.qp_error.eq(attrs.offload & attrs.offload_only),
+            e.psdt_bad.eq(sqe.psdt != 1),
+            e.form_bad.eq(~(keyed_ok | in_capsule)),
+            e.h2c_bad.eq(~host_to_ctrl & ((length > SQE_BYTES) | in_capsule)),
+            e.in_capsule.eq(in_capsule),
+            e.offset_hi.eq(offset[17:] != 0),
+            e.offset.eq(offset[:17]),
+            e.icd.eq(Mux(length > data_start, length - data_start, 0)),
+            e.end.eq(offset[:17] + sgl_length),
+            e.moves_data.eq(moves_data),
+            e.length_zero.eq(sgl_length == 0),
+            e.dsm_short.eq(is_dsm & (sgl_length < dsm_need)),
         ]
         with m.If(~runt):
             m.d.comb += [
@@ -171,16 +193,57 @@ class _Decision(Elaboratable):
                 cmd.sgl_length.eq(sgl_length),
                 cmd.sgl_key.eq(Mux(keyed, keyed_d.key, 0)),
             ]
+        return m
 
-        with m.If(oversize):
+
+class _DecisionLate(Elaboratable):
+    """Second half of the decision: the two comparisons against the in-capsule data
+    received, the rules' priority, the command and the read instruction;
+    combinational, from the pipeline register to the FIFOs."""
+
+    def __init__(self, params):
+        self._p = params
+        self.early = Signal(_early_layout(params))
+        self.cmd = Signal(ParsedCommand)
+        self.instr = Signal(_read_instr_layout(params))
+
+    def elaborate(self, platform):
+        m = Module()
+        e = self.early
+        offset_beyond = e.offset_hi | (e.offset > e.icd)
+        end_beyond = e.end > e.icd
+
+        status = Signal(3)   # index into statuses; 0 = none
+        statuses = [None, NvmeStatus.INVALID_FIELD, NvmeStatus.SGL_DESC_TYPE_INVALID,
+                    NvmeStatus.SGL_OFFSET_INVALID, NvmeStatus.DATA_SGL_LENGTH_INVALID]
+        with m.If(e.psdt_bad):
+            m.d.comb += status.eq(1)
+        with m.Elif(e.form_bad):
+            m.d.comb += status.eq(2)
+        with m.Elif(e.h2c_bad):
+            m.d.comb += status.eq(1)
+        with m.Elif(e.in_capsule & offset_beyond):
+            m.d.comb += status.eq(3)
+        with m.Elif(e.in_capsule & end_beyond):
+            m.d.comb += status.eq(4)
+        with m.Elif(e.moves_data & e.length_zero):
+            m.d.comb += status.eq(4)
+        with m.Elif(~e.moves_data & ~e.length_zero):
+            m.d.comb += status.eq(4)
+        with m.Elif(e.dsm_short):
+            m.d.comb += status.eq(4)
+
+        cmd, instr = self.cmd, self.instr
+        m.d.comb += [cmd.eq(e.cmd), instr.beats.eq(e.instr.beats)]
+        with m.If(e.oversize):
             m.d.comb += [cmd.action.eq(Action.QP_ERROR), cmd.reason.eq(Reason.OVERSIZE),
                          instr.mode.eq(ReadMode.DROP)]
-        with m.Elif(software & attrs.offload & attrs.offload_only):
-            m.d.comb += [cmd.action.eq(Action.QP_ERROR), cmd.reason.eq(sw_reason),
+        with m.Elif(e.software & e.qp_error):
+            m.d.comb += [cmd.action.eq(Action.QP_ERROR), cmd.reason.eq(e.sw_reason),
                          instr.mode.eq(ReadMode.DROP)]
-        with m.Elif(software):
-            m.d.comb += [cmd.action.eq(Action.SOFTWARE), cmd.reason.eq(sw_reason),
-                         cmd.has_data.eq(1), cmd.data_len.eq(length),
+        with m.Elif(e.software):
+            m.d.comb += [cmd.action.eq(Action.SOFTWARE), cmd.reason.eq(e.sw_reason),
+                         cmd.has_data.eq(1), cmd.data_len.eq(e.length),
                          instr.mode.eq(ReadMode.PASS)]
         with m.Elif(status != 0):
             m.d.comb += [cmd.action.eq(Action.RESPOND), instr.mode.eq(ReadMode.DROP)]
@@ -192,12 +255,12 @@ class _Decision(Elaboratable):
                     with m.Case(index):
                         m.d.comb += [cmd.status.sct.eq(sct.value), cmd.status.sc.eq(sc.value),
                                      cmd.status.dnr.eq(dnr)]
-        with m.Elif(in_capsule):
+        with m.Elif(e.in_capsule):
             m.d.comb += [cmd.action.eq(Action.SERVE), cmd.has_data.eq(1),
-                         cmd.data_len.eq(sgl_length),
+                         cmd.data_len.eq(e.instr.length),
                          instr.mode.eq(ReadMode.CUT),
-                         instr.start.eq(data_start + offset[:17]),
-                         instr.length.eq(sgl_length)]
+                         instr.start.eq(e.instr.start),
+                         instr.length.eq(e.instr.length)]
         with m.Else():
             m.d.comb += [cmd.action.eq(Action.SERVE), instr.mode.eq(ReadMode.DROP)]
         return m
@@ -208,7 +271,9 @@ class _CapsuleWriter(Elaboratable):
 
     Pipeline: the input register ``s1`` holds one beat (the QP lookup issued
     when it was accepted returns while it sits there); ``s2`` holds one
-    complete capsule's SQE, length and attributes while ``_Decision`` runs.
+    complete capsule's SQE, length and attributes while ``_DecisionEarly``
+    runs; ``s3`` holds its result while ``_DecisionLate`` decides and the
+    command and read instruction are written to their FIFOs.
     """
 
     def __init__(self, params):
@@ -232,7 +297,8 @@ class _CapsuleWriter(Elaboratable):
         m = Module()
         p = self._p
         W, B = p.data_width, p.beat_bytes
-        m.submodules.decision = decision = _Decision(p)
+        m.submodules.decision = decision = _DecisionEarly(p)
+        m.submodules.decision_late = decision_late = _DecisionLate(p)
 
         # input beat index (which beat of its capsule the next accepted beat is)
         in_idx = Signal(_BEAT_IDX_WIDTH)
@@ -246,8 +312,9 @@ class _CapsuleWriter(Elaboratable):
         qpn_reg = Signal(QPN_WIDTH)
         sqe_regs = [Signal(W, name=f"sqe_beat{i}") for i in range(p.sqe_beats)]
 
-        # stage 2: one complete capsule
+        # stage 2: one complete capsule; stage 3: its early decision
         s2_valid = Signal()
+        s3_valid = Signal()
 
         first = s1_idx == 0
         attrs = Signal(QpCapsuleAttrs)
@@ -259,7 +326,8 @@ class _CapsuleWriter(Elaboratable):
         # the hand-shake does not wait for the QP lookup.
         s1_store = Signal()
         store = s1_valid & s1_store
-        s2_free = ~s2_valid | self.out_ready
+        s3_free = ~s3_valid | self.out_ready
+        s2_free = ~s2_valid | s3_free
         s1_advance = s1_valid & (~store | self.pkt_w_rdy) & (~s1.last | s2_free)
         in_take = self.i.valid & (~s1_valid | s1_advance)
 
@@ -302,13 +370,16 @@ class _CapsuleWriter(Elaboratable):
                 ]
         with m.If(s1_advance & s1.last):
             m.d.sync += s2_valid.eq(1)
-        with m.Elif(self.out_ready):
+        with m.Elif(s3_free):
             m.d.sync += s2_valid.eq(0)
 
+        with m.If(s3_free):
+            m.d.sync += [s3_valid.eq(s2_valid), decision_late.early.eq(decision.early)]
+
         m.d.comb += [
-            self.out_valid.eq(s2_valid),
-            self.cmd.eq(decision.cmd),
-            self.instr.eq(decision.instr),
+            self.out_valid.eq(s3_valid),
+            self.cmd.eq(decision_late.cmd),
+            self.instr.eq(decision_late.instr),
         ]
         return m
 

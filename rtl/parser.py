@@ -13,7 +13,7 @@ Behaviour (the decision rules, what comes out) is specified in
 * ``CapsuleParser`` wires both to the FIFOs and the ports.
 """
 
-from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,13 +62,29 @@ def _read_instr_layout(params):
     })
 
 
-_ICD_WIDTH = _LEN_WIDTH
+def _sum_gt(m, terms, c, name):
+    """``sum(terms) > c``, unsigned, through one carry chain: the terms and ``~c`` are
+    reduced by carry-save adders (one LUT level each) before the one addition."""
+    n = max(len(t) for t in [*terms, c]) + len(terms).bit_length() + 1
+    ops = []
+    for i, t in enumerate([*terms, ~Cat(c, Const(0, n - len(c)))]):
+        op = Signal(n, name=f"{name}_op{i}")
+        m.d.comb += op.eq(t)
+        ops.append(op)
+    while len(ops) > 2:
+        a, b, d = ops.pop(0), ops.pop(0), ops.pop(0)
+        s_ = Signal(n, name=f"{name}_s{len(ops)}")
+        k = Signal(n, name=f"{name}_k{len(ops)}")
+        m.d.comb += [s_.eq(a ^ b ^ d), k.eq(((a & b) | (a & d) | (b & d)) << 1)]
+        ops += [s_, k]
+    total = Signal(n, name=f"{name}_total")
+    m.d.comb += total.eq(ops[0] + ops[1])
+    return ~total[n - 1]      # sum - c - 1 >= 0
 
 
 def _early_layout(params):
-    """What the first decision stage hands to the second: the command's SQE fields, and
-    flags and sums from which the second stage decides without arithmetic but two
-    comparisons."""
+    """What the first decision stage hands to the second: the command's SQE fields and
+    the flags from which the second stage decides without arithmetic."""
     return data.StructLayout({
         "cmd": ParsedCommand,              # all but action, reason, status, has_data, data_len
         "instr": _read_instr_layout(params),   # beats, start and length (mode is decided later)
@@ -81,10 +97,8 @@ def _early_layout(params):
         "form_bad": 1,                     # SGL type/subtype not served
         "h2c_bad": 1,                      # not host-to-controller and data in the capsule
         "in_capsule": 1,
-        "offset_hi": 1,                    # SGL offset bits 17 and above set
-        "offset": 17,
-        "icd": _ICD_WIDTH,                 # in-capsule data bytes received
-        "end": 33,                         # SGL offset + length
+        "offset_beyond": 1,                # SGL offset > in-capsule data received
+        "end_beyond": 1,                   # SGL offset + length > in-capsule data received
         "moves_data": 1,
         "length_zero": 1,                  # SGL length 0
         "dsm_short": 1,                    # DSM and SGL length < (NR + 1) * 16
@@ -92,15 +106,16 @@ def _early_layout(params):
 
 
 class _DecisionEarly(Elaboratable):
-    """First half of the decision of ``docs/parser.md``: decodes, sums and the
-    comparisons against the capsule length; combinational, from the writer's
-    registers to the next pipeline register."""
+    """First half of the decision of ``docs/parser.md``: decodes and every
+    comparison; combinational, from the writer's registers to the next pipeline
+    register."""
 
     def __init__(self, params):
         self._p = params
         self.sqe = Signal(Sqe)
         self.length = Signal(_LEN_WIDTH)
         self.attrs = Signal(QpCapsuleAttrs)
+        self.data_start = Signal(21)       # 64 + ICDOFF * 16, from ``attrs``
         self.qpn = Signal(QPN_WIDTH)
         self.stored_beats = Signal(_BEAT_IDX_WIDTH)
         self.early = Signal(_early_layout(params))
@@ -113,7 +128,7 @@ class _DecisionEarly(Elaboratable):
         # len > min(IOCCSZ * 16, max) when offloaded, len > max otherwise
         over_max = length > p.max_capsule_bytes
         over_ioccsz = length > attrs.ioccsz * CAPSULE_UNIT
-        data_start = SQE_BYTES + attrs.icdoff * CAPSULE_UNIT
+        data_start = self.data_start
 
         op = sqe.opcode
         is_flush = op == Opcode.FLUSH.value
@@ -171,10 +186,15 @@ class _DecisionEarly(Elaboratable):
             e.form_bad.eq(~(keyed_ok | in_capsule)),
             e.h2c_bad.eq(~host_to_ctrl & ((length > SQE_BYTES) | in_capsule)),
             e.in_capsule.eq(in_capsule),
-            e.offset_hi.eq(offset[17:] != 0),
-            e.offset.eq(offset[:17]),
-            e.icd.eq(Mux(length > data_start, length - data_start, 0)),
-            e.end.eq(offset[:17] + sgl_length),
+            # icd = max(0, len - ds): offset > icd is ds + offset > len when len > ds,
+            # offset != 0 otherwise; the same for offset + length
+            e.offset_beyond.eq((offset[17:] != 0) |
+                               Mux(length > data_start,
+                                   _sum_gt(m, [data_start, offset[:17]], length, "off"),
+                                   offset[:17] != 0)),
+            e.end_beyond.eq(Mux(length > data_start,
+                                _sum_gt(m, [data_start, offset[:17], sgl_length], length, "end"),
+                                (offset[:17] != 0) | (sgl_length != 0))),
             e.moves_data.eq(moves_data),
             e.length_zero.eq(sgl_length == 0),
             e.dsm_short.eq(is_dsm & (sgl_length < dsm_need)),
@@ -197,9 +217,8 @@ class _DecisionEarly(Elaboratable):
 
 
 class _DecisionLate(Elaboratable):
-    """Second half of the decision: the two comparisons against the in-capsule data
-    received, the rules' priority, the command and the read instruction;
-    combinational, from the pipeline register to the FIFOs."""
+    """Second half of the decision: the rules' priority, the command and the read
+    instruction; combinational, from the pipeline register to the FIFOs."""
 
     def __init__(self, params):
         self._p = params
@@ -210,8 +229,8 @@ class _DecisionLate(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         e = self.early
-        offset_beyond = e.offset_hi | (e.offset > e.icd)
-        end_beyond = e.end > e.icd
+        offset_beyond = e.offset_beyond
+        end_beyond = e.end_beyond
 
         status = Signal(3)   # index into statuses; 0 = none
         statuses = [None, NvmeStatus.INVALID_FIELD, NvmeStatus.SGL_DESC_TYPE_INVALID,
@@ -365,6 +384,7 @@ class _CapsuleWriter(Elaboratable):
                     decision.sqe.eq(Cat(*sqe_now)),
                     decision.length.eq(s1_idx * B + popcount(s1.keep)),
                     decision.attrs.eq(attrs),
+                    decision.data_start.eq(SQE_BYTES + attrs.icdoff * CAPSULE_UNIT),
                     decision.qpn.eq(qpn),
                     decision.stored_beats.eq(stored_now),
                 ]

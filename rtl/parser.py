@@ -431,7 +431,10 @@ class _RegisterSlice(Elaboratable):
             with m.Else():
                 m.d.sync += [self.o_data.eq(self.i_data), self.o_valid.eq(self.i_valid)]
         with m.Elif(self.i_valid & ~spare_valid):
-            m.d.sync += [spare.eq(self.i_data), spare_valid.eq(1)]
+            m.d.sync += spare_valid.eq(1)
+        # the spare entry's data follows the input while it is empty (no enable from o_ready)
+        with m.If(~spare_valid):
+            m.d.sync += spare.eq(self.i_data)
         return m
 
 
@@ -440,13 +443,16 @@ def _reader_state_layout(params):
     B = params.beat_bytes
     lb = (B - 1).bit_length()
     return data.StructLayout({
-        "mode": ReadMode,
+        "drop": 1,                         # the mode in force, one-hot
+        "pass_": 1,
+        "cut": 1,
         "to_pop": _BEAT_IDX_WIDTH,         # stored beats still to pop
         "pop_is0": 1,                      # to_pop == 0
         "pop_is1": 1,                      # to_pop == 1
         "to_skip": 17 - lb,                # CUT: beats to drop before the data's first beat
         "skipping": 1,                     # to_skip != 0
         "shift": max(lb, 1),               # CUT: byte offset of the data in its first beat
+        "shift_nz": 1,                     # shift != 0
         "remaining": 17,                   # CUT: bytes still to emit
         "rem_le_beat": 1,                  # remaining <= B: the next emitted beat is the last
         "fits_first": 1,                   # CUT: all the data is in its first beat
@@ -491,7 +497,10 @@ class _PacketReader(Elaboratable):
         inc = Signal(layout)
         shift_in = ins.start[:lb]
         m.d.comb += [
-            inc.mode.eq(ins.mode),
+            inc.drop.eq(ins.mode == ReadMode.DROP),
+            inc.pass_.eq(ins.mode == ReadMode.PASS),
+            inc.cut.eq(ins.mode == ReadMode.CUT),
+            inc.shift_nz.eq(shift_in != 0),
             inc.to_pop.eq(ins.beats),
             inc.pop_is0.eq(ins.beats == 0),
             inc.pop_is1.eq(ins.beats == 1),
@@ -515,7 +524,6 @@ class _PacketReader(Elaboratable):
         hold = Signal(W)
         hold_valid = Signal()
 
-        mode = cur.mode
         last_stored = cur.pop_is1
         beat_rdy = self.pkt_valid & ~cur.pop_is0
         shift = cur.shift
@@ -526,43 +534,40 @@ class _PacketReader(Elaboratable):
         emit_last = Signal()
         out_bytes = Signal(range(B + 1))
 
-        window = Cat(Mux(hold_valid, hold, beat_data), beat_data)
-        with m.If(cur_valid):
-            with m.Switch(mode):
-                with m.Case(ReadMode.DROP):
-                    m.d.comb += pop.eq(beat_rdy)
-                with m.Case(ReadMode.PASS):
-                    m.d.comb += [
-                        self.o.valid.eq(beat_rdy),
-                        self.o.payload.data.eq(beat_data),
-                        self.o.payload.keep.eq(beat_keep),
-                        self.o.payload.last.eq(last_stored),
-                        pop.eq(beat_rdy & self.o.ready),
-                    ]
-                with m.Case(ReadMode.CUT):
-                    # the last output beat is made of the held beat alone
-                    flush = hold_valid & rem_le_beat & cur.last_from_hold
-                    # the data's first beat goes to `hold`: its data continues in the next beat
-                    load = ~hold_valid & (shift != 0) & ~cur.fits_first
-                    m.d.comb += [
-                        self.o.payload.data.eq(window.bit_select(shift * 8, W)),
-                        out_bytes.eq(Mux(rem_le_beat, cur.remaining[:lb + 1], B)),
-                        self.o.payload.keep.eq(keep_mask(out_bytes, B)),
-                        self.o.payload.last.eq(rem_le_beat),
-                    ]
-                    with m.If(cut_done | cur.skipping):
-                        m.d.comb += pop.eq(beat_rdy)
-                    with m.Elif(flush):
-                        m.d.comb += [self.o.valid.eq(1), emit.eq(self.o.ready)]
-                    with m.Elif(load):
-                        m.d.comb += pop.eq(beat_rdy)
-                    with m.Else():
-                        m.d.comb += [self.o.valid.eq(beat_rdy),
-                                     pop.eq(beat_rdy & self.o.ready),
-                                     emit.eq(pop)]
-                    m.d.comb += emit_last.eq(emit & rem_le_beat)
+        # CUT: beats before the data, and after it, are dropped
+        cut_skip = cut_done | cur.skipping
+        # CUT: the last output beat is made of the held beat alone
+        flush = hold_valid & rem_le_beat & cur.last_from_hold
+        # CUT: the data's first beat goes to `hold`: its data continues in the next beat
+        load = ~hold_valid & cur.shift_nz & ~cur.fits_first
+        # a stored beat is popped whatever o_data's ready, or with it, or not at all
+        pop_free = cur.drop | (cur.cut & (cut_skip | (~flush & load)))
+        pop_with_out = cur.pass_ | (cur.cut & ~cut_skip & ~flush & ~load)
+        m.d.comb += pop.eq(cur_valid & beat_rdy & (pop_free | (pop_with_out & self.o.ready)))
 
-        done_after = Mux(mode == ReadMode.CUT, cut_done | emit_last, 1)
+        window = Cat(Mux(hold_valid, hold, beat_data), beat_data)
+        with m.If(cur.pass_):
+            m.d.comb += [
+                self.o.valid.eq(cur_valid & beat_rdy),
+                self.o.payload.data.eq(beat_data),
+                self.o.payload.keep.eq(beat_keep),
+                self.o.payload.last.eq(last_stored),
+            ]
+        with m.Else():
+            m.d.comb += [
+                self.o.payload.data.eq(window.bit_select(shift * 8, W)),
+                out_bytes.eq(Mux(rem_le_beat, cur.remaining[:lb + 1], B)),
+                self.o.payload.keep.eq(keep_mask(out_bytes, B)),
+                self.o.payload.last.eq(rem_le_beat),
+            ]
+            with m.If(cur_valid & cur.cut & ~cut_skip):
+                with m.If(flush):
+                    m.d.comb += [self.o.valid.eq(1), emit.eq(self.o.ready)]
+                with m.Elif(~load):
+                    m.d.comb += [self.o.valid.eq(beat_rdy), emit.eq(pop)]
+        m.d.comb += emit_last.eq(emit & rem_le_beat)
+
+        done_after = ~cur.cut | cut_done | emit_last
         all_popped_after = Mux(pop, cur.pop_is1, cur.pop_is0)
         finish = cur_valid & done_after & all_popped_after
         m.d.comb += self.pkt_pop.eq(pop)
@@ -586,9 +591,12 @@ class _PacketReader(Elaboratable):
                              cur.rem_le_beat.eq(cur.remaining <= 2 * B)]
             with m.If(emit_last):
                 m.d.sync += [cut_done.eq(1), hold_valid.eq(0)]
-            with m.Elif(mode == ReadMode.CUT):
-                with m.If(pop & ~cut_done & ~cur.skipping & (shift != 0)):
-                    m.d.sync += [hold.eq(beat_data), hold_valid.eq(1)]
+            with m.Elif(cur.cut & pop & ~cut_skip & cur.shift_nz):
+                m.d.sync += hold_valid.eq(1)
+        # `hold` is the last beat popped: it matters only while `hold_valid`, and while that
+        # is set every pop is one that keeps its beat (or ends the packet)
+        with m.If(pop):
+            m.d.sync += hold.eq(beat_data)
         return m
 
 

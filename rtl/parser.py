@@ -321,6 +321,7 @@ class _CapsuleWriter(Elaboratable):
 
         # input beat index (which beat of its capsule the next accepted beat is)
         in_idx = Signal(_BEAT_IDX_WIDTH)
+        in_first = Signal(init=1)                # in_idx == 0
 
         # stage 1: one beat
         s1_valid = Signal()
@@ -353,7 +354,7 @@ class _CapsuleWriter(Elaboratable):
         m.d.comb += [
             self.i.ready.eq(~s1_valid | s1_advance),
             self.lookup_addr.eq(self.i.payload.qpn),
-            self.lookup_en.eq(in_take & (in_idx == 0)),
+            self.lookup_en.eq(in_take & in_first),
             self.pkt_w_data.eq(Cat(s1.data, s1.keep)),
             self.pkt_w_en.eq(store & s1_advance),
         ]
@@ -361,6 +362,7 @@ class _CapsuleWriter(Elaboratable):
         with m.If(in_take):
             m.d.sync += [s1.eq(self.i.payload), s1_idx.eq(in_idx),
                          s1_store.eq(in_idx < p.max_capsule_beats)]
+            m.d.sync += in_first.eq(self.i.payload.last)
             with m.If(self.i.payload.last):
                 m.d.sync += in_idx.eq(0)
             with m.Elif(in_idx != (1 << _BEAT_IDX_WIDTH) - 1):
@@ -372,22 +374,25 @@ class _CapsuleWriter(Elaboratable):
 
         sqe_now = [Mux(s1_idx == i, s1.data, reg) for i, reg in enumerate(sqe_regs)]
         stored_now = s1_stored + store
+        # The wide registers are loaded from `s1` whenever it holds their beat, whether or
+        # not it advances this cycle (loading the same beat again changes nothing), so that
+        # their enables do not wait for the hand-shake.
+        with m.If(s1_valid & first):
+            m.d.sync += [attrs_reg.eq(self.lookup_data), qpn_reg.eq(s1.qpn)]
+        for i, reg in enumerate(sqe_regs):
+            with m.If(s1_valid & (s1_idx == i)):
+                m.d.sync += reg.eq(s1.data)
         with m.If(s1_advance):
-            with m.If(first):
-                m.d.sync += [attrs_reg.eq(self.lookup_data), qpn_reg.eq(s1.qpn)]
-            for i, reg in enumerate(sqe_regs):
-                with m.If(s1_idx == i):
-                    m.d.sync += reg.eq(s1.data)
             m.d.sync += s1_stored.eq(Mux(s1.last, 0, stored_now))
-            with m.If(s1.last):
-                m.d.sync += [
-                    decision.sqe.eq(Cat(*sqe_now)),
-                    decision.length.eq(s1_idx * B + popcount(s1.keep)),
-                    decision.attrs.eq(attrs),
-                    decision.data_start.eq(SQE_BYTES + attrs.icdoff * CAPSULE_UNIT),
-                    decision.qpn.eq(qpn),
-                    decision.stored_beats.eq(stored_now),
-                ]
+        with m.If(s1_valid & s1.last & s2_free):
+            m.d.sync += [
+                decision.sqe.eq(Cat(*sqe_now)),
+                decision.length.eq(s1_idx * B + popcount(s1.keep)),
+                decision.attrs.eq(attrs),
+                decision.data_start.eq(SQE_BYTES + attrs.icdoff * CAPSULE_UNIT),
+                decision.qpn.eq(qpn),
+                decision.stored_beats.eq(stored_now),
+            ]
         with m.If(s1_advance & s1.last):
             m.d.sync += s2_valid.eq(1)
         with m.Elif(s3_free):
@@ -658,10 +663,17 @@ class CapsuleParser(wiring.Component):
         m.submodules.reader = reader = _PacketReader(p)
         m.submodules.pkt_fifo = pkt_fifo = fifo.SyncFIFOBuffered(
             width=W + W // 8, depth=2 * p.max_capsule_beats)
+        cmd_depth, instr_depth = 6, 8
         m.submodules.cmd_fifo = cmd_fifo = fifo.SyncFIFOBuffered(
-            width=data.Layout.cast(ParsedCommand).size, depth=4)
+            width=data.Layout.cast(ParsedCommand).size, depth=cmd_depth)
         m.submodules.instr_fifo = instr_fifo = fifo.SyncFIFOBuffered(
-            width=instr_layout.size, depth=8)
+            width=instr_layout.size, depth=instr_depth)
+        # Room for the writer's next command and instruction, registered: each FIFO has a
+        # free entry beyond the one a write in this cycle may take. The writer's hand-shake
+        # starts from this flip-flop instead of the FIFOs' levels.
+        room = Signal()
+        m.d.sync += room.eq((cmd_fifo.w_level <= cmd_depth - 2) &
+                            (instr_fifo.w_level <= instr_depth - 2))
 
         wiring.connect(m, wiring.flipped(self.i_capsule), writer.i)
         m.d.comb += [
@@ -673,11 +685,11 @@ class CapsuleParser(wiring.Component):
             pkt_fifo.w_en.eq(writer.pkt_w_en),
             writer.pkt_w_rdy.eq(pkt_fifo.w_rdy),
 
-            writer.out_ready.eq(cmd_fifo.w_rdy & instr_fifo.w_rdy),
+            writer.out_ready.eq(room),
             cmd_fifo.w_data.eq(writer.cmd),
-            cmd_fifo.w_en.eq(writer.out_valid & instr_fifo.w_rdy),
+            cmd_fifo.w_en.eq(writer.out_valid & room),
             instr_fifo.w_data.eq(writer.instr),
-            instr_fifo.w_en.eq(writer.out_valid & cmd_fifo.w_rdy),
+            instr_fifo.w_en.eq(writer.out_valid & room),
 
             self.o_cmd.valid.eq(cmd_fifo.r_rdy),
             self.o_cmd.payload.eq(cmd_fifo.r_data),

@@ -59,6 +59,13 @@ def _read_instr_layout(params):
         "beats": _BEAT_IDX_WIDTH,          # stored beats to pop
         "start": 17,                       # CUT: capsule byte where the packet starts
         "length": 17,                      # CUT: bytes to emit
+        # precomputed for the reader (for DROP and PASS: as for start = length = 0)
+        "pop_is0": 1,                      # beats == 0
+        "pop_is1": 1,                      # beats == 1
+        "skipping": 1,                     # CUT: the data starts after the first stored beat
+        "rem_le_beat": 1,                  # CUT: length <= DATA_W/8
+        "fits_first": 1,                   # CUT: the data ends in its first beat
+        "last_from_hold": 1,               # CUT: the last output beat needs no further beat
     })
 
 
@@ -153,6 +160,12 @@ class _DecisionEarly(Elaboratable):
         sgl_length = Mux(keyed, keyed_d.length, data_d.length)
         offset = data_d.address
         dsm_need = (sqe.cdw.dsm.nr + 1) * 16
+        B = p.beat_bytes
+        lb = (B - 1).bit_length()
+        start = Signal(17)
+        length17 = Signal(17)
+        m.d.comb += [start.eq(data_start + offset[:17]), length17.eq(sgl_length)]
+        shift = start[:lb]
 
         runt = length < SQE_BYTES
         software = Signal()
@@ -175,8 +188,15 @@ class _DecisionEarly(Elaboratable):
             cmd.qpn.eq(self.qpn),
             cmd.capsule_len.eq(min_value(length, 0xFFFF)),
             e.instr.beats.eq(self.stored_beats),
-            e.instr.start.eq(data_start + offset[:17]),
-            e.instr.length.eq(sgl_length),
+            e.instr.start.eq(start),
+            e.instr.length.eq(length17),
+            e.instr.pop_is0.eq(self.stored_beats == 0),
+            e.instr.pop_is1.eq(self.stored_beats == 1),
+            e.instr.skipping.eq(start[lb:] != 0),
+            e.instr.rem_le_beat.eq(length17 <= B),
+            e.instr.fits_first.eq((length17 <= B) & (length17[:lb + 1] + shift <= B)),
+            # bytes of the last output beat, ((length - 1) mod B) + 1, fit after `shift`
+            e.instr.last_from_hold.eq((length17 - 1)[:lb] + shift < B),
             e.length.eq(length),
             e.oversize.eq(over_max | (attrs.offload & over_ioccsz)),
             e.software.eq(software),
@@ -253,7 +273,16 @@ class _DecisionLate(Elaboratable):
             m.d.comb += status.eq(4)
 
         cmd, instr = self.cmd, self.instr
-        m.d.comb += [cmd.eq(e.cmd), instr.beats.eq(e.instr.beats)]
+        m.d.comb += [
+            cmd.eq(e.cmd),
+            instr.beats.eq(e.instr.beats),
+            instr.pop_is0.eq(e.instr.pop_is0),
+            instr.pop_is1.eq(e.instr.pop_is1),
+            # as for start = length = 0 unless CUT
+            instr.rem_le_beat.eq(1),
+            instr.fits_first.eq(1),
+            instr.last_from_hold.eq(1),
+        ]
         with m.If(e.oversize):
             m.d.comb += [cmd.action.eq(Action.QP_ERROR), cmd.reason.eq(Reason.OVERSIZE),
                          instr.mode.eq(ReadMode.DROP)]
@@ -279,7 +308,11 @@ class _DecisionLate(Elaboratable):
                          cmd.data_len.eq(e.instr.length),
                          instr.mode.eq(ReadMode.CUT),
                          instr.start.eq(e.instr.start),
-                         instr.length.eq(e.instr.length)]
+                         instr.length.eq(e.instr.length),
+                         instr.skipping.eq(e.instr.skipping),
+                         instr.rem_le_beat.eq(e.instr.rem_le_beat),
+                         instr.fits_first.eq(e.instr.fits_first),
+                         instr.last_from_hold.eq(e.instr.last_from_hold)]
         with m.Else():
             m.d.comb += [cmd.action.eq(Action.SERVE), instr.mode.eq(ReadMode.DROP)]
         return m
@@ -507,16 +540,15 @@ class _PacketReader(Elaboratable):
             inc.cut.eq(ins.mode == ReadMode.CUT),
             inc.shift_nz.eq(shift_in != 0),
             inc.to_pop.eq(ins.beats),
-            inc.pop_is0.eq(ins.beats == 0),
-            inc.pop_is1.eq(ins.beats == 1),
+            inc.pop_is0.eq(ins.pop_is0),
+            inc.pop_is1.eq(ins.pop_is1),
             inc.to_skip.eq(ins.start[lb:]),
-            inc.skipping.eq(ins.start[lb:] != 0),
+            inc.skipping.eq(ins.skipping),
             inc.shift.eq(shift_in),
             inc.remaining.eq(ins.length),
-            inc.rem_le_beat.eq(ins.length <= B),
-            inc.fits_first.eq(ins.length <= B - shift_in),
-            # bytes of the last output beat, ((length - 1) mod B) + 1, fit after `shift`
-            inc.last_from_hold.eq((ins.length - 1)[:lb] + shift_in < B),
+            inc.rem_le_beat.eq(ins.rem_le_beat),
+            inc.fits_first.eq(ins.fits_first),
+            inc.last_from_hold.eq(ins.last_from_hold),
         ]
 
         cur = Signal(layout)
@@ -666,7 +698,9 @@ class CapsuleParser(wiring.Component):
         cmd_depth, instr_depth = 6, 8
         m.submodules.cmd_fifo = cmd_fifo = fifo.SyncFIFOBuffered(
             width=data.Layout.cast(ParsedCommand).size, depth=cmd_depth)
-        m.submodules.instr_fifo = instr_fifo = fifo.SyncFIFOBuffered(
+        # first-word-fall-through (LUT memory read without a register): the reader's
+        # instruction register is its output register
+        m.submodules.instr_fifo = instr_fifo = fifo.SyncFIFO(
             width=instr_layout.size, depth=instr_depth)
         # Room for the writer's next command and instruction, registered: each FIFO has a
         # free entry beyond the one a write in this cycle may take. The writer's hand-shake

@@ -4,13 +4,18 @@ Behaviour (the decision rules, what comes out) is specified in
 ``docs/parser.md``; this module implements it in three parts:
 
 * ``_CapsuleWriter`` accepts beats, looks the QP up, keeps the SQE, stores the
-  capsule's beats in a packet FIFO and, one cycle after the last beat,
-  decides (``_decide``) and pushes a ``ParsedCommand`` and a read-out
-  instruction.
+  capsule's beats in a packet FIFO and, after the last beat, decides in two
+  pipeline stages (``_DecisionEarly``, ``_DecisionLate``) and pushes a
+  ``ParsedCommand`` and a read-out instruction.
 * ``_PacketReader`` pops each capsule's stored beats and, per instruction,
   drops them, passes them whole (software) or cuts and realigns the
   in-capsule data.
-* ``CapsuleParser`` wires both to the FIFOs and the ports.
+* ``CapsuleParser`` wires both to the FIFOs and the ports, with register
+  slices (``_RegisterSlice``) between the packet FIFO and the reader and on
+  ``o_data``.
+
+Every hand-shake between these parts goes through a register, for Fmax
+(``docs/parser.md``, "Latency and pipeline").
 """
 
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
@@ -657,16 +662,27 @@ class CapsuleParser(wiring.Component):
         Valid the cycle after ``en``, held while ``en`` is low (a synchronous
         memory read port).
     o_cmd : Out(stream.Signature(ParsedCommand))
-        One per capsule, capsule order; available two cycles after the
-        capsule's last beat is accepted.
+        One per capsule, capsule order; from a FIFO's output register. With
+        nothing queued, ``valid`` rises in the fifth cycle after the cycle in
+        which the capsule's last beat is accepted (the fourth before the
+        decision was split into two pipeline stages).
     o_data : Out(stream.Signature(StreamBeat(DATA_W)))
         One packet per ``o_cmd`` with ``has_data``, in the same order.
+        ``valid`` and the payload come from flip-flops and ``ready`` goes only
+        to flip-flops (a two-entry register slice). A packet's first beat comes
+        two cycles later than before that slice and the decision's second
+        stage were added (e.g. at DATA_W 128, a Write with 64 bytes of
+        in-capsule data alone: the tenth cycle after its last beat is
+        accepted, the eighth before).
     i_verdict : In(stream.Signature(ReadMode)), with ``external_verdict`` only
         One per capsule, in capsule order: what ``o_data`` carries for it
         (DROP: nothing; PASS: the whole capsule; CUT: the in-capsule data of a
         capsule the parser decided SERVE with an in-capsule SGL). The stage
         after the parser sends it once the namespace is known; the parser's
-        own ``has_data`` then does not apply.
+        own ``has_data`` then does not apply. Taken together with the
+        capsule's read instruction into the reader's two-entry instruction
+        register (``ready`` from a flip-flop): up to two capsules ahead of the
+        packet being emitted, not when that packet is complete.
     """
 
     def __init__(self, params=None, *, external_verdict=False):

@@ -749,10 +749,17 @@ class CapsuleParser(wiring.Component):
         # the stored beats reach the reader through a register slice: the FIFO's read
         # enable (block RAM clock enable) does not wait for the reader's decisions
         m.submodules.pkt_slice = pkt_slice = _RegisterSlice(W + W // 8)
+        # ... after a plain register with no logic after the block RAM's output (its enable
+        # comes from flip-flops only)
+        pkt_reg = Signal(W + W // 8)
+        pkt_reg_valid = Signal()
+        pkt_reg_take = ~pkt_reg_valid | pkt_slice.i_ready
+        with m.If(pkt_reg_take):
+            m.d.sync += [pkt_reg.eq(pkt_fifo.r_data), pkt_reg_valid.eq(pkt_fifo.r_rdy)]
         m.d.comb += [
-            pkt_slice.i_valid.eq(pkt_fifo.r_rdy),
-            pkt_slice.i_data.eq(pkt_fifo.r_data),
-            pkt_fifo.r_en.eq(pkt_slice.i_ready),
+            pkt_slice.i_valid.eq(pkt_reg_valid),
+            pkt_slice.i_data.eq(pkt_reg),
+            pkt_fifo.r_en.eq(pkt_reg_take),
             reader.pkt_valid.eq(pkt_slice.o_valid),
             reader.pkt_data.eq(pkt_slice.o_data),
             pkt_slice.o_ready.eq(reader.pkt_pop),

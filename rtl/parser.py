@@ -374,7 +374,10 @@ class _CapsuleWriter(Elaboratable):
         s2_valid = Signal()
         s3_valid = Signal()
 
-        first = s1_idx == 0
+        # which beat s1 holds, as flags registered with it: beat 0, beat i of the SQE
+        s1_first = Signal()
+        s1_sqe_beat = Signal(p.sqe_beats)
+        first = s1_first
         attrs = Signal(QpCapsuleAttrs)
         qpn = Signal(QPN_WIDTH)
         m.d.comb += [attrs.eq(Mux(first, self.lookup_data, attrs_reg)),
@@ -399,7 +402,9 @@ class _CapsuleWriter(Elaboratable):
 
         with m.If(in_take):
             m.d.sync += [s1.eq(self.i.payload), s1_idx.eq(in_idx),
-                         s1_store.eq(in_idx < p.max_capsule_beats)]
+                         s1_store.eq(in_idx < p.max_capsule_beats),
+                         s1_first.eq(in_first),
+                         s1_sqe_beat.eq(Cat(in_idx == i for i in range(p.sqe_beats)))]
             m.d.sync += in_first.eq(self.i.payload.last)
             with m.If(self.i.payload.last):
                 m.d.sync += in_idx.eq(0)
@@ -410,7 +415,7 @@ class _CapsuleWriter(Elaboratable):
         with m.Elif(s1_advance):
             m.d.sync += s1_valid.eq(0)
 
-        sqe_now = [Mux(s1_idx == i, s1.data, reg) for i, reg in enumerate(sqe_regs)]
+        sqe_now = [Mux(s1_sqe_beat[i], s1.data, reg) for i, reg in enumerate(sqe_regs)]
         stored_now = s1_stored + store
         # The wide registers are loaded from `s1` whenever it holds their beat, whether or
         # not it advances this cycle (loading the same beat again changes nothing), so that
@@ -418,7 +423,7 @@ class _CapsuleWriter(Elaboratable):
         with m.If(s1_valid & first):
             m.d.sync += [attrs_reg.eq(self.lookup_data), qpn_reg.eq(s1.qpn)]
         for i, reg in enumerate(sqe_regs):
-            with m.If(s1_valid & (s1_idx == i)):
+            with m.If(s1_valid & s1_sqe_beat[i]):
                 m.d.sync += reg.eq(s1.data)
         with m.If(s1_advance):
             m.d.sync += s1_stored.eq(Mux(s1.last, 0, stored_now))

@@ -15,8 +15,11 @@ handler) around it. Work moves between small units as context numbers:
 * completion retires contexts by CID (context index and generation), and
   drops the late CQE of a command given up;
 * the timeout scanner looks at one context a cycle;
-* retirement sends read data with an RDMA WRITE, then the response, the
-  counters and the events, and frees the context and its slot.
+* retirement hands a Read's data to the data-out mover, which issues the
+  RDMA WRITE descriptor and the staging read and streams the packet (the
+  next packet's descriptor and read go out while one streams); after the
+  WRITE's status, or at once for other commands, retirement sends the
+  response, the counters and the events, and frees the context and its slot.
 
 Staging: each subsystem's window is cut into slots of the next power of two
 at or above ``max_io_size + 4096`` bytes (the last page of a slot holds its
@@ -364,6 +367,8 @@ class Backend(wiring.Component):
     o_resp, o_qp_error, o_event, o_ns_count : outcomes (merged with the front end's).
     o_rdma_cmd, i_rdma_rd, o_rdma_wr, i_rdma_sts : the RDMA transport. READ data
         comes as one packet per descriptor (not interleaved) before its status.
+        WRITE data goes out as one packet per WRITE descriptor, in descriptor
+        order; a descriptor may precede its packet by up to two others.
     o_stg_wr, o_stg_rd, i_stg_rd : the staging memory's internal ports.
     o_sqe, i_sq_done : the SQ writer.   i_cqe, i_cq_error, poll : the CQ handler.
     o_qp_fail : a QP whose RDMA transfer failed: the front end puts it in error.
@@ -510,23 +515,22 @@ class Backend(wiring.Component):
                                            ~slots.alloc_none & ~dataless))
                     c_off.write(a_ctx, slots.alloc_off)
                     c_beats.write(a_ctx, (cmd.nbytes + B - 1) >> beat_shift)
+                    with m.If(~dataless & ~slots.alloc_none):
+                        m.d.comb += slots.alloc_en.eq(1)
                     # a command with nothing to bring in goes to submission in this cycle
                     # when the submission queue has room (else from QUEUE)
-                    to_queue = dataless | (~slots.alloc_none & ~cmd.icd & ~data_in)
-                    with m.If(to_queue):
+                    with m.If(dataless | (~slots.alloc_none & ~cmd.icd & ~data_in)):
                         m.d.comb += [submit_adm.valid.eq(1), submit_adm.payload.eq(a_ctx)]
                         m.d.sync += state[a_ctx].eq(_State.READY)
                         with m.If(~submit_adm.ready):
                             m.next = "QUEUE"
-                    with m.If(~dataless & ~slots.alloc_none):
-                        m.d.comb += slots.alloc_en.eq(1)
-                    with m.If(~to_queue & slots.alloc_none):
+                    with m.Elif(slots.alloc_none):
                         m.d.sync += state[a_ctx].eq(_State.RETIRING)
                         m.next = "INTERNAL"
-                    with m.Elif(~to_queue & cmd.icd):
+                    with m.Elif(cmd.icd):
                         m.d.sync += state[a_ctx].eq(_State.READY)
                         m.next = "COPY"
-                    with m.Elif(~to_queue):
+                    with m.Else():
                         m.d.sync += state[a_ctx].eq(_State.WAIT_RD)
                         m.next = "RDMA"
             with m.State("COPY"):

@@ -194,7 +194,6 @@ class SsdDevice:
         self.interval, self.cycle_ns = interval, cycle_ns
         self._next_start = 0.0    # the limiter's next free start, in cycles
         self._dma = Lock() if ordered else None
-        self._posting = Lock()
         self._tickets = 0         # ordered: service order of the next command
         self._post_turn = 0       # ordered: the command whose completion posts next
         self._turn_event = Event()

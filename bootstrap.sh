@@ -54,7 +54,7 @@ stamp=$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   [ -x $venv/bin/python ] || python3 -m venv $venv
   say "installing pinned Python dependencies into $venv"
-  $venv/bin/python -m pip install -q --upgrade pip
+  $venv/bin/python -m pip install -q pip==26.3
   $venv/bin/python -m pip install -q -e .
   rm -f $venv/.installed-*
   touch "$stamp"

@@ -773,6 +773,34 @@ class _DuplicateKey(Exception):
     pass
 
 
+class _Pairs(list):
+    """A JSON object kept as its (key, value) pairs, in order, duplicates included."""
+
+
+def _duplicate_path(line):
+    """The key path of the first key given twice on a JSON line (``dump_mem.rkey``)."""
+    def walk(value, path):
+        if isinstance(value, _Pairs):
+            seen = set()
+            for key, item in value:
+                if key in seen:
+                    return path + (key,)
+                seen.add(key)
+                found = walk(item, path + (key,))
+                if found:
+                    return found
+        elif isinstance(value, list):
+            for item in value:
+                found = walk(item, path)
+                if found:
+                    return found
+        return None
+
+    found = walk(json.loads(line, object_pairs_hook=_Pairs, parse_constant=_reject_constant),
+                 ())
+    return ".".join(found) if found else None
+
+
 def _reject_constant(name):
     raise ValueError(f"{name} is not a JSON number")
 
@@ -795,7 +823,8 @@ def parse_trace(text, target, path="TRACE.jsonl"):
             obj = json.loads(line, object_pairs_hook=_no_duplicates,
                              parse_constant=_reject_constant)
         except _DuplicateKey as exc:
-            raise r.error(str(exc.args[0]), "key given twice on one line") from None
+            field = _duplicate_path(line) or str(exc.args[0])
+            raise r.error(field, "key given twice on one line") from None
         except ValueError as exc:
             problem = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             col = f" (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""

@@ -274,6 +274,7 @@ class SubsystemSpec:
     ops: int
     namespaces: list
     path: tuple
+    queue_depth_from: tuple | None = None   # the [[qp]] sqsize it defaulted to, if it did
 
 
 @dataclasses.dataclass
@@ -333,6 +334,14 @@ def _int(lo, hi):
             return None, f"{value} is out of range {lo}..{hi}"
         return value, None
     return check
+
+
+def _driver_int(value):
+    """An integer that goes to the driver as it is: the driver checks its range, so a value
+    out of it is the driver's refusal, with its errno (docs/replay.md)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None, f"must be an integer, not {value!r}"
+    return value, None
 
 
 def _bool(value):
@@ -468,8 +477,11 @@ def parse_target(text, path="TARGET.toml"):
     regions = _regions(r, doc)
     for sub in subsystems:
         if sub.queue_depth is None:
-            depths = [qp.sqsize for qp in qps if qp.subsystem == sub.name]
-            sub.queue_depth = max([2] + depths)
+            mine = [qp for qp in qps if qp.subsystem == sub.name]
+            sub.queue_depth = max([2] + [qp.sqsize for qp in mine])
+            biggest = max(mine, key=lambda qp: qp.sqsize, default=None)
+            if biggest is not None and biggest.sqsize == sub.queue_depth:
+                sub.queue_depth_from = biggest.path + ("sqsize",)
     return Target(path, params, ssds, subsystems, qps, regions, linemap)
 
 
@@ -562,17 +574,17 @@ def _subsystems(r, doc, params, ssds):
     subs = []
     spec = {
         "name": (_str, _REQUIRED),
-        "max_io_size": (_int(1, U32), params.max_io_size),
-        "ioccsz": (_int(0, U16), params.max_capsule_bytes // 16),
-        "icdoff": (_int(0, U16), 0),
+        "max_io_size": (_driver_int, params.max_io_size),
+        "ioccsz": (_driver_int, params.max_capsule_bytes // 16),
+        "icdoff": (_driver_int, 0),
         "staging_bytes": (_int(1, U32), MiB),
-        "queue_depth": (_int(2, 1 << 16), None),
-        "max_namespaces": (_int(1, U16), params.srq_namespaces),
+        "queue_depth": (_driver_int, None),
+        "max_namespaces": (_driver_int, params.srq_namespaces),
         "ops": (_ops, None),
         "namespace": (_array, []),
     }
     ns_spec = {
-        "fe_nsid": (_int(1, U32), _REQUIRED),
+        "fe_nsid": (_driver_int, _REQUIRED),
         "ssd": (_str, _REQUIRED),
         "nsid": (_int(1, 0xFFFF_FFFE), _REQUIRED),
         "queues": (_int_list(0, 1023), None),
@@ -618,10 +630,10 @@ def _subsystems(r, doc, params, ssds):
 def _qps(r, doc, subsystems):
     qps = []
     spec = {
-        "qpn": (_int(0, U24), _REQUIRED),
+        "qpn": (_driver_int, _REQUIRED),
         "subsystem": (_str, None),
-        "sqsize": (_int(1, 1 << 16), 128),
-        "sqid": (_int(1, U16), 1),
+        "sqsize": (_driver_int, 128),
+        "sqid": (_driver_int, 1),
         "offload": (_bool, True),
         "offload_only": (_bool, False),
     }
@@ -1054,6 +1066,8 @@ async def configure_device(dev, target, layout):
             keys = {k: sub.path + (k,) for k in ("ops", "max_namespaces", "ioccsz", "icdoff",
                                                  "max_io_size", "queue_depth")}
             keys["staging_len"] = sub.path + ("staging_bytes",)
+            if sub.queue_depth_from is not None:
+                keys["queue_depth"] = sub.queue_depth_from
             raise _driver_error(target, sub.path, "create_srq", exc, keys) from None
     for plan in layout.queues:
         ssd = ssd_by_name[plan.ssd]

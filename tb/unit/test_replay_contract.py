@@ -19,3 +19,31 @@ def test_key_given_twice_is_named_by_its_trace_key_path(tmp_path, line_text, fie
     status, results, err, (_, trpath) = run(tmp_path, small(), ['{"wait": "idle"}', line_text])
     assert (status, results) == (EXIT_INPUT, None)
     assert err == message(trpath, 2, field, "key given twice on one line")
+
+
+@pytest.mark.parametrize("edit, line, field, problem", [
+    ({"insert": {19: ["sqsize = 0"]}}, 20, "qp[0].sqsize",
+     "qp_set_nvmf refused it: EINVAL: sqsize 0 is out of range 1..65536"),
+    ({"insert": {19: ["sqid = 0"]}}, 20, "qp[0].sqid",
+     "qp_set_nvmf refused it: EINVAL: sqid 0 is out of range 1..65535"),
+    ({"replace": {18: "qpn = -1"}}, 18, "qp[0].qpn",
+     "qp_set_nvmf refused it: EINVAL: qpn -1 is out of range 0..63"),
+    ({"insert": {11: ["queue_depth = 1"]}}, 12, "subsystem[0].queue_depth",
+     "create_srq refused it: EINVAL: queue_depth 1 is out of range 2..65536"),
+    ({"insert": {19: ["sqsize = 70000"]}}, 20, "qp[0].sqsize",
+     "create_srq refused it: EINVAL: queue_depth 70000 is out of range 2..65536"),
+    ({"insert": {11: ["max_namespaces = 0"]}}, 12, "subsystem[0].max_namespaces",
+     "create_srq refused it: EINVAL: max_namespaces 0 is out of range 1..16"),
+    ({"insert": {11: ["max_io_size = 0"]}}, 12, "subsystem[0].max_io_size",
+     "create_srq refused it: EINVAL: max_io_size 0 is out of range 1..131072"),
+    ({"insert": {11: ["ioccsz = 70000"]}}, 12, "subsystem[0].ioccsz",
+     "create_srq refused it: EINVAL: ioccsz 70000 is out of range 4..260"),
+    ({"replace": {13: "  fe_nsid = 0"}}, 13, "subsystem[0].namespace[0].fe_nsid",
+     "map_nvmf_nsid refused it: EINVAL: fe_nsid 0 is out of range 1..16"),
+    ({"replace": {18: 'qpn = "3"'}}, 18, "qp[0].qpn", "must be an integer, not '3'"),
+])
+def test_value_the_driver_refuses_is_reported_with_its_errno(tmp_path, edit, line, field,
+                                                              problem):
+    status, results, err, (tpath, _) = run(tmp_path, small(**edit))
+    assert (status, results) == (EXIT_INPUT, None)
+    assert err == message(tpath, line, field, problem)

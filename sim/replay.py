@@ -471,6 +471,7 @@ def parse_target(text, path="TARGET.toml"):
     params = _engine_params(r, engine)
     ssds = _ssds(r, doc)
     subsystems = _subsystems(r, doc, params, ssds)
+    _check_unused(r, ssds, subsystems)
     if "staging_bytes" not in engine:
         params = _fit_staging(r, params, subsystems)
     qps = _qps(r, doc, subsystems)
@@ -536,15 +537,15 @@ def _ssds(r, doc):
     spec = {
         "name": (_str, _REQUIRED),
         "io_queues": (_int(1, 1024), 1),
-        "queue_entries": (_int(2, 1 << 16), 64),
+        "queue_entries": (_driver_int, 64),
         "latency_cycles": (_int(0, U32), 200),
-        "cmd_timeout": (_int(0, U32), 0),
+        "cmd_timeout": (_driver_int, 0),
         "polling": (_bool, False),
         "namespace": (_array, []),
     }
     ns_spec = {
         "nsid": (_int(1, 0xFFFF_FFFE), _REQUIRED),
-        "lba_data_size": (_int(512, 65536), 512),
+        "lba_data_size": (_driver_int, 512),
         "nsze": (_int(1, U64), _REQUIRED),
     }
     for i, table in enumerate(r.array(doc, "ssd")):
@@ -556,7 +557,7 @@ def _ssds(r, doc):
         for j, ns_table in enumerate(v["namespace"]):
             nwhere = where + ("namespace", j)
             n = r.table(ns_table, nwhere, ns_spec)
-            if n["lba_data_size"] & (n["lba_data_size"] - 1):
+            if n["lba_data_size"] < 1 or n["lba_data_size"] & (n["lba_data_size"] - 1):
                 raise r.error(nwhere + ("lba_data_size",),
                               f"{n['lba_data_size']} is not a power of two")
             if any(x.nsid == n["nsid"] for x in namespaces):
@@ -568,6 +569,28 @@ def _ssds(r, doc):
                             v["latency_cycles"], v["cmd_timeout"], v["polling"], namespaces,
                             where))
     return ssds
+
+
+# Replay's own ranges of the [[ssd]] values the driver checks when a subsystem uses them.
+_UNUSED_QUEUE_KEYS = (("queue_entries", _int(2, 1 << 16)), ("cmd_timeout", _int(0, U32)))
+_UNMAPPED_NS_KEYS = (("lba_data_size", _int(512, 65536)),)
+
+
+def _check_unused(r, ssds, subsystems):
+    """The driver range-checks ``queue_entries``, ``cmd_timeout`` (create_nvme_ctrl) and
+    ``lba_data_size`` (map_nvmf_nsid), with its errno, for the SSD queues and namespaces a
+    subsystem uses; the others it never sees: replay's own ranges for them."""
+    used = {n.ssd for s in subsystems for n in s.namespaces}
+    mapped = {(n.ssd, n.nsid) for s in subsystems for n in s.namespaces}
+    for ssd in ssds:
+        checks = [(ssd, key, check) for key, check in _UNUSED_QUEUE_KEYS
+                  if ssd.name not in used]
+        checks += [(ns, key, check) for ns in ssd.namespaces for key, check in _UNMAPPED_NS_KEYS
+                   if (ssd.name, ns.nsid) not in mapped]
+        for spec, key, check in checks:
+            _, problem = check(getattr(spec, key))
+            if problem is not None:
+                raise r.error(spec.path + (key,), problem)
 
 
 def _subsystems(r, doc, params, ssds):

@@ -47,3 +47,28 @@ def test_value_the_driver_refuses_is_reported_with_its_errno(tmp_path, edit, lin
     status, results, err, (tpath, _) = run(tmp_path, small(**edit))
     assert (status, results) == (EXIT_INPUT, None)
     assert err == message(tpath, line, field, problem)
+
+
+@pytest.mark.parametrize("edit, line, field, problem", [
+    ({"insert": {5: ["queue_entries = 1"]}}, 6, "ssd[0].queue_entries",
+     "create_nvme_ctrl (ssd 'ssd0' queue 0) refused it: EINVAL: sq_entries 1 is out of "
+     "range 2..1024"),
+    ({"insert": {5: ["cmd_timeout = -1"]}}, 6, "ssd[0].cmd_timeout",
+     "create_nvme_ctrl (ssd 'ssd0' queue 0) refused it: EINVAL: cmd_timeout -1 is out of "
+     "range 0..4294967295"),
+    ({"insert": {8: ["  lba_data_size = 256"]}}, 9, "ssd[0].namespace[0].lba_data_size",
+     "map_nvmf_nsid refused it: ENOTSUP: lba_data_size 256 is not supported "
+     "(supported: [512, 4096])"),
+    ({"insert": {8: ["  lba_data_size = 1000"]}}, 9, "ssd[0].namespace[0].lba_data_size",
+     "1000 is not a power of two"),
+    # an SSD (namespace) no subsystem uses: the driver never sees it, replay's own ranges
+    ({"insert": {8: ["[[ssd]]", 'name = "ssd1"', "queue_entries = 1"]}}, 11,
+     "ssd[1].queue_entries", "1 is out of range 2..65536"),
+    ({"insert": {8: ["[[ssd]]", 'name = "ssd1"', "  [[ssd.namespace]]", "  nsid = 1",
+                     "  nsze = 8", "  lba_data_size = 256"]}}, 14,
+     "ssd[1].namespace[0].lba_data_size", "256 is out of range 512..65536"),
+])
+def test_ssd_values_the_driver_checks_are_its_refusals(tmp_path, edit, line, field, problem):
+    status, results, err, (tpath, _) = run(tmp_path, small(**edit))
+    assert (status, results) == (EXIT_INPUT, None)
+    assert err == message(tpath, line, field, problem)

@@ -4,10 +4,14 @@ Messages of exit status 2 name the file, the line and the full field path;
 a TARGET value the driver refuses is reported with the driver's errno.
 """
 
+import json
+
 import pytest
 
-from sim.replay import EXIT_INPUT
-from tb.unit.test_replay_model import message, run, small
+from rtl.formats import Opcode
+from sim.capsules import keyed_sgl, make_sqe
+from sim.replay import EXIT_INPUT, EXIT_OK
+from tb.unit.test_replay_model import ROOT, message, run, small
 
 
 @pytest.mark.parametrize("line_text, field", [
@@ -72,3 +76,31 @@ def test_ssd_values_the_driver_checks_are_its_refusals(tmp_path, edit, line, fie
     status, results, err, (tpath, _) = run(tmp_path, small(**edit))
     assert (status, results) == (EXIT_INPUT, None)
     assert err == message(tpath, line, field, problem)
+
+
+def _write(cid, slba):
+    return make_sqe(Opcode.WRITE, cid, 1, sgl=keyed_sgl(0x1000, 512, 7), slba=slba).hex()
+
+
+def test_cq_access_faults_are_races_with_more_than_one_command_as_documented(tmp_path):
+    """A cq_doorbell / cqe_read fault fails whatever is outstanding when the first
+    completion comes: with one capsule after it the results do not depend on the seed,
+    with several they do (docs/replay.md, "Faults", says so)."""
+    text = (ROOT / "docs" / "replay.md").read_text()
+    assert "(`cqe_read`, `cq_doorbell`) come in completion order" in " ".join(text.split())
+    fault = {"fault": {"kind": "pci_error", "ssd": "ssd0", "queue": 0,
+                       "access": "cq_doorbell"}}
+    target = small(replace={5: "latency_cycles = 200"})
+
+    def outcomes(capsules):
+        trace = [fault] + [{"capsule": _write(i + 1, 8 * i), "qpn": 3}
+                           for i in range(capsules)]
+        seen = set()
+        for seed in range(8):
+            status, results, _, _ = run(tmp_path, target, trace, seed=seed)
+            assert status == EXIT_OK
+            seen.add(json.dumps(results))
+        return seen
+
+    assert len(outcomes(1)) == 1
+    assert len(outcomes(3)) > 1

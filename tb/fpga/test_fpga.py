@@ -48,6 +48,12 @@ def test_ports_are_read_from_the_verilog(parser_small_text):
         assert re.search(rf"^\s*(input|output) {name};", text, re.MULTILINE), name
 
 
+def test_every_fpga_top_is_a_verilog_top():
+    from rtl.verilog import TOPS as VERILOG_TOPS
+    assert set(fpga.TOPS.values()) <= set(VERILOG_TOPS)
+    assert {"engine", "parser", "control", "front", "sq_writer", "cq_handler"} <= set(fpga.TOPS)
+
+
 def test_lpf_frequency_is_replaced():
     board = fpga.BOARDS["ecp5-85k"]
     text, target = fpga._lpf_text(board, None)

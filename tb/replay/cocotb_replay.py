@@ -67,7 +67,7 @@ from cocotbext.axi import (
 
 from rtl.formats import Reason, Sqe, decode
 from sim.driver import NvmfDevice
-from sim.initiator import Initiator
+from sim.initiator import Initiator, RdmaStatus
 from sim.ref_csr import BusError
 from sim.replay import (
     RING_BASE,
@@ -126,6 +126,7 @@ class _Capsule:
     cid: int | None = None
     opcode: int | None = None
     sgl: tuple | None = None    # (address, key) of a keyed SGL
+    sgl_length: int = 0         # its length in bytes
     outcome: str | None = None  # "response", "to_software" or "qp_error"
     record: dict | None = None
     queue: int | None = None    # backend queue its SQE was written to
@@ -170,6 +171,7 @@ class RtlReplay(Backend):
         self.results = []                       # tagged records, this segment
         self.errors = []                        # invariant violations seen by the monitors
         self.segment = 0                        # first seq of this segment
+        self.segment_rdma = 0                   # initiator.log index where it began
         self.activity = 0
         self.events_busy = False
         self._sq_heads = {}
@@ -326,7 +328,41 @@ class RtlReplay(Backend):
     # --- Backend: actions -----------------------------------------------------------------------
 
     def write_mem(self, rkey, offset, data):
+        resume(self._write_mem)(rkey, offset, bytes(data))
+
+    async def _write_mem(self, rkey, offset, data):
+        """``write_mem`` as the model does it (docs/replay.md, "Ordering"): the capsules before
+        it never see it, and the Reads of this segment write over it.
+
+        The model reads a Write's (DSM's) data when the capsule is dispatched, which is at
+        its delivery, and does a Read's RDMA WRITE when the SSD completes it, which is in
+        the next barrier. So first run until no capsule before this line can still RDMA
+        READ these bytes; then set only the bytes that no RDMA WRITE of this segment has
+        written already (those that come later overwrite them by themselves).
+        """
+        base = self.initiator.region(rkey).addr + offset
+        end = base + len(data)
+        await self._wait(lambda: not self._readers(base, end),
+                         f"write_mem: the RDMA READs of the capsules before it "
+                         f"({len(data)} bytes at rkey {rkey:#x} offset {offset:#x})",
+                         WAIT_BUDGET_CYCLES)
+        data = bytearray(data)
+        for op in self.initiator.log[self.segment_rdma:]:
+            lo, hi = max(op.addr, base), min(op.addr + op.length, end)
+            if op.op == "write" and op.status == RdmaStatus.OK and lo < hi:
+                data[lo - base:hi - base] = self.initiator.read(rkey, offset + lo - base,
+                                                                hi - lo)
         self.initiator.write(rkey, offset, data)
+
+    def _readers(self, base, end):
+        """Capsules without an outcome that may still RDMA READ bytes of ``[base, end)``:
+        keyed Writes and DSMs, except those of a QP whose capsules without an outcome the
+        front end has all put in error (at the barrier, docs/replay.md)."""
+        waiting = collections.Counter(c.qpn for c in self.pending.values())
+        return [c for c in self.pending.values()
+                if c.opcode in (OP_WRITE, OP_DSM) and c.sgl is not None
+                and c.sgl[0] < end and base < c.sgl[0] + c.sgl_length
+                and waiting[c.qpn] > len(self.qperr.get(c.qpn, ()))]
 
     def dump_mem(self, rkey, offset, length):
         return self.initiator.read(rkey, offset, length)
@@ -353,6 +389,7 @@ class RtlReplay(Backend):
             keyed = sqe["dptr"]["keyed"]
             if int(getattr(keyed["type"], "value", keyed["type"])) == 0x4:
                 c.sgl = (keyed["address"], keyed["key"])
+                c.sgl_length = keyed["length"]
         self.capsules[seq] = c
         self.pending[seq] = c
         await self.source.send(AxiStreamFrame(capsule, tuser=qpn))
@@ -404,6 +441,7 @@ class RtlReplay(Backend):
             return stable[0] >= SETTLE_CYCLES
 
         await self._wait(settled, "the barrier's idle", budget)
+        self.segment_rdma = len(self.initiator.log)     # what write_mem goes under restarts
         self._finalize()
         self._raise_errors()
         if self.pending:

@@ -15,6 +15,7 @@ import pytest
 
 from sim import cli, tracegen
 from sim.replay import EXIT_INVARIANT, EXIT_OK
+from tb.replay import write_mem_order
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "replay"
@@ -134,3 +135,15 @@ def test_fault_matches_the_model(tmp_path, sim, kind):
     rtl = _same_as_model(tmp_path, trace_path, sim, "--seed", "2", target=target_path)
     problems = tracegen.check(rtl, exp)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_write_mem_after_capsules_that_use_the_memory_matches_the_model(tmp_path, sim):
+    """A write_mem over a keyed Write's data before its RDMA READ, and over a Read's
+    buffer while its command is outstanding (tb/replay/write_mem_order.py): the Writes
+    store the bytes from before the write_mem, the Read's data ends up in the buffer."""
+    target_path, trace_path = _generated(tmp_path, "write_mem", write_mem_order.target(),
+                                         write_mem_order.trace())
+    rtl = _same_as_model(tmp_path, trace_path, sim, "--seed", "1", target=target_path)
+    assert [r for r in rtl if "lba" in r or "mem" in r] == write_mem_order.expected()

@@ -80,8 +80,12 @@ class InvariantError(Exception):
 
 
 def result_key(result):
-    """Sort key of a tagged result: capsule ``seq``, then the outcome before its event."""
-    return result["seq"], 0 if any(k in result for k in OUTCOME_KINDS) else 1
+    """Sort key of a tagged result: capsule ``seq``, then the outcome before its events, the
+    events by type name, then object (``docs/replay.md``, "Ordering")."""
+    if any(k in result for k in OUTCOME_KINDS):
+        return result["seq"], 0, "", 0
+    event = result.get("event", {})
+    return result["seq"], 1, event.get("type", ""), event.get("object", 0)
 
 
 def strip_seq(result):

@@ -9,10 +9,18 @@ packets (whole capsules to ``o_exc``, in-capsule data to ``o_backend_data``).
 
 Pipeline: ``S1`` holds a command whose QP entry and QP state were read when
 it was accepted; it starts the namespace lookup and moves into a small
-in-flight FIFO. ``S2`` pairs the FIFO head with the lookup's answer and
-reads the subsystem entry; ``S3`` decides and hands the outcome to every
-sink it needs, in one cycle, when all of them are ready.
+in-flight FIFO. The lookup's answers are always taken (``ns_resp.ready`` is
+constantly 1): S2 uses an answer the cycle it arrives, or it waits in a queue
+as deep as the in-flight FIFO. ``S2`` pairs the FIFO head with its answer and
+reads the subsystem entry; ``S3`` decides (and sets the QP's error flag);
+``S4`` holds the decision in registers and hands the outcome to every sink it
+needs, in one cycle, when every sink has room (whether it needs it or not):
+the decision logic ends in registers and drives no hand-shake or write
+enable.
 """
+
+import functools
+import operator
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
@@ -50,6 +58,9 @@ class _QpState(data.Struct):
     sq_head: 16
 
 
+#: commands between S1 and S2 (their namespace lookups in flight or answered)
+_FLIGHT_DEPTH = 4
+
 # what S3 decided for a command
 _OUT_RESP, _OUT_SW, _OUT_QPERR, _OUT_SERVE, _OUT_DISCARD = range(5)
 
@@ -77,7 +88,8 @@ class Front(wiring.Component):
         One per command, in order, back to the parser.
     qp_rd_addr, qp_rd_en, qp_rd_data : QP table read port (``QpEntry`` a cycle later).
     ss_rd_addr, ss_rd_en, ss_rd_data : subsystem table read port.
-    ns_req, ns_resp : the control plane's namespace lookup.
+    ns_req, ns_resp : the control plane's namespace lookup. ``ns_resp.ready`` is
+        constantly 1; ``ns_req.valid`` rises only when the in-flight FIFO has room.
     qp_cfg_valid, qp_cfg_qpn : In
         A QP entry was (re)written: its state (SQ head, error) resets.
     i_qp_fail : In(stream)
@@ -135,7 +147,7 @@ class Front(wiring.Component):
         s1 = Signal(ParsedCommand)
         s1_in_range = Signal()
         flight = m.submodules.flight = fifo.SyncFIFOBuffered(
-            width=data.Layout.cast(_Flight).size, depth=4)
+            width=data.Layout.cast(_Flight).size, depth=_FLIGHT_DEPTH)
 
         cfg = self.qp_cfg_valid
         s1_advance = s1_valid & self.ns_req.ready & flight.w_rdy & ~cfg
@@ -189,10 +201,23 @@ class Front(wiring.Component):
         s3_free = ~s3_valid | s3_done
         fl = Signal(_Flight)
         m.d.comb += fl.eq(flight.r_data)
-        s2_go = flight.r_rdy & self.ns_resp.valid & s3_free
+        # Lookup answers are always taken (``ns_resp.ready`` is 1): one that S2 cannot use
+        # at once waits in ``ns_queue``. Every answer belongs to a command in ``flight``, so
+        # the queue never holds more than ``flight`` does and never overflows; and the
+        # lookup pipeline never stalls, so no ready path runs from S3 through the control
+        # plane's tables back to S1 and the parser.
+        ns_queue = m.submodules.ns_queue = fifo.SyncFIFO(
+            width=data.Layout.cast(NsLookupResponse).size, depth=_FLIGHT_DEPTH)
+        ns_valid = ns_queue.r_rdy | self.ns_resp.valid
+        ns_answer = Signal(NsLookupResponse)
+        m.d.comb += ns_answer.eq(Mux(ns_queue.r_rdy, ns_queue.r_data, self.ns_resp.payload))
+        s2_go = flight.r_rdy & ns_valid & s3_free
         m.d.comb += [
             flight.r_en.eq(s2_go),
-            self.ns_resp.ready.eq(flight.r_rdy & s3_free),
+            self.ns_resp.ready.eq(1),
+            ns_queue.w_data.eq(self.ns_resp.payload),
+            ns_queue.w_en.eq(self.ns_resp.valid & ~(s2_go & ~ns_queue.r_rdy)),
+            ns_queue.r_en.eq(s2_go),
             self.ss_rd_addr.eq(fl.subsystem),
             self.ss_rd_en.eq(s2_go),
         ]
@@ -208,7 +233,7 @@ class Front(wiring.Component):
         s3 = Signal(_Flight)
         s3_ns = Signal(NsLookupResponse)
         with m.If(s2_go):
-            m.d.sync += [s3.eq(fl), s3_ns.eq(self.ns_resp.payload)]
+            m.d.sync += [s3.eq(fl), s3_ns.eq(ns_answer)]
         with m.If(s2_go):
             m.d.sync += s3_valid.eq(1)
         with m.Elif(s3_done):
@@ -295,7 +320,7 @@ class Front(wiring.Component):
             width=data.Layout.cast(ExcSideband).size, depth=4)
         event_fifo = m.submodules.event_fifo = fifo.SyncFIFOBuffered(
             width=data.Layout.cast(Event).size, depth=4)
-        # the served command is readable the cycle after S3 (no output register: latency)
+        # the served command is readable the cycle after S4 (no output register: latency)
         backend_fifo = m.submodules.backend_fifo = fifo.SyncFIFO(
             width=data.Layout.cast(BackendCommand).size, depth=4)
         route_fifo = m.submodules.route_fifo = fifo.SyncFIFOBuffered(
@@ -310,19 +335,35 @@ class Front(wiring.Component):
         need_backend = outcome == _OUT_SERVE
         need_route = verdict != ReadMode.DROP
         verdict_fifo = m.submodules.verdict_fifo = fifo.SyncFIFOBuffered(width=2, depth=4)
-        ready = Signal()
-        m.d.comb += ready.eq(verdict_fifo.w_rdy
-                 & (~need_resp | resp_fifo.w_rdy)
-                 & (~need_qperr | qperr_fifo.w_rdy)
-                 & (~event | event_fifo.w_rdy)
-                 & (~need_backend | backend_fifo.w_rdy)
-                 & (~need_route | route_fifo.w_rdy)
-                 & (~count_error | nscount_fifo.w_rdy)
-                 & (~count_unknown | sscount_fifo.w_rdy))
-        fire = Signal()
+        # S3 decides into the S4 registers (what each sink gets, and whether it needs
+        # it); S4 hands over when every sink has room, whichever it needs. The decision
+        # (table data through the checks) thus ends in registers and drives no write
+        # enable and no hand-shake. The sinks drain on their own, so waiting for one that
+        # is not needed costs a cycle of back-pressure, never a deadlock. "Room" is a
+        # register: every sink's level, counting S4's write in this cycle and no read,
+        # leaves a free entry (two below its depth, since a buffered FIFO's inner memory
+        # may hold all but its output register), so no FIFO level drives the hand-shake
+        # chain S4 -> S3 -> S2 and its wide clock enables.
+        s4_valid = Signal()
+        ready = Signal()          # every sink has room for S4's write in this cycle
+        writes = []               # (sink, S4 needs it)
+        fire = Signal()           # S4 writes its sinks
+        m.d.comb += fire.eq(s4_valid & ready)
         fail = self.i_qp_fail
-        m.d.comb += [fire.eq(s3_valid & ready & ~cfg & ~fail.valid), s3_done.eq(fire),
+        m.d.comb += [s3_done.eq(s3_valid & (~s4_valid | fire) & ~cfg & ~fail.valid),
                      fail.ready.eq(~cfg)]
+        with m.If(s3_done):
+            m.d.sync += s4_valid.eq(1)
+        with m.Elif(fire):
+            m.d.sync += s4_valid.eq(0)
+
+        def s4_write(sink, value, need=1):
+            """``sink`` gets ``value`` from S4 when S3 decided it ``need``s it."""
+            held, needed = Signal.like(value), Signal()
+            with m.If(s3_done):
+                m.d.sync += [held.eq(value), needed.eq(need)]
+            m.d.comb += [sink.w_data.eq(held), sink.w_en.eq(fire & needed)]
+            writes.append((sink, needed))
         with m.If(cfg):
             m.d.comb += [err_wr.addr.eq(self.qp_cfg_qpn), err_wr.data.eq(0),
                          err_wr.en.eq(self.qp_cfg_qpn < p.qp_count)]
@@ -331,9 +372,9 @@ class Front(wiring.Component):
                          err_wr.en.eq(fail.payload.qpn < p.qp_count)]
         with m.Else():
             m.d.comb += [err_wr.addr.eq(cmd.qpn), err_wr.data.eq(1),
-                         err_wr.en.eq(fire & (outcome == _OUT_QPERR) & s3_in_range)]
+                         err_wr.en.eq(s3_done & (outcome == _OUT_QPERR) & s3_in_range)]
 
-        m.d.comb += [verdict_fifo.w_data.eq(verdict), verdict_fifo.w_en.eq(fire)]
+        s4_write(verdict_fifo, verdict)
 
         resp = Signal(EngineResponse)
         m.d.comb += [
@@ -353,19 +394,19 @@ class Front(wiring.Component):
                         m.d.comb += [resp.cqe.status.sct.eq(sct.value),
                                      resp.cqe.status.sc.eq(sc.value),
                                      resp.cqe.status.dnr.eq(dnr)]
-        m.d.comb += [resp_fifo.w_data.eq(resp), resp_fifo.w_en.eq(fire & need_resp)]
+        s4_write(resp_fifo, resp, need_resp)
 
         qperr = Signal(ExcSideband)
-        m.d.comb += [qperr.qpn.eq(cmd.qpn), qperr.reason.eq(reason),
-                     qperr_fifo.w_data.eq(qperr), qperr_fifo.w_en.eq(fire & need_qperr)]
+        m.d.comb += [qperr.qpn.eq(cmd.qpn), qperr.reason.eq(reason)]
+        s4_write(qperr_fifo, qperr, need_qperr)
 
         ev = Signal(Event)
         m.d.comb += [
             ev.kind.eq(Mux(reason == Reason.OVERSIZE, EventType.QP_FATAL,
                            EventType.UNSUPPORTED_NVMF_OP)),
             ev.object.eq(cmd.qpn),
-            event_fifo.w_data.eq(ev), event_fifo.w_en.eq(fire & event),
         ]
+        s4_write(event_fifo, ev, event)
 
         be = Signal(BackendCommand)
         moves_data = is_read | is_write | (op == Opcode.DSM.value)
@@ -377,22 +418,24 @@ class Front(wiring.Component):
             be.sgl_invalidate.eq(cmd.sgl_invalidate), be.sgl_address.eq(cmd.sgl_address),
             be.sgl_length.eq(cmd.sgl_length), be.sgl_key.eq(cmd.sgl_key),
             be.nbytes.eq(Mux(moves_data, cmd.sgl_length, 0)), be.icd.eq(icd),
-            backend_fifo.w_data.eq(be), backend_fifo.w_en.eq(fire & need_backend),
         ]
+        s4_write(backend_fifo, be, need_backend)
 
         route = Signal(_Route)
         m.d.comb += [route.to_exc.eq(verdict == ReadMode.PASS), route.side.qpn.eq(cmd.qpn),
-                     route.side.reason.eq(reason),
-                     route_fifo.w_data.eq(route), route_fifo.w_en.eq(fire & need_route)]
+                     route.side.reason.eq(reason)]
+        s4_write(route_fifo, route, need_route)
 
         nsc = Signal(CountRequest(16))
         ssc = Signal(CountRequest(16))
         m.d.comb += [
             nsc.index.eq(s3_ns.slot), nsc.field.eq(_NS_ERRORS), nsc.amount.eq(1),
-            nscount_fifo.w_data.eq(nsc), nscount_fifo.w_en.eq(fire & count_error),
             ssc.index.eq(s3.subsystem), ssc.field.eq(0), ssc.amount.eq(1),
-            sscount_fifo.w_data.eq(ssc), sscount_fifo.w_en.eq(fire & count_unknown),
         ]
+        s4_write(nscount_fifo, nsc, count_error)
+        s4_write(sscount_fifo, ssc, count_unknown)
+        m.d.sync += ready.eq(functools.reduce(operator.and_, (
+            sink.w_level + (fire & needed) <= sink.depth - 2 for sink, needed in writes)))
 
         for f, port in ((verdict_fifo, self.o_verdict),
                         (resp_fifo, self.o_resp), (qperr_fifo, self.o_qp_error),

@@ -82,9 +82,17 @@ class _NsLookup(wiring.Component):
         req = self.req.payload
         in_range = ((req.subsystem < p.subsystems) & (req.fe_nsid != 0)
                     & (req.fe_nsid <= p.srq_namespaces))
+        n = p.srq_namespaces
+        if n & (n - 1) == 0:
+            # fe_nsid - 1 < n when in range: the sum is a concatenation, no carry chain
+            # behind the QP table read that gives the subsystem (out of range: not used)
+            k = (n - 1).bit_length()
+            idx_addr = Cat((req.fe_nsid[:k] - 1)[:k], req.subsystem)
+        else:
+            idx_addr = req.subsystem * n + req.fe_nsid[:16] - 1
         m.d.comb += [
             self.req.ready.eq(advance),
-            self.idx_addr.eq(req.subsystem * p.srq_namespaces + req.fe_nsid[:16] - 1),
+            self.idx_addr.eq(idx_addr),
             self.idx_en.eq(advance),
             self.ns_addr.eq(self.idx_data.slot),
             self.ns_en.eq(advance),
@@ -129,9 +137,9 @@ class ControlPlane(wiring.Component):
     ss_rd_addr, ss_rd_en, ss_rd_data : subsystem lookup
         Index in, ``SubsystemEntry`` the cycle after ``en``.
     qp_cfg_valid, qp_cfg_qpn; bq_cfg_*; ss_cfg_* : Out
-        Pulse when a QP, backend-queue or subsystem entry is written (a table
-        command, or the reset sweep for every index): the datapath resets
-        what it keeps for that object.
+        Pulse, from a register, the cycle after a QP, backend-queue or
+        subsystem entry is written (a table command, or the reset sweep for
+        every index): the datapath resets what it keeps for that object.
     bq_rd_*, bq2_rd_*, bq3_rd_*, ss2_rd_* : more table read ports for the back end.
     ns_req, ns_resp : namespace lookup streams
         ``NsLookupRequest`` in, ``NsLookupResponse`` out two cycles later.
@@ -286,6 +294,15 @@ class ControlPlane(wiring.Component):
             bank.block["CMD"].eq(busy),
         ]
 
+        # the configuration pulses leave through registers, the cycle after the table write:
+        # the command checks behind them reach no datapath hand-shake in the same cycle
+        qp_cfg_valid, qp_cfg_qpn = Signal(), Signal.like(self.qp_cfg_qpn)
+        bq_cfg_valid, bq_cfg_index = Signal(), Signal.like(self.bq_cfg_index)
+        ss_cfg_valid, ss_cfg_index = Signal(), Signal.like(self.ss_cfg_index)
+        m.d.sync += [self.qp_cfg_valid.eq(qp_cfg_valid), self.qp_cfg_qpn.eq(qp_cfg_qpn),
+                     self.bq_cfg_valid.eq(bq_cfg_valid), self.bq_cfg_index.eq(bq_cfg_index),
+                     self.ss_cfg_valid.eq(ss_cfg_valid), self.ss_cfg_index.eq(ss_cfg_index)]
+
         with m.FSM(name="cmd"):
             with m.State("SWEEP"):
                 m.d.comb += [busy.eq(1), sweeping.eq(1)]
@@ -293,11 +310,11 @@ class ControlPlane(wiring.Component):
                     m.d.comb += [table.wr_addr.eq(sweep), table.wr_en.eq(1)]
                 for c in counters.values():
                     m.d.comb += [c.sweep_index.eq(sweep), c.sweep_en.eq(1)]
-                m.d.comb += [self.qp_cfg_valid.eq(sweep < p.qp_count), self.qp_cfg_qpn.eq(sweep),
-                             self.bq_cfg_valid.eq(sweep < p.backend_queues),
-                             self.bq_cfg_index.eq(sweep),
-                             self.ss_cfg_valid.eq(sweep < p.subsystems),
-                             self.ss_cfg_index.eq(sweep)]
+                m.d.comb += [qp_cfg_valid.eq(sweep < p.qp_count), qp_cfg_qpn.eq(sweep),
+                             bq_cfg_valid.eq(sweep < p.backend_queues),
+                             bq_cfg_index.eq(sweep),
+                             ss_cfg_valid.eq(sweep < p.subsystems),
+                             ss_cfg_index.eq(sweep)]
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == sweep_depth - 1):
                     m.next = "IDLE"
@@ -343,14 +360,11 @@ class ControlPlane(wiring.Component):
                             with m.Case(kind.value):
                                 m.d.comb += [table.wr_addr.eq(index), table.wr_en.eq(1)]
                                 if kind == T.QP:
-                                    m.d.comb += [self.qp_cfg_valid.eq(1),
-                                                 self.qp_cfg_qpn.eq(index)]
+                                    m.d.comb += [qp_cfg_valid.eq(1), qp_cfg_qpn.eq(index)]
                                 if kind == T.BACKEND_QUEUE:
-                                    m.d.comb += [self.bq_cfg_valid.eq(1),
-                                                 self.bq_cfg_index.eq(index)]
+                                    m.d.comb += [bq_cfg_valid.eq(1), bq_cfg_index.eq(index)]
                                 if kind == T.SUBSYSTEM:
-                                    m.d.comb += [self.ss_cfg_valid.eq(1),
-                                                 self.ss_cfg_index.eq(index)]
+                                    m.d.comb += [ss_cfg_valid.eq(1), ss_cfg_index.eq(index)]
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += error.eq(CmdError.NONE)

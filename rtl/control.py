@@ -273,13 +273,19 @@ class ControlPlane(wiring.Component):
         op_known = (op == CmdOp.WRITE.value) | (op == CmdOp.READ.value) | \
             (op == CmdOp.READ_CLEAR.value)
 
-        load_result = Signal()    # a READ or READ_CLEAR passed its checks (in CHECK)
+        # the command's table, one register a table (set with ``tbl``): the read registers'
+        # enables and resets and the write enables come from registers, not from a compare
+        sel = {kind: Signal(name=f"sel_{kind.name.lower()}") for kind in sizes}
+        load_result = Signal()    # a READ or READ_CLEAR passed its checks (in ACT)
         sweeping = Signal()       # the reset sweep zeroes every read register (block RAM's too)
         for kind, table in tables.items():
             m.d.comb += [table.rd0_addr.eq(index), table.rd0_en.eq(load_result | sweeping),
-                         table.rd0_zero.eq(sweeping | (tbl != kind.value))]
+                         table.rd0_zero.eq(sweeping | ~sel[kind])]
         for kind, c in counters.items():
-            m.d.comb += c.csr_zero.eq(load_result & (tbl != kind.value))
+            m.d.comb += c.csr_zero.eq(load_result & ~sel[kind])
+        # what CHECK found, acted on in ACT
+        chk_error = Signal(8)
+        chk_counter, chk_write, chk_read = Signal(), Signal(), Signal()
 
         # one write data for every table: ARG, or zero in the reset sweep (not a gate per
         # bit and table)
@@ -321,57 +327,59 @@ class ControlPlane(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += busy.eq(0)
                 with m.If(bank.wstb["CMD"]):
+                    new_tbl = written[f_tbl.lsb:f_tbl.lsb + f_tbl.width]
                     m.d.sync += [
                         op.eq(written[f_op.lsb:f_op.lsb + f_op.width]),
-                        tbl.eq(written[f_tbl.lsb:f_tbl.lsb + f_tbl.width]),
+                        tbl.eq(new_tbl),
                         index.eq(written[f_index.lsb:f_index.lsb + f_index.width]),
                     ]
+                    for kind, bit in sel.items():
+                        m.d.sync += bit.eq(new_tbl == kind.value)
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += busy.eq(1)
+                m.d.sync += [chk_error.eq(CmdError.NONE), chk_counter.eq(0), chk_write.eq(0),
+                             chk_read.eq(0)]
                 with m.If(~op_known):
-                    m.d.sync += error.eq(CmdError.BAD_OP)
-                    m.next = "IDLE"
+                    m.d.sync += chk_error.eq(CmdError.BAD_OP)
                 with m.Elif(~tbl_known):
-                    m.d.sync += error.eq(CmdError.BAD_TABLE)
-                    m.next = "IDLE"
+                    m.d.sync += chk_error.eq(CmdError.BAD_TABLE)
                 with m.Elif(~index_ok):
-                    m.d.sync += error.eq(CmdError.BAD_INDEX)
-                    m.next = "IDLE"
+                    m.d.sync += chk_error.eq(CmdError.BAD_INDEX)
                 with m.Elif(is_counter & (op == CmdOp.WRITE.value)):
-                    m.d.sync += error.eq(CmdError.READ_ONLY)
-                    m.next = "IDLE"
+                    m.d.sync += chk_error.eq(CmdError.READ_ONLY)
                 with m.Elif(~is_counter & (op == CmdOp.READ_CLEAR.value)):
-                    m.d.sync += error.eq(CmdError.BAD_OP)
-                    m.next = "IDLE"
+                    m.d.sync += chk_error.eq(CmdError.BAD_OP)
                 with m.Elif(is_counter):
-                    m.d.sync += error.eq(CmdError.NONE)
-                    m.d.comb += load_result.eq(1)
-                    with m.Switch(tbl):
-                        for kind, c in counters.items():
-                            with m.Case(kind.value):
-                                m.d.comb += [c.csr_index.eq(index), c.csr_start.eq(1),
-                                             c.csr_clear.eq(op == CmdOp.READ_CLEAR.value)]
-                    m.next = "COUNTER_WAIT"
+                    m.d.sync += chk_counter.eq(1)
                 with m.Elif(op == CmdOp.WRITE.value):
-                    m.d.sync += error.eq(CmdError.NONE)
-                    with m.Switch(tbl):
-                        for kind, table in tables.items():
-                            with m.Case(kind.value):
-                                m.d.comb += [table.wr_addr.eq(index), table.wr_en.eq(1)]
-                                if kind == T.QP:
-                                    m.d.comb += [qp_cfg_valid.eq(1), qp_cfg_qpn.eq(index)]
-                                if kind == T.BACKEND_QUEUE:
-                                    m.d.comb += [bq_cfg_valid.eq(1), bq_cfg_index.eq(index)]
-                                if kind == T.SUBSYSTEM:
-                                    m.d.comb += [ss_cfg_valid.eq(1), ss_cfg_index.eq(index)]
-                    m.next = "IDLE"
+                    m.d.sync += chk_write.eq(1)
                 with m.Else():
-                    m.d.sync += error.eq(CmdError.NONE)
+                    m.d.sync += chk_read.eq(1)
+                m.next = "ACT"
+            with m.State("ACT"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += error.eq(chk_error)
+                with m.If(chk_counter):
+                    m.d.comb += load_result.eq(1)
+                    for kind, c in counters.items():
+                        m.d.comb += [c.csr_index.eq(index), c.csr_start.eq(sel[kind]),
+                                     c.csr_clear.eq(op == CmdOp.READ_CLEAR.value)]
+                    m.next = "COUNTER_WAIT"
+                with m.Elif(chk_write):
+                    for kind, table in tables.items():
+                        m.d.comb += [table.wr_addr.eq(index), table.wr_en.eq(sel[kind])]
+                    m.d.comb += [qp_cfg_valid.eq(sel[T.QP]), qp_cfg_qpn.eq(index),
+                                 bq_cfg_valid.eq(sel[T.BACKEND_QUEUE]), bq_cfg_index.eq(index),
+                                 ss_cfg_valid.eq(sel[T.SUBSYSTEM]), ss_cfg_index.eq(index)]
+                    m.next = "IDLE"
+                with m.Elif(chk_read):
                     m.d.comb += load_result.eq(1)
                     m.next = "READ"
+                with m.Else():
+                    m.next = "IDLE"
             with m.State("READ"):
-                # rd0 sampled `index` in CHECK; RESULT takes its data at the end of this cycle
+                # rd0 sampled `index` in ACT; RESULT takes its data at the end of this cycle
                 m.d.comb += busy.eq(1)
                 m.next = "IDLE"
             with m.State("COUNTER_WAIT"):

@@ -244,19 +244,21 @@ class Front(wiring.Component):
         ns = s3_ns.entry
         ss = self.ss_rd_data
         op = cmd.opcode
-        rw = cmd.cdw.rw
         is_read = op == Opcode.READ.value
         is_write = op == Opcode.WRITE.value
         is_wz = op == Opcode.WRITE_ZEROES.value
         op_bits = Cat(op == Opcode.FLUSH.value, is_write, is_read, is_wz, op == Opcode.DSM.value)
         assert [b.value for b in OpBit] == list(range(5))
         ns_enabled = (op_bits & ns.ops).any()
+        # the block count and the end LBA need only the command: summed in S2, from the
+        # in-flight FIFO's output register, so S3's checks start from registers
         nblocks = Signal(17)
-        m.d.comb += nblocks.eq(rw.nlb + 1)
+        lba_end = Signal(66)
+        with m.If(s2_go):
+            m.d.sync += [nblocks.eq(fl.cmd.cdw.rw.nlb + 1),
+                         lba_end.eq(fl.cmd.cdw.rw.slba + fl.cmd.cdw.rw.nlb + 1)]
         nbytes = Signal(33)
         m.d.comb += nbytes.eq(nblocks << ns.lba_shift)
-        lba_end = Signal(66)
-        m.d.comb += lba_end.eq(rw.slba + nblocks)
         out_of_range = lba_end > ns.nsze
         too_big = nbytes > ss.max_io_size
         length_bad = cmd.sgl_length != nbytes

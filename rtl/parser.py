@@ -11,7 +11,7 @@ Behaviour (the decision rules, what comes out) is specified in
   drops them, passes them whole (software) or cuts and realigns the
   in-capsule data.
 * ``CapsuleParser`` wires both to the FIFOs and the ports, with register
-  slices (``_RegisterSlice``) between the packet FIFO and the reader and on
+  slices (``RegisterSlice``) between the packet FIFO and the reader and on
   ``o_data``.
 
 Every hand-shake between these parts goes through a register, for Fmax
@@ -40,7 +40,7 @@ from .formats import (
     StreamBeat,
 )
 from .params import EngineParams
-from .stream_util import keep_mask, min_value, popcount
+from .stream_util import RegisterSlice, keep_mask, min_value, popcount
 
 __all__ = ["CapsuleParser", "CapsuleBeat", "ReadMode"]
 
@@ -452,40 +452,6 @@ class _CapsuleWriter(Elaboratable):
         return m
 
 
-class _RegisterSlice(Elaboratable):
-    """A two-entry register slice (skid buffer) on a valid/ready stream.
-
-    Both ``o_valid``/``o_data`` and ``i_ready`` come straight from flip-flops,
-    so no combinational path crosses it in either direction; it passes one
-    item a cycle and adds one cycle of latency.
-    """
-
-    def __init__(self, shape):
-        self.i_valid = Signal()
-        self.i_ready = Signal()
-        self.i_data = Signal(shape)
-        self.o_valid = Signal()
-        self.o_ready = Signal()
-        self.o_data = Signal(shape)
-
-    def elaborate(self, platform):
-        m = Module()
-        spare = Signal.like(self.i_data)
-        spare_valid = Signal()
-        m.d.comb += self.i_ready.eq(~spare_valid)
-        with m.If(~self.o_valid | self.o_ready):
-            with m.If(spare_valid):
-                m.d.sync += [self.o_data.eq(spare), self.o_valid.eq(1), spare_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o_data.eq(self.i_data), self.o_valid.eq(self.i_valid)]
-        with m.Elif(self.i_valid & ~spare_valid):
-            m.d.sync += spare_valid.eq(1)
-        # the spare entry's data follows the input while it is empty (no enable from o_ready)
-        with m.If(~spare_valid):
-            m.d.sync += spare.eq(self.i_data)
-        return m
-
-
 def _reader_state_layout(params):
     """The reader's copy of one read instruction, with its counters and precomputed flags."""
     B = params.beat_bytes
@@ -753,7 +719,7 @@ class CapsuleParser(wiring.Component):
 
         # the stored beats reach the reader through a register slice: the FIFO's read
         # enable (block RAM clock enable) does not wait for the reader's decisions
-        m.submodules.pkt_slice = pkt_slice = _RegisterSlice(W + W // 8)
+        m.submodules.pkt_slice = pkt_slice = RegisterSlice(W + W // 8)
         # ... after a plain register with no logic after the block RAM's output (its enable
         # comes from flip-flops only)
         pkt_reg = Signal(W + W // 8)
@@ -784,7 +750,7 @@ class CapsuleParser(wiring.Component):
             ]
 
         # and leave it through one: `o_data` comes from flip-flops, its ready goes to flip-flops
-        m.submodules.out_slice = out_slice = _RegisterSlice(StreamBeat(W))
+        m.submodules.out_slice = out_slice = RegisterSlice(StreamBeat(W))
         m.d.comb += [
             out_slice.i_valid.eq(reader.o.valid),
             out_slice.i_data.eq(reader.o.payload),

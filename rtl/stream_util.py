@@ -1,8 +1,8 @@
 """Small helpers shared by the gateware blocks."""
 
-from amaranth.hdl import Cat, Const, Mux, Value
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, Value
 
-__all__ = ["popcount", "min_value", "keep_mask"]
+__all__ = ["popcount", "min_value", "keep_mask", "RegisterSlice"]
 
 
 def popcount(value):
@@ -27,3 +27,37 @@ def keep_mask(count, nbytes):
     """A ``nbytes``-bit mask whose bits below ``count`` are set (saturating at ``nbytes``)."""
     count = Value.cast(count)
     return Cat(*(count > i for i in range(nbytes)))
+
+
+class RegisterSlice(Elaboratable):
+    """A two-entry register slice (skid buffer) on a valid/ready stream.
+
+    Both ``o_valid``/``o_data`` and ``i_ready`` come straight from flip-flops,
+    so no combinational path crosses it in either direction; it passes one
+    item a cycle and adds one cycle of latency.
+    """
+
+    def __init__(self, shape):
+        self.i_valid = Signal()
+        self.i_ready = Signal()
+        self.i_data = Signal(shape)
+        self.o_valid = Signal()
+        self.o_ready = Signal()
+        self.o_data = Signal(shape)
+
+    def elaborate(self, platform):
+        m = Module()
+        spare = Signal.like(self.i_data)
+        spare_valid = Signal()
+        m.d.comb += self.i_ready.eq(~spare_valid)
+        with m.If(~self.o_valid | self.o_ready):
+            with m.If(spare_valid):
+                m.d.sync += [self.o_data.eq(spare), self.o_valid.eq(1), spare_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o_data.eq(self.i_data), self.o_valid.eq(self.i_valid)]
+        with m.Elif(self.i_valid & ~spare_valid):
+            m.d.sync += spare_valid.eq(1)
+        # the spare entry's data follows the input while it is empty (no enable from o_ready)
+        with m.If(~spare_valid):
+            m.d.sync += spare.eq(self.i_data)
+        return m

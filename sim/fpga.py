@@ -191,9 +191,10 @@ def _util(report, key):
 
 
 def run_flow(board="ecp5-85k", config="default", top="engine", seed=1, freq_mhz=None,
-             out_root=None, router=None, log=print):
+             out_root=None, router="router2", log=print):
     """Run the whole flow; return the result record (also ``result.json`` in the build
-    directory). ``router``: nextpnr's router (``router1``, its default, or ``router2``).
+    directory). ``router``: nextpnr's router (``router2``, the default here, or ``router1``,
+    nextpnr's own default, which did not finish routing the whole engine in 45 minutes).
     ``log`` gets one progress line a step."""
     if board not in BOARDS:
         raise FlowError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
@@ -264,11 +265,12 @@ def run_flow(board="ecp5-85k", config="default", top="engine", seed=1, freq_mhz=
            "--speed", b.speed, "--json", "synth.json", "--lpf", "board.lpf",
            "--textcfg", "pnr.config", "--report", "report.json", "--seed", str(seed),
            "--timing-allow-fail", "--lpf-allow-unconstrained"]
-    if router is not None:
-        cmd += ["--router", router]
+    if router not in ("router1", "router2"):
+        raise FlowError(f"unknown router {router!r}; known: router1, router2")
+    cmd += ["--router", router]
     log(f"[fpga] place and route: yowasp-nextpnr-{b.family} --{b.device} --package "
         f"{b.package} --speed {b.speed}, {target:g} MHz, seed {seed}"
-        f"{', ' + router if router else ''} ...")
+        f", {router} ...")
     t_pnr = _run(cmd, out / "pnr.log", out, f"yowasp-nextpnr-{b.family} (place and route)")
     log(f"[fpga] place and route: {t_pnr:.0f} s")
 
@@ -288,7 +290,7 @@ def run_flow(board="ecp5-85k", config="default", top="engine", seed=1, freq_mhz=
     dsps, dsps_avail = _util(report, "MULT18X18D")
     result = {
         "board": board, "device": b.description, "config": config_name, "top": top,
-        "module": module, "seed": seed, "router": router or "router1",
+        "module": module, "seed": seed, "router": router,
         "target_mhz": round(target, 3), "fmax_mhz": round(fmax, 2), "met": fmax >= target,
         "luts": luts, "ffs": ffs, "brams": brams, "dsps": dsps,
         "available": {"luts": luts_avail, "ffs": ffs_avail, "brams": brams_avail,
@@ -349,7 +351,7 @@ def main(args):
     try:
         result = run_flow(board=args.board, config=args.config, top=args.top, seed=args.seed,
                           freq_mhz=args.freq, out_root=args.output,
-                          router=getattr(args, "router", None), log=log)
+                          router=args.router, log=log)
     except FlowError as exc:
         if exc.tail:
             sys.stderr.write(f"--- last lines of the log ---\n{exc.tail}\n---\n")

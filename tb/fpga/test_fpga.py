@@ -97,6 +97,7 @@ def test_flow_on_the_parser_of_the_small_configuration(tmp_path, capsys):
     out = capsys.readouterr().out
     result = json.loads(out)
     _check(result, "parser", "small")
+    assert result["router"] == "router2"
     build = tmp_path / "ecp5-85k" / "small" / "parser"
     for name in ("nvmf_parser.v", "nvmf_fpga_top.v", "yosys.log", "stat.txt", "synth.json",
                  "pnr.log", "report.json", "result.json"):

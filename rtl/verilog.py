@@ -19,6 +19,7 @@ TOPS = {
     "nvmf_staging": "rtl.staging:StagingMemory",
     "nvmf_sq_writer": "rtl.sq_writer:SqWriter",
     "nvmf_cq_handler": "rtl.cq_handler:CqHandler",
+    "nvmf_backend": "rtl.backend:Backend",
 }
 
 # the tops `nvmf-offload verilog` writes by default (the others are unit tops)

@@ -57,7 +57,7 @@ BOARDS = {
 # --top choice -> Verilog module of rtl/verilog.py
 TOPS = {"engine": "nvmf_engine", "parser": "nvmf_parser", "control": "nvmf_control",
         "front": "nvmf_engine_front", "staging": "nvmf_staging", "sq_writer": "nvmf_sq_writer",
-        "cq_handler": "nvmf_cq_handler"}
+        "cq_handler": "nvmf_cq_handler", "backend": "nvmf_backend"}
 
 TAIL_LINES = 30
 

@@ -51,7 +51,8 @@ def test_ports_are_read_from_the_verilog(parser_small_text):
 def test_every_fpga_top_is_a_verilog_top():
     from rtl.verilog import TOPS as VERILOG_TOPS
     assert set(fpga.TOPS.values()) <= set(VERILOG_TOPS)
-    assert {"engine", "parser", "control", "front", "sq_writer", "cq_handler"} <= set(fpga.TOPS)
+    assert {"engine", "parser", "control", "front", "sq_writer", "cq_handler",
+            "backend"} <= set(fpga.TOPS)
 
 
 def test_lpf_frequency_is_replaced():

@@ -54,6 +54,7 @@ from .formats import (
     SubsystemEntry,
 )
 from .params import EngineParams
+from .stream_util import RegisterSlice
 
 __all__ = ["Backend", "RdmaBeat", "MAX_SLOTS", "PAGE"]
 
@@ -171,11 +172,16 @@ class _CtxField:
 class _Slots(Elaboratable):
     """Staging slots of every subsystem: a free bitmap each, loaded on configuration.
 
-    ``alloc_*``: for subsystem ``alloc_ss``, ``alloc_ok`` says a slot is free,
-    ``alloc_slot`` / ``alloc_off`` which (lowest first) and its staging byte
-    offset; a pulse on ``alloc_en`` takes it. ``alloc_none``: the subsystem
-    has no usable staging. ``free_en`` returns ``free_slot`` of ``free_ss``.
-    ``shift_ss`` -> ``shift``: log2 of that subsystem's slot size.
+    Each subsystem keeps one free slot set aside in registers (its index and staging
+    byte offset), refilled from the bitmap (lowest free slot first) the cycle after it
+    was taken, so that taking a slot is a register read, not a search.
+
+    ``alloc_*``: for subsystem ``alloc_ss``, ``alloc_ok`` says a slot is set aside,
+    ``alloc_slot`` / ``alloc_off`` which and its staging byte offset (all from
+    registers); a pulse on ``alloc_en`` takes it (a subsystem can give a slot every
+    other cycle). ``alloc_none``: the subsystem has no usable staging. ``free_en``
+    returns ``free_slot`` of ``free_ss``. ``shift_ss`` -> ``shift``: log2 of that
+    subsystem's slot size.
     """
 
     def __init__(self, params):
@@ -223,8 +229,19 @@ class _Slots(Elaboratable):
         m.d.comb += n_slots.eq(Mux(count[MAX_SLOTS.bit_length() - 1:] != 0, MAX_SLOTS,
                                    count))
 
+        # the slot set aside per subsystem
+        spare = Array(Signal(6, name=f"spare{i}") for i in range(NS))
+        spare_off = Array(Signal(32, name=f"spare_off{i}") for i in range(NS))
+        spare_ok = Array(Signal(name=f"spare_ok{i}") for i in range(NS))
+
         for i in range(NS):
-            take = Mux(self.alloc_en & (self.alloc_ss == i), 1 << self.alloc_slot, 0)
+            lowest = Signal(6, name=f"lowest{i}")
+            for k in reversed(range(MAX_SLOTS)):
+                with m.If(free[i][k]):
+                    m.d.comb += lowest.eq(k)
+            refill = Signal(name=f"refill{i}")
+            m.d.comb += refill.eq(~spare_ok[i] & (free[i] != 0))
+            move = Mux(refill, 1 << lowest, 0)
             give = Mux(self.free_en & (self.free_ss == i), 1 << self.free_slot, 0)
             with m.If(loaded & (index == i)):
                 m.d.sync += [
@@ -232,18 +249,21 @@ class _Slots(Elaboratable):
                     shift[i].eq(new_shift),
                     base[i].eq(offset[:32]),
                     usable[i].eq(inside & (count != 0)),
+                    spare_ok[i].eq(0),
                 ]
             with m.Else():
-                m.d.sync += free[i].eq((free[i] & ~take) | give)
+                m.d.sync += free[i].eq((free[i] & ~move) | give)
+                with m.If(refill):
+                    m.d.sync += [spare[i].eq(lowest), spare_ok[i].eq(1),
+                                 spare_off[i].eq(base[i] + (lowest << shift[i]))]
+                with m.Elif(self.alloc_en & (self.alloc_ss == i)):
+                    m.d.sync += spare_ok[i].eq(0)
 
-        bits = free[self.alloc_ss]
-        for k in reversed(range(MAX_SLOTS)):
-            with m.If(bits[k]):
-                m.d.comb += self.alloc_slot.eq(k)
         m.d.comb += [
-            self.alloc_ok.eq((self.alloc_ss < NS) & (bits != 0)),
+            self.alloc_slot.eq(spare[self.alloc_ss]),
+            self.alloc_off.eq(spare_off[self.alloc_ss]),
+            self.alloc_ok.eq((self.alloc_ss < NS) & spare_ok[self.alloc_ss]),
             self.alloc_none.eq((self.alloc_ss >= NS) | ~usable[self.alloc_ss]),
-            self.alloc_off.eq(base[self.alloc_ss] + (self.alloc_slot << shift[self.alloc_ss])),
             self.shift.eq(shift[self.shift_ss]),
         ]
         return m
@@ -364,6 +384,8 @@ class Backend(wiring.Component):
     Interface attributes (every stream follows the Amaranth stream rules)
     ----------------------------------------------------------------
     i_cmd, i_data : served commands and their in-capsule data, from the front end.
+        ``i_cmd`` goes through a register slice: ``ready`` comes from a flip-flop
+        and admission sees a command the cycle after its transfer.
     o_resp, o_qp_error, o_event, o_ns_count : outcomes (merged with the front end's).
     o_rdma_cmd, i_rdma_rd, o_rdma_wr, i_rdma_sts : the RDMA transport. READ data
         comes as one packet per descriptor (not interleaved) before its status.
@@ -492,21 +514,41 @@ class Backend(wiring.Component):
         _merge(m, [submit_adm, submit_sts], submit_w)
 
         # --- admission -----------------------------------------------------------------------
-        cmd = self.i_cmd.payload
+        # the command enters through a register slice that also carries its decision bits
+        # (worked out from the input), so admission starts from flip-flops
+        in_cmd = self.i_cmd.payload
+        admit_layout = data.StructLayout({"cmd": BackendCommand, "dataless": 1, "data_in": 1,
+                                          "beats": beat_w})
+        m.submodules.cmd_slice = cmd_slice = RegisterSlice(admit_layout)
+        m.d.comb += [
+            cmd_slice.i_valid.eq(self.i_cmd.valid), self.i_cmd.ready.eq(cmd_slice.i_ready),
+            cmd_slice.i_data.cmd.eq(in_cmd),
+            # a command that moves no data (Flush, Write Zeroes) takes no staging slot
+            cmd_slice.i_data.dataless.eq((in_cmd.nbytes == 0) & ~in_cmd.icd),
+            cmd_slice.i_data.data_in.eq(
+                ((in_cmd.opcode == Opcode.WRITE.value) | (in_cmd.opcode == Opcode.DSM.value))
+                & (in_cmd.nbytes != 0)),
+            cmd_slice.i_data.beats.eq((in_cmd.nbytes + B - 1) >> beat_shift),
+        ]
+        cmd = cmd_slice.o_data.cmd
+        dataless, data_in = cmd_slice.o_data.dataless, cmd_slice.o_data.data_in
         a_ctx = Signal(cbits)
         m.d.comb += [a_ctx.eq(free.r_data), slots.alloc_ss.eq(cmd.subsystem)]
         adm_ctx = Signal(cbits)
         adm_cmd = Signal(BackendCommand)
         copied = Signal(beat_w)
-        data_in = ((cmd.opcode == Opcode.WRITE.value) | (cmd.opcode == Opcode.DSM.value)) & \
-            (cmd.nbytes != 0)
+        # a command for submission is pushed from a register (the submission FIFO holds every
+        # context, so it has room whenever the register is to be loaded again)
+        push_v, push_ctx = Signal(), Signal(cbits)
+        push_free = ~push_v | submit_adm.ready
+        m.d.comb += [submit_adm.valid.eq(push_v), submit_adm.payload.eq(push_ctx)]
+        with m.If(submit_adm.ready):
+            m.d.sync += push_v.eq(0)
         with m.FSM(name="admit"):
             with m.State("IDLE"):
-                ready = self.i_cmd.valid & free.r_rdy & ~filling
-                # a command that moves no data (Flush, Write Zeroes) takes no staging slot
-                dataless = (cmd.nbytes == 0) & ~cmd.icd
+                ready = cmd_slice.o_valid & free.r_rdy & ~filling
                 with m.If(ready & (dataless | slots.alloc_ok | slots.alloc_none)):
-                    m.d.comb += [self.i_cmd.ready.eq(1), free.r_en.eq(1),
+                    m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1),
                                  cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
                     m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), copied.eq(0),
                                  c_late[a_ctx].eq(0)]
@@ -514,15 +556,16 @@ class Backend(wiring.Component):
                     c_stg.write(a_ctx, Cat(cmd.subsystem, slots.alloc_slot,
                                            ~slots.alloc_none & ~dataless))
                     c_off.write(a_ctx, slots.alloc_off)
-                    c_beats.write(a_ctx, (cmd.nbytes + B - 1) >> beat_shift)
+                    c_beats.write(a_ctx, cmd_slice.o_data.beats)
                     with m.If(~dataless & ~slots.alloc_none):
                         m.d.comb += slots.alloc_en.eq(1)
-                    # a command with nothing to bring in goes to submission in this cycle
-                    # when the submission queue has room (else from QUEUE)
+                    # a command with nothing to bring in goes to submission next (from QUEUE
+                    # when the push register is still taken)
                     with m.If(dataless | (~slots.alloc_none & ~cmd.icd & ~data_in)):
-                        m.d.comb += [submit_adm.valid.eq(1), submit_adm.payload.eq(a_ctx)]
                         m.d.sync += state[a_ctx].eq(_State.READY)
-                        with m.If(~submit_adm.ready):
+                        with m.If(push_free):
+                            m.d.sync += [push_v.eq(1), push_ctx.eq(a_ctx)]
+                        with m.Else():
                             m.next = "QUEUE"
                     with m.Elif(slots.alloc_none):
                         m.d.sync += state[a_ctx].eq(_State.RETIRING)
@@ -559,8 +602,8 @@ class Backend(wiring.Component):
                 with m.If(rdma_adm.ready):
                     m.next = "IDLE"
             with m.State("QUEUE"):
-                m.d.comb += [submit_adm.valid.eq(1), submit_adm.payload.eq(adm_ctx)]
-                with m.If(submit_adm.ready):
+                with m.If(push_free):
+                    m.d.sync += [push_v.eq(1), push_ctx.eq(adm_ctx)]
                     m.next = "IDLE"
             with m.State("INTERNAL"):
                 m.d.comb += [fin_adm_w.valid.eq(1), fin_adm_w.payload.kind.eq(_Kind.INTERNAL),

@@ -243,6 +243,8 @@ class SqWriter(wiring.Component):
         b_tail = Array(Signal(16, name=f"b_tail{i}") for i in range(D))
         b_count = Array(Signal(8, name=f"b_count{i}") for i in range(D))   # SQEs, then records
         b_outst = Array(Signal(range(max_batch + 1), name=f"b_outst{i}") for i in range(D))
+        # SQEs it still takes before it is full: min(max_batch, sq_entries - 1) - count
+        b_left = [Signal(8, name=f"b_left{i}") for i in range(D)]
         m.submodules.db_addrs = db_addrs = memory.Memory(shape=64, depth=D, init=[])
         db_addr_wr = db_addrs.write_port()
         db_addr_rd = db_addrs.read_port(domain="comb")
@@ -373,18 +375,30 @@ class SqWriter(wiring.Component):
         with m.If(free_go):
             m.d.sync += free_ptr.eq(free_ptr + 1)
         init_q1 = self.init_valid & (self.init_queue == q1)
-        new_count = Mux(join, b_count[target] + 1, 1)
-        full = (new_count >= max_batch) | (new_count + 1 >= entry.sq_entries)
+        # a batch is full at min(max_batch, sq_entries - 1) SQEs: worked out when it opens
+        # (from the table entry) and counted down per SQE, so that whether this SQE fills
+        # its batch is a register compare, not an add and two compares after the join
+        limit = Signal(17)
+        m.d.comb += limit.eq(Mux(entry.sq_entries - 1 < max_batch, entry.sq_entries - 1,
+                                 max_batch))
+        open_full = limit <= 1
+        hit = Signal(D)                           # the SQE that starts goes to batch i
+        full = Signal(D)                          # ... and fills it
+        for i in range(D):
+            m.d.comb += [
+                hit[i].eq(sqe_go & Mux(join, match[i], alloc_ptr == i)),
+                full[i].eq(Mux(join, b_left[i] == 1, open_full)),
+            ]
         ev = Signal(D)                            # batch i closes, and every older one
         rel = [Signal(sw, name=f"b_rel{i}") for i in range(D)]    # age: 0 = oldest
         for i in range(D):
             m.d.comb += [
                 rel[i].eq(i - free_ptr),
-                ev[i].eq((sqe_go & (target == i) & (full | init_q1))
+                ev[i].eq((hit[i] & (full[i] | init_q1))
                          | (b_alloc[i] & self.init_valid & (self.init_queue == b_queue[i]))),
             ]
         for i in range(D):
-            hit_sqe = sqe_go & (target == i)
+            hit_sqe = hit[i]
             b_sqe_i = b_fire & ~b_is_db & (b_idx == i)
             b_db_i = b_fire & b_is_db & (b_idx == i)
             closes = Cat(ev[k] & (rel[i] <= rel[k]) for k in range(D)).any()
@@ -402,9 +416,12 @@ class SqWriter(wiring.Component):
             with m.If(db_go & (ring_ptr == i)):
                 m.d.sync += b_rung[i].eq(1)
             with m.If(hit_sqe):
-                m.d.sync += [b_tail[i].eq(next_tail), b_count[i].eq(new_count)]
-                with m.If(~join):
+                m.d.sync += b_tail[i].eq(next_tail)
+                with m.If(join):
+                    m.d.sync += [b_count[i].eq(b_count[i] + 1), b_left[i].eq(b_left[i] - 1)]
+                with m.Else():
                     m.d.sync += [
+                        b_count[i].eq(1), b_left[i].eq(limit - 1),
                         b_alloc[i].eq(1), b_queue[i].eq(q1), b_err[i].eq(0),
                         b_rung[i].eq(0), b_answered[i].eq(0), b_closed[i].eq(ev[i]),
                     ]

@@ -14,7 +14,7 @@ handler) around it. Work moves between small units as context numbers:
   namespace's queues), writes the PRP list into staging, sends the SQE;
 * completion retires contexts by CID (context index and generation), and
   drops the late CQE of a command given up;
-* the timeout scanner looks at one context a cycle;
+* the timeout scanner looks at one context a cycle (a read stage, then a verdict stage);
 * retirement hands a Read's data to the data-out mover, which issues the
   RDMA WRITE descriptor and the staging read and streams the packet (the
   next packet's descriptor and read go out while one streams); after the
@@ -775,20 +775,28 @@ class Backend(wiring.Component):
                      queues.cqe_q.eq(cq.queue), queues.cqe_sqhd.eq(cq.cqe.sqhd)]
 
         # --- timeout scanner -------------------------------------------------------------------
+        # two stages: the first reads context ``scan`` (queue, submission time, the queue's
+        # timeout and failure) into a verdict register, the second gives up the context if
+        # it is still submitted (the same submission: only submission writes the time, and
+        # it comes from another state) and no CQE for it arrives in that cycle
         scan = Signal(cbits)
         m.d.comb += queues.look_q.eq(c_queue.read(scan))
         expired = ((queues.look_timeout != 0)
                    & ((now - c_start.read(scan)) > queues.look_timeout))
-        racing = self.i_cqe.valid & (q_ctx == scan)
-        give_up = (state[scan] == _State.SUBMITTED) & (expired | queues.look_failed) & ~racing
+        chk_ctx, chk_hit, chk_failed = Signal(cbits), Signal(), Signal()
+        racing = self.i_cqe.valid & (q_ctx == chk_ctx)
+        give_up = chk_hit & (state[chk_ctx] == _State.SUBMITTED) & ~racing
         with m.If(give_up):
-            m.d.comb += [fin_scan_w.valid.eq(1), fin_scan_w.payload.ctx.eq(scan),
+            m.d.comb += [fin_scan_w.valid.eq(1), fin_scan_w.payload.ctx.eq(chk_ctx),
                          fin_scan_w.payload.kind.eq(_Kind.TIMEOUT),
-                         fin_scan_w.payload.failed.eq(queues.look_failed)]
+                         fin_scan_w.payload.failed.eq(chk_failed)]
             with m.If(fin_scan_w.ready):
-                m.d.sync += [state[scan].eq(_State.TIMED_OUT), scan.eq(scan + 1)]
-        with m.Else():
-            m.d.sync += scan.eq(scan + 1)
+                m.d.sync += state[chk_ctx].eq(_State.TIMED_OUT)
+        with m.If(~give_up | fin_scan_w.ready):
+            m.d.sync += [chk_ctx.eq(scan), scan.eq(scan + 1),
+                         chk_hit.eq((state[scan] == _State.SUBMITTED)
+                                    & (expired | queues.look_failed)),
+                         chk_failed.eq(queues.look_failed)]
 
         # --- retirement ------------------------------------------------------------------------
         job = Signal(_Finish)

@@ -113,7 +113,8 @@ class StagingMemory(wiring.Component):
         The low ``log2 B`` address bits are ignored.
     s_axi_p2p_w* (wdata wstrb wlast wvalid wready) : AXI4 write data
         Beats are accepted from cycle 1, one a cycle: a storing beat writes
-        the bytes ``wstrb`` selects in the cycle of its handshake. It needs
+        the bytes ``wstrb`` selects (from a register) the cycle after its
+        handshake; a read issued from that cycle on sees them. It needs
         the write port: ``wready`` is low while ``i_wr`` is valid, except
         when the AXI side holds the turn, which it gets by losing a tie, so
         the two alternate beat by beat. An MSI-X beat is taken when the
@@ -129,7 +130,8 @@ class StagingMemory(wiring.Component):
         burst's R beats follow the previous burst's without a gap; classified
         like a write (there is no MSI-X read: ``msix_addr`` answers SLVERR).
     s_axi_p2p_r* (rid rdata rresp rlast rvalid rready) : AXI4 read data
-        First beat ``rvalid`` at cycle 3 at the earliest, then one beat a
+        First beat ``rvalid`` at cycle 4 at the earliest (the read address is
+        registered before the block RAM), then one beat a
         cycle while ``rready`` is high and the read port is won;
         ``rid = arid``; an error burst has ``rresp`` SLVERR and zero
         ``rdata`` on every beat. Bursts answer in AR order.
@@ -141,9 +143,9 @@ class StagingMemory(wiring.Component):
     i_wr : In(stream.Signature(StagingWrite(W)))
         ``{offset, data, keep}``: the bytes ``keep`` selects are written to
         the word at ``offset`` (beat-aligned; bits at and above
-        ``log2 staging_bytes`` and below ``log2 B`` are ignored) in the
-        handshake cycle; a read port access issued from the next cycle on
-        sees them. ``ready`` is high except when the AXI write channel holds
+        ``log2 staging_bytes`` and below ``log2 B`` are ignored) from a register
+        the cycle after the handshake; a read port access issued from the
+        next cycle on sees them. ``ready`` is high except when the AXI write channel holds
         the write port's turn and presents a storing beat.
     i_rd : In(stream.Signature(StagingRead))
         ``{offset, beats}``: ``beats`` (0 reads nothing) words from
@@ -153,7 +155,7 @@ class StagingMemory(wiring.Component):
         without a gap.
     o_rd : Out(stream.Signature(StreamBeat(W)))
         The words of each request in order, ``keep`` all ones, ``last`` on a
-        request's final word; first beat ``valid`` at cycle 3 at the
+        request's final word; first beat ``valid`` at cycle 4 at the
         earliest after ``i_rd``'s handshake, then one a cycle while
         ``ready`` is high and the read port is won.
     """
@@ -260,17 +262,24 @@ class StagingMemory(wiring.Component):
         with m.Elif(int_w_fire & wr_store & ax("wvalid")):
             m.d.sync += axi_w_turn.eq(1)
 
+        # the write port is driven from registers (address, data and byte enables reach every
+        # block RAM of the memory, spread over the die): a beat is stored a cycle after its
+        # handshake, as a read's address is registered (below), so a read issued from the
+        # next cycle on still sees it
+        wq_addr, wq_data, wq_en = Signal(word_bits), Signal(W), Signal(B)
+        m.d.comb += [wr_port.addr.eq(wq_addr), wr_port.data.eq(wq_data), wr_port.en.eq(wq_en)]
+        m.d.sync += wq_en.eq(0)
         with m.If(int_w_fire):
-            m.d.comb += [
-                wr_port.addr.eq(i_wr.payload.offset[lane_bits:lane_bits + word_bits]),
-                wr_port.data.eq(i_wr.payload.data),
-                wr_port.en.eq(i_wr.payload.keep),
+            m.d.sync += [
+                wq_addr.eq(i_wr.payload.offset[lane_bits:lane_bits + word_bits]),
+                wq_data.eq(i_wr.payload.data),
+                wq_en.eq(i_wr.payload.keep),
             ]
         with m.Elif(axi_w_fire):
-            m.d.comb += [
-                wr_port.addr.eq(wr_word),
-                wr_port.data.eq(ax("wdata")),
-                wr_port.en.eq(ax("wstrb")),
+            m.d.sync += [
+                wq_addr.eq(wr_word),
+                wq_data.eq(ax("wdata")),
+                wq_en.eq(ax("wstrb")),
             ]
 
         m.d.comb += [
@@ -285,12 +294,16 @@ class StagingMemory(wiring.Component):
         # ---- read buffers: one per reader, credit-checked so a read never overflows ------------
         m.submodules.r_fifo = r_fifo = fifo.SyncFIFO(width=W + 2 + P2P_ID_WIDTH, depth=_OUT_DEPTH)
         m.submodules.o_fifo = o_fifo = fifo.SyncFIFO(width=W + 1, depth=_OUT_DEPTH)
-        # a word read in cycle t is written into its buffer in cycle t+1 (s1_*)
+        # a word granted in cycle t has its address registered (s0_*), is read at the end of
+        # t+1 and written into its buffer in cycle t+2 (s1_*)
+        s0_axi, s0_axi_last, s0_axi_err = Signal(), Signal(), Signal()
+        s0_axi_id = Signal(P2P_ID_WIDTH)
+        s0_int, s0_int_last = Signal(), Signal()
         s1_axi, s1_axi_last, s1_axi_err = Signal(), Signal(), Signal()
         s1_axi_id = Signal(P2P_ID_WIDTH)
         s1_int, s1_int_last = Signal(), Signal()
-        axi_room = (r_fifo.level + s1_axi) < _OUT_DEPTH
-        int_room = (o_fifo.level + s1_int) < _OUT_DEPTH
+        axi_room = (r_fifo.level + s0_axi + s1_axi) < _OUT_DEPTH
+        int_room = (o_fifo.level + s0_int + s1_int) < _OUT_DEPTH
 
         # ---- AXI read channels: AR -> R beats ---------------------------------------------------
         rd_ok = Signal()                  # the burst reads memory (else SLVERR, zero data)
@@ -322,9 +335,11 @@ class StagingMemory(wiring.Component):
             int_grant.eq(int_wants & ~(axi_r_turn & axi_wants & rd_ok)),
             axi_grant.eq(axi_wants & rd_ok & ~int_grant),
             axi_issue.eq(axi_grant | (axi_wants & ~rd_ok)),
-            rd_port.en.eq(int_grant | axi_grant),
-            rd_port.addr.eq(Mux(int_grant, int_word, rd_word)),
         ]
+        rq_en, rq_addr = Signal(), Signal(word_bits)
+        m.d.sync += [rq_en.eq(int_grant | axi_grant),
+                     rq_addr.eq(Mux(int_grant, int_word, rd_word))]
+        m.d.comb += [rd_port.en.eq(rq_en), rd_port.addr.eq(rq_addr)]
         with m.If(axi_grant):
             m.d.sync += axi_r_turn.eq(0)
         with m.Elif(int_grant & axi_wants & rd_ok):
@@ -338,9 +353,12 @@ class StagingMemory(wiring.Component):
             m.d.sync += [int_left.eq(int_left - 1), int_word.eq(int_word + 1)]
 
         m.d.sync += [
-            s1_axi.eq(axi_issue), s1_axi_last.eq(rd_left == 1), s1_axi_err.eq(~rd_ok),
-            s1_axi_id.eq(rd_id),
-            s1_int.eq(int_grant), s1_int_last.eq(int_left == 1),
+            s0_axi.eq(axi_issue), s0_axi_last.eq(rd_left == 1), s0_axi_err.eq(~rd_ok),
+            s0_axi_id.eq(rd_id),
+            s0_int.eq(int_grant), s0_int_last.eq(int_left == 1),
+            s1_axi.eq(s0_axi), s1_axi_last.eq(s0_axi_last), s1_axi_err.eq(s0_axi_err),
+            s1_axi_id.eq(s0_axi_id),
+            s1_int.eq(s0_int), s1_int_last.eq(s0_int_last),
         ]
         m.d.comb += [
             r_fifo.w_en.eq(s1_axi),

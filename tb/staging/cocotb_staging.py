@@ -417,8 +417,8 @@ async def run_throughput_and_alternation(dut):
             f"{name} alone: {len(c.cycles)} beats over {_span(c.cycles)} cycles")
     # the latencies the docstring promises, with nothing in the way
     assert tb.b_beats.cycles[-1] - tb.w_beats.cycles[n - 1] == 1, "B not one cycle after W"
-    assert tb.r_beats.cycles[0] - tb.ar_beats.cycles[-1] == 3, "first R not 3 cycles after AR"
-    assert tb.ir_beats.cycles[0] - tb.rd_requests.cycles[-2] == 3, "o_rd not 3 after i_rd"
+    assert tb.r_beats.cycles[0] - tb.ar_beats.cycles[-1] == 4, "first R not 4 cycles after AR"
+    assert tb.ir_beats.cycles[0] - tb.rd_requests.cycles[-2] == 4, "o_rd not 4 after i_rd"
 
     # two bursts back to back (2n beats cross a 4 KiB page or the 256-beat limit): the
     # second AW is taken in the cycle of the first burst's last W beat, so W has no bubble

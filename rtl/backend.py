@@ -536,7 +536,7 @@ class Backend(wiring.Component):
         m.d.comb += [a_ctx.eq(free.r_data), slots.alloc_ss.eq(cmd.subsystem)]
         adm_ctx = Signal(cbits)
         adm_cmd = Signal(BackendCommand)
-        copied = Signal(beat_w)
+        copy_off = Signal(32)           # staging offset of the next in-capsule data beat
         # a command for submission is pushed from a register (the submission FIFO holds every
         # context, so it has room whenever the register is to be loaded again)
         push_v, push_ctx = Signal(), Signal(cbits)
@@ -550,7 +550,7 @@ class Backend(wiring.Component):
                 with m.If(ready & (dataless | slots.alloc_ok | slots.alloc_none)):
                     m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1),
                                  cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
-                    m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), copied.eq(0),
+                    m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), copy_off.eq(slots.alloc_off),
                                  c_late[a_ctx].eq(0)]
                     gen.write(a_ctx, gen.read(a_ctx) + 1)
                     c_stg.write(a_ctx, Cat(cmd.subsystem, slots.alloc_slot,
@@ -580,13 +580,13 @@ class Backend(wiring.Component):
                 beat = self.i_data.payload
                 m.d.comb += [
                     stg_adm.valid.eq(self.i_data.valid),
-                    stg_adm.payload.offset.eq(c_off.read(adm_ctx) + (copied << beat_shift)),
+                    stg_adm.payload.offset.eq(copy_off),
                     stg_adm.payload.data.eq(beat.data),
                     stg_adm.payload.keep.eq(beat.keep),
                     self.i_data.ready.eq(stg_adm.ready),
                 ]
                 with m.If(self.i_data.valid & stg_adm.ready):
-                    m.d.sync += copied.eq(copied + 1)
+                    m.d.sync += copy_off.eq(copy_off + B)
                     with m.If(beat.last):
                         m.next = "QUEUE"
             with m.State("RDMA"):

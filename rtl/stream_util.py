@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, Value
 
-__all__ = ["popcount", "min_value", "keep_mask", "RegisterSlice"]
+__all__ = ["popcount", "min_value", "keep_mask", "RegisterSlice", "HoldRegister"]
 
 
 def popcount(value):
@@ -60,4 +60,33 @@ class RegisterSlice(Elaboratable):
         # the spare entry's data follows the input while it is empty (no enable from o_ready)
         with m.If(~spare_valid):
             m.d.sync += spare.eq(self.i_data)
+        return m
+
+
+class HoldRegister(Elaboratable):
+    """A one-entry register on a valid/ready stream, for a producer that never offers
+    back to back.
+
+    ``i_ready`` is high while the register is empty (from a flip-flop);
+    ``o_valid``/``o_data`` come from the register. An item taken in cycle t is
+    offered from t+1; the register is free again the cycle after it is taken, so it
+    passes at most one item every other cycle (half a :class:`RegisterSlice`'s rate, at
+    half its flip-flops and with no multiplexer).
+    """
+
+    def __init__(self, shape):
+        self.i_valid = Signal()
+        self.i_ready = Signal()
+        self.i_data = Signal(shape)
+        self.o_valid = Signal()
+        self.o_ready = Signal()
+        self.o_data = Signal(shape)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i_ready.eq(~self.o_valid)
+        with m.If(~self.o_valid):
+            m.d.sync += [self.o_data.eq(self.i_data), self.o_valid.eq(self.i_valid)]
+        with m.Elif(self.o_ready):
+            m.d.sync += self.o_valid.eq(0)
         return m

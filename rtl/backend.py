@@ -538,11 +538,14 @@ class Backend(wiring.Component):
         adm_cmd = Signal(BackendCommand)
         copy_off = Signal(32)           # staging offset of the next in-capsule data beat
         # a command for submission is pushed from a register (the submission FIFO holds every
-        # context, so it has room whenever the register is to be loaded again)
+        # context, so it has room whenever the register is to be loaded again); an idle
+        # submission with nothing queued takes it straight from the register (``bypass``)
         push_v, push_ctx = Signal(), Signal(cbits)
-        push_free = ~push_v | submit_adm.ready
-        m.d.comb += [submit_adm.valid.eq(push_v), submit_adm.payload.eq(push_ctx)]
-        with m.If(submit_adm.ready):
+        sub_idle, bypass = Signal(), Signal()
+        m.d.comb += [bypass.eq(sub_idle & ~submit_r.valid & push_v),
+                     submit_adm.valid.eq(push_v & ~bypass), submit_adm.payload.eq(push_ctx)]
+        push_free = ~push_v | submit_adm.ready | bypass
+        with m.If(submit_adm.ready | bypass):
             m.d.sync += push_v.eq(0)
         with m.FSM(name="admit"):
             with m.State("IDLE"):
@@ -654,7 +657,7 @@ class Backend(wiring.Component):
         # --- submission ------------------------------------------------------------------------
         sub_ctx = Signal(cbits)
         m.d.comb += [cm_sub.addr.eq(Mux(submit_r.valid & submit_r.ready, submit_r.payload,
-                                        sub_ctx)),
+                                        Mux(bypass, push_ctx, sub_ctx))),
                      cm_sub.en.eq(1)]
         scmd = cm_sub.data
         npages = Signal(14)
@@ -673,9 +676,12 @@ class Backend(wiring.Component):
         sub_queue = Signal(8)
         with m.FSM(name="submit"):
             with m.State("IDLE"):
-                m.d.comb += submit_r.ready.eq(1)
+                m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
                 with m.If(submit_r.valid):
                     m.d.sync += sub_ctx.eq(submit_r.payload)
+                    m.next = "PICK"
+                with m.Elif(push_v):
+                    m.d.sync += sub_ctx.eq(push_ctx)
                     m.next = "PICK"
             with m.State("PICK"):
                 with m.If(queues.pick_ok):

@@ -91,8 +91,10 @@ class SqWriter(wiring.Component):
         taken per ``64 / (data_width / 8)`` cycles (one per cycle at 512).
     bq_rd_addr, bq_rd_en : Out(8), Out(1)
         Backend queue table read: ``en`` is high with ``addr`` = the queue of
-        the SQE being taken from ``i_sqe`` in this cycle, or else of the SQE
-        held in the input register (re-read every cycle it waits).
+        the SQE held in the input register (re-read every cycle it waits), or,
+        while that register is empty, of the SQE offered on ``i_sqe``. An SQE
+        taken in the cycle its predecessor leaves reads its own entry in its
+        first cycle in the register and can start from the next.
     bq_rd_data : In(BackendQueueEntry)
         The entry, sampled the cycle after ``en`` (a synchronous table read
         port). Used: ``valid``, ``sq_addr``, ``sq_entries``, ``sq_db_addr``,
@@ -213,10 +215,16 @@ class SqWriter(wiring.Component):
             self.i_sqe.ready.eq(~s1_valid | s1_go),
             take.eq(self.i_sqe.valid & self.i_sqe.ready),
         ]
-        rd_queue = Mux(take, self.i_sqe.payload.queue, s1.queue)
+        # the table entry and tail are read for the SQE in s1, or for the one offered while
+        # s1 is empty: the address never depends on whether s1 leaves in this cycle (that
+        # decision runs through the AXI write channels). An SQE taken while its predecessor
+        # leaves reads its own entry in its first cycle in s1 (``stale``) and starts after.
+        rd_queue = Mux(s1_valid, s1.queue, self.i_sqe.payload.queue)
+        rd_queue_r = Signal(8)
+        m.d.sync += rd_queue_r.eq(rd_queue)
         m.d.comb += [
             self.bq_rd_addr.eq(rd_queue),
-            self.bq_rd_en.eq(take | s1_valid),
+            self.bq_rd_en.eq(self.i_sqe.valid | s1_valid),
             tail_rd.addr.eq(rd_queue),
         ]
         with m.If(take):
@@ -303,11 +311,12 @@ class SqWriter(wiring.Component):
                      & bfifo.w_rdy)
 
         # the SQE in s1 is ready to start / to be reported; the oldest unrung batch is ready
-        sqe_ready = s1_valid & usable & (join | can_open) & rfifo.w_rdy
-        bad_ready = s1_valid & ~usable & rfifo.w_rdy
+        stale = s1_valid & (rd_queue_r != q1)
+        sqe_ready = s1_valid & ~stale & usable & (join | can_open) & rfifo.w_rdy
+        bad_ready = s1_valid & ~stale & ~usable & rfifo.w_rdy
         ring_ok = (b_alloc.bit_select(ring_ptr, 1) & ~b_rung.bit_select(ring_ptr, 1)
                    & (b_outst[ring_ptr] == 0))
-        db_go = can_start & ring_ok & (b_closed.bit_select(ring_ptr, 1) | ~sqe_ready)
+        db_go = can_start & ring_ok & (b_closed.bit_select(ring_ptr, 1) | ~(sqe_ready | stale))
         sqe_go = can_start & ~db_go & sqe_ready
         m.d.comb += s1_go.eq(sqe_go | bad_ready)
 

@@ -29,13 +29,9 @@ def keep_mask(count, nbytes):
     return Cat(*(count > i for i in range(nbytes)))
 
 
-class RegisterSlice(Elaboratable):
-    """A two-entry register slice (skid buffer) on a valid/ready stream.
-
-    Both ``o_valid``/``o_data`` and ``i_ready`` come straight from flip-flops,
-    so no combinational path crosses it in either direction; it passes one
-    item a cycle and adds one cycle of latency.
-    """
+class _StreamRegister(Elaboratable):
+    """Ports of a register stage on a valid/ready stream: ``i_*`` from the producer,
+    ``o_*`` to the consumer, ``*_data`` of ``shape``."""
 
     def __init__(self, shape):
         self.i_valid = Signal()
@@ -44,6 +40,15 @@ class RegisterSlice(Elaboratable):
         self.o_valid = Signal()
         self.o_ready = Signal()
         self.o_data = Signal(shape)
+
+
+class RegisterSlice(_StreamRegister):
+    """A two-entry register slice (skid buffer) on a valid/ready stream.
+
+    Both ``o_valid``/``o_data`` and ``i_ready`` come straight from flip-flops,
+    so no combinational path crosses it in either direction; it passes one
+    item a cycle and adds one cycle of latency.
+    """
 
     def elaborate(self, platform):
         m = Module()
@@ -63,7 +68,7 @@ class RegisterSlice(Elaboratable):
         return m
 
 
-class HoldRegister(Elaboratable):
+class HoldRegister(_StreamRegister):
     """A one-entry register on a valid/ready stream, for a producer that never offers
     back to back.
 
@@ -73,14 +78,6 @@ class HoldRegister(Elaboratable):
     passes at most one item every other cycle (half a :class:`RegisterSlice`'s rate, at
     half its flip-flops and with no multiplexer).
     """
-
-    def __init__(self, shape):
-        self.i_valid = Signal()
-        self.i_ready = Signal()
-        self.i_data = Signal(shape)
-        self.o_valid = Signal()
-        self.o_ready = Signal()
-        self.o_data = Signal(shape)
 
     def elaborate(self, platform):
         m = Module()

@@ -5,8 +5,11 @@ is a pipeline; every stage works on a different SQE or doorbell:
 
 ===========  ================================================================
 input        ``i_sqe`` is registered (one SQE, ``s1``) while the queue's
-             table entry and tail are read (one cycle); the entry is re-read
-             every cycle the SQE waits, so it is always current
+             table entry and tail are read (one cycle)
+check        the entry's checks (usable, the tail's wrap, the ring slot
+             address, the batch limit) are registered once; an SQE starts
+             from them, at the earliest two cycles after it entered ``s1``;
+             meanwhile the table and tail are read for the next SQE
 start        the SQE gets its ring slot (the queue's tail advances) and its
              batch: it joins the *open* batch of its queue, wherever that
              batch is in the doorbell FIFO, or opens a new one; an SQE for a
@@ -91,10 +94,10 @@ class SqWriter(wiring.Component):
         taken per ``64 / (data_width / 8)`` cycles (one per cycle at 512).
     bq_rd_addr, bq_rd_en : Out(8), Out(1)
         Backend queue table read: ``en`` is high with ``addr`` = the queue of
-        the SQE held in the input register (re-read every cycle it waits), or,
-        while that register is empty, of the SQE offered on ``i_sqe``. An SQE
-        taken in the cycle its predecessor leaves reads its own entry in its
-        first cycle in the register and can start from the next.
+        the SQE held in the input register until its checks are registered
+        (re-read every cycle until then), and otherwise of the SQE offered on
+        ``i_sqe``, so an SQE taken as its predecessor leaves finds its entry
+        read.
     bq_rd_data : In(BackendQueueEntry)
         The entry, sampled the cycle after ``en`` (a synchronous table read
         port). Used: ``valid``, ``sq_addr``, ``sq_entries``, ``sq_db_addr``,
@@ -215,11 +218,11 @@ class SqWriter(wiring.Component):
             self.i_sqe.ready.eq(~s1_valid | s1_go),
             take.eq(self.i_sqe.valid & self.i_sqe.ready),
         ]
-        # the table entry and tail are read for the SQE in s1, or for the one offered while
-        # s1 is empty: the address never depends on whether s1 leaves in this cycle (that
-        # decision runs through the AXI write channels). An SQE taken while its predecessor
-        # leaves reads its own entry in its first cycle in s1 (``stale``) and starts after.
-        rd_queue = Mux(s1_valid, s1.queue, self.i_sqe.payload.queue)
+        # the table entry and tail are read for the SQE in s1 until its checks are registered,
+        # else for the one offered: the address never depends on whether s1 leaves in this
+        # cycle (that decision runs through the AXI write channels)
+        chk_valid = Signal()
+        rd_queue = Mux(s1_valid & ~chk_valid, s1.queue, self.i_sqe.payload.queue)
         rd_queue_r = Signal(8)
         m.d.sync += rd_queue_r.eq(rd_queue)
         m.d.comb += [
@@ -240,6 +243,28 @@ class SqWriter(wiring.Component):
                   & (entry.sq_addr[:_SQE_SHIFT] == 0) & (entry.sq_db_addr[:2] == 0))
         next_tail = Mux(start_tail + 1 >= entry.sq_entries, 0, start_tail + 1)
         slot_addr = entry.sq_addr + Cat(Const(0, _SQE_SHIFT), start_tail)
+        # a batch is full at min(max_batch, sq_entries - 1) SQEs
+        limit = Signal(17)
+        m.d.comb += limit.eq(Mux(entry.sq_entries - 1 < max_batch, entry.sq_entries - 1,
+                                 max_batch))
+
+        # --- checks: the entry's verdict and the values an SQE starts with, registered once
+        # from the SQE's own entry and tail (``chk_valid``), so the start decision works from
+        # flip-flops. They hold until the SQE leaves or a queue is reconfigured (its tail
+        # changes only when it starts), and meanwhile the table port reads the next SQE's
+        # entry: an SQE starts two cycles after it enters s1 at the earliest.
+        chk_usable, chk_open_full = Signal(), Signal()
+        chk_next_tail, chk_limit = Signal(16), Signal(17)
+        chk_slot_addr, chk_db_addr = Signal(64), Signal(64)
+        with m.If(s1_go | self.init_valid):
+            m.d.sync += chk_valid.eq(0)
+        with m.Elif(s1_valid & ~chk_valid & (rd_queue_r == q1)):
+            m.d.sync += [
+                chk_valid.eq(1),
+                chk_usable.eq(usable), chk_next_tail.eq(next_tail), chk_limit.eq(limit),
+                chk_open_full.eq(limit <= 1),
+                chk_slot_addr.eq(slot_addr), chk_db_addr.eq(entry.sq_db_addr),
+            ]
 
         # --- the doorbell FIFO: batches, oldest first --------------------------------------
         b_alloc = Signal(D)                       # slot holds a batch
@@ -311,12 +336,12 @@ class SqWriter(wiring.Component):
                      & bfifo.w_rdy)
 
         # the SQE in s1 is ready to start / to be reported; the oldest unrung batch is ready
-        stale = s1_valid & (rd_queue_r != q1)
-        sqe_ready = s1_valid & ~stale & usable & (join | can_open) & rfifo.w_rdy
-        bad_ready = s1_valid & ~stale & ~usable & rfifo.w_rdy
+        checking = s1_valid & ~chk_valid
+        sqe_ready = s1_valid & chk_valid & chk_usable & (join | can_open) & rfifo.w_rdy
+        bad_ready = s1_valid & chk_valid & ~chk_usable & rfifo.w_rdy
         ring_ok = (b_alloc.bit_select(ring_ptr, 1) & ~b_rung.bit_select(ring_ptr, 1)
                    & (b_outst[ring_ptr] == 0))
-        db_go = can_start & ring_ok & (b_closed.bit_select(ring_ptr, 1) | ~(sqe_ready | stale))
+        db_go = can_start & ring_ok & (b_closed.bit_select(ring_ptr, 1) | ~(sqe_ready | checking))
         sqe_go = can_start & ~db_go & sqe_ready
         m.d.comb += s1_go.eq(sqe_go | bad_ready)
 
@@ -341,15 +366,15 @@ class SqWriter(wiring.Component):
             ]
         with m.If(sqe_go):
             m.d.sync += [
-                aw_addr.eq(slot_addr), aw_len.eq(beats - 1), aw_size.eq(beat_size),
+                aw_addr.eq(chk_slot_addr), aw_len.eq(beats - 1), aw_size.eq(beat_size),
                 cw_data.eq(s1.sqe.as_value()),
             ]
-            m.d.comb += [tail_wr.addr.eq(q1), tail_wr.data.eq(next_tail), tail_wr.en.eq(1)]
+            m.d.comb += [tail_wr.addr.eq(q1), tail_wr.data.eq(chk_next_tail), tail_wr.en.eq(1)]
             for q in range(nq):
                 m.d.comb += started[q].eq(q1 == q)
             with m.If(~join):
                 m.d.sync += alloc_ptr.eq(alloc_ptr + 1)
-                m.d.comb += [db_addr_wr.addr.eq(alloc_ptr), db_addr_wr.data.eq(entry.sq_db_addr),
+                m.d.comb += [db_addr_wr.addr.eq(alloc_ptr), db_addr_wr.data.eq(chk_db_addr),
                              db_addr_wr.en.eq(1)]
         m.d.comb += [
             bfifo.w_en.eq(db_go | sqe_go),
@@ -387,16 +412,12 @@ class SqWriter(wiring.Component):
         # a batch is full at min(max_batch, sq_entries - 1) SQEs: worked out when it opens
         # (from the table entry) and counted down per SQE, so that whether this SQE fills
         # its batch is a register compare, not an add and two compares after the join
-        limit = Signal(17)
-        m.d.comb += limit.eq(Mux(entry.sq_entries - 1 < max_batch, entry.sq_entries - 1,
-                                 max_batch))
-        open_full = limit <= 1
         hit = Signal(D)                           # the SQE that starts goes to batch i
         full = Signal(D)                          # ... and fills it
         for i in range(D):
             m.d.comb += [
                 hit[i].eq(sqe_go & Mux(join, match[i], alloc_ptr == i)),
-                full[i].eq(Mux(join, b_left[i] == 1, open_full)),
+                full[i].eq(Mux(join, b_left[i] == 1, chk_open_full)),
             ]
         ev = Signal(D)                            # batch i closes, and every older one
         rel = [Signal(sw, name=f"b_rel{i}") for i in range(D)]    # age: 0 = oldest
@@ -425,12 +446,12 @@ class SqWriter(wiring.Component):
             with m.If(db_go & (ring_ptr == i)):
                 m.d.sync += b_rung[i].eq(1)
             with m.If(hit_sqe):
-                m.d.sync += b_tail[i].eq(next_tail)
+                m.d.sync += b_tail[i].eq(chk_next_tail)
                 with m.If(join):
                     m.d.sync += [b_count[i].eq(b_count[i] + 1), b_left[i].eq(b_left[i] - 1)]
                 with m.Else():
                     m.d.sync += [
-                        b_count[i].eq(1), b_left[i].eq(limit - 1),
+                        b_count[i].eq(1), b_left[i].eq(chk_limit - 1),
                         b_alloc[i].eq(1), b_queue[i].eq(q1), b_err[i].eq(0),
                         b_rung[i].eq(0), b_answered[i].eq(0), b_closed[i].eq(ev[i]),
                     ]

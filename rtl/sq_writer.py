@@ -91,7 +91,7 @@ class SqWriter(wiring.Component):
         ``ready`` is high while that register is empty or its SQE leaves it
         in this cycle (it then depends combinationally on ``m_axi_awready``
         and ``m_axi_wready``); in steady state one SQE is
-        taken per ``64 / (data_width / 8)`` cycles (one per cycle at 512).
+        taken per ``max(2, 64 / (data_width / 8))`` cycles (the check stage).
     bq_rd_addr, bq_rd_en : Out(8), Out(1)
         Backend queue table read: ``en`` is high with ``addr`` = the queue of
         the SQE held in the input register until its checks are registered
@@ -341,7 +341,11 @@ class SqWriter(wiring.Component):
         bad_ready = s1_valid & chk_valid & ~chk_usable & rfifo.w_rdy
         ring_ok = (b_alloc.bit_select(ring_ptr, 1) & ~b_rung.bit_select(ring_ptr, 1)
                    & (b_outst[ring_ptr] == 0))
-        db_go = can_start & ring_ok & (b_closed.bit_select(ring_ptr, 1) | ~(sqe_ready | checking))
+        # a closed batch's doorbell goes before a ready SQE, except when an SQE is one beat
+        # (512 bits): the next SQE then spends a cycle in its checks, and the doorbell takes
+        # that idle cycle of W instead of delaying the SQE
+        closed_first = b_closed.bit_select(ring_ptr, 1) & (~sqe_ready if beats == 1 else 1)
+        db_go = can_start & ring_ok & (closed_first | ~(sqe_ready | checking))
         sqe_go = can_start & ~db_go & sqe_ready
         m.d.comb += s1_go.eq(sqe_go | bad_ready)
 

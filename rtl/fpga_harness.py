@@ -13,7 +13,7 @@ through a shift register:
 - the core's ``rst`` comes from a register of the ``rst`` pin.
 
 The harness costs one flip-flop per input bit and one flip-flop plus one LUT per output
-bit; ``sim/fpga.py`` reports its share next to the totals. The core is an
+bit; ``sim/tools/fpga.py`` reports its share next to the totals. The core is an
 :class:`~amaranth.hdl.Instance` of the Verilog module ``core``; its ports are read from
 that Verilog text (:func:`verilog_ports`).
 """

@@ -69,14 +69,14 @@ def cmd_verilog(args):
 
 def _run_parser_sim(sim, params, testcase, env):
     """Run one parser cocotb test and return the JSON report it wrote."""
-    from tb.harness import run_cocotb
+    from sim.cosim.harness import run_cocotb
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         log = Path(tmp) / "sim.log"
         env = dict(env, NVMF_REPORT=str(report))
         try:
-            run_cocotb(sim, "nvmf_parser", params, "tb.parser.cocotb_parser", testcase=testcase,
+            run_cocotb(sim, "nvmf_parser", params, "sim.cosim.parser_bench", testcase=testcase,
                        extra_env={k: str(v) for k, v in env.items()}, log_file=log)
         except (AssertionError, RuntimeError, SystemExit) as exc:
             sys.stderr.write(log.read_text() if log.exists() else "")
@@ -170,7 +170,7 @@ def cmd_demo(args):
 
     from rtl.params import EngineParams
     from rtl.verilog import write_verilog
-    from tb.harness import run_cocotb
+    from sim.cosim.harness import run_cocotb
 
     base = _params(args)
     params = EngineParams(**dict(vars(base), staging_bytes=max(base.staging_bytes, 1 << 20),
@@ -190,7 +190,7 @@ def cmd_demo(args):
         bar = threading.Thread(target=_progress, args=(progress, stop), daemon=True)
         bar.start()
         try:
-            run_cocotb(args.sim, "nvmf_engine", params, "tb.system.cocotb_workload",
+            run_cocotb(args.sim, "nvmf_engine", params, "sim.cosim.demo_workload",
                        testcase="run_workload", extra_env={k: str(v) for k, v in env.items()},
                        waves=bool(args.waves), log_file=log)
         except (AssertionError, RuntimeError, SystemExit) as exc:
@@ -236,13 +236,13 @@ def _print_workload_report(rep, clock_mhz):
 
 
 def cmd_bench(args):
-    from sim.bench import main as bench_main
+    from sim.tools.bench import main as bench_main
 
     return bench_main(args)
 
 
 def cmd_formats(args):
-    from sim.format_docs import formats_markdown
+    from sim.tools.format_docs import formats_markdown
 
     text = formats_markdown()
     if args.output:
@@ -255,7 +255,7 @@ def cmd_formats(args):
 def cmd_regs(args):
     from systemrdl import RDLCompileError
 
-    from sim.regs_export import EXPORTERS
+    from sim.tools.regs_export import EXPORTERS
 
     params = _params(args)
     try:
@@ -271,7 +271,7 @@ def cmd_regs(args):
 
 
 def cmd_fpga(args):
-    from sim.fpga import main as fpga_main
+    from sim.tools.fpga import main as fpga_main
 
     return fpga_main(args)
 
@@ -345,7 +345,7 @@ def build_parser():
     p.add_argument("-o", "--output", metavar="FILE")
     p.set_defaults(func=cmd_regs)
 
-    from sim.fpga import BOARDS, TOPS
+    from sim.tools.fpga import BOARDS, TOPS
 
     p = sub.add_parser("fpga", help="synthesise, place and route on an FPGA (open flow); "
                                     "Fmax and area",

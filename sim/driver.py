@@ -2,7 +2,7 @@
 
 :class:`NvmfDevice` runs over any register-access object with coroutines
 ``read(offset) -> int`` and ``write(offset, value)``: cocotbext-axi's
-AXI4-Lite master against the RTL, or :class:`sim.ref_csr.ModelRegs` against
+AXI4-Lite master against the RTL, or :class:`sim.model.csr.ModelRegs` against
 the reference model. Every call is a coroutine; every error raises
 :class:`NvmfError` (an :class:`OSError` with ``errno`` set) whose message names
 the offending value.

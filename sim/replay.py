@@ -14,7 +14,7 @@ The public contract is ``docs/replay.md`` (format 1). This module:
 - runs the trace on a :class:`Backend` (:func:`run_trace`): the reference
   model (:class:`ModelBackend`) in this process, or the RTL engine in Icarus or
   Verilator (:class:`RtlBackend`), where the whole trace runs inside one cocotb
-  run (``tb/replay/cocotb_replay.py``) and comes back as results and a verdict;
+  run (``sim/cosim/replay_bench.py``) and comes back as results and a verdict;
 - writes the results, one JSON object a line, ordered by capsule within each
   segment between barriers, and a summary last (exit status 0); an engine
   invariant violation is exit status 1.
@@ -37,11 +37,11 @@ from pathlib import Path
 
 from rtl.formats import QP_OPS_ALL, OpBit
 from rtl.params import EngineParams
+from sim.devices.initiator import Initiator
+from sim.devices.ssd import NvmeSsd, PcieFabric, SparseMemory, SsdNamespace
 from sim.driver import NvmeCtrlAttrs, NvmfDevice, NvmfError, SrqAttrs, ops_mask
-from sim.initiator import Initiator
-from sim.nvme_ssd import NvmeSsd, PcieFabric, SparseMemory, SsdNamespace
-from sim.ref_csr import CsrModel, ModelRegs
-from sim.ref_engine import PCI_ACCESSES, EngineModel, InvariantError, result_key, strip_seq
+from sim.model.csr import CsrModel, ModelRegs
+from sim.model.engine import PCI_ACCESSES, EngineModel, InvariantError, result_key, strip_seq
 
 __all__ = [
     "FORMAT", "EXIT_OK", "EXIT_INVARIANT", "EXIT_INPUT", "EXIT_BACKEND",
@@ -1154,8 +1154,8 @@ class Backend(abc.ABC):
 
     Every method but :meth:`configure` is called after it; :meth:`deliver` may be
     called many times before :meth:`run_until_idle`. Results are the tagged
-    records of :mod:`sim.ref_engine` (``{"seq": n, "<kind>": {...}}``); the runner
-    sorts them with :func:`sim.ref_engine.result_key`.
+    records of :mod:`sim.model.engine` (``{"seq": n, "<kind>": {...}}``); the runner
+    sorts them with :func:`sim.model.engine.result_key`.
     """
     name = "?"
     reports_cycles = False      # True: responses carry "cycle" and the summary real cycles
@@ -1202,7 +1202,7 @@ class Backend(abc.ABC):
 
 
 class ModelBackend(Backend):
-    """The transaction-level reference model (:class:`sim.ref_engine.EngineModel`).
+    """The transaction-level reference model (:class:`sim.model.engine.EngineModel`).
 
     ``seed`` draws each SSD command's extra service time (up to half of
     ``latency_cycles``): outcomes of a race-free trace do not depend on it.
@@ -1287,10 +1287,10 @@ class RtlBackend(Backend):
     """The RTL engine (``nvmf_engine``) in Icarus Verilog or Verilator, with modelled SSDs,
     PCIe fabric and initiator around it.
 
-    A whole trace runs inside one cocotb run (:func:`tb.harness.run_cocotb`, test
-    ``tb.replay.cocotb_replay:run_replay``): there the testbench is a
-    :class:`Backend` (:class:`tb.replay.cocotb_replay.RtlReplay`) that builds the
-    device models of :mod:`tb.system.devices` from the TARGET, configures the engine
+    A whole trace runs inside one cocotb run (:func:`sim.cosim.harness.run_cocotb`, test
+    ``sim.cosim.replay_bench:run_replay``): there the testbench is a
+    :class:`Backend` (:class:`sim.cosim.replay_bench.RtlReplay`) that builds the
+    device models of :mod:`sim.devices.bus` from the TARGET, configures the engine
     with :func:`configure_device` through the driver over AXI4-Lite, and runs
     :func:`run_trace`. :meth:`run` launches it, copies the results out and maps the
     verdict to the exit status; the step-by-step :class:`Backend` methods are not
@@ -1298,7 +1298,7 @@ class RtlBackend(Backend):
     """
     reports_cycles = True
     TOP = "nvmf_engine"
-    MODULE = "tb.replay.cocotb_replay"
+    MODULE = "sim.cosim.replay_bench"
     TESTCASE = "run_replay"
 
     def __init__(self, simulator, seed=0, waves=None):
@@ -1310,7 +1310,7 @@ class RtlBackend(Backend):
     def available(simulator):
         """``(ok, why)``: whether this simulator backend can run here."""
         try:
-            from tb.harness import sim_env
+            from sim.cosim.harness import sim_env
         except ImportError as exc:
             return False, (f"--backend {simulator}: the cocotb test bench cannot be loaded "
                            f"({exc}); use --backend model")
@@ -1333,14 +1333,14 @@ class RtlBackend(Backend):
         return self._whole_traces_only()
 
     def _build_dir(self, params, waves):
-        from tb.harness import build_root
+        from sim.cosim.harness import build_root
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         tag = params.tag() + ("_waves" if waves else "")
         return build_root() / "sim" / worker / self.name / self.TOP / tag
 
     def run(self, target, target_path, trace_path, stream, say):
         """Run the trace; write the results to ``stream``; return the exit status."""
-        from tb.harness import run_cocotb
+        from sim.cosim.harness import run_cocotb
 
         work = Path(tempfile.mkdtemp(prefix="nvmf-replay-"))
         results = work / "results.jsonl"

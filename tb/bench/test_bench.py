@@ -1,4 +1,4 @@
-"""Smoke test of the engine bench harness (``tb/bench/cocotb_bench.py``) on both simulators:
+"""Smoke test of the engine bench harness (``sim/cosim/engine_bench.py``) on both simulators:
 a few commands on the default engine (DATA_W 128, the build the system tests use); the
 metrics are positive and the ratios follow from the limits. Nothing about wall-clock time
 is asserted."""
@@ -6,8 +6,8 @@ is asserted."""
 import pytest
 
 from rtl.params import EngineParams
-from sim import bench
-from tb.harness import SIMULATORS
+from sim.cosim.harness import SIMULATORS
+from sim.tools import bench
 
 SMOKE = [{"kind": "latency", "op": "flush"},
          {"kind": "rate", "op": "flush", "count": 8},

@@ -13,9 +13,10 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from rtl.formats import QP_OPS_ALL, CmdError, EventType, NsLookupStatus, OpBit
 from rtl.formats import Table as T
+from sim.cosim.regs import TeeRegs
 from sim.driver import NvmeCtrlAttrs, NvmfDevice, NvmfError, SrqAttrs
-from sim.ref_csr import CsrModel
-from tb.control.control_tb import TB, TeeRegs
+from sim.model.csr import CsrModel
+from tb.control.control_tb import TB
 
 
 async def _wait_sweep(tb):

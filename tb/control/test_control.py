@@ -4,7 +4,7 @@ for the default parameter set and a small one (the two ``docs/`` advertise)."""
 import pytest
 
 from rtl.params import EngineParams
-from tb.harness import SIMULATORS, run_cocotb
+from sim.cosim.harness import SIMULATORS, run_cocotb
 
 MODULE = "tb.control.cocotb_control"
 TOP = "nvmf_control"

@@ -31,7 +31,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtl.formats import CQE_BYTES, BackendQueueEntry, CqCompletion, Cqe, decode, encode
-from tb.harness import params_from_env
+from sim.cosim.harness import params_from_env
 
 CLOCK_NS = 4
 

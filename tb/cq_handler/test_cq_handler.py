@@ -9,7 +9,7 @@ Test ids name the simulator, the width and the behaviour, e.g.
 import pytest
 
 from rtl.params import EngineParams
-from tb.harness import SIMULATORS, run_cocotb
+from sim.cosim.harness import SIMULATORS, run_cocotb
 
 MODULE = "tb.cq_handler.cocotb_cq_handler"
 TOP = "nvmf_cq_handler"

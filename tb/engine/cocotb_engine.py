@@ -7,11 +7,11 @@ import cocotb
 from cocotb.triggers import ClockCycles
 
 from rtl.formats import QP_OPS_ALL, OpBit, Opcode
-from sim.capsules import CapsuleGen, icd_sgl, keyed_sgl, make_sqe
+from sim.cosim.parser_env import random_pause
+from sim.cosim.regs import TeeRegs
 from sim.driver import NvmeCtrlAttrs, NvmfDevice, SrqAttrs
-from tb.control.control_tb import TeeRegs
+from sim.traffic.capsules import CapsuleGen, icd_sgl, keyed_sgl, make_sqe
 from tb.engine.engine_tb import TB, EngineScoreboard
-from tb.parser.parser_tb import random_pause
 
 
 class Setup:

@@ -1,7 +1,7 @@
 """cocotb testbench of the engine's front half (``nvmf_engine_front``): front end and control plane.
 
 ``TB`` builds every bus model by prefix; ``EngineScoreboard`` predicts each
-capsule's outcome with ``sim.ref_front.FrontModel`` (configuration read from
+capsule's outcome with ``sim.model.front.FrontModel`` (configuration read from
 the ``CsrModel`` that mirrors every register access) and checks every output
 stream, in order, transaction by transaction.
 """
@@ -28,9 +28,9 @@ from rtl.formats import (
     encode,
     layout_bytes,
 )
-from sim.ref_csr import CsrModel
-from sim.ref_front import FrontModel
-from tb.harness import params_from_env
+from sim.cosim.harness import params_from_env
+from sim.model.csr import CsrModel
+from sim.model.front import FrontModel
 
 CLOCK_NS = 4
 SINKS = ("m_axis_resp", "m_axis_exc", "m_axis_qp_err", "m_axis_backend_cmd",

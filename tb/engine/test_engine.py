@@ -3,7 +3,7 @@
 import pytest
 
 from rtl.params import EngineParams
-from tb.harness import SIMULATORS, run_cocotb
+from sim.cosim.harness import SIMULATORS, run_cocotb
 
 MODULE = "tb.engine.cocotb_engine"
 TOP = "nvmf_engine_front"

@@ -1,4 +1,4 @@
-"""The FPGA flow (``nvmf-offload fpga``, ``sim/fpga.py``, ``rtl/fpga_harness.py``).
+"""The FPGA flow (``nvmf-offload fpga``, ``sim/tools/fpga.py``, ``rtl/fpga_harness.py``).
 
 Fast tests run by default: the harness and the flow's helpers, a failing tool, and the
 whole flow on the smallest top (``--top parser --config small``: about a minute with a
@@ -17,8 +17,8 @@ from amaranth.back import verilog
 from rtl.fpga_harness import HARNESS_TOP, TimingHarness, verilog_ports
 from rtl.params import load_params
 from rtl.verilog import generate
-from sim import fpga
 from sim.cli import main as cli_main
+from sim.tools import fpga
 
 LONG = pytest.mark.skipif(not os.environ.get("NVMF_FPGA_LONG"),
                           reason="long place and route: set NVMF_FPGA_LONG=1")

@@ -7,7 +7,7 @@ hand here; the testbench asserts it *and* agreement with the reference model.
 from dataclasses import dataclass, field
 
 from rtl.formats import QP_OPS_ALL, Action, NvmeStatus, OpBit, Opcode, Reason, build_capsule
-from sim.capsules import icd_sgl, keyed_sgl, make_fabrics_sqe, make_sqe, sgl_descriptor
+from sim.traffic.capsules import icd_sgl, keyed_sgl, make_fabrics_sqe, make_sqe, sgl_descriptor
 
 ATTRS = {"offload": 1, "offload_only": 0, "ops": QP_OPS_ALL, "ioccsz": 260, "icdoff": 0}
 

@@ -7,10 +7,11 @@ Test ids name the simulator, the data width and what is exercised, e.g.
 import pytest
 
 from rtl.params import EngineParams
-from tb.harness import SIMULATORS, run_cocotb
+from sim.cosim.harness import SIMULATORS, run_cocotb
 from tb.parser.cases import CASES
 
 MODULE = "tb.parser.cocotb_parser"
+BENCH = "sim.cosim.parser_bench"     # the runs the command line makes, tested here too
 TOP = "nvmf_parser"
 
 # (name, idle fraction on the input, back-pressure fraction on each output)
@@ -22,9 +23,9 @@ TRAFFIC = {
 }
 
 
-def _run(sim, width, testcase, **env):
+def _run(sim, width, testcase, module=MODULE, **env):
     params = EngineParams(data_width=width)
-    run_cocotb(sim, TOP, params, MODULE, testcase=testcase,
+    run_cocotb(sim, TOP, params, module, testcase=testcase,
                extra_env={k: str(v) for k, v in env.items()})
 
 
@@ -34,7 +35,7 @@ def _run(sim, width, testcase, **env):
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_random_capsules_match_model(sim, width, traffic):
     idle, bp = TRAFFIC[traffic]
-    _run(sim, width, "run_random_stream", NVMF_SEED=width + len(traffic), NVMF_COUNT=160,
+    _run(sim, width, "run_random_stream", BENCH, NVMF_SEED=width + len(traffic), NVMF_COUNT=160,
          NVMF_IDLE=idle, NVMF_BACKPRESSURE=bp)
 
 
@@ -43,7 +44,7 @@ def test_random_capsules_match_model(sim, width, traffic):
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_random_capsules_match_model_under_pressure_w128(sim, traffic):
     idle, bp = TRAFFIC[traffic]
-    _run(sim, 128, "run_random_stream", NVMF_SEED=7 + len(traffic), NVMF_COUNT=160,
+    _run(sim, 128, "run_random_stream", BENCH, NVMF_SEED=7 + len(traffic), NVMF_COUNT=160,
          NVMF_IDLE=idle, NVMF_BACKPRESSURE=bp)
 
 
@@ -58,7 +59,7 @@ def test_directed_capsule_outcome(sim, case):
 @pytest.mark.parametrize("width", [64, 512], ids=lambda w: f"w{w}")
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_single_sqe_capsules_sustain_one_per_sqe_beat_count(sim, width):
-    _run(sim, width, "run_throughput", NVMF_COUNT=300)
+    _run(sim, width, "run_throughput", BENCH, NVMF_COUNT=300)
 
 
 CORNER_CASES = [

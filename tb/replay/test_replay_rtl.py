@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sim import cli, tracegen
+from sim import cli
 from sim.replay import EXIT_INVARIANT, EXIT_OK
+from sim.traffic import tracegen
 from tb.replay import write_mem_order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +100,7 @@ def _generated(tmp_path, name, target, lines):
     return target_path, trace_path
 
 
-# A random workload of sim/tracegen.py per simulator: Verilator a few hundred capsules in
+# A random workload of sim/traffic/tracegen.py per simulator: Verilator a few hundred capsules in
 # bursts of up to 64, every size up to max_io_size (128 KiB in both subsystems with seed 12,
 # whose ssd1 is polled); Icarus a short one (it is ~100x slower).
 RANDOM_WORKLOADS = {

@@ -1,7 +1,7 @@
-"""Random replay workloads (sim/tracegen.py) on the model backend: no simulator.
+"""Random replay workloads (sim/traffic/tracegen.py) on the model backend: no simulator.
 
 Each seed's TARGET and TRACE go through ``nvmf-offload replay --backend model``
-(:func:`sim.cli.main`); the results must pass :func:`sim.tracegen.check`, which
+(:func:`sim.cli.main`); the results must pass :func:`sim.traffic.tracegen.check`, which
 knows what every capsule should get and what every byte should be from its
 own shadow of the blocks, not from the model. The check itself is checked
 against results with one thing wrong.
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sim import cli, tracegen
+from sim import cli
 from sim.replay import EXIT_OK, load_target, parse_target, parse_trace
+from sim.traffic import tracegen
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_TARGET = ROOT / "examples" / "replay" / "target.toml"

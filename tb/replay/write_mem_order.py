@@ -20,8 +20,8 @@ simulators reuse its build).
 import json
 
 from rtl.formats import Opcode
-from sim.capsules import keyed_sgl, make_sqe
-from sim.initiator import pattern
+from sim.devices.initiator import pattern
+from sim.traffic.capsules import keyed_sgl, make_sqe
 
 __all__ = ["RKEY", "ADDR", "BLOCK", "trace", "target", "expected"]
 

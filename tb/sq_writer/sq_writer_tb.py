@@ -33,7 +33,7 @@ from cocotbext.axi import AxiSlaveWrite, AxiWriteBus
 from cocotbext.axi.axi_channels import AxiAWMonitor
 
 from rtl.formats import SQE_BYTES, BackendQueueEntry, SqDone, SqRequest, decode, encode
-from tb.harness import params_from_env
+from sim.cosim.harness import params_from_env
 
 CLOCK_NS = 4
 MAX_BATCH = 8                           # SqWriter's default max_batch

@@ -9,7 +9,7 @@ import pytest
 
 from rtl.params import EngineParams
 from rtl.sq_writer import SqWriter
-from tb.harness import SIMULATORS, run_cocotb
+from sim.cosim.harness import SIMULATORS, run_cocotb
 
 MODULE = "tb.sq_writer.cocotb_sq_writer"
 TOP = "nvmf_sq_writer"

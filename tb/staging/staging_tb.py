@@ -33,7 +33,7 @@ from cocotbext.axi.axi_channels import (
 from cocotbext.axi.stream import define_stream
 
 from rtl.formats import StagingRead, StagingWrite, StreamBeat, decode, encode, layout_bytes
-from tb.harness import params_from_env
+from sim.cosim.harness import params_from_env
 
 CLOCK_NS = 4
 INCR, FIXED, WRAP = 1, 0, 2

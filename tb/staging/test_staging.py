@@ -10,7 +10,7 @@ address). The random mix also runs at 512 bits.
 import pytest
 
 from rtl.params import EngineParams
-from tb.harness import SIMULATORS, run_cocotb
+from sim.cosim.harness import SIMULATORS, run_cocotb
 
 MODULE = "tb.staging.cocotb_staging"
 TOP = "nvmf_staging"

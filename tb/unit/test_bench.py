@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sim import bench
+from sim.tools import bench
 
 KEYS = {"metric", "data_width", "value", "limit", "ratio"}
 

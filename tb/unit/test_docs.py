@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from sim.format_docs import formats_markdown
+from sim.tools.format_docs import formats_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The driver (sim/driver.py) on the control-plane reference model (sim/ref_csr.py).
+"""The driver (sim/driver.py) on the control-plane reference model (sim/model/csr.py).
 
 Checks of docs/control-plane.md: the register-access rules and table commands
 of the model at the register level, events, counters and lookups on the
@@ -44,7 +44,7 @@ from sim.driver import (
     SrqAttrs,
     ops_mask,
 )
-from sim.ref_csr import OKAY, SLVERR, BusError, CsrModel, ModelRegs
+from sim.model.csr import OKAY, SLVERR, BusError, CsrModel, ModelRegs
 
 P = EngineParams()
 MAP = register_map(P)

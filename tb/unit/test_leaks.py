@@ -6,7 +6,7 @@ import pytest
 
 from rtl.params import EngineParams
 from sim.driver import NvmfDevice
-from sim.ref_csr import CsrModel, ModelRegs
+from sim.model.csr import CsrModel, ModelRegs
 
 P = EngineParams()
 

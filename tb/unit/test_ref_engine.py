@@ -1,4 +1,4 @@
-"""The engine reference model (sim/ref_engine.py) and the models around it.
+"""The engine reference model (sim/model/engine.py) and the models around it.
 
 Checks of docs/engine.md at transaction level: the outcome of every capsule
 class, the namespace checks, SQHD, invalidate, execution through the SSD
@@ -31,9 +31,8 @@ from rtl.formats import (
     encode,
     layout_bytes,
 )
-from sim.capsules import dsm_ranges, icd_sgl, keyed_sgl, make_fabrics_sqe, make_sqe
-from sim.initiator import Initiator, RdmaStatus, first_mismatch, pattern
-from sim.nvme_ssd import (
+from sim.devices.initiator import Initiator, RdmaStatus, first_mismatch, pattern
+from sim.devices.ssd import (
     Codec,
     NvmeSsd,
     PcieError,
@@ -42,7 +41,7 @@ from sim.nvme_ssd import (
     SparseMemory,
     SsdNamespace,
 )
-from sim.ref_engine import (
+from sim.model.engine import (
     EngineModel,
     InvariantError,
     prp_list_pages,
@@ -50,6 +49,7 @@ from sim.ref_engine import (
     strip_seq,
 )
 from sim.replay import ModelBackend, parse_target
+from sim.traffic.capsules import dsm_ranges, icd_sgl, keyed_sgl, make_fabrics_sqe, make_sqe
 
 RKEY = 0x10
 RADDR = 0x100_0000

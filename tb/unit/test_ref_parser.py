@@ -1,7 +1,7 @@
-"""Directed tests of the capsule parser's reference model (sim/ref_parser.py).
+"""Directed tests of the capsule parser's reference model (sim/model/parser.py).
 
 One or more tests per rule of docs/parser.md; the rule number is in each
-test's comment. Capsules are built with sim/capsules.py on top of formats.py.
+test's comment. Capsules are built with sim/traffic/capsules.py on top of formats.py.
 """
 
 import random
@@ -20,7 +20,8 @@ from rtl.formats import (
     decode,
     icd_start,
 )
-from sim.capsules import (
+from sim.model.parser import expected_descriptor_bytes, parse_capsule
+from sim.traffic.capsules import (
     KINDS,
     CapsuleGen,
     icd_sgl,
@@ -30,7 +31,6 @@ from sim.capsules import (
     prp_dptr,
     sgl_descriptor,
 )
-from sim.ref_parser import expected_descriptor_bytes, parse_capsule
 
 MAX = 4160
 QPN = 0x00ABCD

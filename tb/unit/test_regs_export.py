@@ -1,4 +1,4 @@
-"""The register-map exports (sim/regs_export.py, ``nvmf-offload regs``).
+"""The register-map exports (sim/tools/regs_export.py, ``nvmf-offload regs``).
 
 The expected capability values are written from the meaning of each
 ``EngineParams`` field, not read back through the exporter's own table.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import sim.regs_export as rx
+import sim.tools.regs_export as rx
 from rtl.params import EngineParams
 from rtl.regmap import Field, Register, RegisterMap, register_map
 from sim.cli import main

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from rtl.formats import Opcode
-from sim.capsules import keyed_sgl, make_sqe
 from sim.replay import EXIT_INPUT, EXIT_OK
+from sim.traffic.capsules import keyed_sgl, make_sqe
 from tb.unit.test_replay_model import ROOT, message, run, small
 
 

@@ -15,8 +15,7 @@ import pytest
 
 from rtl.formats import Opcode
 from sim import cli
-from sim.capsules import keyed_sgl, make_sqe
-from sim.initiator import pattern
+from sim.devices.initiator import pattern
 from sim.replay import (
     EXIT_INPUT,
     EXIT_INVARIANT,
@@ -28,6 +27,7 @@ from sim.replay import (
     parse_target,
     replay,
 )
+from sim.traffic.capsules import keyed_sgl, make_sqe
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "replay"

@@ -2,7 +2,7 @@
 
 One cocotb test, :func:`run_replay`, runs a whole trace on the RTL engine
 (``nvmf_engine``). :class:`sim.replay.RtlBackend` launches it through
-:func:`tb.harness.run_cocotb` with
+:func:`sim.cosim.harness.run_cocotb` with
 
 - ``NVMF_REPLAY_TARGET``, ``NVMF_REPLAY_TRACE``: the files, read with
   :mod:`sim.replay`'s own parsers (they were checked before the simulator
@@ -13,10 +13,10 @@ One cocotb test, :func:`run_replay`, runs a whole trace on the RTL engine
 - ``NVMF_REPLAY_SEED``: seeds the SSDs' service times and the input idles and
   back-pressure of the capsule, response and RDMA streams.
 
-The engine is surrounded by the device models of :mod:`tb.system.devices`
+The engine is surrounded by the device models of :mod:`sim.devices.bus`
 built from the TARGET (SSDs, the PCIe fabric with the rings and BARs at the
 addresses of :func:`sim.replay.plan_layout`, the RDMA transport over a
-:class:`sim.initiator.Initiator`), and configured through
+:class:`sim.devices.initiator.Initiator`), and configured through
 :class:`sim.driver.NvmfDevice` over AXI4-Lite with
 :func:`sim.replay.configure_device`, exactly as the model backend is.
 
@@ -66,9 +66,10 @@ from cocotbext.axi import (
 )
 
 from rtl.formats import Reason, Sqe, decode
+from sim.cosim.regs import AxilRegs
+from sim.devices.bus import PcieFabric, RdmaTransport, SsdDevice
+from sim.devices.initiator import Initiator, RdmaStatus
 from sim.driver import NvmfDevice
-from sim.initiator import Initiator, RdmaStatus
-from sim.ref_csr import BusError
 from sim.replay import (
     RING_BASE,
     RING_SPACE,
@@ -82,9 +83,8 @@ from sim.replay import (
     plan_layout,
     run_trace,
 )
-from tb.system.devices import PcieFabric, RdmaTransport, SsdDevice
 
-__all__ = ["RtlReplay", "AxilRegs", "run_replay", "CLOCK_NS"]
+__all__ = ["RtlReplay", "run_replay", "CLOCK_NS"]
 
 CLOCK_NS = 4
 POLL_CYCLES = 16            # how often a wait looks at the state
@@ -95,25 +95,6 @@ PAUSE = 0.125               # share of cycles with an input idle or back-pressur
 SERVED_BY_FRONT = ("qp_in_error", "oversize", "rdma_error")
 INTERNAL_ERROR = (0, 0x06)
 OP_READ, OP_WRITE, OP_DSM = 0x02, 0x01, 0x09
-
-
-class AxilRegs:
-    """The driver's register access over cocotbext-axi's AXI4-Lite master (SLVERR raises
-    :class:`sim.ref_csr.BusError`, as :class:`sim.ref_csr.ModelRegs` does)."""
-
-    def __init__(self, axil):
-        self.axil = axil
-
-    async def read(self, offset):
-        resp = await self.axil.read(offset, 4)
-        if int(resp.resp) != 0:
-            raise BusError("read", offset)
-        return int.from_bytes(resp.data, "little")
-
-    async def write(self, offset, value):
-        resp = await self.axil.write(offset, value.to_bytes(4, "little"))
-        if int(resp.resp) != 0:
-            raise BusError("write", offset)
 
 
 @dataclasses.dataclass

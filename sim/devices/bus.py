@@ -6,10 +6,10 @@
 * :class:`SsdDevice`: an NVMe SSD as the engine sees it over PCIe: doorbells,
   SQ fetch, PRP walk (lists included), DMA through ``s_axi_p2p``, CQ with the
   phase tag, MSI-X messages or polling, latency and fault injection. Block
-  storage and its semantics come from :class:`sim.nvme_ssd.SsdNamespace`.
+  storage and its semantics come from :class:`sim.devices.ssd.SsdNamespace`.
 * :class:`RdmaTransport`: the NIC's RC transport and the initiator's memory by
   rkey: executes READ/WRITE descriptors and reports their status; optionally
-  backed by :class:`sim.initiator.Initiator` (shared address space, RDMA fault
+  backed by :class:`sim.devices.initiator.Initiator` (shared address space, RDMA fault
   injection), as ``nvmf-offload replay`` uses it.
 
 Every model takes optional hooks so that a testbench can watch what happens
@@ -38,7 +38,7 @@ from cocotbext.axi import (
 from cocotbext.axi.address_space import AddressSpace, PeripheralRegion, SparseMemoryRegion
 
 from rtl.formats import Cqe, DsmRange, RdmaCommand, RdmaOp, Sqe, decode, encode, layout_bytes
-from sim.nvme_ssd import SsdNamespace
+from sim.devices.ssd import SsdNamespace
 
 HOST_BASE = 0x10_0000_0000      # host memory (backend rings)
 HOST_SIZE = 1 << 32
@@ -485,7 +485,7 @@ class RdmaTransport:
     """Executes the engine's RDMA descriptors against the initiator's memory by rkey.
 
     By default each region (:meth:`add_region`) is memory of its own. With
-    ``initiator`` (a :class:`sim.initiator.Initiator`), the descriptors run on it
+    ``initiator`` (a :class:`sim.devices.initiator.Initiator`), the descriptors run on it
     instead: regions share its address space, and its injected errors and access
     checks decide the status. ``on_failure(op, desc)``, when set, is called for
     every descriptor that completes with a nonzero status (``op`` "read" or

@@ -36,7 +36,7 @@ from rtl.verilog import write_verilog
 __all__ = ["SIMULATORS", "ROOT", "build_root", "run_cocotb", "sim_env", "waves_requested"]
 
 SIMULATORS = ("icarus", "verilator")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _built = set()
 
 

@@ -4,7 +4,7 @@ Every byte comes from the layouts of :mod:`rtl.formats` (``encode(Sqe, ...)``,
 ``encode(DsmRange, ...)``, ``build_capsule``). :class:`CapsuleGen` draws
 capsules of named kinds, valid and malformed, for a QP's ``QpCapsuleAttrs``;
 the kind is only a label saying what was built: the reference model
-(:mod:`sim.ref_parser`) decides the outcome.
+(:mod:`sim.model.parser`) decides the outcome.
 """
 
 import random

@@ -16,8 +16,8 @@ from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamFrame
 
 from rtl.formats import Cqe, Opcode, decode
-from sim.capsules import keyed_sgl, make_sqe
-from tb.system.cocotb_system import SystemTB, Target
+from sim.cosim.system import SystemTB, Target
+from sim.traffic.capsules import keyed_sgl, make_sqe
 
 BLOCK = 4096
 

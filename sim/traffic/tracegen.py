@@ -56,7 +56,7 @@ import math
 import random
 
 from rtl.formats import Opcode
-from sim.capsules import dsm_ranges, icd_sgl, keyed_sgl, make_sqe
+from sim.traffic.capsules import dsm_ranges, icd_sgl, keyed_sgl, make_sqe
 
 __all__ = ["generate", "generate_target", "check", "TraceBuilder", "Expectations",
            "Outcome", "TargetShape", "SRC_RKEY", "DST_RKEY", "SUCCESS"]
@@ -146,7 +146,7 @@ def generate_target(seed, cmd_timeout=None, polling=None, latency=None):
     dst = rng.choice((0x2000_0000, 0x0000_0100_0000_1000, 0x8000_0000_4000_0000))
 
     lines = [
-        f"# A random replay target (sim/tracegen.py, seed {seed}).",
+        f"# A random replay target (sim/traffic/tracegen.py, seed {seed}).",
         "format = 1", "",
         "[engine]", "data_width = 128", "",
         "[[ssd]]", 'name = "ssd0"', "io_queues = 3", f"queue_entries = {q0}",

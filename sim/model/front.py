@@ -1,8 +1,8 @@
 """Reference model of the engine's front end: one capsule in, its outcome out.
 
 Written from ``docs/engine.md`` sections 1 and 2 (and ``docs/parser.md``
-through :func:`sim.ref_parser.parse_capsule`); the configuration is read from
-a :class:`sim.ref_csr.CsrModel`, as the hardware reads its tables. Served
+through :func:`sim.model.parser.parse_capsule`); the configuration is read from
+a :class:`sim.model.csr.CsrModel`, as the hardware reads its tables. Served
 commands come out as the ``BackendCommand`` the back end receives.
 """
 
@@ -21,7 +21,7 @@ from rtl.formats import (
     Reason,
     Table,
 )
-from sim.ref_parser import parse_capsule
+from sim.model.parser import parse_capsule
 
 __all__ = ["FrontModel", "Outcome"]
 

@@ -1,8 +1,8 @@
 """Transaction-level reference model of the whole engine (``docs/engine.md``).
 
 Written from ``docs/engine.md`` (with ``docs/parser.md`` through
-:func:`sim.ref_parser.parse_capsule` and ``docs/control-plane.md`` through
-:class:`sim.ref_csr.CsrModel`), never from the RTL. The model reads its whole
+:func:`sim.model.parser.parse_capsule` and ``docs/control-plane.md`` through
+:class:`sim.model.csr.CsrModel`), never from the RTL. The model reads its whole
 configuration from the control-plane model's tables (``csr.qp_entry``,
 ``csr.ns_lookup``, ``csr.decoded``) and reports through it (``csr.push_event``,
 ``csr.count``), exactly as the datapath does through its lookup, event and
@@ -10,12 +10,12 @@ counter ports.
 
 Around the engine, the model drives the actors it talks to:
 
-- the initiator (:class:`sim.initiator.Initiator`): RDMA READ / WRITE;
-- the PCIe fabric (:class:`sim.nvme_ssd.PcieFabric`): SQE writes into the SQ
+- the initiator (:class:`sim.devices.initiator.Initiator`): RDMA READ / WRITE;
+- the PCIe fabric (:class:`sim.devices.ssd.PcieFabric`): SQE writes into the SQ
   rings, SQ-tail / CQ-head doorbells, CQE reads; the engine's own
   peer-to-peer window is mapped on it (the staging windows and the MSI-X
   message address), so the SSDs' DMA reaches the staging buffer through it;
-- the SSDs (:class:`sim.nvme_ssd.NvmeSsd`): the model advances their time.
+- the SSDs (:class:`sim.devices.ssd.NvmeSsd`): the model advances their time.
 
 Timing is abstract: the engine itself takes no time, the SSDs take their
 service time, and :meth:`EngineModel.run_until_idle` jumps from one
@@ -48,9 +48,9 @@ from rtl.formats import (
     SubsystemCounters,
     Table,
 )
-from sim.initiator import RdmaStatus
-from sim.nvme_ssd import CQE, DSM_RANGE, PAGE_BYTES, SQE, Codec, PcieError, ProtocolError
-from sim.ref_parser import parse_capsule
+from sim.devices.initiator import RdmaStatus
+from sim.devices.ssd import CQE, DSM_RANGE, PAGE_BYTES, SQE, Codec, PcieError, ProtocolError
+from sim.model.parser import parse_capsule
 
 __all__ = ["InvariantError", "EngineModel", "result_key", "strip_seq", "OUTCOME_KINDS",
            "FAULT_KINDS", "PCI_ACCESSES", "DEFAULT_BUDGET_CYCLES",

@@ -3,10 +3,10 @@
 One cocotb test, :func:`run_bench`, configures one target through the driver
 (:func:`sim.replay.configure_device` on a TARGET built by :func:`bench_target`)
 and runs the scenarios named in ``NVMF_BENCH`` (a JSON object, see
-:mod:`sim.bench`) one after the other, each on a quiet engine. A monitor
+:mod:`sim.tools.bench`) one after the other, each on a quiet engine. A monitor
 samples the top-level handshakes every cycle; the report (``NVMF_REPORT``, a
 JSON file) holds, per scenario, the cycle counts the rates and latencies come
-from. Limits and ratios are worked out by :mod:`sim.bench`, not here.
+from. Limits and ratios are worked out by :mod:`sim.tools.bench`, not here.
 
 Scenarios (``{"name": ..., ...}``):
 
@@ -26,7 +26,7 @@ gives the default model instead, in which every command in service moves its dat
 once. ``NVMF_BENCH_PROFILE=1`` adds per-scenario FSM state counts (``--profile``).
 
 Every response must succeed; a scenario that stops moving ends the run with a
-``{"hung": true}`` result (the engine is wedged; :mod:`sim.bench` runs the rest anew).
+``{"hung": true}`` result (the engine is wedged; :mod:`sim.tools.bench` runs the rest anew).
 """
 
 import json
@@ -49,12 +49,12 @@ from cocotbext.axi import (
 )
 
 from rtl.formats import Cqe, Opcode, decode
-from sim.capsules import keyed_sgl, make_sqe
+from sim.cosim.harness import params_from_env
+from sim.cosim.regs import AxilRegs
+from sim.devices.bus import PcieFabric, RdmaTransport, SsdDevice
 from sim.driver import NvmfDevice
 from sim.replay import RING_BASE, RING_SPACE, configure_device, parse_target, plan_layout
-from tb.harness import params_from_env
-from tb.replay.cocotb_replay import AxilRegs
-from tb.system.devices import PcieFabric, RdmaTransport, SsdDevice
+from sim.traffic.capsules import keyed_sgl, make_sqe
 
 CLOCK_NS = 4
 SMALL_QPS = tuple(range(1, 9))       # QPs of the small subsystem (max_io_size 4 KiB)
@@ -212,7 +212,7 @@ PROFILE_STREAMS = (("parser", "i_capsule"), ("parser", "o_cmd"), ("front", "ns_r
 
 class Profiler:
     """Counts the cycles each FSM of :data:`PROFILE_FSMS` spends in each state (by
-    encoding; :func:`sim.bench.fsm_states` names them) and each stream of
+    encoding; :func:`sim.tools.bench.fsm_states` names them) and each stream of
     :data:`PROFILE_STREAMS` spends moving (``go``), stalled (valid, not ready:
     ``stall``) or empty (``idle``) while ``on`` is set."""
 
@@ -513,7 +513,7 @@ async def run_bench(dut):
                 raise ValueError(f"unknown scenario kind {kind!r}")
         except Stall as exc:
             # the engine is wedged: report the scenario as hung (with where each unit's
-            # FSM sits) and end the run; sim/bench.py runs the rest on a fresh engine
+            # FSM sits) and end the run; sim/tools/bench.py runs the rest on a fresh engine
             out = {"hung": True, "message": str(exc), "states": _fsm_states(dut)}
             dut._log.warning("bench %s: hung: %s", sc, out)
             results.append(dict(sc, result=out))

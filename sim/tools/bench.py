@@ -4,9 +4,9 @@ Two kinds of records, one list (``--json`` prints it), each
 ``{"metric", "data_width", "value", "limit", "ratio"}``:
 
 * the capsule parser alone (``parser_*``, every DATA_W): capsules a cycle vs one
-  capsule per SQE beat count (``tb/parser/cocotb_parser.py``, ``run_throughput``);
+  capsule per SQE beat count (``sim/cosim/parser_bench.py``, ``run_throughput``);
 * the whole engine (``nvmf_engine``, DATA_W 128 and 512) with the device models of
-  ``tb/system/devices.py``, scenarios of ``tb/bench/cocotb_bench.py``:
+  ``sim/devices/bus.py``, scenarios of ``sim/cosim/engine_bench.py``:
 
   - ``engine_cmds_per_cycle_<op>``: data-less commands (Flush, Write Zeroes), back
     to back over 8 QPs and 4 backend queues, SSD with no latency; limit one command
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from rtl.params import DATA_WIDTHS, EngineParams, load_params
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "performance.md"
 
 ENGINE_WIDTHS = (128, 512)
@@ -96,7 +96,7 @@ def _iops_name(iops):
 # --- scenarios --------------------------------------------------------------------------------
 
 def scenarios(quick=False):
-    """The engine scenarios (``tb/bench/cocotb_bench.py``), smaller with ``quick``."""
+    """The engine scenarios (``sim/cosim/engine_bench.py``), smaller with ``quick``."""
     n_rate, n_4k, n_big, n_iops = (48, 16, 4, 32) if quick else (400, 128, 12, 200)
     out = [{"kind": "latency", "op": op} for op in ("flush", "read", "write")]
     out += [{"kind": "rate", "op": "flush", "count": n_rate}]
@@ -128,7 +128,7 @@ def _size_name(size):
 
 
 def engine_records(width, report, sim=None):
-    """Records from one report of ``run_bench`` (``tb/bench/cocotb_bench.py``)."""
+    """Records from one report of ``run_bench`` (``sim/cosim/engine_bench.py``)."""
     out = []
     for sc in report["scenarios"]:
         res = sc["result"]
@@ -191,7 +191,7 @@ def _describe(sc):
 
 
 def _run_engine_once(sim, params, scenario_list, profile):
-    from tb.harness import run_cocotb
+    from sim.cosim.harness import run_cocotb
 
     if "PYTEST_CURRENT_TEST" not in os.environ:
         # from the command line: a build directory of its own (build/sim/bench/...), so
@@ -204,7 +204,7 @@ def _run_engine_once(sim, params, scenario_list, profile):
         if profile:
             env["NVMF_BENCH_PROFILE"] = "1"
         try:
-            run_cocotb(sim, "nvmf_engine", params, "tb.bench.cocotb_bench",
+            run_cocotb(sim, "nvmf_engine", params, "sim.cosim.engine_bench",
                        testcase="run_bench", extra_env=env, log_file=log)
         except (AssertionError, RuntimeError, SystemExit) as exc:
             sys.stderr.write(log.read_text()[-6000:] if log.exists() else "")

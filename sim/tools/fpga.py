@@ -30,7 +30,7 @@ from rtl.params import find_config, load_params
 
 __all__ = ["BOARDS", "TOPS", "FlowError", "Board", "run_flow", "summary_text"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ``TB`` drives every input through cocotbext-axi bus models and offers idle
 and back-pressure generators; ``Scoreboard`` compares every ``ParsedCommand``
 and every data packet, in order, with the reference model
-``sim.ref_parser.parse_capsule``. The cocotb tests themselves live in
+``sim.model.parser.parse_capsule``. The cocotb tests themselves live in
 ``cocotb_parser.py``; ``test_parser.py`` launches them from pytest.
 """
 
@@ -16,8 +16,8 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 from rtl.formats import ParsedCommand, QpCapsuleAttrs, decode, encode, layout_bytes
-from sim.ref_parser import parse_capsule
-from tb.harness import params_from_env
+from sim.cosim.harness import params_from_env
+from sim.model.parser import parse_capsule
 
 CLOCK_NS = 4
 

@@ -51,7 +51,9 @@ from cocotbext.axi import (
 from rtl.formats import Cqe, Opcode, decode
 from sim.cosim.harness import params_from_env
 from sim.cosim.regs import AxilRegs
-from sim.devices.bus import PcieFabric, RdmaTransport, SsdDevice
+from sim.devices.pcie_bus import PcieFabric
+from sim.devices.rdma_bus import RdmaTransport
+from sim.devices.ssd_bus import SsdDevice
 from sim.driver import NvmfDevice
 from sim.replay import RING_BASE, RING_SPACE, configure_device, parse_target, plan_layout
 from sim.traffic.capsules import keyed_sgl, make_sqe

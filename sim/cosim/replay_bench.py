@@ -13,7 +13,8 @@ One cocotb test, :func:`run_replay`, runs a whole trace on the RTL engine
 - ``NVMF_REPLAY_SEED``: seeds the SSDs' service times and the input idles and
   back-pressure of the capsule, response and RDMA streams.
 
-The engine is surrounded by the device models of :mod:`sim.devices.bus`
+The engine is surrounded by the bus faces of the device models
+(:mod:`sim.devices.ssd_bus`, :mod:`~sim.devices.pcie_bus`, :mod:`~sim.devices.rdma_bus`)
 built from the TARGET (SSDs, the PCIe fabric with the rings and BARs at the
 addresses of :func:`sim.replay.plan_layout`, the RDMA transport over a
 :class:`sim.devices.initiator.Initiator`), and configured through
@@ -67,8 +68,10 @@ from cocotbext.axi import (
 
 from rtl.formats import Reason, Sqe, decode
 from sim.cosim.regs import AxilRegs
-from sim.devices.bus import PcieFabric, RdmaTransport, SsdDevice
 from sim.devices.initiator import Initiator, RdmaStatus
+from sim.devices.pcie_bus import PcieFabric
+from sim.devices.rdma_bus import RdmaTransport
+from sim.devices.ssd_bus import SsdDevice
 from sim.driver import NvmfDevice
 from sim.replay import (
     RING_BASE,

@@ -25,7 +25,9 @@ from cocotbext.axi import (
 from rtl.formats import QP_OPS_ALL, Cqe, decode
 from sim.cosim.harness import params_from_env
 from sim.cosim.regs import TeeRegs
-from sim.devices.bus import HOST_BASE, PcieFabric, RdmaTransport, SsdDevice
+from sim.devices.pcie_bus import HOST_BASE, PcieFabric
+from sim.devices.rdma_bus import RdmaTransport
+from sim.devices.ssd_bus import SsdDevice
 from sim.driver import NvmeCtrlAttrs, NvmfDevice, SrqAttrs
 from sim.model.csr import CsrModel
 

@@ -1,52 +1,55 @@
-"""A functional PCIe NVMe SSD model, and the PCIe fabric it sits on.
+"""The NVMe SSD model: one controller, two faces.
 
-Transaction level: no bus signals, no clock of its own, no asyncio. Whoever
-drives it (the engine reference model, a replay, or later a cocotb
-testbench) calls plain methods with the current time in clock cycles:
-
-- the host writes doorbells (:meth:`NvmeSsd.bus_write`, or through the
-  fabric); an invalid doorbell write raises :class:`ProtocolError`;
-- :meth:`NvmeSsd.steps` ``(now)`` is everything due by ``now`` as a
-  generator of bus operations: fetch the SQEs of the SQ-tail doorbells
-  written since (in doorbell order; each command then completes
-  ``latency_cycles`` later), execute the commands due (data moves by PRP,
-  from and to wherever the PRPs point), post their CQEs with the phase tag,
-  and send one MSI-X message per queue that got CQEs (none when polling).
-  :meth:`NvmeSsd.advance` ``(now)`` runs those operations on a
-  :class:`PcieFabric`; a cocotb testbench can run the same ones on its bus
-  models (awaiting each), since the generator holds no asyncio;
-- :meth:`NvmeSsd.next_event_time` says when something is due next.
-
-Namespaces store blocks sparsely: a block never written, written with
-zeroes or deallocated reads as zeroes. Faults: :meth:`NvmeSsd.inject`
-(status, delay or "never completes" for the next commands fetched for a
-namespace) and :attr:`NvmeSsd.fault_hook`. The SSD checks LBA ranges itself
+:class:`NvmeSsd` is a PCIe NVMe controller with I/O queue pairs and namespaces,
+written from ``shared/spec/nvme-facts.md``: doorbells (an invalid doorbell write
+raises :class:`ProtocolError`), SQ fetch, command execution with the PRP walk (lists
+and chained lists), namespaces stored sparsely (:class:`~sim.devices.namespace.
+SsdNamespace`), CQ posting with the phase tag, MSI-X messages or polling, and faults
+(:meth:`NvmeSsd.inject`: a status, a delay or "never completes" for the next commands
+fetched for a namespace; :attr:`NvmeSsd.fault_hook`). It checks LBA ranges itself
 (0x80) as a real controller does, whatever its host already checked.
 
-:class:`PcieFabric` routes bus addresses to targets (ring memory, SSD BARs,
-the engine's peer-to-peer target) and can fail chosen accesses
-(``fail_next``), which is how PCIe errors are injected.
+Every memory access is a *bus operation* that its generators yield, so the same
+controller runs wherever the caller can carry those out:
+
+- ``("read", addr, length)``: send back the bytes; ``("read_prp_list", addr, length)``:
+  the same, for entries of a PRP list; ``("write", addr, data)``: send back None;
+- ``("read_batch", [(addr, length), ...])``: send back a list of bytes;
+  ``("write_batch", [(addr, data), ...])``: send back None. A command's data moves
+  in one batch, which a bus face may keep outstanding at once;
+- throw :class:`~sim.devices.pcie.PcieError` into the generator for an access that
+  failed (the command then completes with Data Transfer Error).
+
+The pieces: :meth:`NvmeSsd.fetch_steps` (the SQEs of the SQ-tail doorbells written
+since), :meth:`NvmeSsd.completion_steps` (execute one command, or take its fault),
+:meth:`NvmeSsd.post_steps` (write a CQE at the CQ tail) and :meth:`NvmeSsd.interrupt`
+(the MSI-X message of a queue). Two faces put them on a time line:
+
+- the transaction face, here: :meth:`NvmeSsd.steps` ``(now)`` is everything due by
+  ``now`` (each command completes ``latency_cycles`` after its fetch; one MSI-X message
+  per queue that got CQEs), :meth:`NvmeSsd.advance` runs it on a
+  :class:`~sim.devices.pcie.PcieFabric` (:func:`drive`), :meth:`NvmeSsd.next_event_time`
+  says when something is due next. The reference model and the model backend of
+  ``replay`` use it;
+- the bus face, :class:`sim.devices.ssd_bus.SsdDevice`: the same controller on the
+  RTL's buses under cocotb (cocotbext-axi), with its own service timing.
 """
 
 import collections
 import dataclasses
-import enum
 import heapq
 
-from amaranth.lib import data
-
-from rtl.formats import CQE_BYTES, SQE_BYTES, Cqe, DsmRange, Opcode, Sqe
+from rtl.formats import CQE_BYTES, SQE_BYTES, Opcode
+from sim.codec import CQE, DSM_RANGE, SQE
+from sim.devices.namespace import NSID_BROADCAST, SsdNamespace
+from sim.devices.pcie import PAGE_BYTES, PcieError
 
 __all__ = [
-    "PAGE_BYTES", "PcieError", "ProtocolError", "SparseMemory", "PcieFabric", "SsdNamespace",
-    "SsdFault", "IoQueue", "NvmeSsd", "status_fields", "drive", "Codec", "SQE", "CQE",
-    "DSM_RANGE", "SUCCESS",
+    "ProtocolError", "SsdFault", "IoQueue", "NvmeSsd", "status_fields", "drive", "SUCCESS",
+    "DATA_TRANSFER_ERROR",
 ]
 
-PAGE_BYTES = 4096                  # the memory page size (CC.MPS = 0) the model assumes
 DOORBELL_BASE = 0x1000
-NSID_BROADCAST = 0xFFFF_FFFF
-U64 = (1 << 64) - 1
 
 # (sct, sc, dnr) of the statuses the SSD model returns itself.
 SUCCESS = (0, 0x00, 0)
@@ -58,310 +61,13 @@ INVALID_PRP_OFFSET = (0, 0x13, 1)
 LBA_OUT_OF_RANGE = (0, 0x80, 1)
 
 
-class Codec:
-    """Fast :func:`rtl.formats.encode` / :func:`rtl.formats.decode` for one layout.
-
-    The field offsets and widths are read once from the ``amaranth.lib.data``
-    layout of :mod:`rtl.formats` (the single source); encoding and decoding are
-    then plain shifts and masks, with the same results as the generic functions
-    (nested dicts, lists for arrays, enum members for enum fields; unnamed fields
-    encode as zero). The models encode and decode an SQE or a CQE per command,
-    where the generic functions would dominate the run time.
-    """
-
-    def __init__(self, layout):
-        self.layout = data.Layout.cast(layout)
-        self.nbytes = (self.layout.size + 7) // 8
-        self._tree = self._build(self.layout)
-
-    @classmethod
-    def _build(cls, layout, base=0):
-        if isinstance(layout, data.ArrayLayout):
-            shape = layout.elem_shape
-            width = data.Layout.cast(shape).size if cls._is_layout(shape) else \
-                data.Layout.cast(data.StructLayout({"x": shape})).size
-            return ("array", [cls._node(shape, base + i * width, width)
-                              for i in range(layout.length)])
-        return ("struct", {name: cls._node(f.shape, base + f.offset, f.width)
-                           for name, f in layout})
-
-    @classmethod
-    def _node(cls, shape, offset, width):
-        if cls._is_layout(shape):
-            return cls._build(data.Layout.cast(shape), offset)
-        if isinstance(shape, type) and issubclass(shape, enum.Enum):
-            return ("enum", offset, (1 << width) - 1, shape)
-        return ("int", offset, (1 << width) - 1, None)
-
-    @staticmethod
-    def _is_layout(shape):
-        return isinstance(shape, data.Layout) or (
-            isinstance(shape, type) and issubclass(shape, (data.Struct, data.Union)))
-
-    def decode(self, raw):
-        """Bytes (exactly the layout's size) or an int -> nested dict."""
-        if isinstance(raw, (bytes, bytearray)):
-            if len(raw) != self.nbytes:
-                raise ValueError(f"{len(raw)} bytes given to decode a {self.nbytes}-byte "
-                                 f"layout")
-            raw = int.from_bytes(raw, "little")
-        return self._decode(self._tree, raw)
-
-    def _decode(self, node, raw):
-        kind = node[0]
-        if kind == "struct":
-            return {name: self._decode(sub, raw) for name, sub in node[1].items()}
-        if kind == "array":
-            return [self._decode(sub, raw) for sub in node[1]]
-        _, offset, mask, enum_type = node
-        value = raw >> offset & mask
-        return enum_type(value) if enum_type is not None else value
-
-    def encode(self, fields):
-        """Nested dict (missing fields zero; one view of a union) -> bytes."""
-        return self._encode(self._tree, fields, "").to_bytes(self.nbytes, "little")
-
-    def _encode(self, node, value, path):
-        kind = node[0]
-        if kind == "struct":
-            if not isinstance(value, dict):
-                raise ValueError(f"{path}: expected a dict of fields, got {value!r}")
-            out = 0
-            for name, sub in value.items():
-                if name not in node[1]:
-                    raise ValueError(f"{path}: unknown field {name}")
-                out |= self._encode(node[1][name], sub, f"{path}.{name}" if path else name)
-            return out
-        if kind == "array":
-            if not isinstance(value, (list, tuple)) or len(value) != len(node[1]):
-                raise ValueError(f"{path}: expected {len(node[1])} elements, got {value!r}")
-            out = 0
-            for i, (sub, element) in enumerate(zip(node[1], value, strict=True)):
-                out |= self._encode(sub, element, f"{path}[{i}]")
-            return out
-        _, offset, mask, _ = node
-        value = int(getattr(value, "value", value))
-        if not 0 <= value <= mask:
-            raise ValueError(f"{path}: {value!r} does not fit in {mask.bit_length()} bits")
-        return value << offset
-
-
-SQE = Codec(Sqe)
-CQE = Codec(Cqe)
-DSM_RANGE = Codec(DsmRange)
-
-
 def status_fields(sct=0, sc=0, dnr=0, crd=0, m=0):
     """A ``CqeStatus`` dict (phase 0)."""
     return {"p": 0, "sc": sc, "sct": sct, "crd": crd, "m": m, "dnr": dnr}
 
 
-class PcieError(Exception):
-    """A PCIe access answered with an error (an unmapped address, or an injected fault)."""
-
-    def __init__(self, kind, addr, length, why):
-        super().__init__(f"PCIe {kind} of {length} bytes at {addr:#x}: {why}")
-        self.kind = kind
-        self.addr = addr
-        self.length = length
-
-
 class ProtocolError(Exception):
     """The host broke the NVMe queue protocol (e.g. an invalid doorbell write)."""
-
-
-# --- memory and fabric --------------------------------------------------------------------------
-
-class SparseMemory:
-    """Plain memory as a bus target: bytes never written read as zero."""
-
-    def __init__(self, name="memory"):
-        self.name = name
-        self._pages = {}
-
-    def bus_read(self, offset, length):
-        out = bytearray()
-        while length:
-            page, off = divmod(offset, PAGE_BYTES)
-            n = min(length, PAGE_BYTES - off)
-            buf = self._pages.get(page)
-            out += buf[off:off + n] if buf is not None else bytes(n)
-            offset += n
-            length -= n
-        return bytes(out)
-
-    def bus_write(self, offset, data):
-        data = memoryview(bytes(data))
-        while data:
-            page, off = divmod(offset, PAGE_BYTES)
-            n = min(len(data), PAGE_BYTES - off)
-            buf = self._pages.get(page)
-            if buf is None:
-                buf = self._pages[page] = bytearray(PAGE_BYTES)
-            buf[off:off + n] = data[:n]
-            offset += n
-            data = data[n:]
-
-
-@dataclasses.dataclass
-class _Mapping:
-    base: int
-    size: int
-    target: object
-    name: str
-
-
-class PcieFabric:
-    """Address routing between PCIe agents.
-
-    ``map(base, size, target, name)`` gives ``[base, base + size)`` to a target
-    with ``bus_read(offset, length) -> bytes`` and ``bus_write(offset, data)``
-    (``offset`` from ``base``). An access that does not fall wholly inside one
-    mapping, or that an armed :meth:`fail_next` matches, raises
-    :class:`PcieError`. ``log``, when a list, records ``(source, kind, addr,
-    length)`` of every access.
-    """
-
-    def __init__(self):
-        self._maps = []
-        self._faults = []            # [kind, base, size, remaining]
-        self.log = None
-
-    def map(self, base, size, target, name):
-        if not (isinstance(base, int) and isinstance(size, int) and size > 0
-                and 0 <= base and base + size <= 1 << 64):
-            raise ValueError(f"{name}: bad window {base!r} + {size!r}")
-        for m in self._maps:
-            if base < m.base + m.size and m.base < base + size:
-                raise ValueError(f"{name} [{base:#x}, {base + size:#x}) overlaps {m.name} "
-                                 f"[{m.base:#x}, {m.base + m.size:#x})")
-        self._maps.append(_Mapping(base, size, target, name))
-        self._maps.sort(key=lambda m: m.base)
-
-    def mapping(self, addr):
-        """``(name, base, size)`` of the mapping that holds ``addr``, or None."""
-        for m in self._maps:
-            if m.base <= addr < m.base + m.size:
-                return m.name, m.base, m.size
-        return None
-
-    def fail_next(self, base, size, kind, count=1):
-        """Answer the next ``count`` ``kind`` ("read"/"write") accesses touching the range
-        with an error."""
-        if kind not in ("read", "write"):
-            raise ValueError(f"kind must be 'read' or 'write', not {kind!r}")
-        if not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive integer, not {count!r}")
-        self._faults.append([kind, base, size, count])
-
-    def clear_faults(self):
-        self._faults.clear()
-
-    @property
-    def pending_faults(self):
-        return [tuple(f) for f in self._faults]
-
-    def _route(self, kind, addr, length, source):
-        if self.log is not None:
-            self.log.append((source, kind, addr, length))
-        for fault in self._faults:
-            f_kind, base, size, _ = fault
-            if f_kind == kind and addr < base + size and base < addr + max(length, 1):
-                fault[3] -= 1
-                if fault[3] == 0:
-                    self._faults.remove(fault)
-                raise PcieError(kind, addr, length, "injected error response")
-        for m in self._maps:
-            if m.base <= addr and addr + length <= m.base + m.size:
-                return m
-        raise PcieError(kind, addr, length, "no target decodes this address range (DECERR)")
-
-    def read(self, addr, length, source="?"):
-        m = self._route("read", addr, length, source)
-        return m.target.bus_read(addr - m.base, length)
-
-    def write(self, addr, data, source="?"):
-        data = bytes(data)
-        m = self._route("write", addr, len(data), source)
-        m.target.bus_write(addr - m.base, data)
-
-
-# --- namespaces ---------------------------------------------------------------------------------
-
-class SsdNamespace:
-    """One namespace: ``nsze`` blocks of ``lba_data_size`` bytes, stored sparsely."""
-
-    def __init__(self, nsid, lba_data_size, nsze):
-        if not isinstance(nsid, int) or not 1 <= nsid < NSID_BROADCAST:
-            raise ValueError(f"nsid must be in 1..0xfffffffe, not {nsid!r}")
-        if (not isinstance(lba_data_size, int) or lba_data_size < 512
-                or lba_data_size & (lba_data_size - 1)):
-            raise ValueError(f"lba_data_size must be a power of two >= 512, "
-                             f"not {lba_data_size!r}")
-        if not isinstance(nsze, int) or not 1 <= nsze <= U64:
-            raise ValueError(f"nsze must be in 1..2**64-1, not {nsze!r}")
-        self.nsid = nsid
-        self.lba_data_size = lba_data_size
-        self.nsze = nsze
-        self._blocks = {}           # lba -> bytes (never all zero)
-
-    @property
-    def lba_shift(self):
-        return self.lba_data_size.bit_length() - 1
-
-    def in_range(self, slba, count):
-        """True when blocks ``slba .. slba + count - 1`` exist (no wrap-around)."""
-        return 0 <= slba and slba + count <= self.nsze
-
-    def _check(self, slba, count):
-        if not isinstance(slba, int) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"bad block range {slba!r} + {count!r}")
-        if not self.in_range(slba, count):
-            raise ValueError(f"blocks {slba} + {count} are beyond nsze {self.nsze} "
-                             f"of nsid {self.nsid}")
-
-    def read(self, slba, count):
-        """``count`` blocks from ``slba`` (unwritten blocks read as zeroes)."""
-        self._check(slba, count)
-        size = self.lba_data_size
-        zero = bytes(size)
-        return b"".join(self._blocks.get(lba, zero) for lba in range(slba, slba + count))
-
-    def write(self, slba, data):
-        """Store whole blocks from ``slba``."""
-        data = bytes(data)
-        size = self.lba_data_size
-        if len(data) % size:
-            raise ValueError(f"{len(data)} bytes are not a whole number of {size}-byte blocks")
-        self._check(slba, len(data) // size)
-        for i in range(len(data) // size):
-            block = data[i * size:(i + 1) * size]
-            if block.count(0) == size:
-                self._blocks.pop(slba + i, None)
-            else:
-                self._blocks[slba + i] = block
-
-    def _forget(self, slba, count):
-        if count > len(self._blocks):
-            for lba in [lba for lba in self._blocks if slba <= lba < slba + count]:
-                del self._blocks[lba]
-        else:
-            for lba in range(slba, slba + count):
-                self._blocks.pop(lba, None)
-
-    def write_zeroes(self, slba, count):
-        self._check(slba, count)
-        self._forget(slba, count)
-
-    def deallocate(self, slba, count):
-        """Deallocated blocks read as zeroes (DLFEAT "read zeroes")."""
-        self._check(slba, count)
-        self._forget(slba, count)
-
-    @property
-    def written_blocks(self):
-        """LBAs that currently hold nonzero data, ascending."""
-        return sorted(self._blocks)
 
 
 # --- queues and faults --------------------------------------------------------------------------
@@ -491,6 +197,13 @@ class NvmeSsd:
         except KeyError:
             raise ValueError(f"{self.name} has no namespace {nsid!r}") from None
 
+    def add_namespace(self, nsid, lba_data_size, nsze):
+        """Add namespace ``nsid`` (``nsze`` blocks of ``lba_data_size`` bytes)."""
+        if nsid in self.namespaces:
+            raise ValueError(f"{self.name}: nsid {nsid} given twice")
+        self.namespaces[nsid] = SsdNamespace(nsid, lba_data_size, nsze)
+        return self.namespaces[nsid]
+
     def create_io_queue(self, qid, *, sq_addr, sq_entries, cq_addr, cq_entries,
                         msix_addr=None, msix_data=None, sq_tail=0, cq_head=0):
         """What Create I/O CQ + Create I/O SQ would set up (admin queue not modelled)."""
@@ -587,7 +300,60 @@ class NvmeSsd:
                                 f"invalid doorbell write)")
         q.cq_head = value
 
-    # --- time ---------------------------------------------------------------------------------
+    # --- the controller's steps (generators of bus operations; see the module) -------------
+
+    def fetch_steps(self, accept):
+        """Fetch the SQEs of every SQ-tail doorbell written since, in doorbell order;
+        ``accept(command)`` is called with each fetched command (its fault already
+        drawn). Returns how many were fetched."""
+        fetched = 0
+        while self._doorbells:
+            q = self.queues[self._doorbells.popleft()]
+            while q.sq_head != q.sq_tail:
+                raw = yield ("read", q.sq_addr + q.sq_head * SQE_BYTES, SQE_BYTES)
+                q.sq_head = (q.sq_head + 1) % q.sq_entries
+                fields = SQE.decode(raw)
+                self.fetched.append((q.qid, fields))
+                cmd = _Command(self._order, q.qid, raw, fields, self._fault_for(q.qid, fields))
+                self._order += 1
+                fetched += 1
+                accept(cmd)
+        return fetched
+
+    def completion_steps(self, cmd):
+        """Execute a fetched command, or take the status of its fault: its CQE fields
+        (without ``sqhd``, ``sqid`` and the phase, which :meth:`post_steps` adds)."""
+        fields = cmd.fields
+        if cmd.fault is not None and cmd.fault.status is not None:
+            status, dw0 = cmd.fault.status, 0
+        else:
+            (sct, sc, dnr), dw0 = yield from self.execute_steps(fields)
+            status = status_fields(sct, sc, dnr)
+            opcode = fields["opcode"]
+            self.executed[opcode] = self.executed.get(opcode, 0) + 1
+        return {"dw0": dw0, "dw1": 0, "cid": fields["cid"], "status": status}
+
+    def post_steps(self, qid, cqe):
+        """Write ``cqe`` (from :meth:`completion_steps`) at the tail of CQ ``qid`` with the
+        SQ head and the phase tag. The caller waits while :meth:`IoQueue.cq_full`."""
+        q = self.queues[qid]
+        if q.cq_full():
+            raise ProtocolError(f"{self.name}: CQ {qid} is full (head {q.cq_head})")
+        cqe = dict(cqe, sqhd=q.sq_head, sqid=q.qid)
+        cqe["status"] = dict(cqe["status"], p=q.phase)
+        yield ("write", q.cq_addr + q.cq_tail * CQE_BYTES, CQE.encode(cqe))
+        q.cq_tail = (q.cq_tail + 1) % q.cq_entries
+        if q.cq_tail == 0:
+            q.phase ^= 1
+
+    def interrupt(self, qid):
+        """``(address, data)`` of queue ``qid``'s MSI-X message, or None when it is polled."""
+        q = self.queues[qid]
+        if q.msix_addr is None:
+            return None
+        return q.msix_addr, q.msix_data.to_bytes(4, "little")
+
+    # --- the transaction face: time in cycles, no clock ----------------------------------------
 
     def next_event_time(self):
         """When the SSD next has work: now with SQEs to fetch, the next completion time,
@@ -611,30 +377,19 @@ class NvmeSsd:
         return drive(self.steps(now), self.fabric, self.name)
 
     def steps(self, now):
-        """Everything due by ``now``, as a generator of bus operations.
-
-        Yields ``("read", addr, length)`` (send back the bytes) and ``("write",
-        addr, data)`` (send back None); throw :class:`PcieError` into it for an
-        access that failed. Returns True if there was work. :meth:`advance` runs
-        it on the fabric; a cocotb testbench runs the same operations on its buses.
-        In order: fetch the SQEs of every SQ-tail doorbell written since (in
-        doorbell order), execute the commands due (time, then fetch order), post
-        their CQEs, then one MSI-X message per queue that got CQEs.
+        """Everything due by ``now``, as a generator of bus operations. Returns True if
+        there was work. In order: fetch the SQEs of every SQ-tail doorbell written since
+        (each command is due ``latency_cycles`` later, plus its jitter and fault delay),
+        execute the commands due (time, then fetch order), post their CQEs while their
+        CQ has room, then one MSI-X message per queue that got CQEs.
         """
         if now < self.now:
             raise ValueError(f"{self.name}: time goes backwards ({now} < {self.now})")
         self.now = now
-        worked = False
-        while self._doorbells:
-            q = self.queues[self._doorbells.popleft()]
-            while q.sq_head != q.sq_tail:
-                raw = yield ("read", q.sq_addr + q.sq_head * SQE_BYTES, SQE_BYTES)
-                q.sq_head = (q.sq_head + 1) % q.sq_entries
-                self._fetch(q, raw)
-                worked = True
+        worked = bool((yield from self.fetch_steps(self._schedule)))
         while self._due and self._due[0][0] <= now:
             _, _, cmd = heapq.heappop(self._due)
-            cqe = yield from self._complete(cmd)
+            cqe = yield from self.completion_steps(cmd)
             self._ready.setdefault(cmd.qid, []).append(cqe)
             worked = True
         interrupts = []
@@ -643,28 +398,19 @@ class NvmeSsd:
             pending = self._ready[qid]
             posted = 0
             while pending and not q.cq_full():
-                cqe = dict(pending.pop(0), sqhd=q.sq_head, sqid=q.qid)
-                cqe["status"] = dict(cqe["status"], p=q.phase)
-                yield ("write", q.cq_addr + q.cq_tail * CQE_BYTES, CQE.encode(cqe))
-                q.cq_tail = (q.cq_tail + 1) % q.cq_entries
-                if q.cq_tail == 0:
-                    q.phase ^= 1
+                yield from self.post_steps(qid, pending.pop(0))
                 posted += 1
             if not pending:
                 del self._ready[qid]
             if posted:
                 worked = True
                 if q.msix_addr is not None:
-                    interrupts.append(q)
-        for q in interrupts:
-            yield ("write", q.msix_addr, q.msix_data.to_bytes(4, "little"))
+                    interrupts.append(qid)
+        for qid in interrupts:
+            yield ("write", *self.interrupt(qid))
         return worked
 
-    def _fetch(self, q, raw):
-        fields = SQE.decode(raw)
-        self.fetched.append((q.qid, fields))
-        cmd = _Command(self._order, q.qid, raw, fields, self._fault_for(q.qid, fields))
-        self._order += 1
+    def _schedule(self, cmd):
         if cmd.fault is not None and cmd.fault.never:
             self._stuck.append(cmd)
             return
@@ -675,17 +421,6 @@ class NvmeSsd:
             latency += cmd.fault.delay
         heapq.heappush(self._due, (self.now + latency, cmd.order, cmd))
 
-    def _complete(self, cmd):
-        fields = cmd.fields
-        if cmd.fault is not None and cmd.fault.status is not None:
-            status, dw0 = cmd.fault.status, 0
-        else:
-            (sct, sc, dnr), dw0 = yield from self.execute_steps(fields)
-            status = status_fields(sct, sc, dnr)
-            opcode = fields["opcode"]
-            self.executed[opcode] = self.executed.get(opcode, 0) + 1
-        return {"dw0": dw0, "dw1": 0, "cid": fields["cid"], "status": status}
-
     # --- command execution --------------------------------------------------------------------
 
     def execute(self, sqe):
@@ -694,7 +429,7 @@ class NvmeSsd:
         return drive(self.execute_steps(sqe), self.fabric, self.name)
 
     def execute_steps(self, sqe):
-        """:meth:`execute` as a generator of bus operations (see :meth:`steps`)."""
+        """:meth:`execute` as a generator of bus operations (see the module)."""
         opcode = sqe["opcode"]
         if sqe["psdt"] != 0 or sqe["fuse"] != 0:
             return INVALID_FIELD, 0          # this controller supports PRPs and no fusing
@@ -721,21 +456,21 @@ class NvmeSsd:
             ns.write_zeroes(slba, count)
             return SUCCESS, 0
         length = count << ns.lba_shift
+        # a Read takes its blocks when it starts: what it returns is the media at that time
+        data = ns.read(slba, count) if opcode == Opcode.READ.value else None
         try:
             segments = yield from self._prp_segments(prp["prp1"], prp["prp2"], length)
             if segments is None:
                 return INVALID_PRP_OFFSET, 0
             if opcode == Opcode.WRITE.value:
-                parts = []
-                for addr, n in segments:
-                    parts.append((yield ("read", addr, n)))
+                parts = yield ("read_batch", segments)
                 ns.write(slba, b"".join(parts))
             else:
-                data = ns.read(slba, count)
-                pos = 0
+                batch, pos = [], 0
                 for addr, n in segments:
-                    yield ("write", addr, data[pos:pos + n])
+                    batch.append((addr, data[pos:pos + n]))
                     pos += n
+                yield ("write_batch", batch)
         except PcieError:
             return DATA_TRANSFER_ERROR, 0
         return SUCCESS, 0
@@ -746,9 +481,7 @@ class NvmeSsd:
             segments = yield from self._prp_segments(prp["prp1"], prp["prp2"], ranges * 16)
             if segments is None:
                 return INVALID_PRP_OFFSET
-            parts = []
-            for addr, n in segments:
-                parts.append((yield ("read", addr, n)))
+            parts = yield ("read_batch", segments)
         except PcieError:
             return DATA_TRANSFER_ERROR
         raw = b"".join(parts)
@@ -762,7 +495,8 @@ class NvmeSsd:
 
     def _prp_segments(self, prp1, prp2, length):
         """``[(addr, bytes)]`` the PRPs describe for ``length`` bytes; None: bad PRP offset.
-        A generator: PRP lists are read over the bus."""
+        A generator: PRP lists are read over the bus, only the entries needed (and the
+        last entry of a full list page, which chains to the next list)."""
         first = min(length, PAGE_BYTES - prp1 % PAGE_BYTES)
         segments = [(prp1, first)]
         rest = length - first
@@ -779,11 +513,12 @@ class NvmeSsd:
         list_addr = prp2
         while len(entries) < pages:
             slots = (PAGE_BYTES - list_addr % PAGE_BYTES) // 8
-            raw = yield ("read", list_addr, slots * 8)
-            values = [int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i in range(slots)]
             need = pages - len(entries)
+            n = need if need <= slots else slots
+            raw = yield ("read_prp_list", list_addr, n * 8)
+            values = [int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i in range(n)]
             if need <= slots:
-                entries += values[:need]
+                entries += values
                 break
             entries += values[:slots - 1]
             list_addr = values[slots - 1]            # the last entry chains to the next list
@@ -799,8 +534,10 @@ class NvmeSsd:
 
 
 def drive(steps, fabric, source="?"):
-    """Run a generator of bus operations (:meth:`NvmeSsd.steps`) on a :class:`PcieFabric`;
-    a failed access is thrown back into it as :class:`PcieError`. Returns its value."""
+    """Run a generator of bus operations (see the module) on a
+    :class:`~sim.devices.pcie.PcieFabric`, one access after another; a failed access
+    is thrown back into it as :class:`~sim.devices.pcie.PcieError` (a batch stops at
+    its first failure). Returns the generator's value."""
     reply, error = None, None
     while True:
         try:
@@ -808,11 +545,18 @@ def drive(steps, fabric, source="?"):
         except StopIteration as stop:
             return stop.value
         reply, error = None, None
-        kind, addr, arg = op
+        kind, *args = op
         try:
-            if kind == "read":
-                reply = fabric.read(addr, arg, source=source)
+            if kind in ("read", "read_prp_list"):
+                reply = fabric.read(args[0], args[1], source=source)
+            elif kind == "write":
+                fabric.write(args[0], args[1], source=source)
+            elif kind == "read_batch":
+                reply = [fabric.read(addr, n, source=source) for addr, n in args[0]]
+            elif kind == "write_batch":
+                for addr, data in args[0]:
+                    fabric.write(addr, data, source=source)
             else:
-                fabric.write(addr, arg, source=source)
+                raise ValueError(f"unknown bus operation {kind!r}")
         except PcieError as exc:
             error = exc

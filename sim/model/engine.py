@@ -1,3 +1,5 @@
+# Over 700 lines: one reference model whose steps share the contexts, queues and staging
+# state of docs/engine.md; its actors (SSD, fabric, initiator) live in sim/devices/.
 """Transaction-level reference model of the whole engine (``docs/engine.md``).
 
 Written from ``docs/engine.md`` (with ``docs/parser.md`` through
@@ -48,8 +50,10 @@ from rtl.formats import (
     SubsystemCounters,
     Table,
 )
+from sim.codec import CQE, DSM_RANGE, SQE, Codec
 from sim.devices.initiator import RdmaStatus
-from sim.devices.ssd import CQE, DSM_RANGE, PAGE_BYTES, SQE, Codec, PcieError, ProtocolError
+from sim.devices.pcie import PAGE_BYTES, PcieError
+from sim.devices.ssd import ProtocolError
 from sim.model.parser import parse_capsule
 
 __all__ = ["InvariantError", "EngineModel", "result_key", "strip_seq", "OUTCOME_KINDS",

@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 from sim.devices.initiator import Initiator
-from sim.devices.ssd import NvmeSsd, PcieFabric, SparseMemory, SsdNamespace
+from sim.devices.namespace import SsdNamespace
+from sim.devices.pcie import PcieFabric, SparseMemory
+from sim.devices.ssd import NvmeSsd
 from sim.driver import NvmfDevice
 from sim.model.csr import CsrModel, ModelRegs
 from sim.model.engine import EngineModel
@@ -171,7 +173,8 @@ class RtlBackend(Backend):
     A whole trace runs inside one cocotb run (:func:`sim.cosim.harness.run_cocotb`, test
     ``sim.cosim.replay_bench:run_replay``): there the testbench is a
     :class:`Backend` (:class:`sim.cosim.replay_bench.RtlReplay`) that builds the
-    device models of :mod:`sim.devices.bus` from the TARGET, configures the engine
+    bus faces of the device models (:mod:`sim.devices.ssd_bus`, :mod:`~sim.devices.pcie_bus`,
+    :mod:`~sim.devices.rdma_bus`) from the TARGET, configures the engine
     with :func:`configure_device` through the driver over AXI4-Lite, and runs
     :func:`run_trace`. :meth:`run` launches it, copies the results out and maps the
     verdict to the exit status; the step-by-step :class:`Backend` methods are not

@@ -6,7 +6,7 @@ Two kinds of records, one list (``--json`` prints it), each
 * the capsule parser alone (``parser_*``, every DATA_W): capsules a cycle vs one
   capsule per SQE beat count (``sim/cosim/parser_bench.py``, ``run_throughput``);
 * the whole engine (``nvmf_engine``, DATA_W 128 and 512) with the device models of
-  ``sim/devices/bus.py``, scenarios of ``sim/cosim/engine_bench.py``:
+  ``sim/devices/ssd_bus.py`` (the SSD's bus face), scenarios of ``sim/cosim/engine_bench.py``:
 
   - ``engine_cmds_per_cycle_<op>``: data-less commands (Flush, Write Zeroes), back
     to back over 8 QPs and 4 backend queues, SSD with no latency; limit one command

@@ -1,0 +1,113 @@
+"""The PCIe side of the engine at bus level, for cocotb benches: the AXI4 slave on
+``m_axi_pcie``.
+
+:class:`PcieFabric` holds host memory (the backend rings) and the SSDs' doorbell BARs
+(:meth:`PcieFabric.add_bar`), answers the engine's reads and writes through
+cocotbext-axi's :class:`~cocotbext.axi.AxiSlave`, and can answer chosen accesses with
+SLVERR (:meth:`PcieFabric.fail_next`). ``on_access``, when set, sees every access.
+"""
+
+import logging
+
+from cocotbext.axi import AxiBus, AxiSlave
+from cocotbext.axi.address_space import AddressSpace, PeripheralRegion, SparseMemoryRegion
+
+__all__ = ["PcieFabric", "HOST_BASE", "HOST_SIZE", "BAR_BASE", "BAR_SIZE"]
+
+HOST_BASE = 0x10_0000_0000      # host memory (backend rings)
+HOST_SIZE = 1 << 32
+BAR_BASE = 0xF000_0000          # SSD n's BAR at BAR_BASE + n * BAR_SIZE
+BAR_SIZE = 0x1_0000
+
+
+class PcieFabric:
+    """The address space behind ``m_axi_pcie``; writes/reads in a faulted range fail.
+
+    ``host_base`` / ``host_size`` place the host memory (the rings). ``on_access``,
+    when set, is called for every beat the engine reads or writes as
+    ``on_access(kind, addr, data, failed)`` (``data``: the bytes written, or the
+    length read).
+    """
+
+    def __init__(self, dut, clk, rst, prefix="m_axi_pcie", host_base=HOST_BASE,
+                 host_size=HOST_SIZE):
+        self.space = AddressSpace(2 ** 64)
+        self.host_base = host_base
+        self.host = SparseMemoryRegion(host_size)
+        self.space.register_region(_Faultable(self, self.host, host_size), host_base)
+        self.faults = []          # [base, size, kind ("read"/"write"), remaining, unit]
+        self.on_access = None
+        self._burst = {}          # kind -> (next address, unit) of a burst a fault hit
+        self.slave = AxiSlave(AxiBus.from_prefix(dut, prefix), clk, rst, target=self.space)
+        self.slave.write_if.log.setLevel(logging.WARNING)
+        self.slave.read_if.log.setLevel(logging.WARNING)
+
+    def add_bar(self, index, device, base=None):
+        base = BAR_BASE + index * BAR_SIZE if base is None else base
+        self.space.register_region(_Faultable(self, PeripheralRegion(device, BAR_SIZE),
+                                              BAR_SIZE), base)
+        return base
+
+    def fail_next(self, base, size, kind, count=1, unit=None):
+        """Fail the next ``count`` ``kind`` accesses touching ``[base, base + size)``.
+
+        ``unit`` (bytes, a power of two): one access is an aligned unit of that size
+        (an SQE, a CQE), whatever the number of beats it takes; the beats that follow
+        a failed one inside its unit fail too without counting. None: every beat
+        counts.
+        """
+        self.faults.append([base, size, kind, count, unit])
+
+    def clear_faults(self):
+        self.faults.clear()
+        self._burst.clear()
+
+    def check(self, kind, addr, length):
+        burst = self._burst.pop(kind, None)
+        if burst is not None and burst[0] == addr and addr % burst[1]:
+            self._note(kind, addr, length, burst[1])
+            raise OSError(f"injected {kind} error at {addr:#x} (same access)")
+        for fault in self.faults:
+            base, size, fkind, left, unit = fault
+            if fkind == kind and left and addr < base + size and base < addr + length:
+                fault[3] -= 1
+                if unit:
+                    self._note(kind, addr, length, unit)
+                raise OSError(f"injected {kind} error at {addr:#x}")
+
+    def _note(self, kind, addr, length, unit):
+        if (addr + length) % unit:
+            self._burst[kind] = (addr + length, unit)
+
+    def _report(self, kind, addr, data, failed):
+        if self.on_access is not None:
+            self.on_access(kind, addr, data, failed)
+
+
+class _Faultable:
+    """Wraps a region so that the fabric's injected faults answer SLVERR."""
+
+    def __init__(self, fabric, region, size):
+        self.fabric, self.region, self.size = fabric, region, size
+        self._parent = None
+        self._base = None
+
+    async def read(self, address, length, **kwargs):
+        addr = address + (self._base or 0)
+        try:
+            self.fabric.check("read", addr, length)
+        except OSError:
+            self.fabric._report("read", addr, length, True)
+            raise
+        self.fabric._report("read", addr, length, False)
+        return await self.region.read(address, length, **kwargs)
+
+    async def write(self, address, data, **kwargs):
+        addr = address + (self._base or 0)
+        try:
+            self.fabric.check("write", addr, len(data))
+        except OSError:
+            self.fabric._report("write", addr, bytes(data), True)
+            raise
+        self.fabric._report("write", addr, bytes(data), False)
+        await self.region.write(address, data, **kwargs)

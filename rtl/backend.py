@@ -1,3 +1,5 @@
+# Over 700 lines: the back end's units share its context tables; the timing-closure issue
+# (#14) rebuilds it as tag-indexed units in files of their own.
 """Back-end core: contexts, staging slots, RDMA movers, submission, completion, retirement.
 
 Executes the served commands of the front end (``docs/engine.md`` sections

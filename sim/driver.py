@@ -1,3 +1,5 @@
+# Over 700 lines: one object, NvmfDevice; every verbs call checks against the same record
+# of what the driver created, which splitting the class would scatter.
 """The verbs-shaped driver of the control plane (``docs/control-plane.md``, "Driver").
 
 :class:`NvmfDevice` runs over any register-access object with coroutines

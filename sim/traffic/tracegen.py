@@ -1,3 +1,5 @@
+# Over 700 lines: the generator and its independent checker share one shadow of the
+# SSD blocks, and must change together.
 """Seeded random ``nvmf-offload replay`` workloads with an independent data-integrity check.
 
 :func:`generate` draws a TARGET (TOML text in the format of

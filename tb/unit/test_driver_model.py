@@ -1,3 +1,5 @@
+# Over 700 lines: one test per row of the driver's errno table (docs/control-plane.md)
+# and per register-access rule, each short, on shared fixtures.
 """The driver (sim/driver.py) on the control-plane reference model (sim/model/csr.py).
 
 Checks of docs/control-plane.md: the register-access rules and table commands

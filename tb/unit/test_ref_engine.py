@@ -7,7 +7,7 @@ class, the namespace checks, SQHD, invalidate, execution through the SSD
 model (PRPs, staging, SQ slots, phase tags, MSI-X and polling), every fault
 kind, the exceptions of section 5, and the invariants (no leak at idle, a CQE
 for an unknown CID, DMA outside the staging pages, hangs). The systems are
-built from TARGET text through sim/replay.py, so every one of them is
+built from TARGET text through sim/replay/, so every one of them is
 configured through the driver.
 """
 

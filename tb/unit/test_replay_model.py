@@ -1,4 +1,4 @@
-"""`nvmf-offload replay` on the model backend (sim/replay.py, docs/replay.md).
+"""`nvmf-offload replay` on the model backend (sim/replay/, docs/replay.md).
 
 Every exit status with the exact message (file, line, field), the examples
 reproducing their expected results under several seeds, data integrity

@@ -201,7 +201,7 @@ def cmd_demo(args):
             stop.set()
             bar.join()
         rep = json.loads(report.read_text())
-    _print_workload_report(rep, args.clock_mhz)
+    _print_workload_report(rep, *_report_clock(args.clock_mhz))
     if args.plot:
         lat = rep["latency"]
         peak = max(lat["histogram"]) or 1
@@ -214,7 +214,17 @@ def cmd_demo(args):
     return 0
 
 
-def _print_workload_report(rep, clock_mhz):
+def _report_clock(clock_mhz):
+    """``(MHz, where it comes from)`` for the report: the option, or the measured Fmax."""
+    if clock_mhz is not None:
+        return clock_mhz, "--clock-mhz"
+    from sim.tools.fpga import MEASURED_FMAX
+
+    return MEASURED_FMAX["mhz"], (f"the engine's measured Fmax on the {MEASURED_FMAX['board']}, "
+                                  f"docs/fpga.md")
+
+
+def _print_workload_report(rep, clock_mhz, clock_source="--clock-mhz"):
     cycles, n = rep["cycles"], rep["commands"]
     per_cycle = n / cycles
     bw = rep["bytes_moved"] / cycles
@@ -227,6 +237,7 @@ def _print_workload_report(rep, clock_mhz):
                        f"{per_cycle * clock_mhz * 1e6 / 1e6:.2f} M IOPS at {clock_mhz} MHz"),
         ("bandwidth", f"{bw:.2f} bytes/cycle = {bw * clock_mhz * 1e6 / 1e9:.2f} GB/s "
                       f"at {clock_mhz} MHz"),
+        ("clock (converts cycles only)", f"{clock_mhz} MHz ({clock_source})"),
         ("latency, cycles", f"p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  "
                             f"max {lat['max']}"),
         ("bytes read back and verified", rep["bytes_verified"]),
@@ -305,7 +316,9 @@ def build_parser():
     p.add_argument("--qd", type=int, default=32, help="queue depth per QP")
     p.add_argument("--read-pct", type=int, default=70)
     p.add_argument("--ssd-latency", type=int, default=2000, help="SSD service time, cycles")
-    p.add_argument("--clock-mhz", type=float, default=250.0)
+    p.add_argument("--clock-mhz", type=float, default=None,
+                   help="clock the report converts cycles at (default: the engine's measured "
+                        "Fmax, sim/tools/fpga.py MEASURED_FMAX, docs/fpga.md)")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--waves", action="store_true", help="record a waveform")
     p.add_argument("--plot", metavar="FILE.svg", help="write a latency histogram")

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from rtl.params import find_config, load_params
 
-__all__ = ["BOARDS", "TOPS", "FlowError", "Board", "run_flow", "summary_text"]
+__all__ = ["BOARDS", "TOPS", "FlowError", "Board", "run_flow", "summary_text",
+           "MEASURED_FMAX"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +54,11 @@ BOARDS = {
         family="ecp5", device="85k", package="CABGA381", speed="6",
         lpf=ROOT / "constraints" / "ecp5-85k.lpf"),
 }
+
+# The whole engine's last measured post-route Fmax (default configuration, seed 1), the
+# clock the main job converts cycles at unless told another: `nvmf-offload fpga --board
+# ecp5-85k --top engine`, commit 23ff180, recorded with its run in docs/fpga.md.
+MEASURED_FMAX = {"mhz": 37.4, "board": "ecp5-85k", "commit": "23ff180"}
 
 # --top choice -> Verilog module of rtl/verilog.py
 TOPS = {"engine": "nvmf_engine", "parser": "nvmf_parser", "control": "nvmf_control",

@@ -290,6 +290,28 @@ def test_ssd_steps_are_bus_operations_a_testbench_can_run():
     assert ssd.namespace(1).read(7, 1) == pattern("s", 512)
 
 
+def test_ssd_reads_only_the_prp_list_entries_it_needs_and_follows_a_chain():
+    # 20 KiB from a page-aligned PRP1: four more pages through a list whose first page
+    # has room for two entries (the second chains to the next list page).
+    fabric, _, ssd = _ssd_on_fabric()
+    pages = [0x10_1000, 0x10_2000, 0x10_3000, 0x10_4000]
+    first_list, next_list = 0x1A_0FF0, 0x1B_0000
+    fabric.write(first_list, b"".join(a.to_bytes(8, "little") for a in (pages[0], next_list)))
+    fabric.write(next_list, b"".join(a.to_bytes(8, "little") for a in pages[1:] + [0xBAD]))
+    data = pattern("chained", 5 * 4096)
+    for i, addr in enumerate([0x10_0000] + pages):
+        fabric.write(addr, data[i * 4096:(i + 1) * 4096])
+    _submit(fabric, ssd, 1, make_sqe(Opcode.WRITE, 4, 1, psdt=0, slba=0, nlb=39,
+                                     sgl={"prp": {"prp1": 0x10_0000, "prp2": first_list}}))
+    fabric.log = []
+    ssd.advance(0)
+    list_reads = [(addr, n) for _, kind, addr, n in fabric.log
+                  if kind == "read" and addr in (first_list, next_list)]
+    assert list_reads == [(first_list, 16), (next_list, 24)]     # not the 0xBAD entry
+    assert _cqe(fabric, 0)["status"]["sc"] == 0
+    assert ssd.namespace(1).read(0, 40) == data
+
+
 def test_ssd_dma_error_is_a_data_transfer_error():
     fabric, _, ssd = _ssd_on_fabric()
     fabric.fail_next(0x10_0000, 4096, "read")

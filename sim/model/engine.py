@@ -85,7 +85,10 @@ class InvariantError(Exception):
 
 def result_key(result):
     """Sort key of a tagged result: capsule ``seq``, then the outcome before its events, the
-    events by type name, then object (``docs/replay.md``, "Ordering")."""
+    events by type name, then object (``docs/replay.md``, "Ordering"). A ``control_error``
+    tagged with the next capsule's ``seq`` comes before that capsule's records."""
+    if "control_error" in result:               # before the next capsule's records
+        return result["seq"], -1, "", result["control_error"]["line"]
     if any(k in result for k in OUTCOME_KINDS):
         return result["seq"], 0, "", 0
     event = result.get("event", {})
@@ -580,12 +583,12 @@ class EngineModel:
         return [i for i in range(32) if ns["queues"] >> i & 1]
 
     def _choose_queue(self, cmd):
-        """Round robin from after the last queue used, first live one with a free SQ slot."""
+        """Round robin from after the last queue used (by backend queue index, whether or
+        not that queue still serves the namespace), first live one with a free SQ slot."""
         indices = self._ns_queues(cmd.ns)
-        last = self._rr.get(cmd.slot)
-        start = 0 if last not in indices else indices.index(last) + 1
-        for k in range(len(indices)):
-            q = self._queue(indices[(start + k) % len(indices)])
+        last = self._rr.get(cmd.slot, -1)
+        for index in [i for i in indices if i > last] + [i for i in indices if i <= last]:
+            q = self._queue(index)
             if not q.dead and q.free_slots() > 0:
                 return q
         return None

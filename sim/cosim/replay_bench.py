@@ -72,7 +72,7 @@ from sim.devices.initiator import Initiator, RdmaStatus
 from sim.devices.pcie_bus import PcieFabric
 from sim.devices.rdma_bus import RdmaTransport
 from sim.devices.ssd_bus import SsdDevice
-from sim.driver import NvmfDevice
+from sim.driver import NvmfDevice, NvmfError
 from sim.replay import (
     RING_BASE,
     RING_SPACE,
@@ -86,6 +86,7 @@ from sim.replay import (
     plan_layout,
     run_trace,
 )
+from sim.replay.control import apply_control
 
 __all__ = ["RtlReplay", "run_replay", "CLOCK_NS"]
 
@@ -409,6 +410,22 @@ class RtlReplay(Backend):
             self.fabric.clear_faults()
         else:
             raise ValueError(f"unknown fault kind {kind!r}")
+
+    def control(self, kind, args):
+        return resume(self._control)(kind, args)
+
+    async def _control(self, kind, args):
+        try:
+            await apply_control(self.device, self.handles, self.target, kind, args)
+        except NvmfError as exc:
+            return exc
+        if kind == "qp_set":           # the engine starts the QP afresh: sq_head 0
+            qp = next(q for q in self.target.qps if q.qpn == args["qpn"])
+            if args["offload"]:
+                self._sq_heads[qp.qpn] = (0, qp.sqsize)
+            else:
+                self._sq_heads.pop(qp.qpn, None)
+        return None
 
     def run_until_idle(self, budget_cycles=WAIT_BUDGET_CYCLES):
         return resume(self._run_until_idle)(budget_cycles)

@@ -17,7 +17,7 @@ from sim.devices.initiator import Initiator
 from sim.devices.namespace import SsdNamespace
 from sim.devices.pcie import PcieFabric, SparseMemory
 from sim.devices.ssd import NvmeSsd
-from sim.driver import NvmfDevice
+from sim.driver import NvmfDevice, NvmfError
 from sim.model.csr import CsrModel, ModelRegs
 from sim.model.engine import EngineModel
 from sim.replay.contract import (
@@ -29,6 +29,7 @@ from sim.replay.contract import (
     WAIT_BUDGET_CYCLES,
     BackendUnavailable,
 )
+from sim.replay.control import apply_control
 from sim.replay.layout import configure_device, plan_layout
 
 
@@ -74,6 +75,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def inject_fault(self, fault):
         """Arm a fault (a checked ``fault`` trace argument dict)."""
+
+    @abc.abstractmethod
+    def control(self, kind, args):
+        """Make the driver call of a control line (a checked trace argument dict) once
+        the engine is idle: None, or the driver's :class:`~sim.driver.NvmfError`."""
 
     @property
     @abc.abstractmethod
@@ -161,6 +167,15 @@ class ModelBackend(Backend):
             fault["queue"] = ctrl.index
         self.engine.inject_fault(kind, **fault)
 
+    def control(self, kind, args):
+        try:
+            asyncio.run(apply_control(self.device, self.handles, self.target, kind, args))
+        except NvmfError as exc:
+            return exc
+        if kind == "qp_set":
+            self.engine.qp_enabled(args["qpn"])
+        return None
+
     @property
     def cycles(self):
         return 0        # the model has no clock: docs/replay.md, "Results"
@@ -210,7 +225,7 @@ class RtlBackend(Backend):
                                   f"simulator: use RtlBackend.run()")
 
     configure = write_mem = deliver = run_until_idle = take_results = _whole_traces_only
-    dump_mem = dump_lba = inject_fault = _whole_traces_only
+    dump_mem = dump_lba = inject_fault = control = _whole_traces_only
 
     @property
     def cycles(self):

@@ -5,6 +5,8 @@ capsule within each segment between barriers, and the summary last.
 
 from sim.model.engine import InvariantError, result_key, strip_seq
 from sim.replay.contract import WAIT_BUDGET_CYCLES
+from sim.replay.control import control_error
+from sim.replay.trace import CONTROL_KINDS
 
 # --- running ------------------------------------------------------------------------------------
 
@@ -15,9 +17,12 @@ def run_trace(backend, trace, emit, budget_cycles=WAIT_BUDGET_CYCLES):
     emitting the results of the unfinished segment.
     """
     counts = {"capsules": 0, "responses": 0, "to_software": 0}
+    refused = []                # control_error records of this segment, tagged
 
     def flush():
-        for result in sorted(backend.take_results(), key=result_key):
+        results = backend.take_results() + refused
+        refused.clear()
+        for result in sorted(results, key=result_key):
             record = strip_seq(result)
             if "response" in record:
                 counts["responses"] += 1
@@ -57,6 +62,15 @@ def run_trace(backend, trace, emit, budget_cycles=WAIT_BUDGET_CYCLES):
             elif item.kind == "fault":
                 barrier()
                 backend.inject_fault(a)
+            elif item.kind in CONTROL_KINDS:
+                # what is in flight finishes first (served: docs/replay.md, "Control
+                # lines"); no results are flushed, the segment goes on
+                backend.run_until_idle(budget_cycles)
+                error = backend.control(item.kind, a)
+                if error is not None:
+                    # between the outcomes of the capsules before it and after it
+                    refused.append({"seq": counts["capsules"],
+                                    "control_error": control_error(item.line, error)})
         where = "end of trace"
         barrier()
     except InvariantError as exc:

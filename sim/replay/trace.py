@@ -12,7 +12,8 @@ from sim.replay.target import _REQUIRED, _read_text
 
 # --- TRACE -------------------------------------------------------------------------------------
 
-TRACE_KINDS = ("capsule", "write_mem", "wait", "dump_mem", "dump_lba", "fault")
+CONTROL_KINDS = ("unmap", "map", "qp_set", "destroy_ctrl")
+TRACE_KINDS = ("capsule", "write_mem", "wait", "dump_mem", "dump_lba", "fault") + CONTROL_KINDS
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
@@ -237,7 +238,72 @@ def _trace_item(r, obj):
                                           f"of ssd {ssd.name!r} nsid {ns.nsid}")
         return TraceItem(r.line, kind, {"ssd": ssd.name, "nsid": ns.nsid, "slba": slba,
                                         "nlb": nlb})
+    if kind in CONTROL_KINDS:
+        return TraceItem(r.line, kind, _control(r, kind, value))
     return TraceItem(r.line, kind, _fault(r, value))
+
+
+_CONTROL_KEYS = {
+    "unmap": ("subsystem", "fe_nsid"),
+    "map": ("subsystem", "fe_nsid", "ssd", "nsid", "queues"),
+    "qp_set": ("qpn", "offload", "offload_only"),
+    "destroy_ctrl": ("ssd", "queue"),
+}
+
+
+def _control(r, kind, value):
+    """A control line: TARGET names resolved and types checked here (exit status 2); the
+    values the driver judges (fe_nsid range, which queues, ...) are left to it, whose
+    refusal is a ``control_error`` result."""
+    o = r.obj(value, kind, _CONTROL_KEYS[kind])
+    args = {}
+    if kind in ("unmap", "map"):
+        name = o.get("subsystem")
+        if "subsystem" not in o:
+            raise r.error(f"{kind}.subsystem", "missing (required)")
+        if not isinstance(name, str) or r.target.subsystem(name) is None:
+            raise r.error(f"{kind}.subsystem", f"{_show(name)} names no [[subsystem]] of "
+                                               f"{r.target.path}")
+        args["subsystem"] = name
+        args["fe_nsid"] = r.int(o, "fe_nsid", f"{kind}.fe_nsid", 0, U32)
+    if kind == "map":
+        ssd, ns = r.ssd_ns(o, kind)
+        queues = o.get("queues")
+        if "queues" not in o:
+            raise r.error("map.queues", "missing (required)")
+        if (not isinstance(queues, list) or not queues
+                or not all(isinstance(q, int) and not isinstance(q, bool) for q in queues)):
+            raise r.error("map.queues", f"must be a non-empty list of integers, not "
+                                        f"{_show(queues)}")
+        for q in queues:
+            if not 0 <= q < ssd.io_queues:
+                raise r.error("map.queues", f"queue {q} is out of range 0..{ssd.io_queues - 1} "
+                                            f"(ssd {ssd.name!r} has {ssd.io_queues} I/O queues)")
+        args.update(ssd=ssd.name, nsid=ns.nsid, queues=list(queues))
+    elif kind == "qp_set":
+        qpn = r.int(o, "qpn", "qp_set.qpn", 0, U24)
+        if not any(qp.qpn == qpn for qp in r.target.qps):
+            raise r.error("qp_set.qpn", f"QPN {qpn} is not a [[qp]] of {r.target.path} (its "
+                                        f"subsystem, sqsize and sqid come from there)")
+        args["qpn"] = qpn
+        for key, default in (("offload", _REQUIRED), ("offload_only", False)):
+            if key not in o:
+                if default is _REQUIRED:
+                    raise r.error(f"qp_set.{key}", "missing (required)")
+                args[key] = default
+            elif not isinstance(o[key], bool):
+                raise r.error(f"qp_set.{key}", f"must be true or false, not {_show(o[key])}")
+            else:
+                args[key] = o[key]
+    elif kind == "destroy_ctrl":
+        name = o.get("ssd")
+        ssd = r.target.ssd(name) if isinstance(name, str) else None
+        if ssd is None:
+            raise r.error("destroy_ctrl.ssd", "missing (required)" if "ssd" not in o else
+                          f"{_show(name)} names no [[ssd]] of {r.target.path}")
+        args.update(ssd=ssd.name,
+                    queue=r.int(o, "queue", "destroy_ctrl.queue", 0, ssd.io_queues - 1))
+    return args
 
 
 _FAULT_KEYS = {

@@ -67,7 +67,7 @@ def _same_as_model(tmp_path, trace, sim, *extra, target=TARGET):
 @pytest.mark.cocotb
 @pytest.mark.parametrize("sim, trace", [
     (sim, trace) for sim in ("icarus", "verilator")
-    for trace in ("smoke", "sqhd", "errors", "basic", "faults")
+    for trace in ("smoke", "sqhd", "errors", "basic", "faults", "control")
 ])
 def test_example_matches_the_model(tmp_path, sim, trace):
     _same_as_model(tmp_path, EXAMPLES / f"{trace}.jsonl", sim, "--seed", "3")

@@ -31,7 +31,7 @@ from sim.traffic.capsules import keyed_sgl, make_sqe
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "replay"
-TRACES = ("basic", "errors", "sqhd", "faults")
+TRACES = ("basic", "errors", "sqhd", "faults", "control")
 
 # A small target; tests replace or insert lines by number, so the numbers matter.
 SMALL = [
@@ -108,6 +108,38 @@ def test_example_reproduces_its_expected_results(tmp_path, name, seed):
                     out=str(out), seed=seed, stderr=err)
     assert (status, err.getvalue()) == (EXIT_OK, "")
     assert out.read_text() == (EXAMPLES / f"{name}.expected.jsonl").read_text()
+
+
+def _cqe(record):
+    raw = bytes.fromhex(record["response"]["cqe"])
+    return {"sqhd": int.from_bytes(raw[8:10], "little"), "cid": int.from_bytes(raw[12:14],
+                                                                               "little"),
+            "sc": raw[14] >> 1 | (raw[15] & 1) << 7}
+
+
+def test_control_example_follows_the_contract():
+    """examples/replay/control.jsonl, read against docs/replay.md ("Control lines"): what
+    was in flight at the unmap is served, what comes after goes to software (0x0B Invalid
+    Namespace on the offload-only QP), refusals are control_error lines in trace order
+    with the driver's errno, a re-mapped namespace serves the blocks written before, and
+    qp_set starts the QP afresh."""
+    got = _expected("control")
+    kinds = [next(iter(r)) for r in got]
+    assert kinds == ["response", "response", "to_software", "response", "control_error",
+                     "control_error", "control_error", "response", "to_software", "response",
+                     "control_error", "mem", "summary"]
+    assert [(_cqe(r)["cid"], _cqe(r)["sc"]) for r in got[:2]] == [(1, 0), (2, 0)]
+    assert got[2]["to_software"]["reason"] == "unknown_nsid"
+    assert got[3]["response"]["qpn"] == 18 and _cqe(got[3])["sc"] == 0x0B
+    assert [(r["control_error"]["line"], r["control_error"]["errno"])
+            for r in got if "control_error" in r] == [(7, "ENOENT"), (8, "EBUSY"),
+                                                       (10, "ENOENT"), (17, "EINVAL")]
+    assert (_cqe(got[7])["cid"], _cqe(got[7])["sc"]) == (4, 0)
+    assert got[8]["to_software"]["reason"] == "not_offloaded"
+    assert (_cqe(got[9])["cid"], _cqe(got[9])["sqhd"]) == (6, 1)
+    data = bytes.fromhex(got[11]["mem"]["data"])
+    assert data[:4096] == bytes(4096)                         # cid 2 read unwritten blocks
+    assert data[0x2000:0x3000] == pattern("control", 4096)    # cid 4: what cid 1 wrote
 
 
 def test_example_through_the_command_line_on_stdout(capsys):
@@ -372,14 +404,14 @@ def test_driver_refusal_is_exit_status_2_with_its_errno(tmp_path, edit, line, fi
 
 @pytest.mark.parametrize("line_text, field, problem", [
     ('{"capsule": "00", "qpn": 3, "x": 1}', "x",
-     "unknown key (known: capsule, write_mem, wait, dump_mem, dump_lba, fault, and qpn with "
-     "capsule)"),
+     "unknown key (known: capsule, write_mem, wait, dump_mem, dump_lba, fault, unmap, map, "
+     "qp_set, destroy_ctrl, and qpn with capsule)"),
     ('{"dump": {}}', "dump", "unknown key (known: capsule, write_mem, wait, dump_mem, dump_lba, "
-                             "fault, and qpn with capsule)"),
+                             "fault, unmap, map, qp_set, destroy_ctrl, and qpn with capsule)"),
     ('{"qpn": 3}', "qpn", "only goes with a capsule"),
     ('{"wait": "idle", "qpn": 3}', "qpn", "only goes with a capsule, not with wait"),
     ('{}', None, "empty object: expected one of capsule, write_mem, wait, dump_mem, dump_lba, "
-                 "fault"),
+                 "fault, unmap, map, qp_set, destroy_ctrl"),
     ('[1]', None, "expected a JSON object, not [1]"),
     ('hello', None, "not valid JSON: Expecting value (column 1)"),
     ('{"capsule": "00", "qpn": NaN}', None, "not valid JSON: NaN is not a JSON number"),
@@ -436,6 +468,31 @@ def test_driver_refusal_is_exit_status_2_with_its_errno(tmp_path, edit, line, fi
                      'not "bar"'),
     ('{"fault": {"kind": "pci_error", "ssd": "ssd0", "queue": 1, "access": "cqe_read"}}',
      "fault.queue", "1 is out of range 0..0"),
+    # control lines: TARGET names and types are the trace's (exit 2); values, the driver's
+    ('{"unmap": {"subsystem": "t", "fe_nsid": 1}}', "unmap.subsystem",
+     '"t" names no [[subsystem]] of {target}'),
+    ('{"unmap": {"fe_nsid": 1}}', "unmap.subsystem", "missing (required)"),
+    ('{"unmap": {"subsystem": "s"}}', "unmap.fe_nsid", "missing (required)"),
+    ('{"unmap": {"subsystem": "s", "fe_nsid": "1"}}', "unmap.fe_nsid",
+     'must be an integer in 0..4294967295, not "1"'),
+    ('{"unmap": {"subsystem": "s", "fe_nsid": 1, "ssd": "ssd0"}}', "unmap.ssd",
+     "unknown key (known: subsystem, fe_nsid)"),
+    ('{"map": {"subsystem": "s", "fe_nsid": 1, "ssd": "ssd0", "nsid": 1}}', "map.queues",
+     "missing (required)"),
+    ('{"map": {"subsystem": "s", "fe_nsid": 1, "ssd": "ssd0", "nsid": 1, "queues": []}}',
+     "map.queues", "must be a non-empty list of integers, not []"),
+    ('{"map": {"subsystem": "s", "fe_nsid": 1, "ssd": "ssd0", "nsid": 1, "queues": [1]}}',
+     "map.queues", "queue 1 is out of range 0..0 (ssd 'ssd0' has 1 I/O queues)"),
+    ('{"map": {"subsystem": "s", "fe_nsid": 1, "ssd": "ssd0", "nsid": 2, "queues": [0]}}',
+     "map.nsid", "ssd 'ssd0' has no namespace 2"),
+    ('{"qp_set": {"qpn": 4, "offload": true}}', "qp_set.qpn",
+     "QPN 4 is not a [[qp]] of {target} (its subsystem, sqsize and sqid come from there)"),
+    ('{"qp_set": {"qpn": 3}}', "qp_set.offload", "missing (required)"),
+    ('{"qp_set": {"qpn": 3, "offload": 1}}', "qp_set.offload", "must be true or false, not 1"),
+    ('{"destroy_ctrl": {"ssd": "ssd9", "queue": 0}}', "destroy_ctrl.ssd",
+     '"ssd9" names no [[ssd]] of {target}'),
+    ('{"destroy_ctrl": {"ssd": "ssd0", "queue": 1}}', "destroy_ctrl.queue",
+     "1 is out of range 0..0"),
 ])
 def test_malformed_trace_names_file_line_and_field(tmp_path, line_text, field, problem):
     trace = ['{"wait": "idle"}', "", line_text, '{"wait": "idle"}']

@@ -39,7 +39,11 @@ subsystem's ``max_io_size``; at ``bad_rate`` a capsule with bad input: LBA
 range beyond the namespace (0x80), a transfer over ``max_io_size`` (0x02), an
 unknown NSID (software ``unknown_nsid``, or 0x0B on the offload-only QP); now
 and then a capsule on the QP that is not offloaded (software
-``not_offloaded``).
+``not_offloaded``). In a share (``control_rate``) of the bursts a control line
+comes between two capsules: an ``unmap`` (the namespace's capsules then go to
+software, or get 0x0B on the offload-only QP, until a ``map`` puts it back with
+its blocks), a ``qp_set`` that starts a QP afresh, or a call the driver must
+refuse (``control_error`` with ENOENT, EEXIST, EBUSY or EINVAL).
 
 Deallocated blocks: the NVMe-oF facts the project works from
 (``shared/spec/nvme-facts.md``) say nothing about what a read of a
@@ -81,6 +85,7 @@ class NsShape:
     nsid: int
     lba: int                # bytes per block
     nsze: int
+    queues: tuple = ()      # the SSD's I/O queues that serve it
 
 
 @dataclasses.dataclass
@@ -177,7 +182,8 @@ def generate_target(seed, cmd_timeout=None, polling=None, latency=None):
         for fe, ssd, nsid, queues in maps[name]:
             lines += ["  [[subsystem.namespace]]", f"  fe_nsid = {fe}", f'  ssd = "{ssd}"',
                       f"  nsid = {nsid}", f"  queues = {queues}"]
-            namespaces[fe] = NsShape(fe, ssd, nsid, lbas[(ssd, nsid)], nsze[(ssd, nsid)])
+            namespaces[fe] = NsShape(fe, ssd, nsid, lbas[(ssd, nsid)], nsze[(ssd, nsid)],
+                                     tuple(queues))
         subs[name] = SubShape(name, mio, cc, namespaces)
 
     qps = {17: QpShape(17, "sub0", sq[17], 1), 18: QpShape(18, "sub0", sq[18], 2,
@@ -242,6 +248,7 @@ class Expectations:
     capsules: list = dataclasses.field(default_factory=list)
     dumps: list = dataclasses.field(default_factory=list)
     events: list = dataclasses.field(default_factory=list)   # (type, object): all there are
+    control_errors: list = dataclasses.field(default_factory=list)  # (trace line, errno)
 
     def stats(self):
         kinds = {}
@@ -272,6 +279,7 @@ class TraceBuilder:
         self.dst = 0
         self.reads = []             # this burst's Reads to dump
         self.written = []           # this burst's written ranges to dump
+        self.unmapped = set()       # (subsystem, fe_nsid) unmapped by a control line
 
     # --- plumbing
 
@@ -425,6 +433,32 @@ class TraceBuilder:
         """Any capsule, with the outcome it must get."""
         self._capsule(qpn, raw, cid, outcome, label)
 
+    # --- control lines
+
+    def control(self, kind, args, errno=None):
+        """A control line; ``errno`` (a name): the driver must refuse it so."""
+        self.lines.append(json.dumps({kind: args}))
+        if errno is not None:
+            self.exp.control_errors.append((len(self.lines), errno))
+
+    def unmap(self, sub, fe_nsid):
+        """Unmap (refused with ENOENT when it is not mapped)."""
+        gone = (sub, fe_nsid) in self.unmapped
+        self.control("unmap", {"subsystem": sub, "fe_nsid": fe_nsid}, "ENOENT" if gone else None)
+        self.unmapped.add((sub, fe_nsid))
+
+    def remap(self, sub, fe_nsid):
+        """Map an unmapped namespace again, as the TARGET had it (EEXIST when mapped)."""
+        ns = self.shape.ns(sub, fe_nsid)
+        mapped = (sub, fe_nsid) not in self.unmapped
+        self.control("map", {"subsystem": sub, "fe_nsid": fe_nsid, "ssd": ns.ssd,
+                             "nsid": ns.nsid, "queues": list(ns.queues)},
+                     "EEXIST" if mapped else None)
+        self.unmapped.discard((sub, fe_nsid))
+
+    def mapped(self, sub, fe_nsid):
+        return (sub, fe_nsid) not in self.unmapped
+
     # --- barriers and dumps
 
     def wait(self):
@@ -520,27 +554,32 @@ def _place(rng, burst, hot, ns, count):
 
 
 def generate(seed, capsules=200, max_qd=64, bad_rate=0.04, max_blocks=None,
-             cmd_timeout=None, polling=None, latency=None):
+             cmd_timeout=None, polling=None, latency=None, control_rate=0.15):
     """A random workload: ``(target_text, trace_lines, expectations)``.
 
     ``capsules``: about how many (the last burst may end a few early);
     ``max_qd``: most capsules in one burst (1 .. 64 drawn per burst); ``bad_rate``:
     share of capsules with bad input; ``max_blocks``: cap on blocks a command
     moves (None: the subsystem's ``max_io_size``); ``cmd_timeout``, ``polling``,
-    ``latency``: see :func:`generate_target`.
+    ``latency``: see :func:`generate_target`; ``control_rate``: share of bursts with a
+    control line somewhere among their capsules (:func:`_control`).
     """
     shape = generate_target(seed, cmd_timeout=cmd_timeout, polling=polling, latency=latency)
     rng = random.Random(f"tracegen-trace/{seed}")
+    crng = random.Random(f"tracegen-control/{seed}")    # control lines draw apart
     tb = TraceBuilder(shape)
     offloaded = [q for q in shape.qps.values() if q.offload]
     hot = {}
     qds = [q for q in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64) if q <= max_qd] or [max_qd]
     while tb.seq < capsules:
         qd = min(rng.choice(qds), capsules - tb.seq)
-        qd = rng.randint(max(1, qd // 2), qd)
+        qd = qd if rng.random() < 0.25 else rng.randint(max(1, qd // 2), qd)
         burst = _Burst()
         per_qp = {}
-        for _ in range(qd):
+        control_at = crng.randrange(qd) if crng.random() < control_rate else None
+        for i in range(qd):
+            if i == control_at:
+                _control(crng, tb)
             choices = [q for q in offloaded if per_qp.get(q.qpn, 0) < q.sqsize - 1]
             qp = rng.choice(choices)
             per_qp[qp.qpn] = per_qp.get(qp.qpn, 0) + 1
@@ -552,10 +591,62 @@ def generate(seed, capsules=200, max_qd=64, bad_rate=0.04, max_blocks=None,
     return shape.text, tb.lines, tb.exp
 
 
+def _control(rng, tb):
+    """One control line (``docs/replay.md``, "Control lines"): unmap a namespace or map
+    one back (capsules for it in between go to software, or get 0x0B on the offload-only
+    QP), start a QP afresh with ``qp_set``, or a refused call (unmap of what is not
+    mapped, map of what is, ``destroy_ctrl`` of a queue that serves a namespace, offload
+    on the QP without a subsystem)."""
+    shape = tb.shape
+    every = [(s, fe) for s in sorted(shape.subs) for fe in sorted(shape.subs[s].namespaces)]
+    what = _pick(rng, (("unmap", 3), ("map", 5), ("qp_set", 3), ("refused", 2)))
+    if what == "map" and tb.unmapped:
+        tb.remap(*rng.choice(sorted(tb.unmapped)))
+    elif what in ("unmap", "map"):
+        mapped = [k for k in every if tb.mapped(*k)]
+        if len(mapped) > 2:              # keep most of the workload served
+            tb.unmap(*rng.choice(mapped))
+    elif what == "qp_set":
+        qp = rng.choice([q for q in shape.qps.values() if q.offload])
+        tb.control("qp_set", {"qpn": qp.qpn, "offload": True, "offload_only": qp.offload_only})
+    else:
+        mapped = [k for k in every if tb.mapped(*k)]
+        # a queue that serves a namespace mapped now: the driver will not destroy it
+        served = sorted({(ns.ssd, q) for k in mapped for ns in [shape.ns(*k)]
+                         for q in ns.queues})
+        refusals = ["qp_set"] + ["unmap"] * bool(tb.unmapped) + ["map", "destroy_ctrl"] * bool(
+            mapped)
+        kind = rng.choice(refusals)
+        if kind == "unmap":
+            tb.unmap(*rng.choice(sorted(tb.unmapped)))
+        elif kind == "map":
+            tb.remap(*rng.choice(mapped))
+        elif kind == "destroy_ctrl":
+            ssd, q = rng.choice(served)
+            tb.control("destroy_ctrl", {"ssd": ssd, "queue": q}, "EBUSY")
+        else:
+            qpn = next(q.qpn for q in shape.qps.values() if not q.offload)
+            tb.control("qp_set", {"qpn": qpn, "offload": True}, "EINVAL")
+
+
+def _unmapped(rng, tb, qp, fe):
+    """A capsule for a namespace a control line unmapped: software, or 0x0B on the
+    offload-only QP; nothing on the SSD changes."""
+    outcome = (Outcome("response", (0, 0x0B), dnr=1) if qp.offload_only
+               else Outcome("to_software", None, reason="unknown_nsid"))
+    if rng.random() < 0.5 or tb.room("dst") < 512:
+        tb.flush(qp.qpn, fe, outcome=outcome)
+    else:
+        tb.read(qp.qpn, fe, 0, 1, outcome=outcome, dump=False, label="unmapped_read")
+
+
 def _good(rng, tb, burst, hot, qp, op, max_blocks):
     sub = tb.shape.subs[qp.sub]
     fe = rng.choice(sorted(sub.namespaces))
     ns = sub.namespaces[fe]
+    if not tb.mapped(qp.sub, fe):
+        _unmapped(rng, tb, qp, fe)
+        return
     most = sub.max_io_size // ns.lba
     if max_blocks is not None:
         most = max(1, min(most, max_blocks))
@@ -615,6 +706,9 @@ def _bad(rng, tb, qp, kind):
     sub = tb.shape.subs[qp.sub]
     fe = rng.choice(sorted(sub.namespaces))
     ns = sub.namespaces[fe]
+    if kind in ("lba_range", "over_max_io") and not tb.mapped(qp.sub, fe):
+        _unmapped(rng, tb, qp, fe)
+        return
     op = rng.choice((Opcode.READ, Opcode.WRITE))
     cid = tb._cid(qp.qpn)
     bad_field = Outcome("response", (0, 0x02), dnr=1)
@@ -673,6 +767,7 @@ def check(results, expectations):
     dumps = []
     summary = None
     events = []
+    refused = []
     for r in results:
         if "response" in r:
             rec = r["response"]
@@ -727,6 +822,8 @@ def check(results, expectations):
             events.append((r["event"]["type"], r["event"]["object"]))
         elif "mem" in r or "lba" in r:
             dumps.append(r)
+        elif "control_error" in r:
+            refused.append((r["control_error"]["line"], r["control_error"]["errno"]))
         elif "summary" in r:
             summary = r["summary"]
     # QP errors: the capsules without another outcome, per QP, in order
@@ -763,6 +860,9 @@ def check(results, expectations):
             problems.append(f"summary: responses + to_software + qp_error "
                             f"{summary['responses']} + {summary['to_software']} + {n_qpe} "
                             f"!= capsules {summary['capsules']}")
+    if sorted(refused) != sorted(expectations.control_errors):
+        problems.append(f"control_error lines {sorted(refused)}, expected (line, errno) "
+                        f"{sorted(expectations.control_errors)}")
     if sorted(map(tuple, expectations.events)) != sorted(events):
         problems.append(f"events {events}, expected {expectations.events}")
     # dumps, in trace order

@@ -122,6 +122,27 @@ def test_random_workload_matches_the_model_and_the_shadow(tmp_path, sim):
     assert not problems, "\n".join(problems[:20])
 
 
+# Control lines in every burst (unmap, map back, qp_set, refusals), small transfers.
+CONTROL_WORKLOADS = {
+    "verilator": {"seed": 3, "capsules": 60, "max_qd": 8, "max_blocks": 8},
+    "icarus": {"seed": 2, "capsules": 30, "max_qd": 6, "max_blocks": 4},
+}
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_control_lines_among_capsules_match_the_model_and_the_shadow(tmp_path, sim):
+    """A random workload with a control line in every burst: the model's results (the
+    control_error lines included) and the generator's own expectations."""
+    kwargs = dict(CONTROL_WORKLOADS[sim])
+    target, lines, exp = tracegen.generate(kwargs.pop("seed"), control_rate=1.0, **kwargs)
+    assert exp.control_errors and any('"unmap"' in line for line in lines)
+    target_path, trace_path = _generated(tmp_path, "control", target, lines)
+    rtl = _same_as_model(tmp_path, trace_path, sim, "--seed", "4", target=target_path)
+    problems = tracegen.check(rtl, exp)
+    assert not problems, "\n".join(problems[:20])
+
+
 @pytest.mark.cocotb
 @pytest.mark.parametrize("kind", tracegen.FAULT_KINDS)
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])

@@ -95,6 +95,27 @@ def test_workloads_cover_the_mix():
     assert 1 in qds and max(qds) == 64
 
 
+def test_workloads_interleave_control_lines():
+    """Over a few seeds: every control line, served and refused (each errno the
+    generator expects), among capsules of a burst; capsules for an unmapped namespace
+    expect software, or 0x0B on the offload-only QP."""
+    kinds, errnos, unmapped = set(), set(), set()
+    for seed in range(6):
+        _, lines, exp = tracegen.generate(seed, capsules=120, control_rate=0.6)
+        for i, line in enumerate(lines):
+            kind = next(iter(json.loads(line)))
+            if kind in ("unmap", "map", "qp_set", "destroy_ctrl"):
+                kinds.add(kind)
+                assert "capsule" in lines[i - 1] or "capsule" in lines[i + 1] or \
+                    "write_mem" in lines[i + 1], "a control line between capsules"
+        errnos |= {e for _, e in exp.control_errors}
+        unmapped |= {(c.label, c.outcome.kind, c.outcome.status) for c in exp.capsules
+                     if c.outcome.reason == "unknown_nsid" or c.outcome.status == (0, 0x0B)}
+    assert kinds == {"unmap", "map", "qp_set", "destroy_ctrl"}
+    assert errnos == {"ENOENT", "EEXIST", "EBUSY", "EINVAL"}
+    assert {k for _, k, _ in unmapped} == {"to_software", "response"}
+
+
 def test_the_check_catches_what_is_wrong(tmp_path):
     target, lines, exp = tracegen.generate(3, capsules=60)
     status, results = run_model(tmp_path, target, lines)
@@ -133,6 +154,15 @@ def test_the_check_catches_what_is_wrong(tmp_path):
     for change in (flip_lba_byte, flip_mem_byte, drop_response, duplicate_response,
                    fail_a_command):
         assert broken(change), change.__name__
+
+    # control lines: a refusal missing, or one the generator did not expect
+    target, lines, exp = tracegen.generate(3, capsules=80, max_qd=8, control_rate=1.0)
+    status, results = run_model(tmp_path, target, lines)
+    assert status == EXIT_OK and tracegen.check(results, exp) == [] and exp.control_errors
+    refusal = next(r for r in results if "control_error" in r)
+    assert tracegen.check([r for r in results if r is not refusal], exp)
+    extra = {"control_error": dict(refusal["control_error"], line=1, errno="EIO")}
+    assert tracegen.check(results + [extra], exp)
 
 
 @pytest.mark.parametrize("kind", tracegen.FAULT_KINDS)

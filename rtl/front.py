@@ -262,6 +262,9 @@ class Front(wiring.Component):
         out_of_range = lba_end > ns.nsze
         too_big = nbytes > ss.max_io_size
         length_bad = cmd.sgl_length != nbytes
+        # a DSM range list longer than max_io_size would overrun its staging (and its
+        # count of beats): refused as any transfer over max_io_size
+        dsm_too_big = (op == Opcode.DSM.value) & (cmd.sgl_length > ss.max_io_size)
 
         outcome = Signal(range(5))
         reason = Signal(Reason)
@@ -297,7 +300,7 @@ class Front(wiring.Component):
                 m.d.comb += [outcome.eq(_OUT_SW), reason.eq(Reason.OP_DISABLED)]
         with m.Elif((is_read | is_write | is_wz) & out_of_range):
             m.d.comb += [outcome.eq(_OUT_RESP), status.eq(3), count_error.eq(1)]
-        with m.Elif((is_read | is_write) & too_big):
+        with m.Elif(((is_read | is_write) & too_big) | dsm_too_big):
             m.d.comb += [outcome.eq(_OUT_RESP), status.eq(4), count_error.eq(1)]
         with m.Elif((is_read | is_write) & length_bad):
             m.d.comb += [outcome.eq(_OUT_RESP), status.eq(5), count_error.eq(1)]

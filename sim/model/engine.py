@@ -531,6 +531,8 @@ class EngineModel:
                 check = NvmeStatus.INVALID_FIELD
             elif opcode != Opcode.WRITE_ZEROES.value and fields["sgl_length"] != nbytes:
                 check = NvmeStatus.DATA_SGL_LENGTH_INVALID
+        elif opcode == Opcode.DSM.value and fields["sgl_length"] > sub_entry["max_io_size"]:
+            check = NvmeStatus.INVALID_FIELD
         if check is not None:
             self._count(slot, "errors")
             self._respond(front, _status(check))

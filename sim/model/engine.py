@@ -676,7 +676,6 @@ class EngineModel:
         except PcieError:
             self._pci_error(q, front.seq)
             return
-        self._count_executed(cmd)
         q.sq_tail = (q.sq_tail + 1) % q.sq_entries
         try:
             self.fabric.write(q.entry["sq_db_addr"], q.sq_tail.to_bytes(4, "little"),
@@ -777,14 +776,13 @@ class EngineModel:
             result = self.initiator.rdma_write(cmd.fields["sgl_key"],
                                                cmd.fields["sgl_address"], payload)
             if result != RdmaStatus.OK:
-                self._rdma_failed(cmd.front, outcome=True)
+                self._rdma_failed(cmd.front, outcome=True)     # no response: not counted
             else:
+                self._count_executed(cmd, ok)
                 self._respond(cmd.front, status, dw0=cqe["dw0"])
             return cmd.front.seq
         self._release(ctx)
-        if not ok:
-            self._count(cmd.slot, "errors")
-            self._count(cmd.slot, "backend_errors")
+        self._count_executed(cmd, ok)
         self._respond(cmd.front, status, dw0=cqe["dw0"])
         return cmd.front.seq
 
@@ -942,15 +940,22 @@ class EngineModel:
     def _count(self, slot, name, amount=1):
         self.csr.count(Table.NS_COUNTERS, slot, _NS_FIELD[name], amount)
 
-    def _count_executed(self, cmd):
+    def _count_executed(self, cmd, ok):
+        """A response from the SSD's completion (docs/engine.md, the namespace counters):
+        the command's kind; its blocks (and an in-capsule Write) when it succeeded, else
+        a backend error."""
         op = cmd.opcode
+        if not ok:
+            self._count(cmd.slot, "backend_errors")
         if op == Opcode.READ.value:
             self._count(cmd.slot, "read_cmds")
-            self._count(cmd.slot, "read_blocks", cmd.blocks)
+            if ok:
+                self._count(cmd.slot, "read_blocks", cmd.blocks)
         elif op == Opcode.WRITE.value:
             self._count(cmd.slot, "write_cmds")
-            self._count(cmd.slot, "write_blocks", cmd.blocks)
-            if not cmd.fields["sgl_keyed"]:
+            if ok:
+                self._count(cmd.slot, "write_blocks", cmd.blocks)
+            if ok and not cmd.fields["sgl_keyed"]:
                 self._count(cmd.slot, "icd_writes")
         elif op == Opcode.FLUSH.value:
             self._count(cmd.slot, "flushes")

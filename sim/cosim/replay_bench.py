@@ -44,7 +44,6 @@ are tied back to it (``docs/replay.md``, "The simulator backends"):
 """
 
 import collections
-import dataclasses
 import json
 import logging
 import os
@@ -66,8 +65,9 @@ from cocotbext.axi import (
     AxiStreamSource,
 )
 
-from rtl.formats import Reason, Sqe, decode
+from rtl.formats import Reason
 from sim.cosim.regs import AxilRegs
+from sim.cosim.replay_capsule import DeliveredCapsule
 from sim.devices.initiator import Initiator, RdmaStatus
 from sim.devices.pcie_bus import PcieFabric
 from sim.devices.rdma_bus import RdmaTransport
@@ -87,6 +87,7 @@ from sim.replay import (
     run_trace,
 )
 from sim.replay.control import apply_control
+from sim.replay.counters import read_counters, write_counters
 
 __all__ = ["RtlReplay", "run_replay", "CLOCK_NS"]
 
@@ -99,31 +100,6 @@ PAUSE = 0.125               # share of cycles with an input idle or back-pressur
 SERVED_BY_FRONT = ("qp_in_error", "oversize", "rdma_error")
 INTERNAL_ERROR = (0, 0x06)
 OP_READ, OP_WRITE, OP_DSM = 0x02, 0x01, 0x09
-
-
-@dataclasses.dataclass
-class _Capsule:
-    """A delivered capsule and what has been learnt about it."""
-    seq: int
-    qpn: int
-    data: bytes
-    sqhd: int | None            # the SQHD its response must carry (offloaded QPs)
-    cid: int | None = None
-    opcode: int | None = None
-    sgl: tuple | None = None    # (address, key) of a keyed SGL
-    sgl_length: int = 0         # its length in bytes
-    outcome: str | None = None  # "response", "to_software" or "qp_error"
-    record: dict | None = None
-    queue: int | None = None    # backend queue its SQE was written to
-    rdma_failed: str | None = None
-    events: set = dataclasses.field(default_factory=set)
-
-    def status(self):
-        """``(sct, sc)`` of its response, or None."""
-        if self.outcome != "response":
-            return None
-        word = int.from_bytes(bytes.fromhex(self.record["cqe"])[14:16], "little")
-        return word >> 9 & 7, word >> 1 & 0xFF
 
 
 def _pauses(rng):
@@ -149,8 +125,8 @@ class RtlReplay(Backend):
         self.seed = seed
         self.clk = dut.clk
         self.log = dut._log
-        self.capsules = {}                      # seq -> _Capsule
-        self.pending = {}                       # seq -> _Capsule without an outcome
+        self.capsules = {}                      # seq -> DeliveredCapsule
+        self.pending = {}                       # seq -> DeliveredCapsule without an outcome
         self.qperr = collections.defaultdict(list)      # qpn -> front qp_error records
         self.events = []                        # (type name, object), this segment
         self.results = []                       # tagged records, this segment
@@ -365,16 +341,7 @@ class RtlReplay(Backend):
             head = (head + 1) % size
             self._sq_heads[qpn] = (head, size)
             sqhd = head
-        c = _Capsule(seq, qpn, capsule, sqhd)
-        if len(capsule) >= 4:
-            c.cid = int.from_bytes(capsule[2:4], "little")
-        if len(capsule) >= 64:
-            sqe = decode(Sqe, capsule[:64])
-            c.opcode = sqe["opcode"]
-            keyed = sqe["dptr"]["keyed"]
-            if int(getattr(keyed["type"], "value", keyed["type"])) == 0x4:
-                c.sgl = (keyed["address"], keyed["key"])
-                c.sgl_length = keyed["length"]
+        c = DeliveredCapsule.of(seq, qpn, capsule, sqhd)
         self.capsules[seq] = c
         self.pending[seq] = c
         await self.source.send(AxiStreamFrame(capsule, tuser=qpn))
@@ -410,6 +377,9 @@ class RtlReplay(Backend):
             self.fabric.clear_faults()
         else:
             raise ValueError(f"unknown fault kind {kind!r}")
+
+    def counters(self):
+        return resume(read_counters)(self.device, self.handles)
 
     def control(self, kind, args):
         return resume(self._control)(kind, args)
@@ -694,5 +664,6 @@ async def run_replay(dut):
         except InvariantError as exc:
             _write_status(status_path, 1, str(exc))
             raise AssertionError(f"invariant violated: {exc}") from None
+        write_counters(await read_counters(bench.device, bench.handles))
     _write_status(status_path, 0)
     dut._log.info("replay done: %d capsules, %d cycles", len(bench.capsules), bench._now())

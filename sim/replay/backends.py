@@ -30,6 +30,7 @@ from sim.replay.contract import (
     BackendUnavailable,
 )
 from sim.replay.control import apply_control
+from sim.replay.counters import read_counters
 from sim.replay.layout import configure_device, plan_layout
 
 
@@ -75,6 +76,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def inject_fault(self, fault):
         """Arm a fault (a checked ``fault`` trace argument dict)."""
+
+    @abc.abstractmethod
+    def counters(self):
+        """Every subsystem's and mapped namespace's counters (:mod:`sim.replay.counters`)."""
 
     @abc.abstractmethod
     def control(self, kind, args):
@@ -167,6 +172,10 @@ class ModelBackend(Backend):
             fault["queue"] = ctrl.index
         self.engine.inject_fault(kind, **fault)
 
+    def counters(self):
+        """The counters of every subsystem and mapped namespace (:mod:`sim.replay.counters`)."""
+        return asyncio.run(read_counters(self.device, self.handles))
+
     def control(self, kind, args):
         try:
             asyncio.run(apply_control(self.device, self.handles, self.target, kind, args))
@@ -225,7 +234,7 @@ class RtlBackend(Backend):
                                   f"simulator: use RtlBackend.run()")
 
     configure = write_mem = deliver = run_until_idle = take_results = _whole_traces_only
-    dump_mem = dump_lba = inject_fault = control = _whole_traces_only
+    dump_mem = dump_lba = inject_fault = control = counters = _whole_traces_only
 
     @property
     def cycles(self):

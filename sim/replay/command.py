@@ -15,6 +15,7 @@ from sim.replay.contract import (
     BackendUnavailable,
     ReplayInputError,
 )
+from sim.replay.counters import write_counters
 from sim.replay.layout import check_with_driver
 from sim.replay.results import run_trace
 from sim.replay.target import load_target
@@ -73,6 +74,7 @@ def replay(target_path, trace_path, backend="model", out=None, seed=0, waves=Non
 
     try:
         run_trace(runner, trace, emit)
+        write_counters(runner.counters())
     except InvariantError as exc:
         say(f"invariant violated: {exc}")
         return EXIT_INVARIANT

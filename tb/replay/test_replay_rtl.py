@@ -9,12 +9,14 @@ are most of the time.
 """
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from sim import cli
 from sim.replay import EXIT_INVARIANT, EXIT_OK
+from sim.replay.counters import ENV as COUNTERS_ENV
 from sim.traffic import tracegen
 from tb.replay import write_mem_order
 
@@ -23,10 +25,23 @@ EXAMPLES = ROOT / "examples" / "replay"
 TARGET = EXAMPLES / "target.toml"
 
 
-def _replay(tmp_path, trace, backend, *extra, target=TARGET):
+def _replay(tmp_path, trace, backend, *extra, target=TARGET, counters=None):
+    """Exit status and results; with ``counters`` (a dict), the engine's counters at the
+    end go in ``counters[backend]`` (sim/replay/counters.py)."""
     out = tmp_path / f"{Path(trace).stem}.{backend}.jsonl"
-    status = cli.main(["replay", str(target), str(trace), "--backend", backend,
-                       "--out", str(out), *extra])
+    where = tmp_path / f"{Path(trace).stem}.{backend}.counters.json"
+    saved = os.environ.get(COUNTERS_ENV)
+    os.environ[COUNTERS_ENV] = str(where) if counters is not None else ""
+    try:
+        status = cli.main(["replay", str(target), str(trace), "--backend", backend,
+                           "--out", str(out), *extra])
+    finally:
+        if saved is None:
+            os.environ.pop(COUNTERS_ENV)
+        else:
+            os.environ[COUNTERS_ENV] = saved
+    if counters is not None and where.exists():
+        counters[backend] = json.loads(where.read_text())
     lines = out.read_text().splitlines() if out.exists() else []
     return status, [json.loads(line) for line in lines]
 
@@ -51,10 +66,50 @@ def _check_cycles(results):
     assert total >= max(cycles, default=0) > 0 or not cycles
 
 
+# Where the RTL does not yet do what docs/engine.md says, the exact difference it makes
+# (RTL value, model value), so that the comparison still bites everywhere else and fails
+# once the RTL is fixed. errors.jsonl: the RTL leaves a DSM range beyond nsze to the SSD
+# (0x80 passed through: an executed DSM and a backend error) where the engine should
+# check the ranges itself (an engine error); issue 13.
+KNOWN_COUNTER_GAPS = {
+    "errors.jsonl": {
+        ("nqn.2026-11.io.example:sub0", "1", "dsm"): (1, 0),
+        ("nqn.2026-11.io.example:sub0", "1", "backend_errors"): (1, 0),
+        ("nqn.2026-11.io.example:sub0", "1", "errors"): (5, 6),
+    },
+}
+
+
+def _counter_differences(rtl, model):
+    """``{(subsystem, fe_nsid or None, counter): (rtl, model)}`` where they differ."""
+    out = {}
+    for sub in sorted(set(rtl) | set(model)):
+        a, b = rtl.get(sub, {}), model.get(sub, {})
+        tables = [(None, a.get("counters", {}), b.get("counters", {}))]
+        for fe in sorted(set(a.get("namespaces", {})) | set(b.get("namespaces", {}))):
+            tables.append((fe, a.get("namespaces", {}).get(fe), b.get("namespaces", {}).get(fe)))
+        for fe, x, y in tables:
+            if x is None or y is None:
+                out[(sub, fe, "mapped")] = (x is not None, y is not None)
+                continue
+            for name in sorted(set(x) | set(y)):
+                if x.get(name) != y.get(name):
+                    out[(sub, fe, name)] = (x.get(name), y.get(name))
+    return out
+
+
 def _same_as_model(tmp_path, trace, sim, *extra, target=TARGET):
-    status, rtl = _replay(tmp_path, trace, sim, *extra, target=target)
-    model_status, model = _replay(tmp_path, trace, "model", target=target)
+    """The RTL's results equal the model's (cycles aside), and so do the engine's
+    counters of every subsystem and mapped namespace, read through the driver at the
+    end."""
+    counters = {}
+    status, rtl = _replay(tmp_path, trace, sim, *extra, target=target, counters=counters)
+    model_status, model = _replay(tmp_path, trace, "model", target=target, counters=counters)
     assert (status, model_status) == (EXIT_OK, EXIT_OK)
+    assert set(counters) == {sim, "model"}, "a backend wrote no counters"
+    gap = _counter_differences(counters[sim], counters["model"])
+    assert gap == KNOWN_COUNTER_GAPS.get(Path(trace).name, {}), (
+        f"{Path(trace).name}: counters (RTL, model) differ: {gap}")
     assert all("cycle" not in r.get("response", {}) for r in model)
     _check_cycles(rtl)
     got, want = _timeless(rtl), model

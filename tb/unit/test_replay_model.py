@@ -142,6 +142,38 @@ def test_control_example_follows_the_contract():
     assert data[0x2000:0x3000] == pattern("control", 4096)    # cid 4: what cid 1 wrote
 
 
+# SMALL with a second SSD queue and a second subsystem "t" that owns it.
+TWO_SUBSYSTEMS = dict(insert={5: ["io_queues = 2"], 15: ["  queues = [0]"], 16: [
+    "[[subsystem]]", 'name = "t"', "  [[subsystem.namespace]]", "  fe_nsid = 1",
+    '  ssd = "ssd0"', "  nsid = 1", "  queues = [1]", ""]})
+
+
+@pytest.mark.parametrize("line, errno_name, words", [
+    ({"map": {"subsystem": "s", "fe_nsid": 2, "ssd": "ssd0", "nsid": 1, "queues": [1]}},
+     "EINVAL", "queue 1 of ssd 'ssd0' serves subsystem 't', not 's'"),
+    ({"map": {"subsystem": "s", "fe_nsid": 1, "ssd": "ssd0", "nsid": 1, "queues": [0]}},
+     "EEXIST", "fe_nsid 1 is already mapped in srq 0"),
+    ({"map": {"subsystem": "s", "fe_nsid": 0, "ssd": "ssd0", "nsid": 1, "queues": [0]}},
+     "EINVAL", "fe_nsid 0"),
+    ({"unmap": {"subsystem": "t", "fe_nsid": 2}}, "ENOENT",
+     "fe_nsid 2 is not mapped in srq 1"),
+    ({"qp_set": {"qpn": 3, "offload": False, "offload_only": True}}, "EINVAL",
+     "offload_only True without offload"),
+    ({"destroy_ctrl": {"ssd": "ssd0", "queue": 1}}, "EBUSY",
+     "backend ctrl 1 still serves fe_nsids [1] of srq 1"),
+])
+def test_refused_control_line_is_a_control_error_and_the_trace_goes_on(tmp_path, line,
+                                                                        errno_name, words):
+    trace = [{"capsule": WRITE_CAPSULE, "qpn": 3}, line, {"capsule": READ_CAPSULE, "qpn": 3}]
+    status, results, err, _ = run(tmp_path, small(**TWO_SUBSYSTEMS), trace)
+    assert (status, err) == (EXIT_OK, "")
+    assert [next(iter(r)) for r in results] == ["response", "control_error", "response",
+                                                "summary"]
+    refusal = results[1]["control_error"]
+    assert (refusal["line"], refusal["errno"]) == (2, errno_name)
+    assert words in refusal["message"], refusal["message"]
+
+
 def test_example_through_the_command_line_on_stdout(capsys):
     status = cli.main(["replay", str(EXAMPLES / "target.toml"), str(EXAMPLES / "sqhd.jsonl"),
                        "--backend", "model", "--seed", "7"])

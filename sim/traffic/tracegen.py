@@ -25,7 +25,9 @@ The TARGET (fixed shape, random numbers):
 
 Both subsystems' staging windows fill 1 MiB together and ``[engine]`` only sets
 ``data_width = 128``, so the engine's parameters (``staging_bytes`` 1 MiB) are
-those of ``examples/replay/target.toml``: the simulators reuse its build.
+those of ``examples/replay/target.toml``: the simulators reuse its build. With
+``config`` the TARGET carries that configuration's ``[engine]`` table instead, and a
+configuration too small for this shape gets :func:`_small_target`'s.
 
 The TRACE is a sequence of bursts. A burst writes initiator memory
 (``write_mem``: the data of its Writes, its DSM range lists), sends 1 to
@@ -62,6 +64,7 @@ import math
 import random
 
 from rtl.formats import Opcode
+from rtl.params import EngineParams, load_params
 from sim.traffic.capsules import dsm_ranges, icd_sgl, keyed_sgl, make_sqe
 
 __all__ = ["generate", "generate_target", "check", "TraceBuilder", "Expectations",
@@ -124,13 +127,23 @@ class TargetShape:
         return self.subs[sub].namespaces[fe_nsid]
 
 
-def generate_target(seed, cmd_timeout=None, polling=None, latency=None):
+def generate_target(seed, cmd_timeout=None, polling=None, latency=None, config=None):
     """A TARGET of the fixed shape (module docstring) with seeded numbers.
 
     ``cmd_timeout`` (cycles, 0 = none) applies to ``ssd1``; None: none.
     ``polling``: ssd1 polls its CQs instead of MSI-X (None: one seed in four).
     ``latency``: both SSDs' ``latency_cycles`` (None: drawn).
+    ``config``: a named configuration of ``configs/`` (or a TOML file) whose ``[engine]``
+    table the TARGET carries; the shape shrinks to fit it (:func:`_small_target` when its
+    tables are too small for the fixed shape).
     """
+    if config is not None:
+        params = load_params(config)
+        if _needs_small_shape(params):
+            return _small_target(seed, params, latency=latency)
+        engine = _engine_table(params)
+    else:
+        engine = ["data_width = 128"]
     rng = random.Random(f"tracegen-target/{seed}")
     if polling is None:
         polling = rng.random() < 0.25
@@ -155,7 +168,7 @@ def generate_target(seed, cmd_timeout=None, polling=None, latency=None):
     lines = [
         f"# A random replay target (sim/traffic/tracegen.py, seed {seed}).",
         "format = 1", "",
-        "[engine]", "data_width = 128", "",
+        "[engine]", *engine, "",
         "[[ssd]]", 'name = "ssd0"', "io_queues = 3", f"queue_entries = {q0}",
         f"latency_cycles = {lat0}",
     ]
@@ -205,6 +218,83 @@ def generate_target(seed, cmd_timeout=None, polling=None, latency=None):
                      "polling": False},
             "ssd1": {"queues": 2, "entries": q1, "latency": lat1,
                      "cmd_timeout": cmd_timeout or 0, "polling": polling}}
+    return TargetShape("\n".join(lines) + "\n", ssds, subs, qps, regions)
+
+
+def _engine_table(params):
+    """``[engine]`` lines: the data width, and every parameter not at its default."""
+    default = EngineParams()
+    lines = [f"data_width = {params.data_width}"]
+    for key, value in vars(params).items():
+        if key != "data_width" and value != getattr(default, key):
+            lines.append(f"{key} = {list(value) if isinstance(value, tuple) else value}")
+    return lines
+
+
+def _needs_small_shape(params):
+    """True when the fixed shape (6 namespaces, 5 backend queues, QPNs up to 50, 128 KiB
+    transfers) does not fit ``params`` (replay grows the staging memory to hold the
+    windows when the configuration leaves its size at the default)."""
+    fixed_staging = params.staging_bytes != EngineParams().staging_bytes
+    return (params.qp_count <= 50 or params.backend_queues < 5 or params.namespaces < 6
+            or params.subsystems < 2 or params.max_io_size < 131072
+            or (fixed_staging and params.staging_bytes < 2 * STAGING_BYTES))
+
+
+def _small_target(seed, params, latency=None):
+    """The shape for a small configuration: one SSD with two I/O queues and two
+    namespaces (512 and 4096 bytes a block), reached from two subsystems (``sub0`` fe 1
+    and 2 on queue 0, ``sub1`` fe 1 and 3 on queue 1: the subsystems share the blocks),
+    QPs 1, 2 (offload-only), 3 on ``sub0``, 5 on ``sub1``, and 7 not offloaded; staging,
+    transfers and in-capsule data within ``params``."""
+    rng = random.Random(f"tracegen-target/{seed}")
+    lat = latency if latency is not None else rng.choice((50, 100, 200))
+    entries = min(rng.choice((16, 32)), params.max_queue_depth)
+    nsze = {1: rng.choice((2048, 4096)), 2: rng.choice((256, 512))}
+    lbas = {1: 512, 2: 4096}
+    window = params.staging_bytes // 2
+    mio = [min(params.max_io_size, rng.choice((8192, 16384))) for _ in range(2)]
+    icd = (params.max_capsule_bytes - 64) // 16 * 16
+    cc = [(64 + rng.choice((icd, icd // 2))) // 16 for _ in range(2)]
+    src = rng.choice((0x1000_0000, 0x0000_7F12_3456_0000))
+    dst = rng.choice((0x2000_0000, 0x8000_0000_4000_0000))
+    lines = [f"# A random replay target (sim/traffic/tracegen.py, seed {seed}, small shape).",
+             "format = 1", "", "[engine]", *_engine_table(params), "",
+             "[[ssd]]", 'name = "ssd0"', "io_queues = 2", f"queue_entries = {entries}",
+             f"latency_cycles = {lat}"]
+    for nsid in (1, 2):
+        lines += ["  [[ssd.namespace]]", f"  nsid = {nsid}", f"  lba_data_size = {lbas[nsid]}",
+                  f"  nsze = {nsze[nsid]}"]
+    maps = {"sub0": [(1, 1, 0), (2, 2, 0)], "sub1": [(1, 2, 1), (3, 1, 1)]}
+    subs = {}
+    for k, name in enumerate(("sub0", "sub1")):
+        lines += ["", "[[subsystem]]", f'name = "{name}"', f"max_io_size = {mio[k]}",
+                  f"ioccsz = {cc[k]}", f"staging_bytes = {window}",
+                  f"queue_depth = {min(64, params.max_queue_depth)}"]
+        namespaces = {}
+        for fe, nsid, queue in maps[name]:
+            lines += ["  [[subsystem.namespace]]", f"  fe_nsid = {fe}", '  ssd = "ssd0"',
+                      f"  nsid = {nsid}", f"  queues = [{queue}]"]
+            namespaces[fe] = NsShape(fe, "ssd0", nsid, lbas[nsid], nsze[nsid], (queue,))
+        subs[name] = SubShape(name, mio[k], cc[k], namespaces)
+    qps = {1: QpShape(1, "sub0", rng.choice((32, 64)), 1),
+           2: QpShape(2, "sub0", 16, 2, offload_only=True),
+           3: QpShape(3, "sub0", rng.choice((8, 16)), 3),
+           5: QpShape(5, "sub1", rng.choice((32, 64)), 1),
+           7: QpShape(7, None, 64, 1, offload=False)}
+    for qp in qps.values():
+        lines += ["", "[[qp]]", f"qpn = {qp.qpn}"]
+        if qp.offload:
+            lines += [f'subsystem = "{qp.sub}"', f"sqsize = {qp.sqsize}", f"sqid = {qp.sqid}"]
+            if qp.offload_only:
+                lines.append("offload_only = true")
+        else:
+            lines.append("offload = false")
+    regions = {SRC_RKEY: (src, REGION_BYTES), DST_RKEY: (dst, REGION_BYTES)}
+    for rkey, (addr, size) in regions.items():
+        lines += ["", "[[region]]", f"rkey = {rkey:#x}", f"addr = {addr:#x}", f"size = {size}"]
+    ssds = {"ssd0": {"queues": 2, "entries": entries, "latency": lat, "cmd_timeout": 0,
+                     "polling": False}}
     return TargetShape("\n".join(lines) + "\n", ssds, subs, qps, regions)
 
 
@@ -554,7 +644,7 @@ def _place(rng, burst, hot, ns, count):
 
 
 def generate(seed, capsules=200, max_qd=64, bad_rate=0.04, max_blocks=None,
-             cmd_timeout=None, polling=None, latency=None, control_rate=0.15):
+             cmd_timeout=None, polling=None, latency=None, control_rate=0.15, config=None):
     """A random workload: ``(target_text, trace_lines, expectations)``.
 
     ``capsules``: about how many (the last burst may end a few early);
@@ -564,7 +654,8 @@ def generate(seed, capsules=200, max_qd=64, bad_rate=0.04, max_blocks=None,
     ``latency``: see :func:`generate_target`; ``control_rate``: share of bursts with a
     control line somewhere among their capsules (:func:`_control`).
     """
-    shape = generate_target(seed, cmd_timeout=cmd_timeout, polling=polling, latency=latency)
+    shape = generate_target(seed, cmd_timeout=cmd_timeout, polling=polling, latency=latency,
+                            config=config)
     rng = random.Random(f"tracegen-trace/{seed}")
     crng = random.Random(f"tracegen-control/{seed}")    # control lines draw apart
     tb = TraceBuilder(shape)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from rtl.params import load_params
 from sim import cli
-from sim.replay import EXIT_INVARIANT, EXIT_OK
+from sim.replay import EXIT_INVARIANT, EXIT_OK, parse_target
 from sim.replay.counters import ENV as COUNTERS_ENV
 from sim.traffic import tracegen
 from tb.replay import write_mem_order
@@ -173,6 +174,30 @@ def test_random_workload_matches_the_model_and_the_shadow(tmp_path, sim):
     target, lines, exp = tracegen.generate(kwargs.pop("seed"), **kwargs)
     target_path, trace_path = _generated(tmp_path, "random", target, lines)
     rtl = _same_as_model(tmp_path, trace_path, sim, "--seed", "5", target=target_path)
+    problems = tracegen.check(rtl, exp)
+    assert not problems, "\n".join(problems[:20])
+
+
+# Every other named configuration of configs/ (default is the workloads above): the whole
+# engine built at it and a short random workload, on both simulators.
+CONFIG_WORKLOADS = {
+    "verilator": {"seed": 21, "capsules": 60, "max_qd": 16},
+    "icarus": {"seed": 22, "capsules": 16, "max_qd": 6, "max_blocks": 4},
+}
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("config", ["small", "wide512"])
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_named_configuration_runs_a_random_workload(tmp_path, sim, config):
+    """The configuration's [engine] table in the TARGET (a smaller shape where its tables
+    are small): the model's results and counters, and the generator's own shadow."""
+    kwargs = dict(CONFIG_WORKLOADS[sim])
+    target, lines, exp = tracegen.generate(kwargs.pop("seed"), config=config, **kwargs)
+    params = load_params(config)
+    assert parse_target(target).params.data_width == params.data_width
+    target_path, trace_path = _generated(tmp_path, config, target, lines)
+    rtl = _same_as_model(tmp_path, trace_path, sim, "--seed", "6", target=target_path)
     problems = tracegen.check(rtl, exp)
     assert not problems, "\n".join(problems[:20])
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rtl.params import load_params
 from sim import cli
 from sim.replay import EXIT_OK, load_target, parse_target, parse_trace
 from sim.traffic import tracegen
@@ -53,6 +54,21 @@ def test_the_engine_parameters_are_the_example_targets():
     example = load_target(EXAMPLE_TARGET).params
     for seed in range(10):
         assert parse_target(tracegen.generate_target(seed).text).params == example
+
+
+@pytest.mark.parametrize("config", ["default", "small", "wide512"])
+def test_workload_for_each_named_configuration_passes_on_the_model(tmp_path, config):
+    """The TARGET carries the configuration's parameters, fits its tables (QPNs, queues,
+    namespaces, staging, transfer and capsule sizes), and the model passes the check."""
+    target, lines, exp = tracegen.generate(7, capsules=60, config=config)
+    params = load_params(config)
+    parsed = parse_target(target)
+    assert parsed.params.data_width == params.data_width
+    assert all(qp.qpn < params.qp_count for qp in parsed.qps)
+    assert sum(len(s.namespaces) for s in parsed.subsystems) <= params.namespaces
+    assert all(s.max_io_size <= params.max_io_size for s in parsed.subsystems)
+    status, results = run_model(tmp_path, target, lines)
+    assert status == EXIT_OK and tracegen.check(results, exp) == []
 
 
 def test_workloads_cover_the_mix():

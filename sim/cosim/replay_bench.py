@@ -352,7 +352,8 @@ class RtlReplay(Backend):
         count = fault.get("count", 1)
         if kind == "ssd_status":
             status = tuple(fault[k] for k in ("sct", "sc", "dnr", "crd", "m"))
-            self.ssds[fault["ssd"]].inject(fault["nsid"], status=status, count=count)
+            self.ssds[fault["ssd"]].inject(fault["nsid"], status=status, count=count,
+                                           dw0=fault.get("dw0", 0))
         elif kind == "ssd_timeout":
             if fault["mode"] == "never":
                 self.ssds[fault["ssd"]].inject(fault["nsid"], never=True, count=count)

@@ -83,6 +83,7 @@ class SsdFault:
     status: dict | None = None
     delay: int = 0
     never: bool = False
+    dw0: int = 0            # the CQE's DW0 with ``status`` (command specific)
 
 
 @dataclasses.dataclass
@@ -224,20 +225,22 @@ class NvmeSsd:
 
     # --- faults -------------------------------------------------------------------------------
 
-    def inject(self, nsid, *, status=None, delay=0, never=False, count=1):
+    def inject(self, nsid, *, status=None, delay=0, never=False, count=1, dw0=0):
         """The next ``count`` commands fetched for ``nsid`` get this fault.
 
         ``status`` is a ``CqeStatus``-like dict (``sct``, ``sc``, ``dnr``, ``crd``,
-        ``m``; missing fields 0) or None; ``delay`` extra cycles; ``never`` True: the
-        command is fetched and never completed.
+        ``m``; missing fields 0) or None, with ``dw0`` the CQE's DW0; ``delay`` extra
+        cycles; ``never`` True: the command is fetched and never completed.
         """
+        if not isinstance(dw0, int) or not 0 <= dw0 < 1 << 32:
+            raise ValueError(f"dw0 must be a 32-bit unsigned integer, not {dw0!r}")
         if status is not None:
             status = status_fields(**status)
         if not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive integer, not {count!r}")
         if not isinstance(delay, int) or delay < 0:
             raise ValueError(f"delay must be a non-negative integer, not {delay!r}")
-        self._faults.append([nsid, SsdFault(status, delay, bool(never)), count])
+        self._faults.append([nsid, SsdFault(status, delay, bool(never), dw0), count])
 
     def clear_faults(self):
         self._faults.clear()
@@ -325,7 +328,7 @@ class NvmeSsd:
         (without ``sqhd``, ``sqid`` and the phase, which :meth:`post_steps` adds)."""
         fields = cmd.fields
         if cmd.fault is not None and cmd.fault.status is not None:
-            status, dw0 = cmd.fault.status, 0
+            status, dw0 = cmd.fault.status, cmd.fault.dw0
         else:
             (sct, sc, dnr), dw0 = yield from self.execute_steps(fields)
             status = status_fields(sct, sc, dnr)

@@ -109,13 +109,14 @@ class SsdDevice:
     def cq_doorbell(self, qid):
         return self.bar + self.ssd.cq_doorbell_offset(qid)
 
-    def inject(self, nsid, *, status=None, never=False, count=1, delay=0):
+    def inject(self, nsid, *, status=None, never=False, count=1, delay=0, dw0=0):
         """The next ``count`` commands fetched for ``nsid`` get this fault: ``status``
-        ``(sct, sc, dnr)`` or ``(sct, sc, dnr, crd, m)`` (or a dict of those fields)
-        instead of executing, ``never`` completing, or ``delay`` more cycles."""
+        ``(sct, sc, dnr)`` or ``(sct, sc, dnr, crd, m)`` (or a dict of those fields),
+        with ``dw0`` in the CQE, instead of executing, ``never`` completing, or ``delay``
+        more cycles."""
         if status is not None and not isinstance(status, dict):
             status = dict(zip(("sct", "sc", "dnr", "crd", "m"), status, strict=False))
-        self.ssd.inject(nsid, status=status, delay=delay, never=never, count=count)
+        self.ssd.inject(nsid, status=status, delay=delay, never=never, count=count, dw0=dw0)
 
     def clear_faults(self):
         self.ssd.clear_faults()

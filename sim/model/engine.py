@@ -360,8 +360,8 @@ class EngineModel:
         """Arm a fault (``docs/replay.md``, "Faults").
 
         - ``ssd_status``: ``ssd``, ``nsid``, ``sc``, optional ``sct``, ``dnr``, ``crd``,
-          ``m``, ``count`` -- the SSD completes the next ``count`` commands on that
-          namespace with this status, without executing them;
+          ``m``, ``dw0``, ``count`` -- the SSD completes the next ``count`` commands on
+          that namespace with this status (and DW0), without executing them;
         - ``ssd_timeout``: ``ssd``, ``nsid``, ``mode`` "never" or "late", ``delay``
           (cycles, for late), ``count``;
         - ``rdma_error``: ``rkey``, ``op`` "read" or "write", ``count``;
@@ -376,7 +376,7 @@ class EngineModel:
             status = {k: args.pop(k) for k in ("sct", "sc", "dnr", "crd", "m") if k in args}
             if "sc" not in status:
                 raise ValueError("ssd_status needs sc")
-            ssd.inject(nsid, status=status, count=count)
+            ssd.inject(nsid, status=status, count=count, dw0=args.pop("dw0", 0))
         elif kind == "ssd_timeout":
             ssd = self._ssd(args.pop("ssd"))
             nsid = args.pop("nsid")

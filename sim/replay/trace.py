@@ -307,7 +307,7 @@ def _control(r, kind, value):
 
 
 _FAULT_KEYS = {
-    "ssd_status": ("kind", "ssd", "nsid", "sct", "sc", "dnr", "crd", "m", "count"),
+    "ssd_status": ("kind", "ssd", "nsid", "sct", "sc", "dnr", "crd", "m", "dw0", "count"),
     "ssd_timeout": ("kind", "ssd", "nsid", "mode", "delay_cycles", "count"),
     "rdma_error": ("kind", "rkey", "op", "count"),
     "pci_error": ("kind", "ssd", "queue", "access", "count"),
@@ -328,7 +328,7 @@ def _fault(r, value):
         args.update(ssd=ssd.name, nsid=ns.nsid)
     if kind == "ssd_status":
         args["sc"] = r.int(o, "sc", "fault.sc", 0, 0xFF)
-        for key, hi in (("sct", 7), ("dnr", 1), ("crd", 3), ("m", 1)):
+        for key, hi in (("sct", 7), ("dnr", 1), ("crd", 3), ("m", 1), ("dw0", U32)):
             args[key] = r.int(o, key, f"fault.{key}", 0, hi, default=0)
     elif kind == "ssd_timeout":
         args["mode"] = r.choice(o, "mode", "fault.mode", ("never", "late"))

@@ -63,7 +63,7 @@ import json
 import math
 import random
 
-from rtl.formats import Opcode
+from rtl.formats import Cqe, Opcode, decode
 from rtl.params import EngineParams, load_params
 from sim.traffic.capsules import dsm_ranges, icd_sgl, keyed_sgl, make_sqe
 
@@ -304,11 +304,13 @@ def _small_target(seed, params, latency=None):
 class Outcome:
     """What one capsule must get. ``kind``: "response", "to_software", "qp_error" or None
     (any outcome, but exactly one). ``status``: (sct, sc) of a response, or None (any);
-    ``dnr``: None (any) or 0/1; ``reason``: of to_software / qp_error."""
+    ``dnr``: None (any) or 0/1; ``reason``: of to_software / qp_error; ``cqe``: other
+    fields the response's CQE must hold (``dw0``, ``crd``, ``m``), or None."""
     kind: str | None = "response"
     status: tuple | None = SUCCESS
     dnr: int | None = None
     reason: str | None = None
+    cqe: dict | None = None
 
 
 @dataclasses.dataclass
@@ -884,6 +886,13 @@ def check(results, expectations):
                 if want.dnr is not None and dnr != want.dnr:
                     problems.append(f"capsule seq {c.seq} ({c.label}): DNR {dnr}, expected "
                                     f"{want.dnr}")
+                fields = decode(Cqe, cqe)
+                got_more = {"dw0": fields["dw0"], "crd": fields["status"]["crd"],
+                            "m": fields["status"]["m"]}
+                for key, value in (want.cqe or {}).items():
+                    if got_more[key] != value:
+                        problems.append(f"capsule seq {c.seq} ({c.label}): CQE {key} "
+                                        f"{got_more[key]:#x}, expected {value:#x}")
             sqid = int.from_bytes(cqe[10:12], "little")
             if c.sqid is not None and sqid != c.sqid:
                 problems.append(f"capsule seq {c.seq}: SQID {sqid}, expected {c.sqid}")
@@ -1019,9 +1028,12 @@ def fault_workload(kind, seed=0):
     if kind == "ssd_status":
         tb.write(17, 1, 100, 8, rng=rng)
         tb.end_burst()
-        tb.fault(kind="ssd_status", ssd=fe1.ssd, nsid=fe1.nsid, sct=2, sc=0x81, dnr=1)
-        tb.write(17, 1, 100, 8, rng=rng, outcome=Outcome("response", (2, 0x81), dnr=1),
-                 effect="none")
+        # a status with unusual bits (CRD, More) and a command-specific DW0: all passed on
+        tb.fault(kind="ssd_status", ssd=fe1.ssd, nsid=fe1.nsid, sct=2, sc=0x81, dnr=1,
+                 crd=2, m=1, dw0=0xDEAD_BEEF)
+        tb.write(17, 1, 100, 8, rng=rng, effect="none",
+                 outcome=Outcome("response", (2, 0x81), dnr=1,
+                                 cqe={"dw0": 0xDEAD_BEEF, "crd": 2, "m": 1}))
         tb.end_burst()
         tb.read(17, 1, 100, 8, rng=rng)
         tb.write(17, 1, 200, 2, rng=rng)            # the fault hit one command only

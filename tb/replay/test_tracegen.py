@@ -181,6 +181,22 @@ def test_the_check_catches_what_is_wrong(tmp_path):
     assert tracegen.check(results + [extra], exp)
 
 
+def test_ssd_status_fault_passes_dw0_and_status_bits_and_the_check_sees_them(tmp_path):
+    target, lines, exp = tracegen.fault_workload("ssd_status")
+    assert any('"dw0": 3735928559' in line for line in lines)
+    status, results = run_model(tmp_path, target, lines)
+    assert status == EXIT_OK and tracegen.check(results, exp) == []
+    dw0 = (0xDEADBEEF).to_bytes(4, "little")
+    faulted = next(r["response"] for r in results
+                   if "response" in r and bytes.fromhex(r["response"]["cqe"])[:4] == dw0)
+    for byte, bit in ((0, 1), (15, 0x40), (15, 0x10)):      # DW0, More, CRD
+        cqe = bytearray.fromhex(faulted["cqe"])
+        cqe[byte] ^= bit
+        saved, faulted["cqe"] = faulted["cqe"], cqe.hex()
+        assert tracegen.check(results, exp), (byte, bit)
+        faulted["cqe"] = saved
+
+
 @pytest.mark.parametrize("kind", tracegen.FAULT_KINDS)
 def test_fault_workload_on_the_model(tmp_path, kind):
     target, lines, exp = tracegen.fault_workload(kind)

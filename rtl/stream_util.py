@@ -47,13 +47,19 @@ class RegisterSlice(_StreamRegister):
 
     Both ``o_valid``/``o_data`` and ``i_ready`` come straight from flip-flops,
     so no combinational path crosses it in either direction; it passes one
-    item a cycle and adds one cycle of latency.
+    item a cycle and adds one cycle of latency. ``spare`` / ``spare_valid`` (the
+    second entry, which holds an item taken while the output waits) are attributes
+    so that a formal proof can state what they hold.
     """
+
+    def __init__(self, shape):
+        super().__init__(shape)
+        self.spare = Signal(shape)
+        self.spare_valid = Signal()
 
     def elaborate(self, platform):
         m = Module()
-        spare = Signal.like(self.i_data)
-        spare_valid = Signal()
+        spare, spare_valid = self.spare, self.spare_valid
         m.d.comb += self.i_ready.eq(~spare_valid)
         with m.If(~self.o_valid | self.o_ready):
             with m.If(spare_valid):

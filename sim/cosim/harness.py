@@ -17,7 +17,7 @@ Every trap of ``shared/toolchain.md`` is handled here, once:
 
 Waveforms: set ``NVMF_WAVES=1`` (or pass ``waves=True``). Icarus writes
 ``<top>.fst`` in the build directory, Verilator ``dump.vcd`` in the test
-directory; the path is printed at the end of each run (see ``docs/waveforms.md``).
+directory; the path is printed at the end of each run (see ``docs/running.md``, "Waveforms").
 """
 
 import hashlib

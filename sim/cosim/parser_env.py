@@ -3,8 +3,9 @@
 ``TB`` drives every input through cocotbext-axi bus models and offers idle
 and back-pressure generators; ``Scoreboard`` compares every ``ParsedCommand``
 and every data packet, in order, with the reference model
-``sim.model.parser.parse_capsule``. The cocotb tests themselves live in
-``cocotb_parser.py``; ``test_parser.py`` launches them from pytest.
+``sim.model.parser.parse_capsule``. The runs the command line makes are in
+:mod:`sim.cosim.parser_bench`; the parser's tests in ``tb/parser/`` (``cocotb_parser.py``,
+launched by ``test_parser.py``).
 """
 
 import itertools

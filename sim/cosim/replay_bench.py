@@ -10,8 +10,10 @@ One cocotb test, :func:`run_replay`, runs a whole trace on the RTL engine
 - ``NVMF_REPLAY_OUT``: where the results go, one JSON object a line, written
   as they are produced; ``NVMF_REPLAY_OUT`` + ``.status`` gets the verdict
   (``{"status": 0|1|2, "message": ...}``);
-- ``NVMF_REPLAY_SEED``: seeds the SSDs' service times and the input idles and
-  back-pressure of the capsule, response and RDMA streams.
+- ``NVMF_REPLAY_SEED``: seeds the SSDs' service times and the idles and
+  back-pressure of every interface (capsule, response, software and QP-error
+  streams, the RDMA streams, every channel of ``m_axi_pcie``, ``s_axi_p2p`` and
+  ``s_axil_csr``), as ``docs/replay.md`` says.
 
 The engine is surrounded by the bus faces of the device models
 (:mod:`sim.devices.ssd_bus`, :mod:`~sim.devices.pcie_bus`, :mod:`~sim.devices.rdma_bus`)

@@ -18,7 +18,8 @@ controller runs wherever the caller can carry those out:
   ``("write_batch", [(addr, data), ...])``: send back None. A command's data moves
   in one batch, which a bus face may keep outstanding at once;
 - throw :class:`~sim.devices.pcie.PcieError` into the generator for an access that
-  failed (the command then completes with Data Transfer Error).
+  failed: during a command's PRP walk or data it completes with Data Transfer Error;
+  an SQ fetch or CQ posting that fails raises it out of the generator.
 
 The pieces: :meth:`NvmeSsd.fetch_steps` (the SQEs of the SQ-tail doorbells written
 since), :meth:`NvmeSsd.completion_steps` (execute one command, or take its fault),
@@ -26,11 +27,11 @@ since), :meth:`NvmeSsd.completion_steps` (execute one command, or take its fault
 (the MSI-X message of a queue). Two faces put them on a time line:
 
 - the transaction face, here: :meth:`NvmeSsd.steps` ``(now)`` is everything due by
-  ``now`` (each command completes ``latency_cycles`` after its fetch; one MSI-X message
-  per queue that got CQEs), :meth:`NvmeSsd.advance` runs it on a
-  :class:`~sim.devices.pcie.PcieFabric` (:func:`drive`), :meth:`NvmeSsd.next_event_time`
-  says when something is due next. The reference model and the model backend of
-  ``replay`` use it;
+  ``now`` (each command completes ``latency_cycles`` after its fetch, plus its jitter
+  and a fault's delay, or never; one MSI-X message per queue that got CQEs),
+  :meth:`NvmeSsd.advance` runs it on a :class:`~sim.devices.pcie.PcieFabric`
+  (:func:`drive`), :meth:`NvmeSsd.next_event_time` says when something is due next.
+  The reference model and the model backend of ``replay`` use it;
 - the bus face, :class:`sim.devices.ssd_bus.SsdDevice`: the same controller on the
   RTL's buses under cocotb (cocotbext-axi), with its own service timing.
 """
@@ -360,7 +361,8 @@ class NvmeSsd:
 
     def next_event_time(self):
         """When the SSD next has work: now with SQEs to fetch, the next completion time,
-        or None when nothing is scheduled."""
+        or None when nothing is scheduled (CQEs waiting for room in a full CQ wait for
+        the host's CQ-head doorbell, not for a time)."""
         if self._doorbells:
             return self.now
         return self._due[0][0] if self._due else None

@@ -13,7 +13,7 @@ counter ports.
 Around the engine, the model drives the actors it talks to:
 
 - the initiator (:class:`sim.devices.initiator.Initiator`): RDMA READ / WRITE;
-- the PCIe fabric (:class:`sim.devices.ssd.PcieFabric`): SQE writes into the SQ
+- the PCIe fabric (:class:`sim.devices.pcie.PcieFabric`): SQE writes into the SQ
   rings, SQ-tail / CQ-head doorbells, CQE reads; the engine's own
   peer-to-peer window is mapped on it (the staging windows and the MSI-X
   message address), so the SSDs' DMA reaches the staging buffer through it;

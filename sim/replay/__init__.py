@@ -13,6 +13,10 @@ The public contract is ``docs/replay.md`` (format 1). One module a step:
   that configure the engine (:func:`configure_device`, :class:`sim.driver.NvmfDevice`):
   the same calls a user makes, so a TARGET the driver refuses is reported with its
   errno;
+- :mod:`~sim.replay.control`: the driver call of each control line (``unmap``,
+  ``map``, ``qp_set``, ``destroy_ctrl``), a refusal being a ``control_error``;
+- :mod:`~sim.replay.counters`: the engine's counters at the end, a test hook
+  (``NVMF_REPLAY_COUNTERS``);
 - :mod:`~sim.replay.backends`: what runs the trace, the reference model
   (:class:`ModelBackend`) in this process or the RTL engine in Icarus or Verilator
   (:class:`RtlBackend`, the whole trace inside one cocotb run of

@@ -357,7 +357,7 @@ class TraceBuilder:
     Capsule methods take an ``outcome`` (default: success) and an ``effect``
     ("apply": the blocks change as the command says, "none": they do not,
     "undefined": they may or may not) so that directed tests can describe
-    commands that fail. Reads return the buffer to dump (``dump_read``).
+    commands that fail. Reads return where their buffer is (``rkey``, ``offset``).
     """
 
     def __init__(self, shape):

@@ -2,10 +2,9 @@
 
 ``TB`` owns the clock, reset and bus models: cocotbext-axi's AXI4-Lite master
 on ``s_axil_csr``, drivers for the event and counter-increment streams, the
-namespace-lookup stream and the QP lookup port. ``TeeRegs`` gives the driver
-a register-access object that performs every access on the RTL and, in
-lock-step, on the reference model (``sim.model.csr.CsrModel``), comparing
-every read and every response.
+namespace-lookup stream and the QP lookup port. The driver's register access,
+on the RTL and in lock-step on the reference model (``sim.model.csr.CsrModel``),
+is :class:`sim.cosim.regs.TeeRegs`.
 """
 
 import logging

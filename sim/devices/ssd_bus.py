@@ -7,8 +7,9 @@ faults. This face only puts it on the engine's buses and on a clock:
 - doorbell writes arrive from ``m_axi_pcie`` through the fabric's BAR window
   (:meth:`sim.devices.pcie_bus.PcieFabric.add_bar`); an invalid one is told to
   ``on_error`` and answered with an error;
-- the SSD's own accesses to host memory (SQ fetch, CQ posting) go straight to the
-  fabric's host memory: they do not pass through the engine, and take no cycles here;
+- accesses by address: inside the fabric's host memory (SQ fetch and CQ posting;
+  PRPs never point there in the benches) they go straight to it, since they do not
+  pass through the engine, and take no cycles here;
 - every other access (PRP lists, data, MSI-X) goes out on the ``s_axi_p2p`` master:
   PRP list entries one 8-byte read at a time, a command's data segments all issued at
   once and kept outstanding together, MSI-X writes posted (the next completion does
@@ -48,7 +49,7 @@ class SsdDevice:
     of ``rng.randint(0, jitter)`` when ``rng`` is given. ``on_error(ssd, exc)``, when
     set, is told of what a real device would flag instead of raising in a background
     task: an invalid doorbell write, a DMA answered with an error (the command then
-    completes with Data Transfer Error).
+    completes with Data Transfer Error); without ``on_error`` these raise.
 
     ``interval`` (cycles, may be fractional; None: no limit) makes the device a rate
     limiter in front of its fixed latency: command service starts at least
@@ -57,10 +58,11 @@ class SsdDevice:
     ``I`` IOPS on a ``f`` Hz engine clock has ``interval = f / I``; ``cycle_ns`` is the
     clock period the limiter converts simulated time with.
 
-    ``ordered``: one command at a time moves its data, then posts its CQE and MSI-X
-    while the next one moves its data (a single DMA engine, completions in service
-    order); by default every command in service moves its data at once, so with no
-    latency the data of all fetched commands goes before the first MSI-X.
+    ``ordered``: a single DMA engine: commands issue their transfers in service order,
+    the next one as soon as this one's are all on the bus (they stay outstanding
+    together), and CQEs and MSI-X messages are posted in the same order. By default
+    every command in service moves its data at once, so with no latency the data of
+    all fetched commands goes before the first MSI-X.
     """
 
     def __init__(self, tb, name, fabric, index, p2p, msix_addr, latency=50, bar=None,
@@ -133,11 +135,13 @@ class SsdDevice:
         self.on_error(self, exc)
 
     # --- BAR (an AddressSpace region of the fabric) ------------------------------------------
+    # Coroutines: cocotbext-axi's PeripheralRegion awaits them (a plain method would be
+    # called a second time when awaiting its result fails).
 
-    def read(self, address, length, **kwargs):
+    async def read(self, address, length, **kwargs):
         return self.ssd.bus_read(address, length)
 
-    def write(self, address, data, **kwargs):
+    async def write(self, address, data, **kwargs):
         try:
             self.ssd.bus_write(address, bytes(data))
         except ProtocolError as exc:

@@ -11,7 +11,8 @@ bench     benchmarks in simulated cycles: the parser and the whole engine agains
           limits (``--json``, ``--quick``; ``--write-docs`` updates ``docs/performance.md``)
 formats   the format tables, generated from ``rtl/formats.py`` (``docs/formats.md``)
 regs      the register map from ``rtl/csr.rdl``: ``--format c`` (C header), ``md``
-          (``docs/registers.md``) or ``json``
+          (``docs/registers.md``), ``json``, ``ipxact`` (IEEE 1685-2014) or ``html``
+          (a browsable manual, ``-o DIR``)
 replay    run a capsule trace (TRACE.jsonl) against a target (TARGET.toml) on the
           reference model or a simulator; results as JSON lines (``docs/replay.md``)
 """
@@ -266,10 +267,15 @@ def cmd_formats(args):
 def cmd_regs(args):
     from systemrdl import RDLCompileError
 
-    from sim.tools.regs_export import EXPORTERS
+    from sim.tools.regs_export import EXPORTERS, export_html
 
     params = _params(args)
+    if args.format == "html" and not args.output:
+        raise SystemExit("nvmf-offload regs: --format html writes a directory: give -o DIR")
     try:
+        if args.format == "html":
+            print(export_html(args.output, params))
+            return 0
         text = EXPORTERS[args.format](params)
     except RDLCompileError as exc:
         raise SystemExit(f"nvmf-offload: rtl/csr.rdl does not elaborate with these "
@@ -352,10 +358,12 @@ def build_parser():
     p.add_argument("-o", "--output", metavar="FILE")
     p.set_defaults(func=cmd_formats)
 
-    p = sub.add_parser("regs", help="register map exports (C, Markdown, JSON) from rtl/csr.rdl")
+    p = sub.add_parser("regs", help="register map exports (C, Markdown, JSON, IP-XACT, HTML) "
+                                    "from rtl/csr.rdl")
     common(p)
-    p.add_argument("--format", required=True, choices=("c", "md", "json"))
-    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--format", required=True, choices=("c", "md", "json", "ipxact", "html"))
+    p.add_argument("-o", "--output", metavar="FILE|DIR",
+                   help="write here (default: stdout); a directory for html")
     p.set_defaults(func=cmd_regs)
 
     from sim.tools.fpga import BOARDS, TOPS

@@ -1,6 +1,8 @@
-"""Exports of the control-plane register map (``rtl/csr.rdl``): C header, Markdown, JSON.
+"""Exports of the control-plane register map (``rtl/csr.rdl``): C header, Markdown, JSON,
+IP-XACT and a browsable HTML manual.
 
-``nvmf-offload regs --format c|md|json`` prints them; ``docs/registers.md`` is
+``nvmf-offload regs --format c|md|json|ipxact`` prints them (``--format html -o DIR``
+writes the manual's directory); ``docs/registers.md`` is
 :func:`export_md` of the default parameters and a unit test fails when the two
 drift apart.
 
@@ -15,6 +17,8 @@ drift apart.
   hardware access and repeats every array element as its own section.
 - :func:`export_json` is the map for other tools, with the capability values
   under their RFC (``ibv_nvmf_caps``) names.
+- :func:`export_ipxact` is PeakRDL-ipxact's IEEE 1685-2014 component, for a SoC's
+  address map; :func:`export_html` PeakRDL-html's manual (open ``index.html``).
 """
 
 import json
@@ -25,8 +29,11 @@ from pathlib import Path
 from rtl.params import EngineParams
 from rtl.regmap import compile_rdl, register_map
 
-__all__ = ["export_c", "export_md", "export_json", "capabilities", "CAPABILITIES",
-           "EXPORTERS"]
+__all__ = ["export_c", "export_md", "export_json", "export_ipxact", "export_html",
+           "capabilities", "CAPABILITIES", "EXPORTERS", "IPXACT_VLNV"]
+
+# vendor, library and version of the IP-XACT component (its name is the addrmap's)
+IPXACT_VLNV = {"vendor": "nvmf-offload.example", "library": "nvmf_offload", "version": "0.1.0"}
 
 # RFC capability name -> (register, field or None for the whole register value, as bool).
 CAPABILITIES = {
@@ -266,4 +273,28 @@ def export_json(params: EngineParams | None = None):
     return json.dumps(doc, indent=2) + "\n"
 
 
-EXPORTERS = {"c": export_c, "md": export_md, "json": export_json}
+def export_ipxact(params: EngineParams | None = None):
+    """The register map as an IP-XACT (IEEE 1685-2014) component, from PeakRDL-ipxact."""
+    from peakrdl_ipxact import IPXACTExporter
+
+    params = params or EngineParams()
+    _checked_map(params)
+    root = compile_rdl(params)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "nvmf_csr.xml"
+        IPXACTExporter(**IPXACT_VLNV).export(root.top, str(path))
+        return path.read_text()
+
+
+def export_html(out_dir, params: EngineParams | None = None):
+    """A browsable register manual in ``out_dir`` (PeakRDL-html); returns its index."""
+    from peakrdl_html import HTMLExporter
+
+    params = params or EngineParams()
+    _checked_map(params)
+    HTMLExporter().export(compile_rdl(params).top, str(out_dir),
+                          title="nvmf-offload control plane registers")
+    return Path(out_dir) / "index.html"
+
+
+EXPORTERS = {"c": export_c, "md": export_md, "json": export_json, "ipxact": export_ipxact}

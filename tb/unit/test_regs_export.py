@@ -215,6 +215,65 @@ def test_markdown_lists_every_register_and_field():
     assert "| `max_qps` | `CAP_MAX_QPS` | `value` | 128 (0x80) |" in text
 
 
+# --- IP-XACT and HTML (PeakRDL) --------------------------------------------------------------
+
+IPXACT_NS = {"ipxact": "http://www.accellera.org/XMLSchema/IPXACT/1685-2014"}
+
+
+@pytest.mark.parametrize("params", PARAM_SETS)
+def test_ipxact_component_has_every_register_field_and_reset(params):
+    """The IEEE 1685-2014 component: its VLNV, and every register of the map at its
+    offset with its fields (position, width) and reset, as rtl/csr.rdl gives them."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(rx.export_ipxact(params))
+    assert root.tag == f"{{{IPXACT_NS['ipxact']}}}component"
+    vlnv = {k: root.find(f"ipxact:{k}", IPXACT_NS).text
+            for k in ("vendor", "library", "name", "version")}
+    assert vlnv == dict(rx.IPXACT_VLNV, name="nvmf_csr")
+    got = {}
+    for reg in root.iter(f"{{{IPXACT_NS['ipxact']}}}register"):
+        name = reg.find("ipxact:name", IPXACT_NS).text
+        fields = {}
+        for f in reg.findall("ipxact:field", IPXACT_NS):
+            reset = f.find("ipxact:resets/ipxact:reset/ipxact:value", IPXACT_NS)
+            fields[f.find("ipxact:name", IPXACT_NS).text] = (
+                int(f.find("ipxact:bitOffset", IPXACT_NS).text),
+                int(f.find("ipxact:bitWidth", IPXACT_NS).text),
+                int(reset.text.replace("'h", "0x").replace("'d", ""), 0)
+                if reset is not None else 0)
+        offset = int(reg.find("ipxact:addressOffset", IPXACT_NS).text.replace("'h", "0x"), 0)
+        dim = reg.find("ipxact:dim", IPXACT_NS)
+        if dim is None:
+            got[name] = (offset, fields)
+        else:                       # an array of 32-bit registers, one after the other
+            for i in range(int(dim.text)):
+                got[f"{name}[{i}]"] = (offset + 4 * i, fields)
+    rmap = register_map(params)
+    assert len(got) == len(rmap.registers)
+    for r in rmap.registers:
+        offset, fields = got[r.name]
+        assert offset == r.offset, r.name
+        assert fields == {f.name: (f.lsb, f.width, f.reset) for f in r.fields}, r.name
+
+
+def test_cli_regs_html_writes_a_browsable_manual(tmp_path, capsys):
+    out = tmp_path / "manual"
+    assert main(["regs", "--format", "html", "-o", str(out)]) == 0
+    index = Path(capsys.readouterr().out.strip())
+    assert index == out / "index.html" and index.is_file()
+    assert "nvmf-offload control plane registers" in index.read_text()
+    data = "".join(p.read_text(errors="replace") for p in (out / "data").iterdir())
+    for reg in register_map(EngineParams()).registers:
+        assert reg.name.split("[")[0] in data, reg.name
+
+
+def test_cli_regs_html_needs_a_directory(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["regs", "--format", "html"])
+    assert "give -o DIR" in str(exc.value)
+
+
 # --- command line ------------------------------------------------------------------------
 
 def test_cli_regs_json(capsys):

@@ -128,42 +128,6 @@ def cmd_parser_demo(args):
     return 0
 
 
-def _progress(path, stop, width=40):
-    """Draw a progress bar from the "done total" lines the simulation appends to ``path``."""
-    import time
-
-    last = None
-    while not stop.is_set():
-        try:
-            lines = Path(path).read_text().split()
-        except OSError:
-            lines = []
-        if len(lines) >= 2:
-            done, total = int(lines[-2]), int(lines[-1])
-            if (done, total) != last:
-                filled = width * done // max(total, 1)
-                sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
-                                 f"{done}/{total} commands")
-                sys.stderr.flush()
-                last = (done, total)
-        time.sleep(0.2)
-    if last:
-        sys.stderr.write("\n")
-
-
-def _latency_svg(path, latencies_summary, histogram):
-    """A small SVG bar chart of the latency histogram (no plotting library needed)."""
-    bars = "".join(
-        f'<rect x="{40 + i * 22}" y="{210 - h}" width="18" height="{h}" fill="#4a7"/>'
-        f'<text x="{40 + i * 22}" y="228" font-size="8">{label}</text>'
-        for i, (label, h) in enumerate(histogram))
-    Path(path).write_text(
-        '<svg xmlns="http://www.w3.org/2000/svg" width="520" height="240">'
-        '<text x="10" y="16" font-size="12">command latency, cycles '
-        f'(p50 {latencies_summary["p50"]}, p99 {latencies_summary["p99"]})</text>'
-        f"{bars}</svg>\n")
-
-
 def cmd_demo(args):
     """The main job: a 4 KiB random read/write workload through the whole engine."""
     import tempfile
@@ -172,7 +136,11 @@ def cmd_demo(args):
     from rtl.params import EngineParams
     from rtl.verilog import write_verilog
     from sim.cosim.harness import run_cocotb
+    from sim.tools.plots import PLOT_SUFFIXES, follow_progress, latency_figure
 
+    if args.plot != "none" and Path(args.plot).suffix not in PLOT_SUFFIXES:
+        raise SystemExit(f"nvmf-offload demo: --plot {args.plot}: a .png or .svg file, "
+                         f"or none")
     base = _params(args)
     params = EngineParams(**dict(vars(base), staging_bytes=max(base.staging_bytes, 1 << 20),
                                  contexts=max(base.contexts, 64)))
@@ -188,7 +156,7 @@ def cmd_demo(args):
                "NVMF_SEED": args.seed, "NVMF_SSD_LATENCY": args.ssd_latency,
                "NVMF_REPORT": report, "NVMF_PROGRESS": progress}
         stop = threading.Event()
-        bar = threading.Thread(target=_progress, args=(progress, stop), daemon=True)
+        bar = threading.Thread(target=follow_progress, args=(progress, stop), daemon=True)
         bar.start()
         try:
             run_cocotb(args.sim, "nvmf_engine", params, "sim.cosim.demo_workload",
@@ -202,14 +170,10 @@ def cmd_demo(args):
             stop.set()
             bar.join()
         rep = json.loads(report.read_text())
-    _print_workload_report(rep, *_report_clock(args.clock_mhz))
-    if args.plot:
-        lat = rep["latency"]
-        peak = max(lat["histogram"]) or 1
-        bars = [(str(lat["min"] + i * lat["bin_cycles"]), 180 * count // peak)
-                for i, count in enumerate(lat["histogram"])]
-        _latency_svg(args.plot, lat, bars)
-        print(f"latency plot: {args.plot}")
+    clock_mhz, clock_source = _report_clock(args.clock_mhz)
+    _print_workload_report(rep, clock_mhz, clock_source)
+    if args.plot != "none":
+        print(f"latency plot: {latency_figure(rep, args.plot, clock_mhz)}")
     if args.waves:
         print("waveforms: see the build directory printed above (docs/running.md)")
     return 0
@@ -327,7 +291,9 @@ def build_parser():
                         "Fmax, sim/tools/fpga.py MEASURED_FMAX, docs/fpga.md)")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--waves", action="store_true", help="record a waveform")
-    p.add_argument("--plot", metavar="FILE.svg", help="write a latency histogram")
+    p.add_argument("--plot", metavar="FILE.png|FILE.svg", default="build/demo/latency.png",
+                   help="where the latency plots go (matplotlib; PNG or SVG by the suffix; "
+                        "default build/demo/latency.png; none: no plot)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("parser-demo", help="random capsule traffic through the parser alone")

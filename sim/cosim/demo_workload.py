@@ -44,6 +44,7 @@ async def run_workload(dut):
     sent = done = 0
     verified = 0
     latencies = []
+    log = []
     per_op = {"read": 0, "write": 0}
     cid = 0
     start = tb.cycle
@@ -98,6 +99,7 @@ async def run_workload(dut):
         assert cqe["status"]["sc"] == 0 and cqe["status"]["sct"] == 0, cqe
         is_read, unit, buf_index, off, t0 = inflight[s].pop(cqe["cid"])
         latencies.append(tb.cycle - t0)
+        log.append([tb.cycle - start, tb.cycle - t0, int(is_read)])
         if is_read:
             want = shadow[s].get(unit, bytes(BLOCK))
             got = bytes(target.memory[s][off:off + BLOCK])
@@ -131,6 +133,7 @@ async def run_workload(dut):
         "bytes_verified": verified,
         "latency": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
                     "max": hi, "min": lo, "histogram": histogram, "bin_cycles": step},
+        "commands_log": log,            # [completion cycle, latency, is_read] per command
         "ssd_commands": sum(ssd.executed for ssd in target.ssds),
         "rdma_reads": tb.rdma.reads, "rdma_writes": tb.rdma.writes,
         "data_width": tb.params.data_width,

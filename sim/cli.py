@@ -65,6 +65,10 @@ def cmd_verilog(args):
     params = _params(args)
     for path in write_verilog(args.output, params, config=_config_label(args)):
         print(path)
+    if args.fusesoc:
+        from sim.tools.fusesoc import write_core
+
+        print(write_core(args.output, params, config=_config_label(args)))
     return 0
 
 
@@ -276,6 +280,8 @@ def build_parser():
     p = sub.add_parser("verilog", help="write the Verilog of the gateware")
     common(p)
     p.add_argument("-o", "--output", default="build/verilog", metavar="DIR")
+    p.add_argument("--fusesoc", action="store_true",
+                   help="also write a FuseSoC core (CAPI2) for nvmf_engine.v")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("demo", help="the main job: a workload through the engine, with a report")

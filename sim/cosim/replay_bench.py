@@ -353,7 +353,7 @@ class RtlReplay(Backend):
         kind = fault["kind"]
         count = fault.get("count", 1)
         if kind == "ssd_status":
-            status = tuple(fault[k] for k in ("sct", "sc", "dnr", "crd", "m"))
+            status = {k: fault[k] for k in ("sct", "sc", "dnr", "crd", "m")}
             self.ssds[fault["ssd"]].inject(fault["nsid"], status=status, count=count,
                                            dw0=fault.get("dw0", 0))
         elif kind == "ssd_timeout":

@@ -359,11 +359,16 @@ class NvmeSsd:
 
     # --- the transaction face: time in cycles, no clock ----------------------------------------
 
+    @property
+    def fetch_pending(self):
+        """An SQ-tail doorbell was written since the last :meth:`fetch_steps`."""
+        return bool(self._doorbells)
+
     def next_event_time(self):
         """When the SSD next has work: now with SQEs to fetch, the next completion time,
         or None when nothing is scheduled (CQEs waiting for room in a full CQ wait for
         the host's CQ-head doorbell, not for a time)."""
-        if self._doorbells:
+        if self.fetch_pending:
             return self.now
         return self._due[0][0] if self._due else None
 

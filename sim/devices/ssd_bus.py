@@ -112,12 +112,10 @@ class SsdDevice:
         return self.bar + self.ssd.cq_doorbell_offset(qid)
 
     def inject(self, nsid, *, status=None, never=False, count=1, delay=0, dw0=0):
-        """The next ``count`` commands fetched for ``nsid`` get this fault: ``status``
-        ``(sct, sc, dnr)`` or ``(sct, sc, dnr, crd, m)`` (or a dict of those fields),
-        with ``dw0`` in the CQE, instead of executing, ``never`` completing, or ``delay``
-        more cycles."""
-        if status is not None and not isinstance(status, dict):
-            status = dict(zip(("sct", "sc", "dnr", "crd", "m"), status, strict=False))
+        """The next ``count`` commands fetched for ``nsid`` get this fault
+        (:meth:`sim.devices.ssd.NvmeSsd.inject`): ``status`` (a dict of ``sct``, ``sc``,
+        ``dnr``, ``crd``, ``m``) with ``dw0`` in the CQE instead of executing, ``never``
+        completing, or ``delay`` more cycles."""
         self.ssd.inject(nsid, status=status, delay=delay, never=never, count=count, dw0=dw0)
 
     def clear_faults(self):
@@ -148,7 +146,7 @@ class SsdDevice:
             if self.on_error is not None:
                 self.on_error(self, exc)
             raise OSError(str(exc)) from exc
-        if self.ssd._doorbells:
+        if self.ssd.fetch_pending:
             self._fetching += 1
             cocotb.start_soon(self._fetch())
 

@@ -23,10 +23,11 @@ import dataclasses
 import enum
 import hashlib
 
+from sim.devices.pcie import PAGE_BYTES, SparseMemory
+
 __all__ = ["RdmaStatus", "RdmaResult", "Region", "Initiator", "pattern", "first_mismatch",
            "PAGE_BYTES"]
 
-PAGE_BYTES = 4096
 U32 = (1 << 32) - 1
 U64 = (1 << 64) - 1
 
@@ -81,7 +82,7 @@ class Initiator:
     """Host memory by rkey, with RDMA access checks and fault injection."""
 
     def __init__(self, regions=()):
-        self._pages = {}            # page number -> bytearray(PAGE_BYTES)
+        self._memory = SparseMemory("initiator")   # the address space of every region
         self._regions = {}          # rkey -> Region
         self._faults = []           # [op, rkey, remaining count]
         self.log = []               # RdmaOp per RDMA operation, in order
@@ -128,27 +129,10 @@ class Initiator:
     # --- raw memory ---------------------------------------------------------------------------
 
     def _mem_read(self, addr, length):
-        out = bytearray()
-        while length:
-            page, off = divmod(addr, PAGE_BYTES)
-            n = min(length, PAGE_BYTES - off)
-            buf = self._pages.get(page)
-            out += buf[off:off + n] if buf is not None else bytes(n)
-            addr += n
-            length -= n
-        return bytes(out)
+        return self._memory.bus_read(addr, length)
 
     def _mem_write(self, addr, data):
-        data = memoryview(bytes(data))
-        while data:
-            page, off = divmod(addr, PAGE_BYTES)
-            n = min(len(data), PAGE_BYTES - off)
-            buf = self._pages.get(page)
-            if buf is None:
-                buf = self._pages[page] = bytearray(PAGE_BYTES)
-            buf[off:off + n] = data[:n]
-            addr += n
-            data = data[n:]
+        self._memory.bus_write(addr, data)
 
     # --- host side: by (rkey, offset) ---------------------------------------------------------
 

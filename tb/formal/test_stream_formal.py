@@ -17,27 +17,24 @@ The auxiliary invariants that make induction close relate the stage's state to t
 item counts; they are properties too.
 """
 
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cover, Module, ResetSignal, Signal
 
 from rtl.stream_util import HoldRegister, RegisterSlice
+from sim.tools.venv import console_script
 
 W = 4                           # item numbers modulo 16: more than any stage holds
 DEPTH = {"prove": 6, "cover": 12}
 
 
 def _tool(name):
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found: install the pinned dependencies (./bootstrap.sh)")
-    return found
+    try:
+        return console_script(name)
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 def _stream_harness(dut, capacity, invariants):

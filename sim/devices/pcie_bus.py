@@ -4,11 +4,13 @@
 :class:`PcieFabric` holds host memory (the backend rings) and the SSDs' doorbell BARs
 (:meth:`PcieFabric.add_bar`), answers the engine's reads and writes through
 cocotbext-axi's :class:`~cocotbext.axi.AxiSlave`, and can answer chosen accesses with
-SLVERR (:meth:`PcieFabric.fail_next`). ``on_access``, when set, sees every access.
+SLVERR (:meth:`PcieFabric.fail_next`). ``on_access``, when set, sees every access;
+``delay``, when set, holds accesses back for a number of clock cycles.
 """
 
 import logging
 
+from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiBus, AxiSlave
 from cocotbext.axi.address_space import AddressSpace, PeripheralRegion, SparseMemoryRegion
 
@@ -26,7 +28,10 @@ class PcieFabric:
     ``host_base`` / ``host_size`` place the host memory (the rings). ``on_access``,
     when set, is called for every beat the engine reads or writes as
     ``on_access(kind, addr, data, failed)`` (``data``: the bytes written, or the
-    length read).
+    length read). ``delay``, when set, is called as ``delay(kind, addr, length)`` before
+    each of those accesses takes effect and returns a number of cycles of ``clk`` to
+    wait first (0 or None: none); that side of the slave (it takes one burst at a time)
+    answers nothing meanwhile.
     """
 
     def __init__(self, dut, clk, rst, prefix="m_axi_pcie", host_base=HOST_BASE,
@@ -37,6 +42,8 @@ class PcieFabric:
         self.space.register_region(_Faultable(self, self.host, host_size), host_base)
         self.faults = []          # [base, size, kind ("read"/"write"), remaining, unit]
         self.on_access = None
+        self.delay = None
+        self.clk = clk
         self._burst = {}          # kind -> (next address, unit) of a burst a fault hit
         self.slave = AxiSlave(AxiBus.from_prefix(dut, prefix), clk, rst, target=self.space)
         self.slave.write_if.log.setLevel(logging.WARNING)
@@ -79,6 +86,12 @@ class PcieFabric:
         if (addr + length) % unit:
             self._burst[kind] = (addr + length, unit)
 
+    async def _wait(self, kind, addr, length):
+        if self.delay is not None:
+            cycles = self.delay(kind, addr, length)
+            if cycles:
+                await ClockCycles(self.clk, cycles)
+
     def _report(self, kind, addr, data, failed):
         if self.on_access is not None:
             self.on_access(kind, addr, data, failed)
@@ -94,6 +107,7 @@ class _Faultable:
 
     async def read(self, address, length, **kwargs):
         addr = address + (self._base or 0)
+        await self.fabric._wait("read", addr, length)
         try:
             self.fabric.check("read", addr, length)
         except OSError:
@@ -104,6 +118,7 @@ class _Faultable:
 
     async def write(self, address, data, **kwargs):
         addr = address + (self._base or 0)
+        await self.fabric._wait("write", addr, len(data))
         try:
             self.fabric.check("write", addr, len(data))
         except OSError:

@@ -2,9 +2,10 @@
 
 Knobs from the environment: ``NVMF_SEED``; ``NVMF_PRESSURE`` (fraction of
 paused cycles on every input and output channel: ``i_msix``, ``o_cqe``,
-``o_error`` and the five AXI channels; it also makes the read and write
-response latency random, 1 to 12 cycles). Without it the memory answers
-2 cycles after AR (the ``throughput_*`` tests measure cycles per CQE).
+``o_error`` and the five AXI channels; it also delays each read burst and each
+write response by 1 to 12 random cycles more). Without it the memory (the
+cocotbext-axi slave of ``sim.devices.pcie_bus.PcieFabric``) answers 2 cycles
+after AR (the ``throughput_*`` tests measure cycles per CQE).
 
 Every test ends with ``tb.settle()`` or ``tb.check()``: each ``o_cqe`` was the
 entry at the reference consumer's head with the expected phase, each doorbell

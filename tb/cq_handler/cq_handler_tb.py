@@ -2,12 +2,17 @@
 
 Pieces, each modelling one thing outside the block:
 
-* ``PcieMemory`` - the PCIe side behind ``m_axi``: host memory holding the
-  CQ rings, the SSDs' CQ-head doorbell registers (every write recorded in
-  order), injectable SLVERR answers (per beat), and a check that every read
-  burst falls inside a ring and does not cross 4 KiB.
-* ``AxiModel`` - the AXI4 slave in front of it: reads outstanding without
-  limit, answered in order after a (random) latency, pauses per channel.
+* ``PcieSide`` - the PCIe side behind ``m_axi``: the project's
+  :class:`~sim.devices.pcie_bus.PcieFabric`, i.e. cocotbext-axi's ``AxiSlave``
+  over host memory holding the CQ rings and the SSDs' BAR0 (``DoorbellBar``);
+  injectable SLVERR answers (``fail_reads`` fails every beat of the CQE it hits,
+  ``fail_doorbell`` a doorbell write); every doorbell write recorded in bus
+  order, failed ones included (the fabric's ``on_access``). The slave reads a
+  whole burst from memory at once and answers in order, one burst at a time.
+* ``BusTiming`` - the slave's timing: extra random latency before a read burst
+  or a write (the fabric's ``delay`` hook; the slave's own is 2 cycles after
+  AR, B 2 cycles after AW and W) and cocotbext pause generators on the five
+  channels.
 * ``SsdCq`` - the SSD side of one completion queue: posts CQEs with the
   phase tag, honours the CQ-full rule against the doorbell it last saw, and
   sends MSI-X messages.
@@ -18,9 +23,12 @@ Pieces, each modelling one thing outside the block:
   wrap; an entry is new when its phase equals the expected one). Written from
   the spec, not from the RTL.
 * ``TB`` - clock, reset, stream drivers with idle / back-pressure generators,
-  and the scoreboard: every ``o_cqe`` must be the entry at the model's head
-  with the expected phase; every doorbell must carry the model's head after
-  the CQEs emitted so far, and must move it.
+  the AR / AW handshake monitor (protocol checks: every read burst inside a
+  configured ring, whole beats around it allowed, not crossing 4 KiB; every
+  write one 4-byte beat to a configured doorbell), and the scoreboard: every
+  ``o_cqe`` must be the entry at the model's head with the expected phase;
+  every doorbell must carry the model's head after the CQEs emitted so far,
+  and must move it.
 """
 
 import itertools
@@ -32,6 +40,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from rtl.formats import CQE_BYTES, BackendQueueEntry, CqCompletion, Cqe, decode, encode
 from sim.cosim.harness import params_from_env
+from sim.devices.pcie_bus import PcieFabric
 
 CLOCK_NS = 4
 
@@ -101,169 +110,160 @@ class CqConsumer:
 
 # --- PCIe side --------------------------------------------------------------------------------
 
-class PcieMemory:
-    """Behind ``AxiModel``: host memory with the rings, and the SSDs' doorbells."""
+#: host memory behind the fabric: every CQ ring of the tests lies in it
+HOST_BASE = 0x0000_0012_3400_0000
+HOST_SIZE = 1 << 26
 
-    def __init__(self, beat_bytes):
-        self.beat_bytes = beat_bytes
-        self.mem = {}                    # byte address -> value (absent: 0)
+
+class DoorbellBar:
+    """The SSDs' BAR0 as a cocotbext-axi peripheral: the last bytes written per offset.
+
+    :class:`PcieSide` logs the writes from the fabric's ``on_access`` (failed ones too,
+    which never reach here).
+    """
+
+    def __init__(self):
+        self.regs = {}
+
+    async def read(self, address, length, **kwargs):
+        return bytes(length)
+
+    async def write(self, address, data, **kwargs):
+        self.regs[address] = bytes(data)
+
+
+class PcieSide:
+    """The PCIe side behind ``m_axi``: a :class:`~sim.devices.pcie_bus.PcieFabric`.
+
+    Its cocotbext-axi ``AxiSlave`` answers from host memory (``HOST_BASE``, holding
+    the CQ rings) and the SSDs' BAR0 (:class:`DoorbellBar` at ``SSD_BAR``); injected
+    faults answer SLVERR. The R queue has no limit, so the slave reads a whole burst
+    from memory at once (a two-beat CQE never mixes old and new bytes) and goes on to
+    the next AR while the beats wait for ``rready``.
+
+    What the tests see: ``load`` / ``peek`` / ``read16`` on host memory, ``rings`` and
+    ``doorbells`` (what is configured, for the TB's address checks), ``reads`` /
+    ``beats`` per queue (counted by the TB's AR monitor), ``doorbell_log`` (queue,
+    value, ok) in bus order with failed writes, and ``errors`` (bad doorbell writes).
+    """
+
+    def __init__(self, tb):
+        dut = tb.dut
+        self.beat_bytes = tb.beat_bytes
+        self.fabric = PcieFabric(dut, dut.clk, dut.rst, prefix="m_axi",
+                                 host_base=HOST_BASE, host_size=HOST_SIZE)
+        self.bar = DoorbellBar()
+        self.fabric.add_bar(0, self.bar, base=SSD_BAR)
+        self.fabric.on_access = self._access
+        self.fabric.slave.read_if.r_channel.queue_occupancy_limit = 0
         self.rings = {}                  # queue -> (base, bytes)
         self.doorbells = {}              # doorbell address -> queue
         self.doorbell_log = []           # (queue, value, ok) in bus order
         self.reads = Counter()           # queue -> read bursts
         self.beats = Counter()           # queue -> beats read
-        self.read_faults = []            # [lo, hi, remaining]: SLVERR for the beats touching it
-        self.write_faults = {}           # doorbell address -> writes still to fail
         self.errors = []                 # protocol violations seen here
         self.on_doorbell = None          # callback(queue, value, ok)
 
     def load(self, addr, raw):
-        for i, b in enumerate(raw):
-            self.mem[addr + i] = b
+        self.fabric.host.mem.write(addr - HOST_BASE, bytes(raw))
 
     def peek(self, addr, n):
-        return bytes(self.mem.get(addr + i, 0) for i in range(n))
+        return self.fabric.host.mem.read(addr - HOST_BASE, n)
 
     def read16(self, addr):
         return self.peek(addr, CQE_BYTES)
 
     def fail_reads(self, lo, hi, count=1):
-        self.read_faults.append([lo, hi, count])
+        """SLVERR for the next ``count`` reads of ``[lo, hi)``: every beat of the CQE hit."""
+        self.fabric.fail_next(lo, hi - lo, "read", count, unit=CQE_BYTES)
 
     def fail_doorbell(self, addr, count=1):
-        self.write_faults[addr] = count
+        """SLVERR for the next ``count`` writes to the doorbell at ``addr``."""
+        self.fabric.fail_next(addr, 4, "write", count)
 
-    def read_burst(self, address, beats):
-        """One read burst of ``beats`` full beats: [(bytes, resp)], resp 2 (SLVERR) per beat."""
+    def ring_of(self, address, length):
+        """The queue whose ring (in whole beats) holds ``[address, address + length)``."""
         nb = self.beat_bytes
-        length = beats * nb
         queue = None
         for q, (base, size) in self.rings.items():
             lo = base - base % nb
-            span = -(-(base + size) // nb) * nb - lo                 # whole beats
+            span = -(-(base + size) // nb) * nb - lo
             if lo <= address and address + length <= lo + span:
                 queue = q
-        if queue is None:
-            self.errors.append(f"read of {length} bytes at {address:#x} outside every CQ ring")
-            return [(bytes(nb), 2)] * beats
-        if address // 4096 != (address + length - 1) // 4096:
-            self.errors.append(f"read of {length} bytes at {address:#x} crosses 4 KiB")
-        self.reads[queue] += 1
-        self.beats[queue] += beats
-        bad = set()
-        for fault in self.read_faults:
-            lo, hi, remaining = fault
-            if remaining and address < hi and lo < address + length:
-                fault[2] -= 1
-                bad |= {i for i in range(beats)
-                        if address + i * nb < hi and lo < address + (i + 1) * nb}
-        return [(self.peek(address + i * nb, nb), 2 if i in bad else 0) for i in range(beats)]
+        return queue
 
-    def write(self, address, data):
-        """A doorbell write; returns the response (0 OKAY, 2 SLVERR)."""
-        queue = self.doorbells.get(address)
+    def _access(self, kind, addr, data, failed):
+        if kind != "write":
+            return
+        queue = self.doorbells.get(addr)
         if queue is None or len(data) != 4:
-            self.errors.append(f"write of {bytes(data).hex()} at {address:#x} is not a doorbell")
-            return 2
+            self.errors.append(f"write of {data.hex()} at {addr:#x} is not a doorbell")
+            return
         value = int.from_bytes(data, "little")
-        ok = not self.write_faults.get(address)
-        if not ok:
-            self.write_faults[address] -= 1
-        self.doorbell_log.append((queue, value, ok))
+        self.doorbell_log.append((queue, value, not failed))
         if self.on_doorbell is not None:
-            self.on_doorbell(queue, value, ok)
-        return 0 if ok else 2
+            self.on_doorbell(queue, value, not failed)
 
 
-class AxiModel:
-    """The PCIe fabric on ``m_axi``: an AXI4 slave in front of ``PcieMemory``.
+class BusTiming:
+    """Timing of the slave on ``m_axi``: response latency and pauses per channel.
 
-    Any number of reads outstanding, answered in order; read data is taken when
-    the AR is accepted and comes ``latency`` cycles later at the earliest (a
-    random pick from ``latency`` when it is a range); SLVERR per beat for the
-    beats that touch an injected fault. Writes: one beat each, the response
-    ``b_latency`` cycles after both AW and W. ``pause`` generators per channel
-    (``ar``, ``r``, ``aw``, ``w``, ``b``) drop ready / valid for a cycle.
+    ``latency`` / ``b_latency`` (a range, a random pick with ``rng`` when it is one):
+    extra cycles before the slave answers a read burst (it waits before reading the
+    first beat; one burst at a time) / a write (before it takes effect, and B after
+    it); (0, 0), the default, leaves the slave's own: the first R beat 2 cycles after
+    the AR at the earliest, B 2 cycles after AW and W. Through the fabric's ``delay``
+    hook, which is called for every beat the slave reads; the TB's AR monitor tells
+    (:meth:`burst_accepted`) where each burst starts.
+
+    ``set_pause(ch, generator)``: cocotbext's pause generator of channel ``ar``, ``r``,
+    ``aw``, ``w`` or ``b`` (None: no pauses).
     """
 
-    def __init__(self, tb, mem, rng=None):
-        self.tb = tb
-        self.mem = mem
+    def __init__(self, side, rng=None):
         self.rng = rng
-        self.latency = (2, 2)
-        self.b_latency = (2, 2)
-        self.pause = {ch: None for ch in ("ar", "r", "aw", "w", "b")}
-        cocotb.start_soon(self._run())
+        self.latency = (0, 0)
+        self.b_latency = (0, 0)
+        read, write = side.fabric.slave.read_if, side.fabric.slave.write_if
+        self.channels = {"ar": read.ar_channel, "r": read.r_channel, "aw": write.aw_channel,
+                         "w": write.w_channel, "b": write.b_channel}
+        self.reset()
+        side.fabric.delay = self._delay
 
-    def _paused(self, ch):
-        gen = self.pause[ch]
-        return bool(next(gen)) if gen else False
+    def reset(self):
+        self._starts = deque([0])        # read beat numbers at which a burst starts
+        self._beats = 0                  # read beats the slave has started
+        self._accepted = 0               # beats of the bursts accepted so far
 
-    def _lat(self, span):
+    def set_pause(self, ch, generator):
+        channel = self.channels[ch]
+        channel.set_pause_generator(generator)
+        if generator is None:
+            channel.pause = False
+
+    def burst_accepted(self, beats):
+        """An AR of ``beats`` beats: the next burst starts after them.
+
+        The AR of burst ``n - 1`` is seen at an edge before the one of burst ``n``,
+        so burst ``n``'s start is known before the slave reads its first beat.
+        """
+        self._accepted += beats
+        self._starts.append(self._accepted)
+
+    def _pick(self, span):
         lo, hi = span
         return lo if lo == hi or self.rng is None else self.rng.randint(lo, hi)
 
-    async def _run(self):
-        dut, nb = self.tb.dut, self.mem.beat_bytes
-        for name in ("arready", "rvalid", "rlast", "rresp", "rdata", "awready", "wready",
-                     "bvalid", "bresp", "rid", "bid"):
-            getattr(dut, f"m_axi_{name}").value = 0
-        reads = deque()           # [due cycle, [(data, resp)]]
-        aws, ws, bs = deque(), deque(), deque()
-        r_on = b_on = False
-        arready = awready = wready = False
-        cycle = 0
-        while True:
-            await RisingEdge(dut.clk)
-            cycle += 1
-            if high(dut.rst):
-                for q in (reads, aws, ws, bs):
-                    q.clear()
-                r_on = b_on = False
-            else:
-                if arready and high(dut.m_axi_arvalid):
-                    addr, beats = int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value) + 1
-                    reads.append([cycle + self._lat(self.latency) - 1,
-                                  self.mem.read_burst(addr - addr % nb, beats)])
-                if awready and high(dut.m_axi_awvalid):
-                    aws.append(int(dut.m_axi_awaddr.value))
-                if wready and high(dut.m_axi_wvalid):
-                    ws.append((int(dut.m_axi_wdata.value), int(dut.m_axi_wstrb.value)))
-                if r_on and high(dut.m_axi_rready):
-                    reads[0][1].pop(0)
-                    if not reads[0][1]:
-                        reads.popleft()
-                    r_on = False
-                if b_on and high(dut.m_axi_bready):
-                    bs.popleft()
-                    b_on = False
-                while aws and ws:
-                    addr = aws.popleft()
-                    data, strb = ws.popleft()
-                    raw = data.to_bytes(nb, "little")
-                    lanes = [i for i in range(nb) if strb >> i & 1]
-                    base = addr - addr % nb
-                    payload = bytes(raw[i] for i in lanes)
-                    start = base + (lanes[0] if lanes else 0)
-                    bs.append([cycle + self._lat(self.b_latency) - 1,
-                               self.mem.write(start, payload)])
-            arready = not self._paused("ar")
-            awready = not self._paused("aw")
-            wready = not self._paused("w")
-            dut.m_axi_arready.value = int(arready)
-            dut.m_axi_awready.value = int(awready)
-            dut.m_axi_wready.value = int(wready)
-            if not r_on and reads and reads[0][0] <= cycle and not self._paused("r"):
-                data, resp = reads[0][1][0]
-                dut.m_axi_rdata.value = int.from_bytes(data, "little")
-                dut.m_axi_rresp.value = resp
-                dut.m_axi_rlast.value = int(len(reads[0][1]) == 1)
-                r_on = True
-            dut.m_axi_rvalid.value = int(r_on)
-            if not b_on and bs and bs[0][0] <= cycle and not self._paused("b"):
-                dut.m_axi_bresp.value = bs[0][1]
-                b_on = True
-            dut.m_axi_bvalid.value = int(b_on)
+    def _delay(self, kind, addr, length):
+        if kind == "write":
+            return self._pick(self.b_latency)
+        beat = self._beats
+        self._beats += 1
+        while self._starts and self._starts[0] < beat:
+            self._starts.popleft()
+        if self._starts and self._starts[0] == beat:
+            return self._pick(self.latency)
+        return 0
 
 
 class SsdCq:
@@ -416,9 +416,9 @@ class TB:
         dut.poll.value = 0
         dut.init_valid.value = 0
         dut.init_queue.value = 0
-        self.mem = PcieMemory(self.beat_bytes)
+        self.mem = PcieSide(self)
         self.mem.on_doorbell = self._doorbell
-        self.axi = AxiModel(self, self.mem)
+        self.axi = BusTiming(self.mem)
         self.table = QueueTable(self)
         cocotb.start_soon(self.table.run())
         self.msix = StreamSource(dut, "i_msix")
@@ -450,7 +450,8 @@ class TB:
                 self._check_aw()
 
     def _check_ar(self):
-        """A CQE read: INCR, full aligned beats, 64 bytes or less (the memory checks the ring)."""
+        """A CQE read: INCR, full aligned beats, 64 bytes or less, inside a configured ring
+        (the whole beats around it allowed), not crossing 4 KiB; counted per queue."""
         dut, nb = self.dut, self.beat_bytes
         addr, length = int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value)
         size, burst = int(dut.m_axi_arsize.value), int(dut.m_axi_arburst.value)
@@ -458,14 +459,27 @@ class TB:
         if (1 << size != nb or length + 1 > max_beats or burst != 1
                 or addr % min(nb, CQE_BYTES)):
             self._fail(f"CQE read araddr {addr:#x} arlen {length} arsize {size} arburst {burst}")
+        beats = length + 1
+        start, nbytes = addr - addr % nb, beats * nb
+        self.axi.burst_accepted(beats)
+        queue = self.mem.ring_of(start, nbytes)
+        if queue is None:
+            self._fail(f"read of {nbytes} bytes at {start:#x} outside every CQ ring")
+            return
+        if start // 4096 != (start + nbytes - 1) // 4096:
+            self._fail(f"read of {nbytes} bytes at {start:#x} crosses 4 KiB")
+        self.mem.reads[queue] += 1
+        self.mem.beats[queue] += beats
 
     def _check_aw(self):
-        """A doorbell write: one 4-byte INCR beat at a 4-byte aligned address."""
+        """A doorbell write: one 4-byte INCR beat to a configured doorbell address."""
         dut = self.dut
         addr, length = int(dut.m_axi_awaddr.value), int(dut.m_axi_awlen.value)
         size, burst = int(dut.m_axi_awsize.value), int(dut.m_axi_awburst.value)
         if (size, length, burst) != (2, 0, 1) or addr % 4:
             self._fail(f"doorbell awaddr {addr:#x} awlen {length} awsize {size} awburst {burst}")
+        if addr not in self.mem.doorbells:
+            self._fail(f"write at {addr:#x} is not a doorbell")
 
     # -- knobs --
 
@@ -473,20 +487,21 @@ class TB:
         """Pauses on the handler's inputs: ``i_msix`` and the AXI ``b`` / ``r`` channels."""
         self.msix.pause = factory() if factory else None
         for ch in ("b", "r"):
-            self.axi.pause[ch] = factory() if factory else None
+            self.axi.set_pause(ch, factory() if factory else None)
 
     def set_backpressure_generator(self, factory=None):
         """Pauses on the handler's outputs: ``o_cqe``, ``o_error``, AXI ``aw`` / ``w`` / ``ar``."""
         self.cqe_sink.pause = factory() if factory else None
         self.err_sink.pause = factory() if factory else None
         for ch in ("aw", "w", "ar"):
-            self.axi.pause[ch] = factory() if factory else None
+            self.axi.set_pause(ch, factory() if factory else None)
 
     def hold_cqe_output(self, hold=True):
         """Keep ``o_cqe.ready`` low until released (``hold=False``)."""
         self.cqe_sink.pause = itertools.repeat(1) if hold else None
 
     async def cycle_reset(self):
+        self.axi.reset()
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, 3)
         self.dut.rst.value = 0

@@ -8,12 +8,16 @@ their in-capsule data on ``m_axis_backend_cmd`` / ``m_axis_backend_data``;
 it exists to test the front end's routing in isolation.
 """
 
-from amaranth.hdl import Cat, Module
+import dataclasses
+
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetSignal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from .axi_arbiter import AxiWriteArbiter
 from .backend import Backend
+from .cdc import AxiPortCrossing
 from .control import AXIL_PORTS, ControlPlane
 from .formats import QPN_WIDTH, BackendCommand, ExcSideband, RdmaCommand, SqRequest
 from .front import Front
@@ -22,7 +26,7 @@ from .parser import CapsuleParser
 from .stream_util import HoldRegister, RegisterSlice
 
 __all__ = ["Engine", "EngineFront", "BACKEND_CMD_TDATA_WIDTH", "RESP_TUSER_WIDTH",
-           "RDMA_CMD_TDATA_WIDTH", "PCIE_ID_WIDTH"]
+           "RDMA_CMD_TDATA_WIDTH", "PCIE_ID_WIDTH", "SPLIT_DOMAINS"]
 
 
 def _bytes_width(layout):
@@ -34,6 +38,8 @@ RDMA_CMD_TDATA_WIDTH = _bytes_width(RdmaCommand)
 RESP_TUSER_WIDTH = QPN_WIDTH + 1 + 32          # {rkey, invalidate, qpn} LSB first
 EXC_TUSER_WIDTH = data.Layout.cast(ExcSideband).size
 PCIE_ID_WIDTH = 1
+#: the clock domains besides ``sync`` of a ``clock_domains = "split"`` engine
+SPLIT_DOMAINS = ("pcie", "csr")
 
 
 def _common_members(W):
@@ -199,6 +205,14 @@ class Engine(wiring.Component):
     s_axi_p2p_* : AXI4 slave, DATA_W: the SSDs' DMA to and from staging, MSI-X.
     s_axil_csr_* : AXI4-Lite slave (``docs/registers.md``).
     irq : the event queue is not empty (and enabled).
+
+    With ``clock_domains = "split"`` (:class:`rtl.params.EngineParams`) the engine
+    has three clocks: ``clk`` / ``rst`` for the core and the capsule, response,
+    software, QP-error and RDMA streams; ``pcie_clk`` / ``pcie_rst`` for
+    ``m_axi_pcie`` and ``s_axi_p2p``; ``csr_clk`` / ``csr_rst`` for ``s_axil_csr``
+    and ``irq`` (two flip-flops from the core's). Each AXI channel crosses in an
+    asynchronous FIFO (:class:`rtl.cdc.AxiPortCrossing`); ``docs/clocks.md`` has
+    the reset sequence.
     """
 
     def __init__(self, params=None):
@@ -223,9 +237,56 @@ class Engine(wiring.Component):
             members[f"m_axi_pcie_{name}"] = In(width) if direction == "i" else Out(width)
         for name, direction, width in p2p_ports(params):
             members[f"s_axi_p2p_{name}"] = In(width) if direction == "i" else Out(width)
+        if params.clock_domains == "split":
+            for domain in SPLIT_DOMAINS:
+                members[f"{domain}_clk"] = In(1)
+                members[f"{domain}_rst"] = In(1)
         super().__init__(members)
 
     def elaborate(self, platform):
+        if self.params.clock_domains == "split":
+            return self._elaborate_split()
+        return self._elaborate_core()
+
+    def _elaborate_split(self):
+        """The single-clock engine as the core, its AXI ports carried to their domains."""
+        from .staging import p2p_ports
+
+        m = Module()
+        p = self.params
+        for domain in SPLIT_DOMAINS:
+            m.domains += ClockDomain(domain)
+            m.d.comb += [ClockSignal(domain).eq(getattr(self, f"{domain}_clk")),
+                         ResetSignal(domain).eq(getattr(self, f"{domain}_rst"))]
+        core = m.submodules.core = Engine(dataclasses.replace(p, clock_domains="single"))
+        crossings = {
+            "m_axi_pcie": ("pcie", _pcie_master_ports(p.data_width)),
+            "s_axi_p2p": ("pcie", p2p_ports(p)),
+            "s_axil_csr": ("csr", AXIL_PORTS),
+        }
+        crossed = set()
+        for prefix, (domain, ports) in crossings.items():
+            cdc = m.submodules[f"{prefix}_cdc"] = AxiPortCrossing(ports, domain)
+            for name, direction, _ in ports:
+                outer, inner = getattr(self, f"{prefix}_{name}"), getattr(core, f"{prefix}_{name}")
+                if direction == "i":
+                    m.d.comb += [getattr(cdc, f"outer_{name}").eq(outer),
+                                 inner.eq(getattr(cdc, f"inner_{name}"))]
+                else:
+                    m.d.comb += [outer.eq(getattr(cdc, f"outer_{name}")),
+                                 getattr(cdc, f"inner_{name}").eq(inner)]
+                crossed.add(f"{prefix}_{name}")
+        m.submodules.irq_sync = FFSynchronizer(core.irq, self.irq, o_domain="csr")
+        crossed.add("irq")
+        # the streams stay in the core's domain
+        for name, member in core.signature.members.items():
+            if name in crossed:
+                continue
+            outer, inner = getattr(self, name), getattr(core, name)
+            m.d.comb += (inner.eq(outer) if member.flow == In else outer.eq(inner))
+        return m
+
+    def _elaborate_core(self):
         from .cq_handler import CqHandler
         from .sq_writer import SqWriter
         from .staging import StagingMemory, p2p_ports

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from .formats import CAPSULE_UNIT, SQE_BYTES
 
-__all__ = ["EngineParams", "DATA_WIDTHS", "CONFIG_DIR", "config_names", "find_config",
-           "load_params"]
+__all__ = ["EngineParams", "DATA_WIDTHS", "CLOCK_DOMAINS", "CONFIG_DIR", "config_names",
+           "find_config", "load_params"]
 
 DATA_WIDTHS = (64, 128, 256, 512)
+CLOCK_DOMAINS = ("single", "split")
 
 # Named configurations: configs/<name>.toml, each an [engine] table.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -61,6 +62,11 @@ class EngineParams:
         Bus address the SSDs' MSI-X messages are written to (``s_axi_p2p``).
     contexts : int
         Outstanding commands over the whole engine (a power of two).
+    clock_domains : str
+        ``"single"``: the whole engine runs on ``clk``. ``"split"``: the capsule,
+        response and RDMA ports and the core run on ``clk``, ``m_axi_pcie`` and
+        ``s_axi_p2p`` on ``pcie_clk``, ``s_axil_csr`` and ``irq`` on ``csr_clk``,
+        crossing through asynchronous FIFOs (``docs/clocks.md``).
     """
 
     data_width: int = 128
@@ -81,8 +87,12 @@ class EngineParams:
     staging_bytes: int = 262144
     msix_addr: int = 0x0000_0080_F000_0000
     contexts: int = 32
+    clock_domains: str = "single"
 
     def __post_init__(self):
+        if self.clock_domains not in CLOCK_DOMAINS:
+            raise ValueError(f"clock_domains must be one of {CLOCK_DOMAINS}, "
+                             f"not {self.clock_domains!r}")
         if self.data_width not in DATA_WIDTHS:
             raise ValueError(
                 f"data_width must be one of {DATA_WIDTHS}, not {self.data_width!r}")

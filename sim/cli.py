@@ -324,6 +324,10 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print the records as a JSON list")
     p.add_argument("--write-docs", action="store_true",
                    help="update the bench sections of docs/performance.md (between markers)")
+    p.add_argument("--clocks", metavar="CORE[,PCIE,CSR]",
+                   help="clock periods in ns of the whole-engine runs: three build the engine "
+                        "with a core, a PCIe and a CSR clock domain (docs/clocks.md); cycles "
+                        "are the core clock's. Default one 4 ns clock")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("formats", help="format tables (Markdown) from rtl/formats.py")

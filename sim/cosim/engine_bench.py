@@ -34,7 +34,6 @@ import os
 import time
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import (
@@ -49,6 +48,7 @@ from cocotbext.axi import (
 )
 
 from rtl.formats import Cqe, Opcode, decode
+from sim.cosim.clocks import BenchClocks
 from sim.cosim.harness import params_from_env
 from sim.cosim.regs import AxilRegs
 from sim.devices.pcie_bus import PcieFabric
@@ -58,7 +58,6 @@ from sim.driver import NvmfDevice
 from sim.replay import RING_BASE, RING_SPACE, configure_device, parse_target, plan_layout
 from sim.traffic.capsules import keyed_sgl, make_sqe
 
-CLOCK_NS = 4
 SMALL_QPS = tuple(range(1, 9))       # QPs of the small subsystem (max_io_size 4 KiB)
 BIG_QPS = (9, 10)                    # QPs of the big one (max_io_size 128 KiB)
 RKEY, REGION_ADDR, REGION_SIZE = 0x1000, 0x1000_0000, 2 << 20
@@ -122,12 +121,18 @@ size = {REGION_SIZE}
 """
 
 
+def _core(dut):
+    """The single-clock engine inside ``dut`` (itself, or its ``core`` when split)."""
+    return dut.core if hasattr(dut, "pcie_clk") else dut
+
+
 class Stall(Exception):
     """A scenario stopped moving: the engine is wedged, the run ends there."""
 
 
 class Monitor:
-    """Samples the top-level handshakes every cycle (values as they were at the edge)."""
+    """Samples the top-level handshakes every cycle (values as they were at the edge),
+    each port on its own domain's clock; times are ``clk`` cycles."""
 
     def __init__(self, dut):
         self.dut = dut
@@ -144,8 +149,9 @@ class Monitor:
         d = dut
         self._cap = (d.s_axis_capsule_tvalid, d.s_axis_capsule_tready, d.s_axis_capsule_tlast)
         self._resp = (d.m_axis_resp_tvalid, d.m_axis_resp_tready)
-        self._beats = ((d.m_axis_rdma_wr_tvalid, d.m_axis_rdma_wr_tready, self.rdma_wr_beats),
-                       (d.s_axi_p2p_rvalid, d.s_axi_p2p_rready, self.p2p_r_beats))
+        self._rdma_wr = (d.m_axis_rdma_wr_tvalid, d.m_axis_rdma_wr_tready, self.rdma_wr_beats)
+        self._p2p_r = (d.s_axi_p2p_rvalid, d.s_axi_p2p_rready, self.p2p_r_beats)
+        self.split = hasattr(d, "pcie_clk")
         self._ar = (d.s_axi_p2p_arvalid, d.s_axi_p2p_arready, d.s_axi_p2p_arlen)
         self._axi = [(getattr(d, f"{p}_awvalid"), getattr(d, f"{p}_awready"),
                       getattr(d, f"{p}_awaddr"), getattr(d, f"{p}_wvalid"),
@@ -155,32 +161,51 @@ class Monitor:
         cocotb.start_soon(self._run())
 
     async def _run(self):
+        """One loop on ``clk``; a second on ``pcie_clk`` for the PCIe-side ports of a
+        split-clock engine, stamped with the core cycles counted so far."""
+        pcie_clk = getattr(self.dut, "pcie_clk", None) if self.split else None
+        if pcie_clk is not None:
+            cocotb.start_soon(self._run_pcie(pcie_clk))
         clk = self.dut.clk
-        cv, cr, cl = self._cap
-        rv, rr = self._resp
         while True:
             await RisingEdge(clk)
             self.cycle += 1
-            now = self.cycle
-            if int(cv.value) and int(cr.value):
-                if not self._in_capsule:
-                    self.capsule_first.append(now)
-                    self._in_capsule = True
-                if int(cl.value):
-                    self.capsule_last.append(now)
-                    self._in_capsule = False
-            if int(rv.value) and int(rr.value):
-                self.resp.append(now)
-            for valid, ready, beats in self._beats:
-                if int(valid.value) and int(ready.value):
-                    beats.append(now)
-            if int(self._ar[0].value) and int(self._ar[1].value):
-                self.p2p_ar_beats.append(int(self._ar[2].value) + 1)
-            for awv, awr, awa, wv, wr, wl, aws, wls in self._axi:
-                if int(awv.value) and int(awr.value):
-                    aws.append((now, int(awa.value)))
-                if int(wv.value) and int(wr.value) and int(wl.value):
-                    wls.append(now)
+            self._sample_core(self.cycle)
+            if pcie_clk is None:
+                self._sample_pcie(self.cycle)
+
+    async def _run_pcie(self, pcie_clk):
+        while True:
+            await RisingEdge(pcie_clk)
+            self._sample_pcie(self.cycle)
+
+    def _sample_core(self, now):
+        cv, cr, cl = self._cap
+        rv, rr = self._resp
+        if int(cv.value) and int(cr.value):
+            if not self._in_capsule:
+                self.capsule_first.append(now)
+                self._in_capsule = True
+            if int(cl.value):
+                self.capsule_last.append(now)
+                self._in_capsule = False
+        if int(rv.value) and int(rr.value):
+            self.resp.append(now)
+        valid, ready, beats = self._rdma_wr
+        if int(valid.value) and int(ready.value):
+            beats.append(now)
+
+    def _sample_pcie(self, now):
+        valid, ready, beats = self._p2p_r
+        if int(valid.value) and int(ready.value):
+            beats.append(now)
+        if int(self._ar[0].value) and int(self._ar[1].value):
+            self.p2p_ar_beats.append(int(self._ar[2].value) + 1)
+        for awv, awr, awa, wv, wr, wl, aws, wls in self._axi:
+            if int(awv.value) and int(awr.value):
+                aws.append((now, int(awa.value)))
+            if int(wv.value) and int(wr.value) and int(wl.value):
+                wls.append(now)
 
     def data_reads(self, beat0, burst0):
         """Cycles of the SSD's read beats from ``beat0`` / burst ``burst0`` on, without the
@@ -222,13 +247,13 @@ class Profiler:
         self.handles = {}
         for unit, name in PROFILE_FSMS:
             try:            # an FSM the RTL no longer has is left out
-                self.handles[f"{unit}.{name}"] = getattr(getattr(dut, unit), name)
+                self.handles[f"{unit}.{name}"] = getattr(getattr(_core(dut), unit), name)
             except AttributeError:
                 continue
         self.streams = {}
         for unit, name in PROFILE_STREAMS:
             try:
-                block = getattr(dut, unit)
+                block = getattr(_core(dut), unit)
                 self.streams[f"{unit}.{name}"] = (getattr(block, f"{name}__valid"),
                                                   getattr(block, f"{name}__ready"))
             except AttributeError:
@@ -273,12 +298,13 @@ class Tracer:
     """The cycle of every handshake of :data:`TRACE_POINTS` while ``on`` (the signals a
     simulator does not expose are left out)."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, core_ns=4):
         self.dut = dut
+        self.core_ps = round(core_ns * 1000)
         self.points = []
         for name, unit, valid, ready in TRACE_POINTS:
             try:
-                block = getattr(dut, unit)
+                block = getattr(_core(dut), unit)
                 handles = (getattr(block, valid), getattr(block, ready) if ready else None)
             except AttributeError:
                 continue
@@ -297,22 +323,24 @@ class Tracer:
                     self.events.setdefault(name, []).append(self.now())
 
     def now(self):
-        return int(get_sim_time("ns")) // CLOCK_NS
+        return int(get_sim_time("ps")) // self.core_ps
 
 
 class Bench:
     def __init__(self, dut):
         self.dut = dut
         self.params = params_from_env()
-        clk, rst = dut.clk, dut.rst
-        cocotb.start_soon(Clock(clk, CLOCK_NS, unit="ns").start())
-        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_csr"), clk, rst)
+        self.clocks = BenchClocks(dut)
+        self.clocks.start()
+        clk, rst = self.clocks.core
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_csr"), *self.clocks.csr)
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_capsule"), clk, rst)
         self.resp = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_resp"), clk, rst)
         self.exc = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_exc"), clk, rst)
         self.qp_err = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_qp_err"), clk, rst)
-        self.fabric = PcieFabric(dut, clk, rst, host_base=RING_BASE, host_size=RING_SPACE)
-        self.p2p = AxiMaster(AxiBus.from_prefix(dut, "s_axi_p2p"), clk, rst)
+        self.fabric = PcieFabric(dut, *self.clocks.pcie, host_base=RING_BASE,
+                                 host_size=RING_SPACE)
+        self.p2p = AxiMaster(AxiBus.from_prefix(dut, "s_axi_p2p"), *self.clocks.pcie)
         self.rdma = RdmaTransport(dut, clk, rst)
         for model in (self.source, self.resp, self.exc, self.qp_err, self.axil.write_if,
                       self.axil.read_if, self.p2p.write_if, self.p2p.read_if):
@@ -335,16 +363,12 @@ class Bench:
         self.monitor = None
 
     async def start(self):
-        rst = self.dut.rst
-        rst.value = 1
-        await ClockCycles(self.dut.clk, 3)
-        rst.value = 0
-        await ClockCycles(self.dut.clk, 2)
+        await self.clocks.reset()
         self.device = NvmfDevice(AxilRegs(self.axil), self.params)
         await configure_device(self.device, self.target, self.layout)
         self.monitor = Monitor(self.dut)
         self.profiler = Profiler(self.dut) if os.environ.get("NVMF_BENCH_PROFILE") else None
-        self.tracer = Tracer(self.dut)
+        self.tracer = Tracer(self.dut, self.clocks.core_ns)
 
     @property
     def now(self):

@@ -52,7 +52,6 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, RisingEdge
@@ -68,6 +67,7 @@ from cocotbext.axi import (
 )
 
 from rtl.formats import Reason
+from sim.cosim.clocks import BenchClocks
 from sim.cosim.regs import AxilRegs
 from sim.cosim.replay_capsule import DeliveredCapsule
 from sim.devices.initiator import Initiator, RdmaStatus
@@ -91,9 +91,8 @@ from sim.replay import (
 from sim.replay.control import apply_control
 from sim.replay.counters import read_counters, write_counters
 
-__all__ = ["RtlReplay", "run_replay", "CLOCK_NS"]
+__all__ = ["RtlReplay", "run_replay"]
 
-CLOCK_NS = 4
 POLL_CYCLES = 16            # how often a wait looks at the state
 SETTLE_CYCLES = 64          # idle must hold this long (an event or a doorbell may trail)
 QUIET_CYCLES = 20_000       # nothing moving for this long (beyond any cmd_timeout): a hang
@@ -125,6 +124,7 @@ class RtlReplay(Backend):
         self.layout = layout
         self.params = target.params
         self.seed = seed
+        self.clocks = BenchClocks(dut)
         self.clk = dut.clk
         self.log = dut._log
         self.capsules = {}                      # seq -> DeliveredCapsule
@@ -160,16 +160,18 @@ class RtlReplay(Backend):
 
     async def start(self):
         """Clock, bus models, device models, reset, then the driver's configuration."""
-        dut, clk, rst = self.dut, self.dut.clk, self.dut.rst
-        cocotb.start_soon(Clock(clk, CLOCK_NS, unit="ns").start())
-        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_csr"), clk, rst)
+        dut, (clk, rst) = self.dut, self.clocks.core
+        pcie_clk, pcie_rst = self.clocks.pcie
+        self.clocks.start()
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_csr"), *self.clocks.csr)
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_capsule"), clk, rst)
         self.resp = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_resp"), clk, rst)
         self.exc = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_exc"), clk, rst)
         self.qp_err = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_qp_err"), clk, rst)
-        self.fabric = PcieFabric(dut, clk, rst, host_base=RING_BASE, host_size=RING_SPACE)
+        self.fabric = PcieFabric(dut, pcie_clk, pcie_rst, host_base=RING_BASE,
+                                 host_size=RING_SPACE)
         self.fabric.on_access = self._pcie_access
-        self.p2p = AxiMaster(AxiBus.from_prefix(dut, "s_axi_p2p"), clk, rst)
+        self.p2p = AxiMaster(AxiBus.from_prefix(dut, "s_axi_p2p"), pcie_clk, pcie_rst)
         self.initiator = Initiator([{"rkey": r.rkey, "addr": r.addr, "size": r.size}
                                     for r in self.target.regions])
         self.rdma = RdmaTransport(dut, clk, rst, initiator=self.initiator)
@@ -217,10 +219,7 @@ class RtlReplay(Backend):
                                                 plan.cq_addr, plan.entries,
                                                 None if polling else plan.order)
 
-        rst.value = 1
-        await ClockCycles(clk, 3)
-        rst.value = 0
-        await ClockCycles(clk, 2)
+        await self.clocks.reset()
         self.regs = AxilRegs(self.axil)
         self.device = NvmfDevice(self.regs, self.params)
         self.handles = await configure_device(self.device, self.target, self.layout)
@@ -236,9 +235,9 @@ class RtlReplay(Backend):
 
     # --- time -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _now():
-        return int(get_sim_time("ns")) // CLOCK_NS
+    def _now(self):
+        """Cycles of the core clock so far."""
+        return int(get_sim_time("ps")) // round(self.clocks.core_ns * 1000)
 
     async def _cycles(self):
         return self._now()

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from sim.clocks import ENV as CLOCKS_ENV
 from sim.devices.initiator import Initiator
 from sim.devices.namespace import SsdNamespace
 from sim.devices.pcie import PcieFabric, SparseMemory
@@ -209,10 +210,11 @@ class RtlBackend(Backend):
     MODULE = "sim.cosim.replay_bench"
     TESTCASE = "run_replay"
 
-    def __init__(self, simulator, seed=0, waves=None):
+    def __init__(self, simulator, seed=0, waves=None, clocks=None):
         self.name = simulator
         self.seed = seed
         self.waves = waves
+        self.clocks = clocks            # sim.clocks.ClockPeriods, or None: one 4 ns clock
 
     @staticmethod
     def available(simulator):
@@ -257,9 +259,13 @@ class RtlBackend(Backend):
         env = {"NVMF_REPLAY_TARGET": str(Path(target_path).resolve()),
                "NVMF_REPLAY_TRACE": str(Path(trace_path).resolve()),
                "NVMF_REPLAY_OUT": str(results), "NVMF_REPLAY_SEED": str(self.seed)}
+        params = target.params
+        if self.clocks is not None:
+            params = self.clocks.params(params)
+            env[CLOCKS_ENV] = self.clocks.text()
         failure = None
         try:
-            run_cocotb(self.name, self.TOP, target.params, self.MODULE, testcase=self.TESTCASE,
+            run_cocotb(self.name, self.TOP, params, self.MODULE, testcase=self.TESTCASE,
                        extra_env=env, waves=self.waves is not None, log_file=log)
         except (AssertionError, RuntimeError, SystemExit, OSError,
                 subprocess.SubprocessError) as exc:
@@ -273,7 +279,7 @@ class RtlBackend(Backend):
             return EXIT_INPUT
         if verdict is None and not log.exists():
             shutil.rmtree(work, ignore_errors=True)
-            bdir = self._build_dir(target.params, self.waves is not None)
+            bdir = self._build_dir(params, self.waves is not None)
             say(f"--backend {self.name}: the simulator could not be built or started "
                 f"({failure}); see {bdir / 'build.log'}")
             return EXIT_BACKEND
@@ -281,7 +287,7 @@ class RtlBackend(Backend):
             stream.write(results.read_text(encoding="utf-8"))
             stream.flush()
         if self.waves is not None:
-            self._copy_waves(target.params, say)
+            self._copy_waves(params, say)
         if verdict is None:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
             say(f"invariant violated: the simulation ended without a verdict ({failure}); "
@@ -310,7 +316,7 @@ class RtlBackend(Backend):
             say(f"--waves {self.waves}: cannot write: {exc.strerror}")
 
 
-def make_backend(name, seed=0, waves=None):
+def make_backend(name, seed=0, waves=None, clocks=None):
     """The backend called ``name`` (BackendUnavailable when it cannot run here)."""
     if name == "model":
         return ModelBackend(seed)
@@ -318,5 +324,5 @@ def make_backend(name, seed=0, waves=None):
         ok, why = RtlBackend.available(name)
         if not ok:
             raise BackendUnavailable(why)
-        return RtlBackend(name, seed, waves)
+        return RtlBackend(name, seed, waves, clocks)
     raise BackendUnavailable(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")

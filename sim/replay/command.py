@@ -4,6 +4,7 @@
 import json
 import sys
 
+from sim.clocks import ClockPeriods
 from sim.model.engine import InvariantError
 from sim.replay.backends import RtlBackend, make_backend
 from sim.replay.contract import (
@@ -23,13 +24,21 @@ from sim.replay.trace import load_trace
 
 
 def replay(target_path, trace_path, backend="model", out=None, seed=0, waves=None,
-           stderr=None):
-    """The whole command; returns the exit status. ``out``: a path, or None for stdout."""
+           stderr=None, clocks=None):
+    """The whole command; returns the exit status. ``out``: a path, or None for stdout;
+    ``clocks``: the ``--clocks`` text (:class:`sim.clocks.ClockPeriods`), or None."""
     stderr = stderr if stderr is not None else sys.stderr
 
     def say(message):
         print(f"nvmf-offload replay: {message}", file=stderr)
 
+    periods = None
+    if clocks is not None:
+        try:
+            periods = ClockPeriods.parse(clocks)
+        except ValueError as exc:
+            say(str(exc))
+            return EXIT_INPUT
     try:
         target = load_target(target_path)
         trace = load_trace(trace_path, target)
@@ -38,12 +47,14 @@ def replay(target_path, trace_path, backend="model", out=None, seed=0, waves=Non
         say(str(exc))
         return EXIT_INPUT
     try:
-        runner = make_backend(backend, seed=seed, waves=waves)
+        runner = make_backend(backend, seed=seed, waves=waves, clocks=periods)
     except BackendUnavailable as exc:
         say(str(exc))
         return EXIT_BACKEND
     if waves is not None and backend == "model":
         say(f"--waves {waves}: the model backend has no waveforms; ignored")
+    if clocks is not None and backend == "model":
+        say(f"--clocks {clocks}: the model backend has no clocks; ignored")
     if isinstance(runner, RtlBackend):
         try:
             stream = open(out, "w", encoding="utf-8") if out is not None else sys.stdout
@@ -102,10 +113,14 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the random service times and "
                                                        "stalls (default 0)")
     p.add_argument("--waves", metavar="FILE", help="waveform file (simulator backends)")
+    p.add_argument("--clocks", metavar="CORE[,PCIE,CSR]",
+                   help="clock periods in ns (simulator backends): one for the single-clock "
+                        "engine, or three to build it with a core, a PCIe and a CSR clock "
+                        "domain (docs/clocks.md); default one 4 ns clock")
     return p
 
 
 def main(args):
     """Entry point of the ``replay`` subcommand: ``args`` from :func:`add_arguments`."""
     return replay(args.target, args.trace, backend=args.backend, out=args.out,
-                  seed=args.seed, waves=args.waves)
+                  seed=args.seed, waves=args.waves, clocks=args.clocks)

@@ -36,6 +36,8 @@ import tempfile
 from pathlib import Path
 
 from rtl.params import DATA_WIDTHS, EngineParams, load_params
+from sim.clocks import ENV as CLOCKS_ENV
+from sim.clocks import ClockPeriods
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "performance.md"
@@ -161,17 +163,19 @@ def engine_records(width, report, sim=None):
 
 # --- running ----------------------------------------------------------------------------------
 
-def run_engine(sim, width, scenario_list, profile=False, params=None):
+def run_engine(sim, width, scenario_list, profile=False, params=None, clocks=None):
     """Run ``run_bench`` on ``sim`` at ``width``; the report it wrote. ``profile``: each
     scenario's result also gets the cycles every unit's FSM spent in each state.
-    ``params``: the engine to build (default :func:`bench_params` of ``width``).
+    ``params``: the engine to build (default :func:`bench_params` of ``width``);
+    ``clocks``: a :class:`sim.clocks.ClockPeriods` (default one 4 ns clock; cycles are
+    always the core clock's).
 
     A scenario that hangs the engine ends its simulation (result ``{"hung": true}``);
     the scenarios after it run in a new one, on a fresh engine.
     """
     todo, done, cycles, wall = list(scenario_list), [], 0, 0.0
     while todo:
-        rep = _run_engine_once(sim, params or bench_params(width), todo, profile)
+        rep = _run_engine_once(sim, params or bench_params(width), todo, profile, clocks)
         done += rep["scenarios"]
         cycles += rep["cycles"]
         wall += rep["wall_seconds"]
@@ -190,7 +194,7 @@ def _describe(sc):
                                        if k in sc)
 
 
-def _run_engine_once(sim, params, scenario_list, profile):
+def _run_engine_once(sim, params, scenario_list, profile, clocks=None):
     from sim.cosim.harness import run_cocotb
 
     if "PYTEST_CURRENT_TEST" not in os.environ:
@@ -203,6 +207,9 @@ def _run_engine_once(sim, params, scenario_list, profile):
                "NVMF_REPORT": str(report)}
         if profile:
             env["NVMF_BENCH_PROFILE"] = "1"
+        if clocks is not None:
+            params = clocks.params(params)
+            env[CLOCKS_ENV] = clocks.text()
         try:
             run_cocotb(sim, "nvmf_engine", params, "sim.cosim.engine_bench",
                        testcase="run_bench", extra_env=env, log_file=log)
@@ -276,6 +283,15 @@ def parser_records(args, widths):
 
 def main(args):
     quick = getattr(args, "quick", False)
+    clocks = None
+    if getattr(args, "clocks", None):
+        try:
+            clocks = ClockPeriods.parse(args.clocks)
+        except ValueError as exc:
+            raise SystemExit(f"nvmf-offload bench: {exc}") from None
+        if args.write_docs and clocks.split:
+            raise SystemExit(f"nvmf-offload bench: --write-docs records the single-clock "
+                             f"engine; drop --clocks {args.clocks}")
     if args.data_width:
         parser_widths = engine_widths = [args.data_width]
     else:
@@ -285,7 +301,7 @@ def main(args):
         print(f"bench: whole engine at DATA_W {width} on {args.sim}...", file=sys.stderr,
               flush=True)
         profile = getattr(args, "profile", False)
-        rep = run_engine(args.sim, width, scenarios(quick), profile=profile)
+        rep = run_engine(args.sim, width, scenarios(quick), profile=profile, clocks=clocks)
         records += engine_records(width, rep, args.sim)
         if profile:
             print(f"FSM cycles per command at DATA_W {width}:\n{profile_table(rep)}",

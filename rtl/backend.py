@@ -280,7 +280,9 @@ class _Queues(Elaboratable):
     commands outstanding (so the CQ never overflows); ``alive``: some allowed
     queue works.
     ``submit_en`` takes a slot of ``submit_q``; ``cqe_en`` records the SQ head
-    ``cqe_sqhd`` of ``cqe_q`` and one command fewer outstanding; ``fail_en``
+    ``cqe_sqhd`` of ``cqe_q`` and, with ``cqe_owned`` (the CQE's CID names a command
+    of that queue), one command fewer outstanding: a CQE for no command (an SSD
+    posting one unasked) leaves the count, and so the CQ room, alone; ``fail_en``
     marks ``fail_q`` failed (``fail_new`` pulses the first time).
     ``look_q`` -> ``look_timeout`` / ``look_failed``; ``poll``: queues in
     polling mode with commands outstanding.
@@ -296,6 +298,7 @@ class _Queues(Elaboratable):
         self.pick_from = Signal(8)          # round robin: first queue index to consider
         self.submit_en, self.submit_q = Signal(), Signal(8)
         self.cqe_en, self.cqe_q, self.cqe_sqhd = Signal(), Signal(8), Signal(16)
+        self.cqe_owned = Signal()
         self.fail_en, self.fail_q, self.fail_new = Signal(), Signal(8), Signal()
         self.look_q, self.look_timeout, self.look_failed = Signal(8), Signal(32), Signal()
         self.poll = Signal(nq)
@@ -334,10 +337,11 @@ class _Queues(Elaboratable):
                 ]
             with m.Else():
                 sub = self.submit_en & (self.submit_q == q)
-                done = self.cqe_en & (self.cqe_q == q)
+                seen = self.cqe_en & (self.cqe_q == q)
+                done = seen & self.cqe_owned
                 with m.If(sub):
                     m.d.sync += tail[q].eq(Mux(tail[q] + 1 == entries[q], 0, tail[q] + 1))
-                with m.If(done):
+                with m.If(seen):
                     m.d.sync += head[q].eq(self.cqe_sqhd)
                 with m.If(sub & ~done):
                     m.d.sync += outstanding[q].eq(outstanding[q] + 1)
@@ -780,6 +784,7 @@ class Backend(wiring.Component):
             with m.If(self.i_cqe.valid & q_pending_timeout):
                 m.d.sync += c_late[q_ctx].eq(1)
         m.d.comb += [queues.cqe_en.eq(cqe_taken & (cq.queue < p.backend_queues)),
+                     queues.cqe_owned.eq(q_live | q_zombie | q_pending_timeout),
                      queues.cqe_q.eq(cq.queue), queues.cqe_sqhd.eq(cq.cqe.sqhd)]
 
         # --- timeout scanner -------------------------------------------------------------------

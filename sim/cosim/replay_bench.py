@@ -372,6 +372,10 @@ class RtlReplay(Backend):
                 "cq_doorbell": (plan.cq_db_addr, 4, "write", 4),
             }[fault["access"]]
             self.fabric.fail_next(base, size, rw, count=count, unit=unit)
+        elif kind == "unsolicited_cqe":
+            self.ssds[fault["ssd"]].post_unsolicited(fault["queue"] + 1, fault["cid"],
+                                                     sc=fault["sc"],
+                                                     delay=fault.get("delay_cycles", 0))
         elif kind == "clear":
             for ssd in self.ssds.values():
                 ssd.clear_faults()

@@ -246,6 +246,22 @@ class NvmeSsd:
     def clear_faults(self):
         self._faults.clear()
 
+    def post_unsolicited(self, qid, cid, *, sc=0, delay=0, accept=None):
+        """A CQE on I/O queue ``qid`` for a command that was never submitted (CID
+        ``cid``, status ``sc``, generic), as a broken or confused controller posts one:
+        it goes through the normal completion path (service time plus ``delay`` cycles,
+        CQ room, MSI-X).
+        ``accept`` takes the command as :meth:`fetch_steps` would (the bus face);
+        None schedules it on the transaction face."""
+        if qid not in self.queues:
+            raise ValueError(f"{self.name}: no I/O queue {qid}")
+        if not isinstance(cid, int) or not 0 <= cid < 1 << 16:
+            raise ValueError(f"cid must be a 16-bit unsigned integer, not {cid!r}")
+        cmd = _Command(self._order, qid, b"", {"cid": cid, "nsid": 0, "opcode": None},
+                       SsdFault(status=status_fields(sc=sc), delay=delay))
+        self._order += 1
+        (accept or self._schedule)(cmd)
+
     @property
     def pending_faults(self):
         return [(nsid, fault, n) for nsid, fault, n in self._faults]

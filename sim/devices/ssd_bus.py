@@ -166,6 +166,10 @@ class SsdDevice:
         self.busy += 1
         cocotb.start_soon(self._run(cmd))
 
+    def post_unsolicited(self, qid, cid, sc=0, delay=0):
+        """A CQE for a command never submitted (:meth:`NvmeSsd.post_unsolicited`)."""
+        self.ssd.post_unsolicited(qid, cid, sc=sc, delay=delay, accept=self._accept)
+
     async def _run(self, cmd):
         fault = cmd.fault
         try:

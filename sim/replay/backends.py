@@ -171,6 +171,11 @@ class ModelBackend(Backend):
         if kind == "pci_error":
             ctrl = self.handles["ctrls"][(fault.pop("ssd"), fault.pop("queue"))]
             fault["queue"] = ctrl.index
+        if kind == "unsolicited_cqe":
+            self.ssds[fault["ssd"]].post_unsolicited(fault["queue"] + 1, fault["cid"],
+                                                     sc=fault["sc"],
+                                                     delay=fault.get("delay_cycles", 0))
+            return
         self.engine.inject_fault(kind, **fault)
 
     def counters(self):

@@ -311,6 +311,7 @@ _FAULT_KEYS = {
     "ssd_timeout": ("kind", "ssd", "nsid", "mode", "delay_cycles", "count"),
     "rdma_error": ("kind", "rkey", "op", "count"),
     "pci_error": ("kind", "ssd", "queue", "access", "count"),
+    "unsolicited_cqe": ("kind", "ssd", "queue", "cid", "sc", "delay_cycles"),
     "clear": ("kind",),
 }
 
@@ -321,7 +322,7 @@ def _fault(r, value):
     kind = r.choice(value, "kind", "fault.kind", tuple(_FAULT_KEYS))
     o = r.obj(value, "fault", _FAULT_KEYS[kind])
     args = {"kind": kind}
-    if kind != "clear":
+    if kind not in ("clear", "unsolicited_cqe"):
         args["count"] = r.int(o, "count", "fault.count", 1, U32, default=1)
     if kind in ("ssd_status", "ssd_timeout"):
         ssd, ns = r.ssd_ns(o, "fault")
@@ -339,7 +340,7 @@ def _fault(r, value):
     elif kind == "rdma_error":
         args["rkey"] = r.region(o, "fault").rkey
         args["op"] = r.choice(o, "op", "fault.op", ("read", "write"))
-    elif kind == "pci_error":
+    elif kind in ("pci_error", "unsolicited_cqe"):
         name = o.get("ssd")
         ssd = r.target.ssd(name) if isinstance(name, str) else None
         if ssd is None:
@@ -350,6 +351,12 @@ def _fault(r, value):
                    for s in r.target.subsystems for n in s.namespaces):
             raise r.error("fault.queue", f"queue {queue} of ssd {ssd.name!r} serves no "
                                          f"subsystem namespace")
-        args.update(ssd=ssd.name, queue=queue,
-                    access=r.choice(o, "access", "fault.access", PCI_ACCESSES))
+        args.update(ssd=ssd.name, queue=queue)
+        if kind == "pci_error":
+            args["access"] = r.choice(o, "access", "fault.access", PCI_ACCESSES)
+        else:
+            args["cid"] = r.int(o, "cid", "fault.cid", 0, 0xFFFF)
+            args["sc"] = r.int(o, "sc", "fault.sc", 0, 0xFF, default=0)
+            args["delay_cycles"] = r.int(o, "delay_cycles", "fault.delay_cycles", 0, U32,
+                                         default=0)
     return args

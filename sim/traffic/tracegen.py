@@ -1000,7 +1000,8 @@ def _first_difference(got, want, undefined):
 # --- directed fault workloads ---------------------------------------------------------------------
 
 FAULT_KINDS = ("ssd_status", "ssd_timeout_late", "rdma_error_read", "rdma_error_write",
-               "pci_sqe_write", "pci_sq_doorbell", "pci_cqe_read", "pci_cq_doorbell")
+               "pci_sqe_write", "pci_sq_doorbell", "pci_cqe_read", "pci_cq_doorbell",
+               "unsolicited_cqe")
 FAULT_TIMEOUT = 3000        # ssd1's cmd_timeout in the fault targets
 _SSD1_QUEUE0 = 2            # backend queue index of ssd1's queue 0 (sub0 fe 2's only queue)
 
@@ -1068,6 +1069,28 @@ def fault_workload(kind, seed=0):
         tb.exp.events.append(("QP_FATAL", 19))
         tb.end_burst()
         tb.read(17, 1, 400, 4, rng=rng)
+        tb.end_burst()
+    elif kind == "unsolicited_cqe":
+        tb.write(17, 1, 500, 2, rng=rng)
+        tb.read(17, 2, 30, 1, rng=rng)
+        tb.end_burst()
+        # CQEs for commands never submitted, on every queue: the CIDs of free contexts
+        # (0 and 1, the ones just used) and one beyond every context; a non-zero status
+        # too. Each is dropped: no response, no event, and the queues go on working.
+        for queue, cid, sc in ((0, 0, 0), (1, 1, 0x02), (0, 0xFFFF, 0)):
+            tb.fault(kind="unsolicited_cqe", ssd=fe1.ssd, queue=queue, cid=cid, sc=sc)
+        tb.fault(kind="unsolicited_cqe", ssd=fe2.ssd, queue=0, cid=1, sc=0)
+        tb.write(17, 1, 502, 2, rng=rng)
+        tb.read(19, 1, 500, 2, rng=rng)
+        tb.write(19, 2, 30, 1, rng=rng)
+        tb.end_burst()
+        # and one that comes while commands are outstanding on its queue (the SSD posts
+        # it 150 cycles after the barrier, amid the next burst's completions)
+        tb.fault(kind="unsolicited_cqe", ssd=fe2.ssd, queue=0, cid=0xFFFE, delay_cycles=150)
+        for i in range(6):
+            tb.write(17 + 2 * (i % 2), 2, 40 + i, 1, rng=rng)
+        tb.end_burst()
+        tb.read(17, 2, 40, 6, rng=rng)
         tb.end_burst()
     else:
         access = kind[len("pci_"):]

@@ -479,8 +479,8 @@ def test_driver_refusal_is_exit_status_2_with_its_errno(tmp_path, edit, line, fi
     ('{"dump_lba": {"ssd": "ssd0", "nsid": 2, "slba": 0, "nlb": 2}}', "dump_lba.nsid",
      "ssd 'ssd0' has no namespace 2"),
     ('{"fault": {"kind": "meteor"}}', "fault.kind",
-     'must be one of "ssd_status", "ssd_timeout", "rdma_error", "pci_error", "clear", '
-     'not "meteor"'),
+     'must be one of "ssd_status", "ssd_timeout", "rdma_error", "pci_error", '
+     '"unsolicited_cqe", "clear", not "meteor"'),
     ('{"fault": {"ssd": "ssd0"}}', "fault.kind", "missing (required)"),
     ('{"fault": {"kind": "clear", "count": 2}}', "fault.count", "unknown key (known: kind)"),
     ('{"fault": {"kind": "ssd_status", "ssd": "ssd0", "nsid": 1}}', "fault.sc",

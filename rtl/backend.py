@@ -282,7 +282,11 @@ class _Queues(Elaboratable):
     ``submit_en`` takes a slot of ``submit_q``; ``cqe_en`` records the SQ head
     ``cqe_sqhd`` of ``cqe_q`` and, with ``cqe_owned`` (the CQE's CID names a command
     of that queue), one command fewer outstanding: a CQE for no command (an SSD
-    posting one unasked) leaves the count, and so the CQ room, alone; ``fail_en``
+    posting one unasked) leaves the count, and so the CQ room, alone, unless the queue
+    has lost commands (``lose_en`` / ``lose_q``: a command reclaimed without its CQE,
+    whose CQ slot stays reserved until a CQE for no command arrives on that queue and
+    takes its place). A queue with lost commands is not busy and is polled only for
+    the commands it still has; ``fail_en``
     marks ``fail_q`` failed (``fail_new`` pulses the first time).
     ``look_q`` -> ``look_timeout`` / ``look_failed``; ``poll``: queues in
     polling mode with commands outstanding.
@@ -299,6 +303,7 @@ class _Queues(Elaboratable):
         self.submit_en, self.submit_q = Signal(), Signal(8)
         self.cqe_en, self.cqe_q, self.cqe_sqhd = Signal(), Signal(8), Signal(16)
         self.cqe_owned = Signal()
+        self.lose_en, self.lose_q = Signal(), Signal(8)
         self.fail_en, self.fail_q, self.fail_new = Signal(), Signal(8), Signal()
         self.look_q, self.look_timeout, self.look_failed = Signal(8), Signal(32), Signal()
         self.poll = Signal(nq)
@@ -316,6 +321,7 @@ class _Queues(Elaboratable):
         tail = Array(Signal(17, name=f"tail{i}") for i in range(NQ))
         head = Array(Signal(17, name=f"head{i}") for i in range(NQ))
         outstanding = Array(Signal(17, name=f"outstanding{i}") for i in range(NQ))
+        lost = Array(Signal(17, name=f"lost{i}") for i in range(NQ))
 
         pending, loaded = Signal(), Signal()
         index = Signal(8)
@@ -333,12 +339,18 @@ class _Queues(Elaboratable):
                     cq_entries[q].eq(Mux(e.cq_entries == 0, 65536, e.cq_entries)),
                     timeout[q].eq(e.cmd_timeout),
                     tail[q].eq(e.sq_tail_init), head[q].eq(e.sq_tail_init),
-                    outstanding[q].eq(0),
+                    outstanding[q].eq(0), lost[q].eq(0),
                 ]
             with m.Else():
                 sub = self.submit_en & (self.submit_q == q)
                 seen = self.cqe_en & (self.cqe_q == q)
-                done = seen & self.cqe_owned
+                found = seen & ~self.cqe_owned & (lost[q] != 0)     # a lost command's CQE
+                done = seen & self.cqe_owned | found
+                lose = self.lose_en & (self.lose_q == q)
+                with m.If(lose & ~found):
+                    m.d.sync += lost[q].eq(lost[q] + 1)
+                with m.Elif(found & ~lose):
+                    m.d.sync += lost[q].eq(lost[q] - 1)
                 with m.If(sub):
                     m.d.sync += tail[q].eq(Mux(tail[q] + 1 == entries[q], 0, tail[q] + 1))
                 with m.If(seen):
@@ -356,7 +368,7 @@ class _Queues(Elaboratable):
             # a free SQ slot, and room in the CQ for one more completion
             m.d.comb += [room[q].eq(valid[q] & ~failed[q] & (used + 1 < entries[q])
                                     & (outstanding[q] + 1 < cq_entries[q])),
-                         self.poll[q].eq(valid[q] & polling[q] & (outstanding[q] != 0))]
+                         self.poll[q].eq(valid[q] & polling[q] & (outstanding[q] != lost[q]))]
         cand = Signal(NQ)
         m.d.comb += cand.eq(room & self.pick_mask)
         working = Signal(NQ)
@@ -370,7 +382,10 @@ class _Queues(Elaboratable):
             for k in reversed(range(NQ)):
                 with m.If(cand[k]):
                     m.d.comb += self.pick_q.eq(k)
-        owed = Cat(*(valid[q] & ~failed[q] & ((tail[q] != head[q]) | (outstanding[q] != 0))
+        # a queue with lost commands owes nothing it can be asked for: the SQ head it last
+        # learnt may stay behind the lost command's slot until another CQE moves it
+        owed = Cat(*(valid[q] & ~failed[q] & (lost[q] == 0)
+                     & ((tail[q] != head[q]) | (outstanding[q] != 0))
                      for q in range(NQ)))
         m.d.comb += self.busy.eq(owed != 0)
         m.d.comb += [self.pick_ok.eq(cand != 0), self.alive.eq(working != 0)]
@@ -792,23 +807,39 @@ class Backend(wiring.Component):
         # timeout and failure) into a verdict register, the second gives up the context if
         # it is still submitted (the same submission: only submission writes the time, and
         # it comes from another state) and no CQE for it arrives in that cycle
+        # A zombie (given up, waiting for its late CQE) is reclaimed for good once twice the
+        # timeout has passed since its submission: released like a late CQE's, and its
+        # queue counts a lost command (its CQ slot stays reserved).
         scan = Signal(cbits)
         m.d.comb += queues.look_q.eq(c_queue.read(scan))
-        expired = ((queues.look_timeout != 0)
-                   & ((now - c_start.read(scan)) > queues.look_timeout))
+        age = Signal(32)
+        m.d.comb += age.eq(now - c_start.read(scan))
+        timed = queues.look_timeout != 0
+        expired = timed & (age > queues.look_timeout)
+        abandoned = timed & (age > Cat(0, queues.look_timeout))
         chk_ctx, chk_hit, chk_failed = Signal(cbits), Signal(), Signal()
+        chk_zombie, chk_q = Signal(), Signal(8)
         racing = self.i_cqe.valid & (q_ctx == chk_ctx)
-        give_up = chk_hit & (state[chk_ctx] == _State.SUBMITTED) & ~racing
+        chk_state = Mux(chk_zombie, _State.ZOMBIE, _State.SUBMITTED)
+        give_up = chk_hit & (state[chk_ctx] == chk_state) & ~racing
         with m.If(give_up):
             m.d.comb += [fin_scan_w.valid.eq(1), fin_scan_w.payload.ctx.eq(chk_ctx),
-                         fin_scan_w.payload.kind.eq(_Kind.TIMEOUT),
-                         fin_scan_w.payload.failed.eq(chk_failed)]
+                         fin_scan_w.payload.kind.eq(Mux(chk_zombie, _Kind.ZOMBIE,
+                                                        _Kind.TIMEOUT)),
+                         fin_scan_w.payload.failed.eq(chk_failed & ~chk_zombie)]
             with m.If(fin_scan_w.ready):
-                m.d.sync += state[chk_ctx].eq(_State.TIMED_OUT)
+                m.d.sync += state[chk_ctx].eq(Mux(chk_zombie, _State.RETIRING,
+                                                  _State.TIMED_OUT))
+                # the queue counts the command lost in this same cycle: a CQE for it from
+                # now on no longer matches the context, and gives the CQ slot back
+                m.d.comb += [queues.lose_en.eq(chk_zombie), queues.lose_q.eq(chk_q)]
         with m.If(~give_up | fin_scan_w.ready):
             m.d.sync += [chk_ctx.eq(scan), scan.eq(scan + 1),
-                         chk_hit.eq((state[scan] == _State.SUBMITTED)
-                                    & (expired | queues.look_failed)),
+                         chk_hit.eq(((state[scan] == _State.SUBMITTED)
+                                     & (expired | queues.look_failed))
+                                    | ((state[scan] == _State.ZOMBIE) & abandoned)),
+                         chk_zombie.eq(state[scan] == _State.ZOMBIE),
+                         chk_q.eq(queues.look_q),
                          chk_failed.eq(queues.look_failed)]
 
         # --- retirement ------------------------------------------------------------------------

@@ -772,8 +772,9 @@ class NvmfDevice:
         """Call at quiescence (nothing in flight): a list of what is still held that
         should not be, each a sentence naming the value; empty when nothing leaked.
 
-        Zombie contexts (commands given up whose late CQE never came) legitimately
-        keep their staging slot and their queue's CQ credit.
+        Zombie contexts (commands given up whose late CQE has not come yet, until
+        twice their queue's ``cmd_timeout``) legitimately keep their staging slot and
+        their queue's CQ credit.
         """
         use = await self.resource_use()
         found = []

@@ -172,6 +172,7 @@ class _Context:
     state: str = "submitted"    # submitted | given_up | abandoned
     submit_time: int = 0
     deadline: int | None = None
+    reclaim_at: int | None = None   # given up: when it is reclaimed without its CQE
 
 
 @dataclasses.dataclass
@@ -188,6 +189,7 @@ class _Queue:
     dead: bool = False
     msix_pending: bool = False
     contexts: set = dataclasses.field(default_factory=set)
+    lost: int = 0               # commands reclaimed without their CQE (docs/backend.md)
 
     def used_slots(self):
         return (self.sq_tail - self.sq_head) % self.sq_entries
@@ -328,6 +330,8 @@ class EngineModel:
                          if t is not None]
                 times += [c.deadline for c in self._live_contexts()
                           if c.state == "submitted" and c.deadline is not None]
+                times += [c.reclaim_at for c in self._live_contexts()
+                          if c.state == "given_up" and c.reclaim_at is not None]
                 if not times:
                     raise InvariantError(f"hang at cycle {self.now}: {self._busy_report()}, "
                                          f"and nothing is scheduled to make progress")
@@ -447,7 +451,7 @@ class EngineModel:
                                      f"{len(pool.free)} free + {len(pool.owner)} owned "
                                      f"!= {pool.pages} pages")
         for index, q in self._queues.items():
-            if q.dead or index in given_up_queues:
+            if q.dead or index in given_up_queues or q.lost:
                 continue
             if q.used_slots():
                 raise InvariantError(f"backend queue {index}: {q.used_slots()} SQ slot(s) "
@@ -761,8 +765,13 @@ class EngineModel:
         index, gen = cid & ((1 << self._idx_bits) - 1), cid >> self._idx_bits
         ctx = self._contexts[index] if index < self.n_contexts else None
         if ctx is None or ctx.gen != gen or ctx.queue != q.index:
-            # a CQE for no command of this queue (docs/backend.md, "Completion"): dropped
-            self.stats["unknown_cqes_dropped"] += 1
+            # a CQE for no command of this queue (docs/backend.md, "Completion"): dropped;
+            # one for a command reclaimed without its CQE gives that CQ slot back
+            if q.lost:
+                q.lost -= 1
+                self.stats["lost_cqes_dropped"] += 1
+            else:
+                self.stats["unknown_cqes_dropped"] += 1
             return None
         if ctx.state == "given_up":
             self.stats["late_cqes_dropped"] += 1
@@ -795,9 +804,22 @@ class EngineModel:
                        and self.now >= c.deadline), key=lambda c: c.cmd.front.seq)
         for ctx in late:
             ctx.state = "given_up"
+            ctx.reclaim_at = ctx.deadline + self._queues[ctx.queue].entry["cmd_timeout"]
             self._count(ctx.cmd.slot, "errors")
             self._respond(ctx.cmd.front, _status(NvmeStatus.INTERNAL_ERROR))
             self._event(EventType.NVME_TIMEOUT, ctx.queue, ctx.cmd.front.seq)
+            worked = True
+        # twice the timeout after submission a command given up is reclaimed: its context
+        # and staging are freed, its queue counts it lost (the CQ slot stays reserved)
+        gone = sorted((c for c in self._live_contexts()
+                       if c.state == "given_up" and c.reclaim_at is not None
+                       and self.now >= c.reclaim_at), key=lambda c: c.cmd.front.seq)
+        for ctx in gone:
+            q = self._queues.get(ctx.queue)
+            if q is not None:
+                q.lost += 1
+            self.stats["reclaimed"] += 1
+            self._release(ctx)
             worked = True
         return worked
 

@@ -999,7 +999,8 @@ def _first_difference(got, want, undefined):
 
 # --- directed fault workloads ---------------------------------------------------------------------
 
-FAULT_KINDS = ("ssd_status", "ssd_timeout_late", "rdma_error_read", "rdma_error_write",
+FAULT_KINDS = ("ssd_status", "ssd_timeout_late", "ssd_timeout_never", "ssd_timeout_very_late",
+               "rdma_error_read", "rdma_error_write",
                "pci_sqe_write", "pci_sq_doorbell", "pci_cqe_read", "pci_cq_doorbell",
                "unsolicited_cqe")
 FAULT_TIMEOUT = 3000        # ssd1's cmd_timeout in the fault targets
@@ -1041,12 +1042,51 @@ def fault_workload(kind, seed=0):
     elif kind == "ssd_timeout_late":
         tb.write(17, 2, 10, 2, rng=rng)
         tb.end_burst()
+        # the CQE comes between the timeout and the reclaim (twice the timeout): it frees
+        # the zombie context, and the SSD's late DMA finds its staging still held
         tb.fault(kind="ssd_timeout", ssd=fe2.ssd, nsid=fe2.nsid, mode="late",
-                 delay_cycles=2 * FAULT_TIMEOUT)
+                 delay_cycles=FAULT_TIMEOUT + FAULT_TIMEOUT // 2)
         tb.write(17, 2, 10, 2, rng=rng, outcome=internal)     # a late Write still stores
         tb.exp.events.append(("NVME_TIMEOUT", _SSD1_QUEUE0))
         tb.end_burst()
         tb.read(17, 2, 10, 2, rng=rng)
+        tb.end_burst()
+    elif kind == "ssd_timeout_never":
+        # as many largest Writes as sub0 has staging slots in the RTL (its window over the
+        # slot size, max_io_size rounded up to a power of two) never complete: each is
+        # answered at the timeout and reclaimed at twice it; only then can sub0's next
+        # data commands get staging (without the reclaim they would wait for ever)
+        sub0 = shape.subs["sub0"]
+        slot = 1 << (sub0.max_io_size - 1).bit_length()
+        count = STAGING_BYTES // slot
+        blocks = sub0.max_io_size // fe2.lba
+        if count * blocks > fe2.nsze or count + 2 > shape.ssds[fe2.ssd]["entries"]:
+            raise ValueError("the fault target's shape does not fit ssd_timeout_never")
+        tb.write(17, 2, 0, 1, rng=rng)
+        tb.end_burst()
+        tb.fault(kind="ssd_timeout", ssd=fe2.ssd, nsid=fe2.nsid, mode="never", count=count)
+        for i in range(count):
+            tb.write(17, 2, i * blocks, blocks, rng=rng, outcome=internal, effect="none")
+            tb.exp.events.append(("NVME_TIMEOUT", _SSD1_QUEUE0))
+        tb.end_burst()
+        tb.write(19, 1, 700, sub0.max_io_size // fe1.lba, rng=rng)
+        tb.end_burst()
+        tb.read(17, 1, 700, 8, rng=rng)
+        tb.read(17, 2, 0, 1, rng=rng)                # the queue still serves (fewer slots)
+        tb.end_burst()
+    elif kind == "ssd_timeout_very_late":
+        # a Flush (no data: nothing touches staging late) whose CQE comes long after the
+        # reclaim: answered at the timeout, reclaimed at twice it, the CQE dropped and its
+        # reserved CQ slot given back; the queue goes on
+        tb.flush(17, 2)
+        tb.end_burst()
+        tb.fault(kind="ssd_timeout", ssd=fe2.ssd, nsid=fe2.nsid, mode="late",
+                 delay_cycles=4 * FAULT_TIMEOUT)
+        tb.flush(17, 2, outcome=internal)
+        tb.exp.events.append(("NVME_TIMEOUT", _SSD1_QUEUE0))
+        tb.end_burst()
+        tb.write(17, 2, 5, 1, rng=rng)
+        tb.flush(19, 2)
         tb.end_burst()
     elif kind == "rdma_error_read":
         tb.write(17, 1, 300, 4, rng=rng)

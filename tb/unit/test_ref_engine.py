@@ -687,7 +687,8 @@ def test_fault_rdma_write_error_is_a_qp_error():
 
 def test_fault_timeout_late_cqe_is_dropped_and_everything_freed():
     b = system(timeout=1000)
-    b.engine.inject_fault("ssd_timeout", ssd="ssd0", nsid=1, mode="late", delay=5000)
+    # the CQE comes after the timeout and before the reclaim at twice it
+    b.engine.inject_fault("ssd_timeout", ssd="ssd0", nsid=1, mode="late", delay=1500)
     b.write_mem(RKEY, 0, pattern("late", 512))
     run = Run(b)
     r = run.one(write(1, 3, 0))
@@ -711,6 +712,24 @@ def test_fault_timeout_never_keeps_the_context_and_staging_reserved():
     leaks = b.engine.leaks()
     assert (leaks["staging_pages"], leaks["contexts"], leaks["abandoned"]) == (1, 1, 1)
     assert status_of(run.one(read(2, 0, 7))[0]) == (0, 0, 0)
+
+
+def test_a_command_given_up_is_reclaimed_at_twice_the_timeout_and_its_cqe_dropped_later():
+    """A Flush (no staging) whose CQE comes at 5x the timeout: answered 0x06 at the
+    timeout, reclaimed at twice it (the queue counts it lost), its CQE dropped when it
+    comes; nothing is held after, and the queue serves the next command."""
+    b = system(timeout=1000)
+    b.engine.inject_fault("ssd_timeout", ssd="ssd0", nsid=1, mode="late", delay=5000)
+    run = Run(b)
+    r = run.one(make_sqe(Opcode.FLUSH, 1, 1))       # idle once the SSD is done too
+    assert status_of(r[0]) == (0, 0x06, 0) and len(r) == 2
+    assert b.engine.now > 5000
+    assert b.engine.stats["lost_cqes_dropped"] == 1
+    assert b.engine.stats["reclaimed"] == 1
+    assert b.engine.leaks() == {"staging_pages": 0, "contexts": 0, "abandoned": 0,
+                                "sq_slots": {}}
+    assert all(q.lost == 0 for q in b.engine._queues.values())
+    assert [status_of(x) for x in run.one(read(2, 3, 0))] == [(0, 0, 0)]
 
 
 def test_never_completing_command_without_timeout_is_a_hang():

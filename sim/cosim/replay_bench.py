@@ -247,7 +247,8 @@ class RtlReplay(Backend):
         return resume(self._cycles)()
 
     def _quiet_devices(self):
-        return all(s.idle for s in self.ssds.values()) and self.rdma.quiet
+        return (all(s.idle for s in self.ssds.values()) and self.rdma.quiet
+                and not self.fabric.stalled)
 
     def _busy_report(self):
         parts = []
@@ -371,7 +372,8 @@ class RtlReplay(Backend):
                 "cqe_read": (plan.cq_addr, plan.entries * 16, "read", 16),
                 "cq_doorbell": (plan.cq_db_addr, 4, "write", 4),
             }[fault["access"]]
-            self.fabric.fail_next(base, size, rw, count=count, unit=unit)
+            self.fabric.fail_next(base, size, rw, count=count, unit=unit,
+                                  delay=fault.get("delay_cycles", 0))
         elif kind == "unsolicited_cqe":
             self.ssds[fault["ssd"]].post_unsolicited(fault["queue"] + 1, fault["cid"],
                                                      sc=fault["sc"],

@@ -40,7 +40,8 @@ class PcieFabric:
         self.host_base = host_base
         self.host = SparseMemoryRegion(host_size)
         self.space.register_region(_Faultable(self, self.host, host_size), host_base)
-        self.faults = []          # [base, size, kind ("read"/"write"), remaining, unit]
+        self.faults = []          # [base, size, kind ("read"/"write"), remaining, unit, delay]
+        self.stalled = 0          # accesses held back by a fault's delay right now
         self.on_access = None
         self.delay = None
         self.clk = clk
@@ -55,15 +56,17 @@ class PcieFabric:
                                               BAR_SIZE), base)
         return base
 
-    def fail_next(self, base, size, kind, count=1, unit=None):
+    def fail_next(self, base, size, kind, count=1, unit=None, delay=0):
         """Fail the next ``count`` ``kind`` accesses touching ``[base, base + size)``.
 
         ``unit`` (bytes, a power of two): one access is an aligned unit of that size
         (an SQE, a CQE), whatever the number of beats it takes; the beats that follow
         a failed one inside its unit fail too without counting. None: every beat
-        counts.
+        counts. ``delay``: the error answer comes that many cycles of ``clk`` late, as
+        a PCIe completion timeout ends a read nobody completes (that side of the slave
+        answers nothing meanwhile; :attr:`stalled` counts the accesses held).
         """
-        self.faults.append([base, size, kind, count, unit])
+        self.faults.append([base, size, kind, count, unit, delay])
 
     def clear_faults(self):
         self.faults.clear()
@@ -73,14 +76,14 @@ class PcieFabric:
         burst = self._burst.pop(kind, None)
         if burst is not None and burst[0] == addr and addr % burst[1]:
             self._note(kind, addr, length, burst[1])
-            raise OSError(f"injected {kind} error at {addr:#x} (same access)")
+            raise _Injected(f"injected {kind} error at {addr:#x} (same access)")
         for fault in self.faults:
-            base, size, fkind, left, unit = fault
+            base, size, fkind, left, unit, delay = fault
             if fkind == kind and left and addr < base + size and base < addr + length:
                 fault[3] -= 1
                 if unit:
                     self._note(kind, addr, length, unit)
-                raise OSError(f"injected {kind} error at {addr:#x}")
+                raise _Injected(f"injected {kind} error at {addr:#x}", delay)
 
     def _note(self, kind, addr, length, unit):
         if (addr + length) % unit:
@@ -92,9 +95,25 @@ class PcieFabric:
             if cycles:
                 await ClockCycles(self.clk, cycles)
 
+    async def _late(self, exc):
+        if exc.delay:
+            self.stalled += 1
+            try:
+                await ClockCycles(self.clk, exc.delay)
+            finally:
+                self.stalled -= 1
+
     def _report(self, kind, addr, data, failed):
         if self.on_access is not None:
             self.on_access(kind, addr, data, failed)
+
+
+class _Injected(OSError):
+    """An injected error answer, ``delay`` cycles late."""
+
+    def __init__(self, message, delay=0):
+        super().__init__(message)
+        self.delay = delay
 
 
 class _Faultable:
@@ -110,7 +129,8 @@ class _Faultable:
         await self.fabric._wait("read", addr, length)
         try:
             self.fabric.check("read", addr, length)
-        except OSError:
+        except _Injected as exc:
+            await self.fabric._late(exc)
             self.fabric._report("read", addr, length, True)
             raise
         self.fabric._report("read", addr, length, False)
@@ -121,7 +141,8 @@ class _Faultable:
         await self.fabric._wait("write", addr, len(data))
         try:
             self.fabric.check("write", addr, len(data))
-        except OSError:
+        except _Injected as exc:
+            await self.fabric._late(exc)
             self.fabric._report("write", addr, bytes(data), True)
             raise
         self.fabric._report("write", addr, bytes(data), False)

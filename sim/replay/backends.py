@@ -171,6 +171,7 @@ class ModelBackend(Backend):
         if kind == "pci_error":
             ctrl = self.handles["ctrls"][(fault.pop("ssd"), fault.pop("queue"))]
             fault["queue"] = ctrl.index
+            fault.pop("delay_cycles", None)     # when the error comes: timing only
         if kind == "unsolicited_cqe":
             self.ssds[fault["ssd"]].post_unsolicited(fault["queue"] + 1, fault["cid"],
                                                      sc=fault["sc"],

@@ -310,7 +310,7 @@ _FAULT_KEYS = {
     "ssd_status": ("kind", "ssd", "nsid", "sct", "sc", "dnr", "crd", "m", "dw0", "count"),
     "ssd_timeout": ("kind", "ssd", "nsid", "mode", "delay_cycles", "count"),
     "rdma_error": ("kind", "rkey", "op", "count"),
-    "pci_error": ("kind", "ssd", "queue", "access", "count"),
+    "pci_error": ("kind", "ssd", "queue", "access", "count", "delay_cycles"),
     "unsolicited_cqe": ("kind", "ssd", "queue", "cid", "sc", "delay_cycles"),
     "clear": ("kind",),
 }
@@ -354,6 +354,8 @@ def _fault(r, value):
         args.update(ssd=ssd.name, queue=queue)
         if kind == "pci_error":
             args["access"] = r.choice(o, "access", "fault.access", PCI_ACCESSES)
+            args["delay_cycles"] = r.int(o, "delay_cycles", "fault.delay_cycles", 0, U32,
+                                         default=0)
         else:
             args["cid"] = r.int(o, "cid", "fault.cid", 0, 0xFFFF)
             args["sc"] = r.int(o, "sc", "fault.sc", 0, 0xFF, default=0)

@@ -1002,8 +1002,10 @@ def _first_difference(got, want, undefined):
 FAULT_KINDS = ("ssd_status", "ssd_timeout_late", "ssd_timeout_never", "ssd_timeout_very_late",
                "rdma_error_read", "rdma_error_write",
                "pci_sqe_write", "pci_sq_doorbell", "pci_cqe_read", "pci_cq_doorbell",
+               "pci_cqe_read_timeout",
                "unsolicited_cqe")
 FAULT_TIMEOUT = 3000        # ssd1's cmd_timeout in the fault targets
+PCI_COMPLETION_TIMEOUT = 25_000     # cycles before a never-completed read is answered
 _SSD1_QUEUE0 = 2            # backend queue index of ssd1's queue 0 (sub0 fe 2's only queue)
 
 
@@ -1021,7 +1023,10 @@ def fault_workload(kind, seed=0):
     """
     if kind not in FAULT_KINDS:
         raise ValueError(f"unknown fault workload {kind!r}; known: {', '.join(FAULT_KINDS)}")
-    shape = generate_target(seed, cmd_timeout=FAULT_TIMEOUT, polling=False, latency=100)
+    # a completion timeout is far shorter than an NVMe command timeout (microseconds to
+    # milliseconds against seconds): ssd1's cmd_timeout stays longer than it
+    timeout = 4 * PCI_COMPLETION_TIMEOUT if kind == "pci_cqe_read_timeout" else FAULT_TIMEOUT
+    shape = generate_target(seed, cmd_timeout=timeout, polling=False, latency=100)
     rng = random.Random(f"tracegen-fault/{kind}/{seed}")
     tb = TraceBuilder(shape)
     fe1, fe2 = shape.ns("sub0", 1), shape.ns("sub0", 2)
@@ -1134,9 +1139,18 @@ def fault_workload(kind, seed=0):
         tb.end_burst()
     else:
         access = kind[len("pci_"):]
+        delay = 0
+        if access.endswith("_timeout"):
+            # the CQE read is never completed: the PCIe requester's completion timeout
+            # answers it with an error PCI_COMPLETION_TIMEOUT cycles later, longer than
+            # the simulator backends' hang detection waits for a quiet engine
+            access, delay = access[:-len("_timeout")], PCI_COMPLETION_TIMEOUT
         tb.write(17, 2, 20, 1, rng=rng)
         tb.end_burst()
-        tb.fault(kind="pci_error", ssd=fe2.ssd, queue=0, access=access)
+        fault = dict(kind="pci_error", ssd=fe2.ssd, queue=0, access=access)
+        if delay:
+            fault["delay_cycles"] = delay
+        tb.fault(**fault)
         if access == "cq_doorbell":     # the CQE was consumed: the command had succeeded
             tb.write(17, 2, 20, 1, rng=rng)
         else:                           # the SSD executed it only if its CQE was lost

@@ -16,7 +16,7 @@ from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamFrame
 
 from rtl.formats import Cqe, Opcode, decode
-from sim.cosim.system import SystemTB, Target
+from sim.cosim.system import CounterModel, SystemTB, Target
 from sim.traffic.capsules import keyed_sgl, make_sqe
 
 BLOCK = 4096
@@ -46,6 +46,7 @@ async def run_workload(dut):
     latencies = []
     log = []
     per_op = {"read": 0, "write": 0}
+    counters = CounterModel()
     cid = 0
     start = tb.cycle
 
@@ -109,6 +110,7 @@ async def run_workload(dut):
         else:
             per_op["write"] += 1
             verified += 0
+        counters.served(s, Opcode.READ if is_read else Opcode.WRITE, BLOCK // lba_size[s])
         busy_units[s].discard(unit)
         buffers[s].append(buf_index)
         done += 1
@@ -139,6 +141,7 @@ async def run_workload(dut):
         "data_width": tb.params.data_width,
     }
     assert tb.exc.empty() and tb.qp_err.empty()
+    await counters.check(tb, target)
     if os.environ.get("NVMF_REPORT"):
         with open(os.environ["NVMF_REPORT"], "w") as f:
             json.dump(report, f)

@@ -10,6 +10,7 @@
 import logging
 
 import cocotb
+from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import (
@@ -22,9 +23,9 @@ from cocotbext.axi import (
     AxiStreamSource,
 )
 
-from rtl.formats import QP_OPS_ALL, Cqe, decode
+from rtl.formats import QP_OPS_ALL, Cqe, NsCounters, Opcode, SubsystemCounters, decode
 from sim.cosim.harness import params_from_env
-from sim.cosim.regs import TeeRegs
+from sim.cosim.regs import AxilRegs, TeeRegs
 from sim.devices.pcie_bus import HOST_BASE, PcieFabric
 from sim.devices.rdma_bus import RdmaTransport
 from sim.devices.ssd_bus import SsdDevice
@@ -84,7 +85,7 @@ class Target:
         self.dev = NvmfDevice(TeeRegs(tb), p)
         await self.dev.open()
         half = p.staging_bytes // 2
-        self.ssds, self.srqs, self.ctrls = [], [], []
+        self.ssds, self.srqs, self.ctrls, self.namespaces = [], [], [], []
         for s in range(2):
             ssd = SsdDevice(tb, f"ssd{s}", tb.fabric, s, tb.p2p, p.msix_addr, latency=latency)
             ssd.add_namespace(1, (512, 4096)[s], (65536, 8192)[s])
@@ -108,10 +109,59 @@ class Target:
                                     None if polling else index)
                 ctrls.append(ctrl)
             self.ctrls += ctrls
-            await self.dev.map_nvmf_nsid(ctrls, 1, (512, 4096)[s], 1, (65536, 8192)[s])
+            self.namespaces.append(
+                await self.dev.map_nvmf_nsid(ctrls, 1, (512, 4096)[s], 1, (65536, 8192)[s]))
             await self.dev.qp_set_nvmf(s + 1, srq, sqsize=64, sqid=1)
         self.memory = [tb.rdma.add_region(0x100 * (s + 1), 0x1000_0000 * (s + 1), 1 << 20)
                        for s in range(2)]
+
+
+class CounterModel:
+    """The counters a workload of successful commands must leave (``docs/engine.md``,
+    counters): per subsystem, its namespace's counters and the subsystem's own, from
+    what the workload sent, independent of the RTL."""
+
+    def __init__(self, subsystems=2):
+        self.ns = [{name: 0 for name, _ in data.Layout.cast(NsCounters)}
+                   for _ in range(subsystems)]
+        self.srq = [{name: 0 for name, _ in data.Layout.cast(SubsystemCounters)}
+                    for _ in range(subsystems)]
+
+    def served(self, s, opcode, blocks=0, icd=False):
+        """Subsystem ``s``'s namespace answered a command of ``opcode`` with success."""
+        c = self.ns[s]
+        if opcode == Opcode.READ:
+            c["read_cmds"] += 1
+            c["read_blocks"] += blocks
+        elif opcode == Opcode.WRITE:
+            c["write_cmds"] += 1
+            c["write_blocks"] += blocks
+            c["icd_writes"] += int(icd)
+        elif opcode == Opcode.FLUSH:
+            c["flushes"] += 1
+        elif opcode == Opcode.WRITE_ZEROES:
+            c["write_zeroes"] += 1
+        elif opcode == Opcode.DSM:
+            c["dsm"] += 1
+        else:
+            raise ValueError(f"no counter for opcode {opcode!r}")
+
+    async def check(self, tb, target):
+        """Read every namespace's and subsystem's counters through the driver (straight
+        from the RTL: the CSR model holds no I/O) and compare them with these."""
+        regs, target.dev.regs = target.dev.regs, AxilRegs(tb.axil)
+        try:
+            got_ns = [await target.dev.ns_counters(ns) for ns in target.namespaces]
+            got_srq = [await target.dev.srq_counters(srq) for srq in target.srqs]
+        finally:
+            target.dev.regs = regs
+        wrong = [f"subsystem {s} namespace: {name} is {got[name]}, expected {want[name]}"
+                 for s, (got, want) in enumerate(zip(got_ns, self.ns, strict=True))
+                 for name in want if got[name] != want[name]]
+        wrong += [f"subsystem {s}: {name} is {got[name]}, expected {want[name]}"
+                  for s, (got, want) in enumerate(zip(got_srq, self.srq, strict=True))
+                  for name in want if got[name] != want[name]]
+        assert not wrong, "counters differ from the workload's:\n" + "\n".join(wrong)
 
 
 async def collect(tb, count, budget):

@@ -9,7 +9,7 @@ import cocotb
 from cocotbext.axi import AxiStreamFrame
 
 from rtl.formats import Opcode
-from sim.cosim.system import SystemTB, Target
+from sim.cosim.system import CounterModel, SystemTB, Target
 from sim.cosim.system import collect as _collect
 from sim.traffic.capsules import icd_sgl, keyed_sgl, make_sqe
 
@@ -25,6 +25,7 @@ async def run_write_then_read_back(dut):
     rng = random.Random(int(os.environ.get("NVMF_SEED", "5")))
     count = int(os.environ.get("NVMF_COUNT", "24"))
     shadow = [{}, {}]                 # per subsystem: lba -> block bytes
+    counters = CounterModel()
     cid = 0
     expected = {}
     starts = [rng.sample(range(0, 2048, 8), count), rng.sample(range(2048), count)]
@@ -43,7 +44,9 @@ async def run_write_then_read_back(dut):
             cid += 1
             if phase == "write":
                 payload = bytes(rng.getrandbits(8) for _ in range(length))
-                if length <= 2048 and rng.random() < 0.5:
+                icd = length <= 2048 and rng.random() < 0.5
+                counters.served(s, Opcode.WRITE, nlb + 1, icd=icd)
+                if icd:
                     capsule = make_sqe(Opcode.WRITE, cid, 1, slba=slba, nlb=nlb,
                                        sgl=icd_sgl(0, length)) + payload
                 else:
@@ -54,6 +57,7 @@ async def run_write_then_read_back(dut):
                     shadow[s][slba + i] = payload[i * lba_size:(i + 1) * lba_size]
             else:
                 mem[off:off + length] = bytes(length)
+                counters.served(s, Opcode.READ, nlb + 1)
                 capsule = make_sqe(Opcode.READ, cid, 1, slba=slba, nlb=nlb,
                                    sgl=keyed_sgl(buf, length, 0x100 * (s + 1)))
                 zero = bytes(lba_size)
@@ -70,6 +74,7 @@ async def run_write_then_read_back(dut):
                 got = bytes(target.memory[s][off:off + len(want)])
                 assert got == want, f"cid {r['cid']}: read data differs from what was written"
     assert tb.exc.empty() and tb.qp_err.empty()
+    await counters.check(tb, target)
     tb.log.info("%d commands, %d SSD commands, %d RDMA READs, %d RDMA WRITEs", 2 * count,
                 sum(s.executed for s in target.ssds), tb.rdma.reads, tb.rdma.writes)
 
@@ -103,20 +108,24 @@ async def run_dataless_commands_take_no_staging_slot(dut):
     await tb.reset()
     target = Target()
     await target.build(tb, latency=3000)
+    counters = CounterModel()
     cid = 0
     for n in range(12):
         s = n % 2
         cid += 1
         if n % 3 == 2:
             capsule = make_sqe(Opcode.WRITE_ZEROES, cid, 1, slba=8 * n, nlb=7)
+            counters.served(s, Opcode.WRITE_ZEROES)
         else:
             capsule = make_sqe(Opcode.FLUSH, cid, 1)
+            counters.served(s, Opcode.FLUSH)
         await tb.source.send(AxiStreamFrame(capsule, tuser=s + 1))
     await _await_live(tb, 12)
     assert (await _use(tb, "USE_STAGING"))["slots"] == 0, "a data-less command took a slot"
     # A Write moves data: it must show up in the same register, or the check above is void.
     target.memory[0][0:4096] = bytes(range(256)) * 16
     cid += 1
+    counters.served(0, Opcode.WRITE, 8)
     await tb.source.send(AxiStreamFrame(
         make_sqe(Opcode.WRITE, cid, 1, slba=4096, nlb=7,
                  sgl=keyed_sgl(0x1000_0000, 4096, 0x100)), tuser=1))
@@ -130,3 +139,4 @@ async def run_dataless_commands_take_no_staging_slot(dut):
     assert use == {"live": 0, "zombies": 0}, use
     assert (await _use(tb, "USE_STAGING"))["slots"] == 0
     assert tb.exc.empty() and tb.qp_err.empty()
+    await counters.check(tb, target)

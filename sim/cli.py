@@ -15,6 +15,10 @@ regs      the register map from ``rtl/csr.rdl``: ``--format c`` (C header), ``md
           (a browsable manual, ``-o DIR``)
 replay    run a capsule trace (TRACE.jsonl) against a target (TARGET.toml) on the
           reference model or a simulator; results as JSON lines (``docs/replay.md``)
+mutate    mutation testing: plant single changes in the gateware, run a test set on each,
+          report the mutation score and the survivors (``docs/verification.md``)
+waves     WaveDrom diagrams of the engine's interfaces, drawn from a simulation
+          (``docs/waves.md``)
 """
 
 import argparse
@@ -267,6 +271,18 @@ def cmd_replay(args):
     return replay_main(args)
 
 
+def cmd_mutate(args):
+    from sim.tools.mutate import main as mutate_main
+
+    return mutate_main(args)
+
+
+def cmd_waves(args):
+    from sim.tools.wavedrom import run as waves_run
+
+    return waves_run(args)
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="nvmf-offload", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -375,6 +391,23 @@ def build_parser():
                                    "is not available.")
     replay_arguments(p)
     p.set_defaults(func=cmd_replay)
+
+    from sim.tools.mutate import add_arguments as mutate_arguments
+
+    p = sub.add_parser("mutate", help="mutation testing of the gateware: score and survivors",
+                       description="Plant single changes in rtl/*.py, run a test set on each "
+                                   "mutant, classify killed / survived / timeout (equivalent "
+                                   "and invalid not counted); reports under --out "
+                                   "(docs/verification.md, \"Mutation score\").")
+    mutate_arguments(p)
+    p.set_defaults(func=cmd_mutate)
+
+    from sim.tools.wavedrom import add_arguments as waves_arguments
+
+    p = sub.add_parser("waves", help="WaveDrom diagrams of the engine's interfaces, drawn "
+                                     "from a simulation (docs/waves.md)")
+    waves_arguments(p)
+    p.set_defaults(func=cmd_waves)
     return ap
 
 

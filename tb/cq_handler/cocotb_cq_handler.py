@@ -10,7 +10,8 @@ after AR (the ``throughput_*`` tests measure cycles per CQE).
 Every test ends with ``tb.settle()`` or ``tb.check()``: each ``o_cqe`` was the
 entry at the reference consumer's head with the expected phase, each doorbell
 carried the consumer's head and moved it, each queue's CQEs are exactly the
-ones its SSD posted, in order, and no new entry is left unread.
+ones its SSD posted, in order, no new entry is left unread, and ``busy`` was
+high in every cycle in which the handler visibly had work (``_watch_busy``).
 """
 
 import itertools
@@ -19,10 +20,10 @@ import random
 from collections import deque
 
 import cocotb
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from rtl.formats import CQE_BYTES
-from tb.cq_handler.cq_handler_tb import TB, make_cqe, random_pause
+from tb.cq_handler.cq_handler_tb import TB, high, make_cqe, random_pause
 
 
 async def _start(dut):
@@ -37,7 +38,42 @@ async def _start(dut):
         tb.axi.latency = (1, 12)
         tb.axi.b_latency = (1, 12)
     await tb.cycle_reset()
+    cocotb.start_soon(_watch_busy(tb))
     return tb
+
+
+async def _watch_busy(tb, limit=5):
+    """``busy`` must be high in each cycle in which the handler visibly has work: an
+    ``o_cqe`` or ``o_error`` offered, a read or doorbell write on the bus (``arvalid``,
+    ``awvalid``, ``wvalid``, ``bready``), read beats still due, a CQE emitted whose doorbell
+    is not yet written, a poll bit set, or the cycle after a message with a valid queue
+    index. A violation is a scoreboard failure (the first ``limit`` are reported)."""
+    dut = tb.dut
+    n = tb.params.backend_queues
+    due = 0                                 # read beats accepted on AR, not yet on R
+    seen = len(tb.msix.history)
+    while limit > 0:
+        await RisingEdge(dut.clk)
+        if high(dut.m_axi_arvalid) and high(dut.m_axi_arready):
+            due += int(dut.m_axi_arlen.value) + 1
+        if high(dut.m_axi_rvalid) and high(dut.m_axi_rready):
+            due -= 1
+        await ReadOnly()
+        messages, seen = tb.msix.history[seen:], len(tb.msix.history)
+        work = [name for name, on in [
+            ("o_cqe offered", high(dut.o_cqe__valid)),
+            ("o_error offered", high(dut.o_error__valid)),
+            ("a CQE read on AR", high(dut.m_axi_arvalid)),
+            ("a doorbell write on AW / W / B", high(dut.m_axi_awvalid)
+             or high(dut.m_axi_wvalid) or high(dut.m_axi_bready)),
+            (f"{due} read beats due", due > 0),
+            ("a doorbell due", any(tb.reached.values())),
+            ("a poll bit set", high(dut.poll)),
+            ("a message just taken", any(v < n for v in messages)),
+        ] if on]
+        if work and not high(dut.busy):
+            tb._fail(f"cycle {tb.cycle}: busy low with {', '.join(work)}")
+            limit -= 1
 
 
 async def _produce(tb, ssd, count, rng, msix_chance=0.4, max_gap=30):
@@ -385,6 +421,117 @@ async def run_read_error_mid_burst(dut):
     """SLVERR on a beat in the middle of a drain: the CQEs before it out, it and later not."""
     tb = await _start(dut)
     await _read_error_at(tb, 3, 32, 2 * max(1, tb.beat_bytes // CQE_BYTES), 3)
+
+
+@cocotb.test()
+async def run_bad_msix_saturates(dut):
+    """The dropped-message counter counts to 0xFFFF and stays there."""
+    tb = await _start(dut)
+    n = tb.params.backend_queues
+    tb.msix.queue.extend([n] * 0xFFFE)          # one a cycle: i_msix is always ready
+    await tb.wait_until(lambda: not tb.msix.queue, 0x10000 + 100, "messages not taken")
+    await ClockCycles(dut.clk, 3)
+    assert int(dut.bad_msix.value) == 0xFFFE
+    for data in (n, 0xFFFF_FFFF, n + 1):
+        await tb.send_msix(data)
+    await ClockCycles(dut.clk, 3)
+    assert int(dut.bad_msix.value) == 0xFFFF, f"bad_msix {int(dut.bad_msix.value):#x}"
+    assert sum(tb.table.lookups.values()) == 0 and tb.ar_count == 0
+    tb.check()
+
+
+@cocotb.test()
+async def run_busy_status(dut):
+    """busy: low at rest; high while an error waits on o_error with nothing else to do, while
+    a CQE waits on o_cqe, while a polled queue is requested (the watch checks every cycle)."""
+    tb = await _start(dut)
+    await ClockCycles(dut.clk, 5)
+    assert not high(dut.busy), "busy at rest after reset"
+    ssd = tb.add_queue(2, entries=4)
+    tb.mem.fail_doorbell(ssd.db_addr)
+    tb.err_sink.pause = itertools.repeat(1)
+    ssd.post()
+    await ssd.msix()
+    await tb.wait_until(lambda: high(dut.o_error__valid), 2000, "no o_error")
+    await ClockCycles(dut.clk, 50)              # the error alone is left
+    assert high(dut.busy), "busy low while o_error waits"
+    tb.err_sink.pause = None
+    await tb.wait_until(lambda: tb.o_errors, 100, "o_error not taken")
+    await tb.settle()
+    assert tb.o_errors == [2] and not high(dut.busy), "busy after the error was taken"
+    tb.hold_cqe_output()
+    x = ssd.post()
+    await ssd.msix()
+    await tb.wait_until(lambda: high(dut.o_cqe__valid), 2000, "no o_cqe")
+    await ClockCycles(dut.clk, 50)
+    assert high(dut.busy), "busy low while a CQE waits on o_cqe"
+    tb.hold_cqe_output(False)
+    await tb.settle()
+    assert tb.emitted[2][-1] == x and not high(dut.busy)
+    tb.add_queue(4, entries=4, polling=True)
+    tb.set_poll([4])
+    await ClockCycles(dut.clk, 50)              # polled, nothing new: a service after another
+    assert high(dut.busy), "busy low while a queue is polled"
+    tb.set_poll([])
+    await tb.settle()
+    assert not high(dut.busy), "busy after polling stopped"
+
+
+@cocotb.test()
+async def run_restart_reads_like_a_new_run(dut):
+    """A message during a drain: at the first entry that does not match the drain resumes
+    there without a new lookup, and the resumed run reads like a new one (its second burst
+    waits until two of its entries matched): 3 bursts in all."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(1, entries=16)
+    posted = [ssd.post(), ssd.post()]
+    tb.hold_cqe_output()
+    await ssd.msix()
+    await tb.wait_until(lambda: high(dut.o_cqe__valid), 2000, "no o_cqe")
+    await ssd.msix()                            # pending again while the drain waits
+    await ClockCycles(dut.clk, 5)
+    tb.hold_cqe_output(False)
+    await tb.settle()
+    assert tb.emitted[1] == posted and tb.doorbells(1) == [2]
+    assert tb.table.lookups[1] == 1, "the drain did not resume in place"
+    # slots 0-3; 4-7 once slots 0 and 1 matched; 2-3 for the resumed run, whose first
+    # entry does not match: no second burst
+    assert tb.mem.reads[1] == 3, f"{tb.mem.reads[1]} CQE reads"
+
+
+@cocotb.test()
+async def run_restart_with_nothing_taken(dut):
+    """A drain that took nothing resumes (a message came in): its doorbell is written once,
+    when the resumed run ends, even with gaps between its CQEs."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(1, entries=16)
+    tb.axi.set_pause("r", itertools.repeat(1))  # the first burst waits in the slave
+    await ssd.msix()
+    await tb.wait_until(lambda: tb.mem.reads[1] >= 1, 2000, "queue 1 never read")
+    await ClockCycles(dut.clk, 10)              # ... read from memory before the posts
+    posted = [ssd.post() for _ in range(3)]
+    await ssd.msix()
+    tb.axi.set_pause("r", itertools.cycle([0, 1]))
+    await tb.settle()
+    assert tb.emitted[1] == posted
+    assert tb.table.lookups[1] == 1, "the drain did not resume in place"
+    assert tb.doorbells(1) == [3]
+
+
+@cocotb.test()
+async def run_doorbell_request_while_engine_takes(dut):
+    """A doorbell request placed in the cycle in which the write engine takes the previous
+    request of the same queue is kept: the write response latency sweeps that moment over
+    the third drain of a queue drained three times in a row."""
+    tb = await _start(dut)
+    ssd = tb.add_queue(1, entries=32)
+    for latency in range(40):
+        tb.axi.b_latency = (latency, latency)
+        for _ in range(3):
+            await ssd.post_when_room()
+            await ssd.msix()
+            await ClockCycles(dut.clk, 14)
+        await tb.settle()
 
 
 def _throughput_limit(tb):

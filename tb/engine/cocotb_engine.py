@@ -6,7 +6,7 @@ import random
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from rtl.formats import QP_OPS_ALL, OpBit, Opcode
+from rtl.formats import QP_OPS_ALL, OpBit, Opcode, Table
 from sim.cosim.parser_env import random_pause
 from sim.cosim.regs import TeeRegs
 from sim.driver import NvmeCtrlAttrs, NvmfDevice, SrqAttrs
@@ -158,3 +158,34 @@ async def run_sqhd_wraps_at_sqsize(dut):
     for i in range(40):
         await sb.send(bad if i % 3 else make_sqe(Opcode.FLUSH, i, 1), 1, "sqhd")
     await sb.check_all()
+
+
+@cocotb.test()
+async def run_namespace_being_unmapped_is_not_ready(dut):
+    """Between the first step of an unmap (the namespace entry's ``ready`` cleared) and
+    the last, capsules for it are answered 0x82 Namespace Not Ready and counted as the
+    namespace's errors, on a plain and on an offload-only QP; after the unmap a plain QP
+    hands them to software."""
+    tb = TB(dut)
+    setup, sb = await _configured(tb)
+    dev, srq = setup.dev, setup.srqs[0]
+    ns = srq.namespaces[1]
+    # the driver's first unmap step alone (unmap_nvmf_nsid does three in a row)
+    await dev._write_entry(Table.NAMESPACE, ns.slot, dev._ns_fields(
+        srq, 1, ns.nvme_nsid, ns.nsze, ns.ops, ns.lba_data_size, ns.ctrls, ready=0))
+    before = sb.kinds.get("response", 0)
+    for cid, qpn in ((1, 1), (2, 2), (3, 1)):
+        await sb.send(make_sqe(Opcode.READ, cid, 1, nlb=0, sgl=keyed_sgl(0x1000, 512, 3)),
+                      qpn, "not ready")
+    await sb.send(make_sqe(Opcode.FLUSH, 4, 1), 1, "not ready")
+    await sb.send(make_sqe(Opcode.FLUSH, 5, 2), 1, "the other namespace serves")
+    await sb.check_all()
+    assert sb.kinds.get("response", 0) - before == 4, sb.kinds
+    # counters and events read through the driver: RTL and model compared by TeeRegs
+    counters = await dev.ns_counters(ns)
+    assert counters["errors"] == 4, counters
+    await dev.srq_counters(srq)
+    await dev.unmap_nvmf_nsid(srq, 1)
+    await sb.send(make_sqe(Opcode.FLUSH, 6, 1), 1, "unmapped")
+    await sb.check_all()
+    assert sb.kinds.get("to_software", 0) >= 1, sb.kinds

@@ -22,7 +22,8 @@ def test_engine_front_outcomes_match_model(sim, width, traffic):
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("testcase", ["run_qp_error_discards_until_reconfigured",
-                                      "run_sqhd_wraps_at_sqsize"],
+                                      "run_sqhd_wraps_at_sqsize",
+                                      "run_namespace_being_unmapped_is_not_ready"],
                          ids=lambda t: t.removeprefix("run_"))
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_engine_front_directed(sim, testcase):

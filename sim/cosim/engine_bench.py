@@ -134,8 +134,9 @@ class Monitor:
     """Samples the top-level handshakes every cycle (values as they were at the edge),
     each port on its own domain's clock; times are ``clk`` cycles."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, pcie_clk=None):
         self.dut = dut
+        self.pcie_clk = pcie_clk        # a split-clock engine's PCIe clock, else None
         self.cycle = 0
         self.capsule_first = []     # cycle of each capsule's first beat
         self.capsule_last = []      # cycle of each capsule's last beat
@@ -151,7 +152,6 @@ class Monitor:
         self._resp = (d.m_axis_resp_tvalid, d.m_axis_resp_tready)
         self._rdma_wr = (d.m_axis_rdma_wr_tvalid, d.m_axis_rdma_wr_tready, self.rdma_wr_beats)
         self._p2p_r = (d.s_axi_p2p_rvalid, d.s_axi_p2p_rready, self.p2p_r_beats)
-        self.split = hasattr(d, "pcie_clk")
         self._ar = (d.s_axi_p2p_arvalid, d.s_axi_p2p_arready, d.s_axi_p2p_arlen)
         self._axi = [(getattr(d, f"{p}_awvalid"), getattr(d, f"{p}_awready"),
                       getattr(d, f"{p}_awaddr"), getattr(d, f"{p}_wvalid"),
@@ -163,7 +163,7 @@ class Monitor:
     async def _run(self):
         """One loop on ``clk``; a second on ``pcie_clk`` for the PCIe-side ports of a
         split-clock engine, stamped with the core cycles counted so far."""
-        pcie_clk = getattr(self.dut, "pcie_clk", None) if self.split else None
+        pcie_clk = self.pcie_clk
         if pcie_clk is not None:
             cocotb.start_soon(self._run_pcie(pcie_clk))
         clk = self.dut.clk
@@ -366,7 +366,7 @@ class Bench:
         await self.clocks.reset()
         self.device = NvmfDevice(AxilRegs(self.axil), self.params)
         await configure_device(self.device, self.target, self.layout)
-        self.monitor = Monitor(self.dut)
+        self.monitor = Monitor(self.dut, self.clocks.pcie[0] if self.clocks.split else None)
         self.profiler = Profiler(self.dut) if os.environ.get("NVMF_BENCH_PROFILE") else None
         self.tracer = Tracer(self.dut, self.clocks.core_ns)
 

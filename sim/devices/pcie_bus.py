@@ -41,7 +41,7 @@ class PcieFabric:
         self.host = SparseMemoryRegion(host_size)
         self.space.register_region(_Faultable(self, self.host, host_size), host_base)
         self.faults = []          # [base, size, kind ("read"/"write"), remaining, unit, delay]
-        self.stalled = 0          # accesses held back by a fault's delay right now
+        self.stalled = 0          # accesses held back right now (delay, a late fault)
         self.on_access = None
         self.delay = None
         self.clk = clk
@@ -89,17 +89,12 @@ class PcieFabric:
         if (addr + length) % unit:
             self._burst[kind] = (addr + length, unit)
 
-    async def _wait(self, kind, addr, length):
-        if self.delay is not None:
-            cycles = self.delay(kind, addr, length)
-            if cycles:
-                await ClockCycles(self.clk, cycles)
-
-    async def _late(self, exc):
-        if exc.delay:
+    async def _hold(self, cycles):
+        """Hold an access back ``cycles`` cycles of ``clk`` (counted in :attr:`stalled`)."""
+        if cycles:
             self.stalled += 1
             try:
-                await ClockCycles(self.clk, exc.delay)
+                await ClockCycles(self.clk, cycles)
             finally:
                 self.stalled -= 1
 
@@ -126,11 +121,12 @@ class _Faultable:
 
     async def read(self, address, length, **kwargs):
         addr = address + (self._base or 0)
-        await self.fabric._wait("read", addr, length)
+        if self.fabric.delay is not None:
+            await self.fabric._hold(self.fabric.delay("read", addr, length))
         try:
             self.fabric.check("read", addr, length)
         except _Injected as exc:
-            await self.fabric._late(exc)
+            await self.fabric._hold(exc.delay)
             self.fabric._report("read", addr, length, True)
             raise
         self.fabric._report("read", addr, length, False)
@@ -138,11 +134,12 @@ class _Faultable:
 
     async def write(self, address, data, **kwargs):
         addr = address + (self._base or 0)
-        await self.fabric._wait("write", addr, len(data))
+        if self.fabric.delay is not None:
+            await self.fabric._hold(self.fabric.delay("write", addr, len(data)))
         try:
             self.fabric.check("write", addr, len(data))
         except _Injected as exc:
-            await self.fabric._late(exc)
+            await self.fabric._hold(exc.delay)
             self.fabric._report("write", addr, bytes(data), True)
             raise
         self.fabric._report("write", addr, bytes(data), False)

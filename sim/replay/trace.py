@@ -351,14 +351,12 @@ def _fault(r, value):
                    for s in r.target.subsystems for n in s.namespaces):
             raise r.error("fault.queue", f"queue {queue} of ssd {ssd.name!r} serves no "
                                          f"subsystem namespace")
-        args.update(ssd=ssd.name, queue=queue)
+        args.update(ssd=ssd.name, queue=queue,
+                    delay_cycles=r.int(o, "delay_cycles", "fault.delay_cycles", 0, U32,
+                                       default=0))
         if kind == "pci_error":
             args["access"] = r.choice(o, "access", "fault.access", PCI_ACCESSES)
-            args["delay_cycles"] = r.int(o, "delay_cycles", "fault.delay_cycles", 0, U32,
-                                         default=0)
         else:
             args["cid"] = r.int(o, "cid", "fault.cid", 0, 0xFFFF)
             args["sc"] = r.int(o, "sc", "fault.sc", 0, 0xFF, default=0)
-            args["delay_cycles"] = r.int(o, "delay_cycles", "fault.delay_cycles", 0, U32,
-                                         default=0)
     return args

@@ -425,6 +425,11 @@ class Backend(wiring.Component):
     use_live, use_zombies, use_slots, queues_busy : registered resource use (debug,
         ``USE_*`` registers): contexts with a command, zombie contexts, staging
         slots taken, a working backend queue owed SQ consumption or CQEs.
+    fence_out : Out(32)
+        Per epoch of ``BackendCommand.epoch`` (bits 15:0 epoch 0, 31:16 epoch 1),
+        modulo 2**16: served commands that got their outcome (a response, or the QP
+        error of a failed RDMA WRITE); counted the cycle after retirement releases
+        the context (a zombie's later reclaim is not an outcome). Registered.
     """
 
     def __init__(self, params=None):
@@ -455,7 +460,7 @@ class Backend(wiring.Component):
             "ss_cfg_valid": In(1), "ss_cfg_index": In(8),
             "bq_cfg_valid": In(1), "bq_cfg_index": In(8),
             "use_live": Out(16), "use_zombies": Out(16), "use_slots": Out(16),
-            "queues_busy": Out(1),
+            "queues_busy": Out(1), "fence_out": Out(32),
         })
 
     def elaborate(self, platform):
@@ -1035,6 +1040,14 @@ class Backend(wiring.Component):
                              slots.free_en.eq(r_stg.staged),
                              slots.free_ss.eq(r_stg.ss), slots.free_slot.eq(r_stg.slot)]
                 m.d.sync += state[rctx].eq(_State.FREE)
+
+        # the command fence: outcomes of served commands, per epoch
+        outcome = release_now & (job.kind != _Kind.ZOMBIE)
+        for e in range(2):
+            done = Signal(16, name=f"fence_out{e}")
+            with m.If(outcome & (rcmd.epoch == e)):
+                m.d.sync += done.eq(done + 1)
+            m.d.comb += self.fence_out[16 * e:16 * (e + 1)].eq(done)
 
         # --- namespace counters: up to three increments a response, from a FIFO ----------------
         executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)

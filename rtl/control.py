@@ -177,6 +177,9 @@ class ControlPlane(wiring.Component):
         # resource use shown in USE_CONTEXTS / USE_STAGING / USE_BUSY (register layout);
         # driven by the engine top, constant 0 in the stand-alone control plane
         self.use_contexts, self.use_staging, self.use_busy = Signal(32), Signal(32), Signal(32)
+        # the command fence (FENCE): the epoch software set, and the count of commands of
+        # the other epoch without an outcome (driven by the engine top, 0 stand-alone)
+        self.fence_epoch, self.fence_other = Signal(), Signal(16)
 
     def elaborate(self, platform):
         m = Module()
@@ -411,6 +414,8 @@ class ControlPlane(wiring.Component):
             bank.hw_in["USE_CONTEXTS"].eq(self.use_contexts),
             bank.hw_in["USE_STAGING"].eq(self.use_staging),
             bank.hw_in["USE_BUSY"].eq(self.use_busy),
+            bank.hw_in["FENCE"].eq(self.fence_other << self.regmap["FENCE"].field("other").lsb),
+            self.fence_epoch.eq(bank.value["FENCE"][self.regmap["FENCE"].field("epoch").lsb]),
             self.irq.eq(bank.value["IRQ_ENABLE"][0] & events.r_rdy),
         ]
         with m.If(self.event.valid & ~events.w_rdy):

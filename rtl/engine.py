@@ -10,7 +10,7 @@ it exists to test the front end's routing in isolation.
 
 import dataclasses
 
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetSignal
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -337,7 +337,15 @@ class Engine(wiring.Component):
             control.use_busy.eq(_fields(control.regmap["USE_BUSY"],
                                         backend_queues=backend.queues_busy,
                                         sq_writer=sq.busy, cq_handler=cq.busy)),
+            front.fence_epoch.eq(control.fence_epoch),
         ]
+        # the command fence: commands of the other epoch still without an outcome
+        # (front end's count less the back end's, registered)
+        other = ~control.fence_epoch
+        fence_other = Signal(16)
+        m.d.sync += fence_other.eq(Mux(other, front.fence_in[16:], front.fence_in[:16])
+                                   - Mux(other, backend.fence_out[16:], backend.fence_out[:16]))
+        m.d.comb += control.fence_other.eq(fence_other)
 
         # back end <-> staging, SQ writer, CQ handler
         wiring.connect(m, backend.o_stg_wr, staging.i_wr)

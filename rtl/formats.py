@@ -485,6 +485,7 @@ class BackendCommand(data.Struct):
     sgl_key: 32
     nbytes: 32               # data bytes the command moves (0 for Flush / Write Zeroes)
     icd: 1                   # the data follows in the capsule (on the back-end data stream)
+    epoch: 1                 # the command fence's epoch at its lookup (FENCE register)
 
 
 class SqRequest(data.Struct):

@@ -107,6 +107,15 @@ class Front(wiring.Component):
         Served commands, in order.
     o_backend_data : Out(stream.Signature(StreamBeat(DATA_W)))
         In-capsule data of served commands with ``icd``, in the same order.
+    fence_epoch : In(1)
+        The command fence's epoch (``FENCE.epoch``), sampled with each command's
+        namespace lookup request and carried to the back end (``BackendCommand.epoch``).
+    fence_in : Out(32)
+        Per epoch (bits 15:0 epoch 0, 31:16 epoch 1), modulo 2**16: commands that sent
+        their lookup request, less those S4 answered itself (every outcome but a served
+        command). Registered: a request counts the cycle after it is taken, an answer
+        the cycle after S4 hands it over. The back end's ``fence_out`` counts the served
+        ones' outcomes; the difference is what ``FENCE.other`` shows.
     """
 
     def __init__(self, params=None):
@@ -130,6 +139,7 @@ class Front(wiring.Component):
             "o_subsystem_count": Out(stream.Signature(CountRequest(16))),
             "o_backend": Out(stream.Signature(BackendCommand)),
             "o_backend_data": Out(stream.Signature(StreamBeat(W))),
+            "fence_epoch": In(1), "fence_in": Out(32),
         })
 
     def elaborate(self, platform):
@@ -188,6 +198,7 @@ class Front(wiring.Component):
             fl_in.sqid.eq(qp.sqid),
             fl_in.subsystem.eq(qp.subsystem),
             fl_in.offload_only.eq(qp.attrs.offload & qp.attrs.offload_only),
+            fl_in.epoch.eq(self.fence_epoch),
             flight.w_data.eq(fl_in),
             flight.w_en.eq(s1_advance),
             self.ns_req.valid.eq(s1_valid & flight.w_rdy & ~cfg),
@@ -423,6 +434,7 @@ class Front(wiring.Component):
             be.sgl_invalidate.eq(cmd.sgl_invalidate), be.sgl_address.eq(cmd.sgl_address),
             be.sgl_length.eq(cmd.sgl_length), be.sgl_key.eq(cmd.sgl_key),
             be.nbytes.eq(Mux(moves_data, cmd.sgl_length, 0)), be.icd.eq(icd),
+            be.epoch.eq(s3.epoch),
         ]
         s4_write(backend_fifo, be, need_backend)
 
@@ -449,6 +461,17 @@ class Front(wiring.Component):
                         (sscount_fifo, self.o_subsystem_count)):
             m.d.comb += [port.valid.eq(f.r_rdy), port.payload.eq(f.r_data),
                          f.r_en.eq(port.ready)]
+
+        # --- the command fence: lookups less the outcomes S4 gave, per epoch ------------------
+        s4_epoch, s4_answered = Signal(), Signal()
+        with m.If(s3_done):
+            m.d.sync += [s4_epoch.eq(s3.epoch), s4_answered.eq(~need_backend)]
+        for e in range(2):
+            count = Signal(16, name=f"fence_in{e}")
+            up = s1_advance & (self.fence_epoch == e)
+            down = fire & s4_answered & (s4_epoch == e)
+            m.d.sync += count.eq(count + up - down)
+            m.d.comb += self.fence_in[16 * e:16 * (e + 1)].eq(count)
 
         # --- data router: parser packets to software or to the back end ---------------------
         head = Signal(_Route)
@@ -480,6 +503,7 @@ class _Flight(data.Struct):
     sqid: 16
     subsystem: 8
     offload_only: 1
+    epoch: 1
 
 
 class _Route(data.Struct):

@@ -245,10 +245,12 @@ class NvmfDevice:
     ``params`` selects the register map only (default :class:`EngineParams`).
     ``reset_poll_limit`` bounds the wait of :meth:`open` for the reset clear
     (default: the total table entries reported by the capabilities, plus a
-    margin); ``cmd_poll_limit`` bounds the wait for one command.
+    margin); ``cmd_poll_limit`` bounds the wait for one command, ``fence_poll_limit``
+    the wait of :meth:`fence` (polls of ``FENCE``).
     """
 
-    def __init__(self, regs, params=None, *, reset_poll_limit=None, cmd_poll_limit=256):
+    def __init__(self, regs, params=None, *, reset_poll_limit=None, cmd_poll_limit=256,
+                 fence_poll_limit=1 << 22):
         if params is None:
             params = EngineParams()
         if not isinstance(params, EngineParams):
@@ -257,6 +259,7 @@ class NvmfDevice:
         self.params = params
         self.regmap = register_map(params)
         self.reset_poll_limit = reset_poll_limit
+        self.fence_poll_limit = fence_poll_limit
         self.cmd_poll_limit = cmd_poll_limit
         self.caps = None
         self.sizes = None
@@ -661,7 +664,9 @@ class NvmfDevice:
         return srq.index * self.caps.max_srq_namespaces + fe_nsid - 1
 
     async def unmap_nvmf_nsid(self, srq, fe_nsid):
-        """Unmap: clear ``ready`` (NOT_READY), then the NS_INDEX entry, then the NAMESPACE entry."""
+        """Unmap: clear ``ready`` (NOT_READY), then the NS_INDEX entry; wait on the command
+        fence (:meth:`fence`) for every command that looked the namespace up; then clear the
+        NAMESPACE entry and free its slot (a later map may reuse it, counters from zero)."""
         self._require_open()
         fe_nsid = self._fe_nsid(fe_nsid)
         self._srq(srq)
@@ -671,11 +676,29 @@ class NvmfDevice:
         await self._write_entry(Table.NAMESPACE, ns.slot, self._ns_fields(
             srq, fe_nsid, ns.nvme_nsid, ns.nsze, ns.ops, ns.lba_data_size, ns.ctrls, ready=0))
         await self._write_entry(Table.NS_INDEX, self._ns_index(srq, fe_nsid), {})
+        await self.fence()
         await self._write_entry(Table.NAMESPACE, ns.slot, {})
         del self._slots[ns.slot]
         del srq.namespaces[fe_nsid]
         for ctrl in ns.ctrls:
             ctrl.namespaces.discard(fe_nsid)
+
+    async def fence(self):
+        """Wait until every command that sent its namespace lookup before this call has its
+        outcome (FENCE register): flip ``FENCE.epoch``, then poll until ``FENCE.other``
+        is 0. Commands finish within their queue's ``cmd_timeout`` (an SSD that never
+        answers gets the timeout's response); ETIMEDOUT after ``fence_poll_limit`` polls
+        (none with ``cmd_timeout`` 0 and a silent SSD is the one way to reach it)."""
+        self._require_open()
+        epoch = (await self._read_fields("FENCE"))["epoch"]
+        await self._write_fields("FENCE", epoch=epoch ^ 1)
+        for _ in range(self.fence_poll_limit):
+            other = (await self._read_fields("FENCE"))["other"]
+            if other == 0:
+                return
+        raise NvmfError(errno.ETIMEDOUT, f"FENCE.other still {other} after "
+                                         f"{self.fence_poll_limit} polls: commands looked up "
+                                         f"before epoch {epoch ^ 1} have no outcome")
 
     # --- QPs --------------------------------------------------------------------------------
 

@@ -432,6 +432,27 @@ class RtlReplay(Backend):
                                  + "; ".join(leaks))
         return self._now() - start
 
+    def run_until_accepted(self, budget_cycles=WAIT_BUDGET_CYCLES):
+        return resume(self._run_until_accepted)(budget_cycles)
+
+    async def _run_until_accepted(self, budget):
+        await self._wait(self._accepted, "every capsule looked up", budget)
+        self._raise_errors()
+
+    def _accepted(self):
+        """Every capsule delivered has passed the namespace lookup: it has its outcome, or
+        its command reached the SSD (its SQE) or the initiator (the RDMA READ of its data),
+        which only a served command does, or it is one of its QP's front-end QP errors."""
+        if not self.source.idle():
+            return False
+        reads = {(op.addr, op.rkey) for op in self.initiator.log[self.segment_rdma:]
+                 if op.op == "read"}
+        waiting = collections.Counter(
+            c.qpn for c in self.pending.values()
+            if c.queue is None and (c.sgl is None or c.sgl not in reads))
+        # the front end's QP errors are given to their capsules at the barrier (_finalize)
+        return all(n <= len(self.qperr.get(qpn, ())) for qpn, n in waiting.items())
+
     def _idle(self):
         if not self.source.idle() or self.events_busy or int(self.dut.irq.value):
             return False

@@ -76,6 +76,11 @@ class CsrModel:
     ``resp`` like the AXI4-Lite slave. Datapath side: :meth:`push_event`,
     :meth:`count`, :meth:`qp_entry`, :meth:`ns_lookup` and :attr:`irq`.
     ``tables`` maps each :class:`Table` to a list of entry bit patterns.
+
+    The command fence (``FENCE``): :attr:`fence_epoch` is the epoch software set;
+    ``FENCE.other`` reads :attr:`fence_source` ``(epoch)``, the commands of that epoch
+    without an outcome, which the engine model provides (and may advance its time
+    in, as the hardware works while software polls); none (0) without one.
     """
 
     def __init__(self, params: EngineParams | None = None):
@@ -101,6 +106,7 @@ class CsrModel:
         self._lost_max = (1 << self.regmap["EVENT_LOST"].field("count").width) - 1
         self._object_max = (1 << data.Layout.cast(Event)["object"].width) - 1
         self._busy_held = False
+        self.fence_source = None
         self.reset()
 
     # --- state ------------------------------------------------------------------------------
@@ -116,6 +122,7 @@ class CsrModel:
         self.event_overflow = 0
         self.event_lost = 0
         self._busy_held = False
+        self.fence_epoch = 0
 
     def hold_busy(self, busy=True):
         """Test hook: make ``CMD_STATUS.busy`` read ``busy`` (as while the hardware works)."""
@@ -181,6 +188,10 @@ class CsrModel:
             return self.event_lost
         if name in ("USE_CONTEXTS", "USE_STAGING", "USE_BUSY"):
             return 0                           # the control plane alone holds no I/O
+        if name == "FENCE":
+            if f.name == "epoch":
+                return self.fence_epoch
+            return 0 if self.fence_source is None else self.fence_source(self.fence_epoch ^ 1)
         if name in self._arg_index:
             return self.arg[self._arg_index[name]]
         if name in self._result_index:
@@ -207,6 +218,8 @@ class CsrModel:
             self._command(fields["op"], fields["tbl"], fields["index"])
         elif name == "IRQ_ENABLE":
             self.irq_enable = fields["enable"]
+        elif name == "FENCE":
+            self.fence_epoch = fields["epoch"]
         elif name == "EVENT_CTRL":
             if fields["pop"] and self.events:
                 self.events.popleft()

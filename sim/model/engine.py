@@ -291,6 +291,9 @@ class EngineModel:
         self._awaiting = set()                       # seqs accepted without an outcome yet
         self._last_seq = None
         self.stats = collections.Counter()
+        self._fenced = {}                            # seq of a served command -> its epoch
+        self._fence_live = [0, 0]                    # served commands without outcome, by epoch
+        csr.fence_source = self._fence_poll
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -326,28 +329,44 @@ class EngineModel:
         try:
             self._settle()
             while not self.idle:
-                times = [t for t in (ssd.next_event_time() for ssd in self.ssds.values())
-                         if t is not None]
-                times += [c.deadline for c in self._live_contexts()
-                          if c.state == "submitted" and c.deadline is not None]
-                times += [c.reclaim_at for c in self._live_contexts()
-                          if c.state == "given_up" and c.reclaim_at is not None]
-                if not times:
-                    raise InvariantError(f"hang at cycle {self.now}: {self._busy_report()}, "
-                                         f"and nothing is scheduled to make progress")
-                t = min(times)
-                if t <= self.now:
-                    raise InvariantError(f"no progress at cycle {self.now}: "
-                                         f"{self._busy_report()}")
-                if t - start > budget_cycles:
-                    raise InvariantError(f"hang: not idle within the budget of {budget_cycles}"
-                                         f" cycles ({self._busy_report()})")
-                self.now = t
-                self._settle()
+                self._step(start, budget_cycles)
         except (ProtocolError, PcieError) as exc:
             raise InvariantError(str(exc)) from exc
         self.check_quiescent()
         return self.now - start
+
+    def _step(self, start, budget_cycles):
+        """Advance to the next scheduled event and do what it allows."""
+        times = [t for t in (ssd.next_event_time() for ssd in self.ssds.values())
+                 if t is not None]
+        times += [c.deadline for c in self._live_contexts()
+                  if c.state == "submitted" and c.deadline is not None]
+        times += [c.reclaim_at for c in self._live_contexts()
+                  if c.state == "given_up" and c.reclaim_at is not None]
+        if not times:
+            raise InvariantError(f"hang at cycle {self.now}: {self._busy_report()}, "
+                                 f"and nothing is scheduled to make progress")
+        t = min(times)
+        if t <= self.now:
+            raise InvariantError(f"no progress at cycle {self.now}: {self._busy_report()}")
+        if t - start > budget_cycles:
+            raise InvariantError(f"hang: not idle within the budget of {budget_cycles}"
+                                 f" cycles ({self._busy_report()})")
+        self.now = t
+        self._settle()
+
+    def _fence_poll(self, epoch):
+        """``FENCE.other`` as software polls it: the served commands of ``epoch`` without an
+        outcome. While there are some, the engine works on (to its next event) between
+        two polls, as the hardware does while the driver waits."""
+        if self._fence_live[epoch]:
+            try:
+                self._settle()
+                if self._fence_live[epoch]:
+                    self._step(self.now, DEFAULT_BUDGET_CYCLES)
+            except (ProtocolError, PcieError) as exc:
+                raise InvariantError(str(exc)) from exc
+        return self._fence_live[epoch]
 
     def take_results(self):
         """The results since the last call: records of ``docs/replay.md`` tagged with ``seq``,
@@ -551,6 +570,9 @@ class EngineModel:
         cmd = _Pending(front, fields, packet, sub, slot, ns, opcode, blocks, length,
                        data_pages, prp_list_pages(data_pages))
         self._pending.append(cmd)
+        epoch = self.csr.fence_epoch                 # the command fence (FENCE register)
+        self._fenced[front.seq] = epoch
+        self._fence_live[epoch] += 1
 
     # --- dispatch (section 3) --------------------------------------------------------------
 
@@ -942,6 +964,9 @@ class EngineModel:
                                  f"{self._outcomes[seq]})")
         self._outcomes[seq] = kind
         self._awaiting.discard(seq)
+        epoch = self._fenced.pop(seq, None)
+        if epoch is not None:
+            self._fence_live[epoch] -= 1
         self.stats[kind] += 1
         self._results.append({"seq": seq, kind: record})
 

@@ -83,9 +83,16 @@ class Backend(abc.ABC):
         """Every subsystem's and mapped namespace's counters (:mod:`sim.replay.counters`)."""
 
     @abc.abstractmethod
+    def run_until_accepted(self, budget_cycles):
+        """Run until every capsule delivered so far has passed the engine's namespace
+        lookup (the point a control line waits for; ``docs/replay.md``); what is in
+        flight stays in flight. InvariantError on a hang."""
+
+    @abc.abstractmethod
     def control(self, kind, args):
-        """Make the driver call of a control line (a checked trace argument dict) once
-        the engine is idle: None, or the driver's :class:`~sim.driver.NvmfError`."""
+        """Make the driver call of a control line (a checked trace argument dict), with
+        what is in flight still in flight: None, or the driver's
+        :class:`~sim.driver.NvmfError`."""
 
     @property
     @abc.abstractmethod
@@ -153,6 +160,9 @@ class ModelBackend(Backend):
 
     def run_until_idle(self, budget_cycles=WAIT_BUDGET_CYCLES):
         return self.engine.run_until_idle(budget_cycles)
+
+    def run_until_accepted(self, budget_cycles=WAIT_BUDGET_CYCLES):
+        """Nothing to run: the model looks a capsule up when it is delivered."""
 
     def take_results(self):
         return self.engine.take_results()
@@ -242,6 +252,7 @@ class RtlBackend(Backend):
                                   f"simulator: use RtlBackend.run()")
 
     configure = write_mem = deliver = run_until_idle = take_results = _whole_traces_only
+    run_until_accepted = _whole_traces_only
     dump_mem = dump_lba = inject_fault = control = counters = _whole_traces_only
 
     @property

@@ -63,9 +63,10 @@ def run_trace(backend, trace, emit, budget_cycles=WAIT_BUDGET_CYCLES):
                 barrier()
                 backend.inject_fault(a)
             elif item.kind in CONTROL_KINDS:
-                # what is in flight finishes first (served: docs/replay.md, "Control
-                # lines"); no results are flushed, the segment goes on
-                backend.run_until_idle(budget_cycles)
+                # not a barrier: once the capsules before it are looked up, the call is
+                # made with their commands in flight (docs/replay.md, "Control lines");
+                # no results are flushed, the segment goes on
+                backend.run_until_accepted(budget_cycles)
                 error = backend.control(item.kind, a)
                 if error is not None:
                     # between the outcomes of the capsules before it and after it

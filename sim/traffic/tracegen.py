@@ -58,6 +58,7 @@ of them is not compared.
 (faults) use it to write small traces with their own expectations.
 """
 
+import collections
 import dataclasses
 import json
 import math
@@ -67,8 +68,9 @@ from rtl.formats import Cqe, Opcode, decode
 from rtl.params import EngineParams, load_params
 from sim.traffic.capsules import dsm_ranges, icd_sgl, keyed_sgl, make_sqe
 
-__all__ = ["generate", "generate_target", "check", "TraceBuilder", "Expectations",
-           "Outcome", "TargetShape", "SRC_RKEY", "DST_RKEY", "SUCCESS"]
+__all__ = ["generate", "generate_target", "check", "check_counters", "control_under_load",
+           "TraceBuilder", "Expectations", "Outcome", "TargetShape", "SRC_RKEY", "DST_RKEY",
+           "SUCCESS"]
 
 SRC_RKEY = 0x1000       # Write data and DSM range lists
 DST_RKEY = 0x2000       # Read buffers
@@ -340,6 +342,9 @@ class Expectations:
     dumps: list = dataclasses.field(default_factory=list)
     events: list = dataclasses.field(default_factory=list)   # (type, object): all there are
     control_errors: list = dataclasses.field(default_factory=list)  # (trace line, errno)
+    # (subsystem, fe_nsid) -> {counter: value}: namespace counters at the end of the trace,
+    # for the namespaces a directed workload follows (check_counters); other counters 0
+    counters: dict = dataclasses.field(default_factory=dict)
 
     def stats(self):
         kinds = {}
@@ -1007,6 +1012,103 @@ FAULT_KINDS = ("ssd_status", "ssd_timeout_late", "ssd_timeout_never", "ssd_timeo
 FAULT_TIMEOUT = 3000        # ssd1's cmd_timeout in the fault targets
 PCI_COMPLETION_TIMEOUT = 25_000     # cycles before a never-completed read is answered
 _SSD1_QUEUE0 = 2            # backend queue index of ssd1's queue 0 (sub0 fe 2's only queue)
+
+
+#: SSD latency of :func:`control_under_load`: long enough that every command of a burst is
+#: still at the SSD when the burst's control lines are made
+LOAD_LATENCY = 3000
+
+
+def control_under_load(seed=0):
+    """Control lines made while commands are in flight (``docs/replay.md``, "Control
+    lines"): ``(target_text, trace_lines, expectations)``, with the namespace counters
+    the unmapped-and-mapped-again namespace must end with (``expectations.counters``).
+
+    The TARGET is :func:`generate_target`'s with both SSDs answering after
+    :data:`LOAD_LATENCY` cycles, so that every command before a control line is still
+    at its SSD when the call is made.
+
+    - Burst 1: Writes, a Read and a Flush of sub0's fe 1 (and commands on fe 2, fe 3),
+      then ``unmap`` of fe 1 with all of them in flight: they are served, and the
+      unmap frees the namespace slot only after them (the command fence). Capsules
+      for fe 1 then go to software (0x0B on the offload-only QP 18). A ``map`` of fe 1
+      takes the same slot again: its counters count only the commands after it, never
+      the responses of those before the unmap. A ``qp_set`` restarts QP 17 with its
+      commands in flight (they keep their SQHD). A Read after the map returns the
+      blocks the in-flight Writes stored.
+    - Burst 2: Reads of fe 2 in flight on QP 19; ``unmap`` of fe 2 and ``destroy_ctrl``
+      of its only queue (ssd1 queue 0) succeed with them in flight and they are still
+      served; ``qp_set`` takes offload off QP 19 with them in flight (they are still
+      answered on it), its next capsule goes to software (``not_offloaded``), and
+      offload comes back (SQHD starts again).
+    - Burst 3: a ``map`` of fe 2 is refused (ENOENT: its queue is gone); fe 1 still
+      serves.
+    """
+    shape = generate_target(seed, polling=False, latency=LOAD_LATENCY)
+    rng = random.Random(f"tracegen-under-load/{seed}")
+    tb = TraceBuilder(shape)
+    fe1, fe2 = shape.ns("sub0", 1), shape.ns("sub0", 2)
+    if fe1.lba != 512 or fe2.queues != (0,) or fe2.ssd != "ssd1":
+        raise ValueError("the target's shape does not fit control_under_load")
+    counts = collections.Counter()
+    software = Outcome("to_software", None, reason="unknown_nsid")
+    # burst 1: unmap and map again, qp_set, all with commands in flight
+    for i in range(6):
+        tb.write(17, 1, 100 + 8 * i, 8, rng=rng)
+    tb.write(19, 1, 200, 2, rng=rng, icd=True)
+    tb.read(19, 1, 0, 8, rng=rng)
+    tb.flush(17, 1)
+    tb.read(17, 2, 0, 2, rng=rng)
+    tb.write(19, 3, 40, 1, rng=rng)
+    tb.unmap("sub0", 1)
+    tb.flush(19, 1, outcome=software)
+    tb.flush(18, 1, outcome=Outcome("response", (0, 0x0B), dnr=1))
+    tb.remap("sub0", 1)
+    tb.control("qp_set", {"qpn": 17, "offload": True, "offload_only": False})
+    tb.write(17, 1, 300, 2, rng=rng)
+    tb.read(19, 1, 100, 8, rng=rng)             # the blocks the Writes before the unmap stored
+    tb.flush(17, 1)
+    counts.update(write_cmds=1, write_blocks=2, read_cmds=1, read_blocks=8, flushes=1)
+    tb.end_burst()
+    # burst 2: unmap, destroy_ctrl and QP teardown with Reads in flight
+    for i in range(3):
+        tb.read(19, 2, 4 * i, 2, rng=rng)
+    tb.read(17, 1, 300, 2, rng=rng)
+    tb.unmap("sub0", 2)
+    tb.control("destroy_ctrl", {"ssd": fe2.ssd, "queue": 0})
+    tb.control("qp_set", {"qpn": 19, "offload": False, "offload_only": False})
+    tb.flush(19, 1, outcome=Outcome("to_software", None, reason="not_offloaded"))
+    tb.control("qp_set", {"qpn": 19, "offload": True, "offload_only": False})
+    tb.read(19, 1, 200, 2, rng=rng)
+    tb.flush(17, 2, outcome=software)
+    counts.update(read_cmds=2, read_blocks=4)
+    tb.end_burst()
+    # burst 3: fe 2 cannot come back without its queue; fe 1 serves
+    tb.control("map", {"subsystem": "sub0", "fe_nsid": 2, "ssd": fe2.ssd, "nsid": fe2.nsid,
+                       "queues": list(fe2.queues)}, "ENOENT")
+    tb.read(17, 1, 100, 16, rng=rng)
+    tb.flush(17, 2, outcome=software)
+    counts.update(read_cmds=1, read_blocks=16)
+    tb.end_burst()
+    tb.exp.counters[("sub0", 1)] = dict(counts)
+    return shape.text, tb.lines, tb.exp
+
+
+def check_counters(counters, expectations):
+    """Problems of the counters a replay read at its end (``sim/replay/counters.py``)
+    against ``expectations.counters``: each namespace listed there has exactly those
+    counts (unlisted counters 0)."""
+    problems = []
+    for (sub, fe_nsid), want in sorted(expectations.counters.items()):
+        got = counters.get(sub, {}).get("namespaces", {}).get(str(fe_nsid))
+        if got is None:
+            problems.append(f"{sub} fe_nsid {fe_nsid}: not mapped at the end")
+            continue
+        for name, value in sorted(got.items()):
+            if value != want.get(name, 0):
+                problems.append(f"{sub} fe_nsid {fe_nsid}: {name} {value}, expected "
+                                f"{want.get(name, 0)}")
+    return problems
 
 
 def fault_workload(kind, seed=0):

@@ -15,7 +15,9 @@ import pytest
 
 from rtl.params import load_params
 from sim import cli
+from sim.driver import NvmfDevice
 from sim.replay import EXIT_OK, load_target, parse_target, parse_trace
+from sim.replay.counters import ENV as COUNTERS_ENV
 from sim.traffic import tracegen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,3 +207,40 @@ def test_fault_workload_on_the_model(tmp_path, kind):
     problems = tracegen.check(results, exp)
     assert not problems, "\n".join(problems)
     assert exp.events or kind in ("ssd_status", "unsolicited_cqe")   # these raise none
+
+
+def _run_model_counted(tmp_path, target, lines, monkeypatch):
+    where = tmp_path / "counters.json"
+    monkeypatch.setenv(COUNTERS_ENV, str(where))
+    status, results = run_model(tmp_path, target, lines)
+    return status, results, json.loads(where.read_text())
+
+
+def test_control_lines_under_load_on_the_model_serve_in_flight_commands_and_fresh_counters(
+        tmp_path, monkeypatch):
+    """tracegen.control_under_load: unmap, map, qp_set and destroy_ctrl made with commands
+    at the SSD; every capsule gets what the generator says, every byte is its shadow's,
+    and the namespace mapped again counts only what came after its map."""
+    target, lines, exp = tracegen.control_under_load()
+    status, results, counters = _run_model_counted(tmp_path, target, lines, monkeypatch)
+    assert status == EXIT_OK
+    assert not tracegen.check(results, exp)
+    assert exp.counters and not tracegen.check_counters(counters, exp)
+
+
+def test_without_the_command_fence_a_reused_namespace_slot_counts_old_responses(
+        tmp_path, monkeypatch):
+    """The check bites: a driver whose unmap frees the slot without waiting on the fence
+    lets the in-flight commands of the unmapped namespace count into the namespace the
+    next map puts in that slot (burst 1 of control_under_load)."""
+    async def no_fence(self):
+        return None
+
+    monkeypatch.setattr(NvmfDevice, "fence", no_fence)
+    target, lines, exp = tracegen.control_under_load()
+    first = next(i for i, line in enumerate(lines) if '"destroy_ctrl"' in line)
+    cut = max(i for i in range(first) if '"dump_' in lines[i] or '"wait"' in lines[i])
+    status, _, counters = _run_model_counted(tmp_path, target, lines[:cut + 1], monkeypatch)
+    assert status == EXIT_OK
+    problems = tracegen.check_counters(counters, exp)
+    assert any("write_cmds" in p for p in problems), problems

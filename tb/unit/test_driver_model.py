@@ -200,7 +200,7 @@ def test_address_bits_1_0_are_ignored_on_read_and_write():
     assert model.read(off("ARG[2]") + 1) == (0x1234_5678, OKAY)
 
 
-@pytest.mark.parametrize("offset", [0x008, 0x00C, 0x050, 0x07C, 0x08C, 0x0AC, 0x180, 0xFFC])
+@pytest.mark.parametrize("offset", [0x008, 0x00C, 0x050, 0x07C, 0x08C, 0x0B0, 0x180, 0xFFC])
 def test_read_of_an_unmapped_address_is_slverr_with_zero_data(offset):
     model = CsrModel(P)
     assert offset not in MAP.by_offset()
@@ -1414,3 +1414,36 @@ async def test_nvmf_error_is_an_oserror_with_errno_and_message():
                        dev.unmap_nvmf_nsid(await dev.create_srq(srq_attrs()), 0))
     assert err.args == (errno.EINVAL, err.strerror)
     assert err.message == err.strerror
+
+
+@asynctest
+async def test_unmap_frees_the_namespace_slot_only_after_the_fence_clears():
+    """unmap clears ready and the index entry, flips FENCE.epoch, and clears the NAMESPACE
+    entry only once FENCE.other (the old epoch's commands without an outcome) reads 0."""
+    model, dev = await open_device()
+    srq, ctrl = await srq_with_ctrl(dev)
+    await dev.map_nvmf_nsid([ctrl], 5, 512, 1, 100)
+    left = {0: 3}                        # epoch 0: three commands still in flight
+    polls = []
+
+    def source(epoch):
+        polls.append((epoch, model.entry(Table.NAMESPACE, 0) != 0,
+                      model.ns_lookup(srq.index, 5)[0]))
+        left[epoch] = max(0, left.get(epoch, 0) - 1)
+        return left[epoch] + 1 if left[epoch] else 0
+
+    model.fence_source = source
+    await dev.unmap_nvmf_nsid(srq, 5)
+    assert model.fence_epoch == 1
+    # the read before the flip shows epoch 1 as the other; then three polls of epoch 0
+    assert [p[0] for p in polls] == [1, 0, 0, 0]
+    assert all(entry and status == "NOT_FOUND" for _, entry, status in polls)
+    assert model.entry(Table.NAMESPACE, 0) == 0
+
+
+@asynctest
+async def test_fence_raises_etimedout_naming_the_count_when_it_never_clears():
+    model = CsrModel(P)
+    dev = await NvmfDevice(ModelRegs(model), fence_poll_limit=5).open()
+    model.fence_source = lambda epoch: 2
+    await expect(errno.ETIMEDOUT, "FENCE.other still 2 after 5 polls", dev.fence())

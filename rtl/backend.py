@@ -122,15 +122,27 @@ class _Finish(data.Struct):
 _COUNTER = {name: i for i, (name, _) in enumerate(data.Layout.cast(NsCounters))}
 
 
-def _merge(m, sources, sink):
-    """Fixed-priority merge of streams into ``sink`` (earlier sources first)."""
-    taken = None
-    for src in sources:
-        cond = src.valid if taken is None else src.valid & ~taken
-        with m.If(cond):
-            m.d.comb += [sink.valid.eq(1), sink.payload.eq(src.payload),
-                         src.ready.eq(sink.ready)]
-        taken = src.valid if taken is None else taken | src.valid
+def _merge(m, name, sources, sink):
+    """Fixed-priority merge of streams into ``sink`` (earlier sources first).
+
+    A source offered on ``sink`` and not taken stays chosen (a register) until taken,
+    even if an earlier source becomes valid meanwhile: ``sink`` keeps its payload while
+    it waits (the stream rules)."""
+    locked = Signal(name=f"{name}_locked")
+    lock = Signal(range(len(sources)), name=f"{name}_lock")
+    choice = Signal.like(lock, name=f"{name}_choice")
+    with m.If(locked):
+        m.d.comb += choice.eq(lock)
+    with m.Else():
+        for i in reversed(range(len(sources))):
+            with m.If(sources[i].valid):
+                m.d.comb += choice.eq(i)
+    with m.Switch(choice):
+        for i, src in enumerate(sources):
+            with m.Case(i):
+                m.d.comb += [sink.valid.eq(src.valid), sink.payload.eq(src.payload),
+                             src.ready.eq(sink.ready)]
+    m.d.sync += [locked.eq(sink.valid & ~sink.ready), lock.eq(choice)]
 
 
 def _fifo_stream(m, name, layout, depth, *, fall_through=False):
@@ -527,22 +539,23 @@ class Backend(wiring.Component):
         fin = stream.Signature(_Finish).create()
         # RDMA statuses first: each releases a context and a slot, and CQEs arriving in a
         # burst would otherwise hold them back (4 KiB Reads at 128 with a bursty SSD: 0.67 -> 1)
-        _merge(m, [fin_sts_r, fin_cqe_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
+        _merge(m, "fin", [fin_sts_r, fin_cqe_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
         cnt_w, cnt_r = _fifo_stream(m, "count_q", _CountRecord, 4)
         ev_q_w, ev_q_r = _fifo_stream(m, "ev_queue", Event, 4)
         ev_ret = stream.Signature(Event).create()
-        _merge(m, [ev_q_r, ev_ret], self.o_event)
+        _merge(m, "ev", [ev_q_r, ev_ret], self.o_event)
 
         rdma_adm = stream.Signature(RdmaCommand).create()
         rdma_ret = stream.Signature(RdmaCommand).create()
-        _merge(m, [rdma_ret, rdma_adm], self.o_rdma_cmd)
+        _merge(m, "rdma", [rdma_ret, rdma_adm], self.o_rdma_cmd)
         stg_adm = stream.Signature(StagingWrite(W)).create()
         stg_rdm = stream.Signature(StagingWrite(W)).create()
         stg_prp = stream.Signature(StagingWrite(W)).create()
-        _merge(m, [stg_prp, stg_rdm, stg_adm], self.o_stg_wr)   # a PRP list (a few beats) first
+        # a PRP list (a few beats) first
+        _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], self.o_stg_wr)
         submit_adm = stream.Signature(cbits).create()
         submit_sts = stream.Signature(cbits).create()
-        _merge(m, [submit_adm, submit_sts], submit_w)
+        _merge(m, "submit", [submit_adm, submit_sts], submit_w)
 
         # --- admission -----------------------------------------------------------------------
         # the command enters through a register slice that also carries its decision bits

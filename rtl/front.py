@@ -160,7 +160,10 @@ class Front(wiring.Component):
             width=data.Layout.cast(_Flight).size, depth=_FLIGHT_DEPTH)
 
         cfg = self.qp_cfg_valid
-        s1_advance = s1_valid & self.ns_req.ready & flight.w_rdy & ~cfg
+        # S1's lookup request waits only for the lookup and the in-flight FIFO (never for a
+        # configuration pulse: ``ns_req`` keeps the stream rules); no command is taken
+        # during a pulse, so the cycle after one in which S1 advanced, S1 is empty
+        s1_advance = s1_valid & self.ns_req.ready & flight.w_rdy
         take = self.i_cmd.valid & (~s1_valid | s1_advance) & ~cfg
         m.d.comb += [
             self.i_cmd.ready.eq((~s1_valid | s1_advance) & ~cfg),
@@ -183,13 +186,30 @@ class Front(wiring.Component):
         head_next = Signal(16)
         m.d.comb += head_next.eq(Mux((old.sq_head + 1)[:16] == qp.sqsize, 0, old.sq_head + 1))
 
-        with m.If(cfg):
+        # QP state writes: S1's SQ head, else a configuration's reset. A pulse in a cycle S1
+        # writes is applied the cycle after (S1 is empty then, and a take that cycle reads
+        # the reset through the transparent read port); the reset after the head keeps the
+        # order: the command in S1 was accepted before the QP was configured again.
+        # Configuration pulses come at least two cycles apart (control-plane commands).
+        # A pulse for S1's own QP while S1 waits: the reset stands, S1's head (from the state
+        # read before it) is not written (the command keeps its SQHD).
+        s1_stale = Signal()
+        with m.If(take):
+            m.d.sync += s1_stale.eq(0)
+        with m.Elif(cfg & s1_valid & ~s1_advance & (self.qp_cfg_qpn == s1.qpn)):
+            m.d.sync += s1_stale.eq(1)
+        s1_write = s1_advance & s1_in_range & ~s1_stale
+        late, late_qpn = Signal(), Signal(QPN_WIDTH)
+        m.d.sync += [late.eq(cfg & s1_write), late_qpn.eq(self.qp_cfg_qpn)]
+        with m.If(s1_write):
+            m.d.comb += [st_wr.addr.eq(s1.qpn), st_wr.data.sq_head.eq(head_next),
+                         st_wr.en.eq(1)]
+        with m.Elif(cfg):
             m.d.comb += [st_wr.addr.eq(self.qp_cfg_qpn), st_wr.data.eq(0),
                          st_wr.en.eq(self.qp_cfg_qpn < p.qp_count)]
-        with m.Else():
-            m.d.comb += [st_wr.addr.eq(s1.qpn),
-                         st_wr.data.sq_head.eq(head_next),
-                         st_wr.en.eq(s1_advance & s1_in_range)]
+        with m.Elif(late):
+            m.d.comb += [st_wr.addr.eq(late_qpn), st_wr.data.eq(0),
+                         st_wr.en.eq(late_qpn < p.qp_count)]
 
         fl_in = Signal(_Flight)
         m.d.comb += [
@@ -201,7 +221,7 @@ class Front(wiring.Component):
             fl_in.epoch.eq(self.fence_epoch),
             flight.w_data.eq(fl_in),
             flight.w_en.eq(s1_advance),
-            self.ns_req.valid.eq(s1_valid & flight.w_rdy & ~cfg),
+            self.ns_req.valid.eq(s1_valid & flight.w_rdy),
             self.ns_req.payload.subsystem.eq(qp.subsystem),
             self.ns_req.payload.fe_nsid.eq(s1.nsid),
         ]

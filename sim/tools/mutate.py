@@ -164,6 +164,54 @@ PRESETS = {
                 "field, the 16-bit amount, which is always 1 there"),
         },
     },
+    "parser": {
+        "files": ["rtl/parser.py", "rtl/parser_top.py"],
+        "tests": 'tb/parser -k "icarus and (w128 or directed)"',
+        "tops": ["nvmf_parser:data_width=128"],
+        "count": 30,
+        "equivalent": {
+            "rtl/parser.py:89:27:const+1": (
+                "a, b, d = ops.pop(0), ops.pop(0), ops.pop(0)",
+                "_sum_gt's carry-save step: with three or more operands left, pop(0), "
+                "pop(1), pop(0) takes the same three as pop(0) three times (those at 0, 2, "
+                "1), and a ^ b ^ d and the majority are symmetric in them; both sums "
+                "(offset, end) give the same total"),
+            "rtl/parser.py:464:16:const+1": (
+                '"cut": 1,',
+                "a 2-bit reader mode flag: it is loaded only from the 1-bit compare "
+                "ins.mode == CUT (cur from inc or spare, same layout), so its top bit is "
+                "always 0; every use ANDs it with 1-bit terms, and ~cur.cut (done_after) "
+                "with the 1-bit cur_valid in finish, so the always-1 top bit never counts"),
+        },
+    },
+    "control": {
+        "files": ["rtl/control.py", "rtl/csr_bank.py", "rtl/table.py"],
+        "tests": 'tb/control -k "icarus and default"',
+        "tops": ["nvmf_control"],
+        "count": 30,
+        "equivalent": {
+            "rtl/control.py:343:29:drop-assign": (
+                "m.d.comb += busy.eq(1)",
+                "CHECK: busy is a combinational Signal(init=1), and a comb signal that no "
+                "statement of the active branch assigns takes its init value, so it is 1 "
+                "there either way (run_cmd_busy_covers_the_whole_command checks busy in "
+                "the cycle after the CMD write)"),
+            "rtl/control.py:386:29:drop-assign": (
+                "m.d.comb += busy.eq(1)",
+                "READ: as in CHECK, busy is 1 there without the assignment (its init), so "
+                "CMD writes stay refused (the same test checks a second CMD write)"),
+            "rtl/csr_bank.py:89:48:const+1": (
+                "part = Const(f.reset << f.lsb, 32)",
+                "a constant field's read value as 33 bits instead of 32: a field's reset "
+                "fits the field, so bit 32 is 0, and _read_value only feeds the 32-bit "
+                "rdata, which drops it"),
+            "rtl/table.py:64:20:const+1": (
+                "rows = n + 1 if self.block_ram else n",
+                "a block-RAM table one row deeper (n + 2): the write enable needs "
+                "wr_addr < n and a read port's address is Mux(keep, addr, n) with keep "
+                "needing addr < n, so the added row n + 1 is never written nor read"),
+        },
+    },
     "stream_util": {
         "files": ["rtl/stream_util.py"],
         "tests": "tb/formal/test_stream_formal.py",
@@ -788,7 +836,9 @@ def _report(name, files, tests, tops, count, seed, ids, sites, baseline, timeout
 
 
 def _cell(text):
-    return "`" + str(text).replace("|", "\\|").replace("`", "'") + "`"
+    """Code in a Markdown table cell: one line (a multi-line expression's lines joined)."""
+    text = " ".join(part.strip() for part in str(text).splitlines())
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
 
 
 def markdown(report):

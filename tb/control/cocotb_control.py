@@ -11,12 +11,12 @@ import random
 import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from rtl.formats import QP_OPS_ALL, CmdError, EventType, NsLookupStatus, OpBit
+from rtl.formats import QP_OPS_ALL, CmdError, CmdOp, EventType, NsLookupStatus, OpBit
 from rtl.formats import Table as T
 from sim.cosim.regs import TeeRegs
 from sim.driver import NvmeCtrlAttrs, NvmfDevice, NvmfError, SrqAttrs
 from sim.model.csr import CsrModel
-from tb.control.control_tb import TB
+from tb.control.control_tb import CFG_PULSES, READ_PORTS, TB
 
 
 async def _wait_sweep(tb):
@@ -447,3 +447,225 @@ async def run_reset_clears_tables(dut):
     await dev.open()
     await _dump_all_tables(tb, dev)     # every entry zero on the RTL, as on the fresh model
     assert (await tb.qp_lookup(3))["attrs"]["offload"] == 0
+
+
+# --- found by mutation testing of the control plane (``nvmf-offload mutate --preset control``) --
+
+@cocotb.test()
+async def run_every_table_read_port_matches_model(dut):
+    """Every datapath read port (QP and SUBSYSTEM twice, BACKEND_QUEUE three times), all in
+    the same cycles at different addresses: each returns its own address's entry, as the
+    model holds it, the cycle after its enable (zero at or above the table's size)."""
+    tb = TB(dut)
+    dev, _ = await _open(tb)
+    caps = dev.caps
+    srqs = [await dev.create_srq(_srq_attrs(dev, staging_addr=0x8000_0000 + i * 0x100_0000,
+                                            queue_depth=64 + i))
+            for i in range(caps.max_srqs)]
+    for i in range(caps.max_backend_ctrls_total):
+        await dev.create_nvme_ctrl(srqs[i % len(srqs)], _ctrl_attrs(i))
+    qpns = sorted({0, 1, 5, caps.max_qps // 2, caps.max_qps - 1})
+    for i, qpn in enumerate(qpns):
+        await dev.qp_set_nvmf(qpn, srqs[i % len(srqs)], offload_only=bool(i & 1),
+                              sqsize=16 + i, sqid=1 + i)
+    rng = random.Random(11)
+    seen = {prefix: set() for prefix in READ_PORTS}
+    for _ in range(150):
+        addrs = {}
+        for prefix, (_, table) in READ_PORTS.items():
+            size = tb.model.sizes[table]
+            if table == T.QP and rng.random() < 0.6:
+                addrs[prefix] = rng.choice(qpns)
+            else:
+                addrs[prefix] = rng.randrange(size + 3)
+        got = await tb.read_ports(addrs)
+        for prefix, addr in addrs.items():
+            assert got[prefix] == tb.port_entry(prefix, addr), (
+                f"{prefix}_rd_data for address {addr}: rtl {got[prefix]}, "
+                f"model {tb.port_entry(prefix, addr)}")
+            seen[prefix].add(addr)
+    for prefix in READ_PORTS:
+        zero = tb.port_entry(prefix, 1 << 20)
+        assert any(tb.port_entry(prefix, a) != zero for a in seen[prefix]), (
+            f"{prefix}: no configured entry was read")
+
+
+@cocotb.test()
+async def run_config_pulses_follow_table_writes(dut):
+    """qp_cfg / bq_cfg / ss_cfg pulse once per index of their table in the reset sweep, and
+    then once per table WRITE command to the QP, BACKEND_QUEUE or SUBSYSTEM table, with its
+    index, in order; never for other tables or for refused commands."""
+    tb = TB(dut)
+    pulses = {name: [] for name in CFG_PULSES}
+
+    async def monitor():
+        while True:
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            for name, (index, _) in CFG_PULSES.items():
+                if int(getattr(dut, name).value):
+                    pulses[name].append(int(getattr(dut, index).value))
+
+    cocotb.start_soon(monitor())
+    await tb.cycle_reset()
+    await _wait_sweep(tb)
+    for name, (_, table) in CFG_PULSES.items():
+        assert pulses[name] == list(range(tb.model.sizes[table])), (
+            f"{name} in the reset sweep: {pulses[name]}")
+        pulses[name].clear()
+
+    regs = TeeRegs(tb)
+    dev = NvmfDevice(regs, tb.params)
+    writes = []         # the WRITE commands the model ran without error: (table, index)
+    command = tb.model._command
+
+    def recording(op, tbl, index):
+        command(op, tbl, index)
+        if op == CmdOp.WRITE.value and tb.model.cmd_error == CmdError.NONE:
+            writes.append((T(tbl), index))
+
+    tb.model._command = recording
+    await dev.open()
+    caps = dev.caps
+    a = await dev.create_srq(_srq_attrs(dev))
+    b = await dev.create_srq(_srq_attrs(dev, staging_addr=0x9000_0000))
+    ctrls = [await dev.create_nvme_ctrl(s, _ctrl_attrs(i)) for i, s in enumerate((a, b))]
+    ns = await dev.map_nvmf_nsid(ctrls[:1], 1, 512, 1, 100)
+    await dev.qp_set_nvmf(3, a, sqsize=16, sqid=1)
+    await dev.qp_set_nvmf(caps.max_qps - 1, b, sqsize=8, sqid=2)
+    await _expect_errno(errno.EINVAL, dev.qp_set_nvmf(caps.max_qps, a, sqsize=32, sqid=1))
+    # a refused command (index out of range) writes nothing
+    await regs.write(tb.model.regmap["CMD"].offset,
+                     (caps.max_qps << 16) | (T.QP.value << 8) | CmdOp.WRITE.value)
+    await _wait_sweep(tb)
+    await dev.unmap_nvmf_nsid(a, ns.fe_nsid)
+    await dev.destroy_nvme_ctrl(ctrls[1])
+    await dev.qp_set_nvmf(3, None)
+    await ClockCycles(dut.clk, 4)
+    for name, (_, table) in CFG_PULSES.items():
+        want = [index for kind, index in writes if kind == table]
+        assert want, f"no WRITE to {table.name}: the test does not exercise {name}"
+        assert pulses[name] == want, f"{name}: rtl {pulses[name]}, table writes {want}"
+
+
+@cocotb.test()
+async def run_cmd_busy_covers_the_whole_command(dut):
+    """CMD_STATUS.busy is 1 from the cycle after a CMD write until the command is done: a
+    status read accepted in any later cycle shows busy = 1 or the new command's error, and a
+    second CMD write is either refused (SLVERR, nothing run) or runs its command."""
+    tb = TB(dut)
+    await tb.cycle_reset()
+    await _wait_sweep(tb)
+    cmd = tb.model.regmap["CMD"].offset
+    status = tb.model.regmap["CMD_STATUS"].offset
+    accepted = {"w": [], "r": []}
+
+    async def monitor():
+        while True:
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            if int(dut.s_axil_csr_awvalid.value) and int(dut.s_axil_csr_awready.value):
+                accepted["w"].append(tb.cycle)
+            if int(dut.s_axil_csr_arvalid.value) and int(dut.s_axil_csr_arready.value):
+                accepted["r"].append(tb.cycle)
+
+    cocotb.start_soon(monitor())
+
+    async def write(word):
+        resp = await tb.axil.write(cmd, word.to_bytes(4, "little"))
+        return int(resp.resp)
+
+    async def settle():
+        for _ in range(100):
+            value = int.from_bytes((await tb.axil.read(status, 4)).data, "little")
+            if not value & 1:
+                return CmdError((value >> 8) & 0xFF)
+        raise AssertionError("CMD_STATUS.busy never cleared")
+
+    def word(op, table, index=0):
+        return (index << 16) | (table.value << 8) | op.value
+
+    # consecutive commands end with different errors, through every path of a command
+    commands = [(word(CmdOp.READ, T.QP, 1), CmdError.NONE),
+                (0x0000_0009, CmdError.BAD_OP),
+                (word(CmdOp.READ, T.NS_COUNTERS, 2), CmdError.NONE),
+                (word(CmdOp.WRITE, T.NS_COUNTERS), CmdError.READ_ONLY),
+                (word(CmdOp.WRITE, T.SUBSYSTEM, 1), CmdError.NONE),
+                (word(CmdOp.READ, T.QP, tb.params.qp_count), CmdError.BAD_INDEX)]
+    next_cycle_reads = 0
+    for delay in range(8):
+        for value, want in commands:
+            task = cocotb.start_soon(write(value))
+            await ClockCycles(dut.clk, delay)
+            resp = await tb.axil.read(status, 4)
+            assert await task == 0
+            t_w, t_r = accepted["w"][-1], accepted["r"][-1]
+            got = int.from_bytes(resp.data, "little")
+            if t_r > t_w and not got & 1:
+                assert CmdError((got >> 8) & 0xFF) == want, (
+                    f"CMD 0x{value:08x}: status read {t_r - t_w} cycles after the write "
+                    f"shows busy = 0 and error {(got >> 8) & 0xFF}, not {want.name}")
+            next_cycle_reads += t_r == t_w + 1
+            assert await settle() == want
+    assert next_cycle_reads, "no status read fell in the cycle after a CMD write"
+
+    # a second CMD write behind a READ: refused while busy, else it runs
+    outcomes = set()
+    for delay in range(1, 11):     # at least one cycle, so that the first write goes first
+        first = cocotb.start_soon(write(word(CmdOp.READ, T.QP, 1)))
+        await ClockCycles(dut.clk, delay)
+        second = await write(0x0000_0009)
+        assert await first == 0
+        error = await settle()
+        if second == 0:
+            assert error == CmdError.BAD_OP, f"delay {delay}: second CMD answered OKAY, not run"
+        else:
+            assert error == CmdError.NONE, f"delay {delay}: refused CMD changed the error"
+        outcomes.add(second)
+        # the next round starts from a clean error
+        await write(word(CmdOp.READ, T.QP, 0))
+        assert await settle() == CmdError.NONE
+    assert outcomes == {0, 2}, f"responses seen to the second CMD: {outcomes}"
+
+
+async def _ns_lookup_once(tb, subsystem, fe_nsid):
+    dut = tb.dut
+    dut.ns_resp__ready.value = 1
+    dut.ns_req__payload.value = tb.ns_request_bits(subsystem, fe_nsid)
+    dut.ns_req__valid.value = 1
+    await RisingEdge(dut.clk)
+    dut.ns_req__valid.value = 0
+    await RisingEdge(dut.clk)
+    await ReadOnly()
+    assert int(dut.ns_resp__valid.value), "no lookup response two cycles after the request"
+    resp = tb.ns_response()
+    await RisingEdge(dut.clk)
+    return resp
+
+
+@cocotb.test()
+async def run_out_of_range_lookups_are_not_found_whatever_the_tables_hold(dut):
+    """subsystem >= subsystems, fe_nsid = 0 and fe_nsid > srq_namespaces answer NOT_FOUND even
+    when every index entry names a valid, ready namespace entry tagged with exactly that
+    (subsystem, fe_nsid); an in-range pair so set up answers HIT."""
+    tb = TB(dut)
+    dev, _ = await _open(tb)
+    p = tb.params
+    n = p.srq_namespaces
+    slot = p.namespaces - 1
+    for index in range(p.subsystems * n):
+        await dev._write_entry(T.NS_INDEX, index, {"valid": 1, "slot": slot})
+    pairs = [(0, 0), (1, 0), (p.subsystems - 1, 0), (0, n + 1), (p.subsystems - 1, n + 1),
+             (0, 2 * n), (0, 2 * n + 1), (1, 0xFFFF_FFFF), (p.subsystems, 1),
+             (p.subsystems, n), (255, 1), (0, 1), (p.subsystems - 1, n)]
+    for sub, fe in pairs:
+        await dev._write_entry(T.NAMESPACE, slot, {"valid": 1, "ready": 1, "ops": 0x1F,
+                                                   "lba_shift": 9, "subsystem": sub,
+                                                   "fe_nsid": fe, "backend_nsid": 7})
+        await ClockCycles(tb.dut.clk, 2)
+        resp = await _ns_lookup_once(tb, sub, fe)
+        status, _, entry = tb.model.ns_lookup(sub, fe)
+        assert (resp["status"].name, resp["entry"]) == (status, entry), (sub, fe, resp)
+        in_range = sub < p.subsystems and 1 <= fe <= n
+        assert resp["status"] == (NsLookupStatus.HIT if in_range else NsLookupStatus.NOT_FOUND), (
+            sub, fe, resp["status"])

@@ -15,18 +15,32 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from rtl.formats import (
+    BackendQueueEntry,
     Event,
     NsLookupRequest,
     NsLookupResponse,
     QpEntry,
+    SubsystemEntry,
     decode,
     encode,
     layout_bytes,
 )
+from rtl.formats import Table as T
 from sim.cosim.harness import params_from_env
 from sim.model.csr import CsrModel
 
 CLOCK_NS = 4
+
+# the datapath's table read ports: prefix of ``{prefix}_rd_addr/_en/_data`` -> (entry, table)
+READ_PORTS = {
+    "qp": (QpEntry, T.QP), "qp2": (QpEntry, T.QP),
+    "ss": (SubsystemEntry, T.SUBSYSTEM), "ss2": (SubsystemEntry, T.SUBSYSTEM),
+    "bq": (BackendQueueEntry, T.BACKEND_QUEUE), "bq2": (BackendQueueEntry, T.BACKEND_QUEUE),
+    "bq3": (BackendQueueEntry, T.BACKEND_QUEUE),
+}
+# the configuration pulses: valid -> index, and the table whose writes they follow
+CFG_PULSES = {"qp_cfg_valid": ("qp_cfg_qpn", T.QP), "bq_cfg_valid": ("bq_cfg_index",
+              T.BACKEND_QUEUE), "ss_cfg_valid": ("ss_cfg_index", T.SUBSYSTEM)}
 
 
 def _bits(layout, fields):
@@ -54,7 +68,9 @@ class TB:
         dut.event__payload.value = 0
         dut.ns_count__payload.value = 0
         dut.subsystem_count__payload.value = 0
-        dut.qp_rd_addr.value = 0
+        for prefix in READ_PORTS:
+            getattr(dut, f"{prefix}_rd_en").value = 0
+            getattr(dut, f"{prefix}_rd_addr").value = 0
         self.cycle = 0
         cocotb.start_soon(self._count())
 
@@ -113,6 +129,28 @@ class TB:
         value = _decode(QpEntry, self.dut.qp_rd_data.value)
         await RisingEdge(self.dut.clk)
         return value
+
+    async def read_ports(self, addrs):
+        """One read on several table read ports in the same cycle (``{prefix: address}``);
+        returns ``{prefix: decoded entry}`` as the ports give it the cycle after."""
+        for prefix, addr in addrs.items():
+            getattr(self.dut, f"{prefix}_rd_addr").value = addr
+            getattr(self.dut, f"{prefix}_rd_en").value = 1
+        await RisingEdge(self.dut.clk)
+        for prefix in addrs:
+            getattr(self.dut, f"{prefix}_rd_en").value = 0
+        await ReadOnly()
+        got = {prefix: _decode(READ_PORTS[prefix][0], getattr(self.dut, f"{prefix}_rd_data").value)
+               for prefix in addrs}
+        await RisingEdge(self.dut.clk)
+        return got
+
+    def port_entry(self, prefix, addr):
+        """What the model says read port ``prefix`` returns for ``addr`` (zero out of range)."""
+        layout, table = READ_PORTS[prefix]
+        if addr < self.model.sizes[table]:
+            return self.model.decoded(table, addr)
+        return decode(layout, bytes(layout_bytes(layout)))
 
     def ns_request_bits(self, subsystem, fe_nsid):
         return _bits(NsLookupRequest, {"subsystem": subsystem, "fe_nsid": fe_nsid})

@@ -24,6 +24,10 @@ TESTS = [
     "run_events_queue_overflow_and_irq",
     "run_counters_match_model",
     "run_reset_clears_tables",
+    "run_every_table_read_port_matches_model",
+    "run_config_pulses_follow_table_writes",
+    "run_cmd_busy_covers_the_whole_command",
+    "run_out_of_range_lookups_are_not_found_whatever_the_tables_hold",
 ]
 
 

@@ -80,6 +80,11 @@ def _cases():
     yield Case("icd_offset_beyond_data_answers_sgl_offset_invalid",
                build_capsule(make_sqe(Opcode.WRITE, 12, 1, sgl=icd_sgl(129, 1)), icd[:128]),
                Action.RESPOND, status=st.SGL_OFFSET_INVALID)
+    # no in-capsule data at all (the SQE alone): any offset is beyond it, 65536 (bit 16
+    # alone, the top bit of a 17-bit sum) included, and rule 11 comes before rule 12
+    yield Case("icd_offset_65536_without_data_answers_sgl_offset_invalid",
+               make_sqe(Opcode.WRITE, 17, 1, sgl=icd_sgl(1 << 16, 4)),
+               Action.RESPOND, status=st.SGL_OFFSET_INVALID)
     yield Case("icd_offset_plus_length_beyond_data_answers_sgl_length_invalid",
                build_capsule(make_sqe(Opcode.WRITE, 13, 1, sgl=icd_sgl(100, 29)), icd[:128]),
                Action.RESPOND, status=st.DATA_SGL_LENGTH_INVALID)

@@ -138,6 +138,7 @@ class RtlReplay(Backend):
         self.activity = 0
         self.events_busy = False
         self._sq_heads = {}
+        self.faulted = False                    # a fault was armed (USE_BUSY check off)
         self._sqe_parts = {}                    # (queue, slot) -> [bytearray, failed]
         self._last_submit = {}                  # backend queue -> seq of its last SQE
         self._pci_failed = {}                   # backend queue -> seq whose access failed
@@ -351,6 +352,7 @@ class RtlReplay(Backend):
 
     def inject_fault(self, fault):
         kind = fault["kind"]
+        self.faulted |= kind != "clear"
         count = fault.get("count", 1)
         if kind == "ssd_status":
             status = {k: fault[k] for k in ("sct", "sc", "dnr", "crd", "m")}
@@ -393,6 +395,7 @@ class RtlReplay(Backend):
         return resume(self._control)(kind, args)
 
     async def _control(self, kind, args):
+        await self._check_busy(f"before the {kind} control line")
         try:
             await apply_control(self.device, self.handles, self.target, kind, args)
         except NvmfError as exc:
@@ -404,6 +407,22 @@ class RtlReplay(Backend):
             else:
                 self._sq_heads.pop(qp.qpn, None)
         return None
+
+    async def _check_busy(self, when):
+        """An SSD with commands in service (before and after the read) means a backend
+        queue owes CQEs: ``USE_BUSY.backend_queues`` must say so. Not after a fault (a
+        command lost to a silent SSD legitimately clears it, ``docs/registers.md``)."""
+        def in_service():
+            return {name for name, ssd in self.ssds.items() if not ssd.idle}
+
+        before = in_service()
+        if self.faulted or not before:
+            return
+        use = await self.device.resource_use()
+        held = sorted(before & in_service())
+        if held and not use["backend_queues"]:
+            self.errors.append(f"cycle {self._now()}, {when}: {', '.join(held)} holds "
+                               f"commands but USE_BUSY.backend_queues is 0")
 
     def run_until_idle(self, budget_cycles=WAIT_BUDGET_CYCLES):
         return resume(self._run_until_idle)(budget_cycles)

@@ -225,6 +225,18 @@ PRESETS = {
                 "formal proof checks), so o_valid is already 1 here"),
         },
     },
+    "backend": {
+        # whole-engine replays (the back end has no block testbench): the examples, the
+        # fault traces and the control lines under load on Icarus, then the back end's
+        # formal checks (queue credit, generation tag and one outcome); minutes a mutant
+        "files": ["rtl/backend.py"],
+        "tests": ('tb/replay/test_replay_rtl.py tb/formal/test_queue_credit_formal.py '
+                  'tb/formal/test_backend_outcome_formal.py '
+                  '-k "prove or bmc or (icarus and (example or fault or under_load))"'),
+        "tops": ["nvmf_backend:data_width=128"],
+        "count": 24,
+        "equivalent": {},
+    },
 }
 
 

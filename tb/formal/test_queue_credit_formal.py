@@ -23,13 +23,15 @@ consumed) and the proof shows, by k-induction, for every configured queue:
   the count never exceeds entries - 1: the tail never passes the SSD's head, so the
   SSD never sees an empty ring that holds commands;
 - commands outstanding stay at most CQ entries - 1, and lost ones never exceed them;
+  the table's outstanding and lost counts equal the harness's own (submissions less
+  CQEs, losses less the CQEs of lost commands);
 - ``Cover``: a full SQ (entries - 1 in flight), a full CQ credit, and a submission
   and a CQE on one queue in the same cycle are reached, so the proof is not vacuous.
 """
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Cover, Module, Mux, ResetSignal, Signal
+from amaranth.hdl import Array, Assert, Assume, Cover, Module, Mux, ResetSignal, Signal
 
 from rtl.backend import _Queues
 from rtl.params import EngineParams
@@ -77,6 +79,12 @@ def _harness(break_room=False):
         if break_room:               # a broken admission that ignores the SQ credit
             submit_ok = dut.submit_q < NQ
         m.d.comb += Assume(submit_ok)
+    # the harness's own count, per queue, of commands outstanding (submitted, no CQE yet)
+    # and of those lost (given up and reclaimed without their CQE)
+    cmds = [Signal(18, name=f"cmds{k}") for k in range(NQ)]
+    lostc = [Signal(18, name=f"lostc{k}") for k in range(NQ)]
+    q_cmds, q_lost = Array(cmds)[dut.cqe_q], Array(lostc)[dut.cqe_q]
+    l_cmds, l_lost = Array(cmds)[dut.lose_q], Array(lostc)[dut.lose_q]
     # the SSD: SQHD between the head learnt and the tail; CQEs and losses of real commands
     q = dut.cqe_q
     with m.If(dut.cqe_en):
@@ -84,24 +92,28 @@ def _harness(break_room=False):
                      Assume(_ring(dut.cqe_sqhd, dut.head[q], dut.entries[q])
                             <= _ring(dut.tail[q], dut.head[q], dut.entries[q]))]
         with m.If(dut.cqe_owned):
-            m.d.comb += Assume(dut.outstanding[q] > dut.lost[q])
+            m.d.comb += Assume(q_cmds > q_lost)
     with m.If(dut.lose_en):
-        m.d.comb += [Assume(dut.lose_q < NQ),
-                     Assume(dut.outstanding[dut.lose_q] > dut.lost[dut.lose_q])]
+        m.d.comb += [Assume(dut.lose_q < NQ), Assume(l_cmds > l_lost)]
         # a CQE and a loss in one cycle on one queue are for two different commands (the
         # back end's scanner does not give up the context a CQE is arriving for)
         with m.If(dut.cqe_en & dut.cqe_owned & (dut.cqe_q == dut.lose_q)):
-            m.d.comb += Assume(dut.outstanding[q] > dut.lost[q] + 1)
+            m.d.comb += Assume(q_cmds > q_lost + 1)
 
     for k in range(NQ):
         inflight = Signal(18, name=f"inflight{k}")     # SQEs written, not yet consumed
         sub = dut.submit_en & (dut.submit_q == k)
         cqe = dut.cqe_en & (dut.cqe_q == k)
         consumed = Mux(cqe, _ring(dut.cqe_sqhd, dut.head[k], dut.entries[k]), 0)
+        owned = cqe & dut.cqe_owned
+        found = cqe & ~dut.cqe_owned & (lostc[k] != 0)     # the CQE of a lost command
+        lose = dut.lose_en & (dut.lose_q == k)
         with m.If(loading & (index == k)):
-            m.d.sync += inflight.eq(0)
+            m.d.sync += [inflight.eq(0), cmds[k].eq(0), lostc[k].eq(0)]
         with m.Else():
-            m.d.sync += inflight.eq(inflight + sub - consumed)
+            m.d.sync += [inflight.eq(inflight + sub - consumed),
+                         cmds[k].eq(cmds[k] + sub - owned - found),
+                         lostc[k].eq(lostc[k] + lose - found)]
         entries, cq_entries = dut.entries[k], dut.cq_entries[k]
         with m.If(dut.valid[k]):
             m.d.comb += [
@@ -111,6 +123,7 @@ def _harness(break_room=False):
                 Assert(inflight <= entries - 1),
                 Assert(dut.outstanding[k] <= cq_entries - 1),
                 Assert(dut.lost[k] <= dut.outstanding[k]),
+                Assert(dut.outstanding[k] == cmds[k]), Assert(dut.lost[k] == lostc[k]),
                 Cover(inflight == entries - 1),
                 Cover(dut.outstanding[k] == cq_entries - 1),
                 Cover(sub & cqe & (inflight != 0)),

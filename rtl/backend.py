@@ -433,7 +433,11 @@ class Backend(wiring.Component):
     o_sqe, i_sq_done : the SQ writer.   i_cqe, i_cq_error, poll : the CQ handler.
     o_qp_fail : a QP whose RDMA transfer failed: the front end puts it in error.
     ss_rd_*, bq_rd_*, ss_cfg_*, bq_cfg_* : configuration (entries are read the
-        cycle after a ``*_cfg_valid`` pulse).
+        cycle after a ``*_cfg_valid`` pulse). A subsystem's entry changes only while
+        none of its commands is in the back end (its staging slot size is read live):
+        the driver writes it in ``create_srq`` and ``destroy_srq`` only, the latter
+        refused while a namespace or QP uses the subsystem, and each unmap has waited
+        on the command fence for its namespace's commands.
     use_live, use_zombies, use_slots, queues_busy : registered resource use (debug,
         ``USE_*`` registers): contexts with a command, zombie contexts, staging
         slots taken, a working backend queue owed SQ consumption or CQEs.

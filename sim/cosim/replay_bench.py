@@ -1,3 +1,5 @@
+# Over 700 lines: one replay backend whose monitors (responses, hand-offs, QP errors, events,
+# RDMA and PCIe traffic) all update the same per-capsule record of what each capsule got.
 """The simulator side of ``nvmf-offload replay --backend icarus|verilator``.
 
 One cocotb test, :func:`run_replay`, runs a whole trace on the RTL engine

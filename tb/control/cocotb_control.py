@@ -341,17 +341,9 @@ async def run_subsystem_isolation(dut):
     for fe in range(1, n + 1):
         await dev.map_nvmf_nsid([ca], fe, 512, 1000 + fe, 10)
         await dev.map_nvmf_nsid([cb], fe, 4096, 2000 + fe, 20)
-    dut.ns_resp__ready.value = 1
     for sub in range(p.subsystems + 1):
         for fe in range(p.srq_namespaces + 2):
-            dut.ns_req__payload.value = tb.ns_request_bits(sub, fe)
-            dut.ns_req__valid.value = 1
-            await RisingEdge(dut.clk)
-            dut.ns_req__valid.value = 0
-            await RisingEdge(dut.clk)
-            await ReadOnly()
-            assert int(dut.ns_resp__valid.value)
-            resp = tb.ns_response()
+            resp = await _ns_lookup_once(tb, sub, fe)
             status, slot, entry = tb.model.ns_lookup(sub, fe)
             assert (resp["status"].name, resp["entry"]) == (status, entry), (sub, fe)
             if resp["status"] == NsLookupStatus.HIT:

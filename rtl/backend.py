@@ -89,7 +89,8 @@ class _Kind(enum.Enum, shape=3):
     TIMEOUT = 4        # outstanding too long (or its queue failed)
     ZOMBIE = 5         # the late CQE of a command given up
     INTERNAL = 6       # no staging: Internal Error
-    NOT_READY = 7      # every queue of the namespace failed: Namespace Not Ready
+    REFUSED = 7        # answered by submission with ``status``: every queue of the namespace
+                       # failed (Namespace Not Ready), a DSM range past nsze (LBA Out of Range)
 
 
 class _StagingRef(data.Struct):
@@ -119,7 +120,20 @@ class _Finish(data.Struct):
     late: 1            # TIMEOUT whose late CQE has already come: free at once
 
 
+class _DsmCheck(data.Struct):
+    """What the DSM range check needs of a context's command."""
+    on: 1              # a Dataset Management command
+    nr: 8              # ranges - 1
+    nsze: 64           # namespace size in blocks
+
+
 _COUNTER = {name: i for i, (name, _) in enumerate(data.Layout.cast(NsCounters))}
+
+
+def _engine_status(entry):
+    """The status field without P ({DNR, M, CRD, SCT, SC}) of a ``NvmeStatus`` entry."""
+    sct, sc, dnr = entry
+    return sc.value | (sct.value << 8) | (dnr << 14)
 
 
 def _merge(m, name, sources, sink):
@@ -512,6 +526,8 @@ class Backend(wiring.Component):
         c_beats = _CtxField(m, "ctx_beats", beat_w, N)   # data beats
         c_start = _CtxField(m, "ctx_start", 32, N)       # submission time
         c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
+        c_dsm = _CtxField(m, "ctx_dsm", _DsmCheck, N)    # what the DSM range check needs
+        dsm_bad = Signal(N)             # a DSM range of the context lies past nsze
         now = Signal(32)
         m.d.sync += now.eq(now + 1)
 
@@ -585,6 +601,8 @@ class Backend(wiring.Component):
         adm_ctx = Signal(cbits)
         adm_cmd = Signal(BackendCommand)
         copy_off = Signal(32)           # staging offset of the next in-capsule data beat
+        copy_n = Signal(beat_w)         # its index in the command's data
+        dsm_clr = Signal(N)             # admission clears the context's DSM verdict
         # a command for submission is pushed from a register (the submission FIFO holds every
         # context, so it has room whenever the register is to be loaded again); an idle
         # submission with nothing queued takes it straight from the register (``bypass``)
@@ -608,6 +626,10 @@ class Backend(wiring.Component):
                                            ~slots.alloc_none & ~dataless))
                     c_off.write(a_ctx, slots.alloc_off)
                     c_beats.write(a_ctx, cmd_slice.o_data.beats)
+                    c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
+                                           cmd.nsze))
+                    m.d.comb += dsm_clr.eq(1 << a_ctx)
+                    m.d.sync += copy_n.eq(0)
                     with m.If(~dataless & ~slots.alloc_none):
                         m.d.comb += slots.alloc_en.eq(1)
                     # a command with nothing to bring in goes to submission next (from QUEUE
@@ -637,7 +659,7 @@ class Backend(wiring.Component):
                     self.i_data.ready.eq(stg_adm.ready),
                 ]
                 with m.If(self.i_data.valid & stg_adm.ready):
-                    m.d.sync += copy_off.eq(copy_off + B)
+                    m.d.sync += [copy_off.eq(copy_off + B), copy_n.eq(copy_n + 1)]
                     with m.If(beat.last):
                         m.next = "QUEUE"
             with m.State("RDMA"):
@@ -677,6 +699,49 @@ class Backend(wiring.Component):
         ]
         with m.If(self.i_rdma_rd.valid & self.i_rdma_rd.ready):
             m.d.sync += rd_count.eq(Mux(rd.last, 0, rd_count + 1))
+
+        # --- DSM range check: each range of the list as it enters staging ---------------------
+        # (docs/engine.md section 3): stage 0 taps the beat written (in-capsule data or RDMA
+        # READ data: the staging write merge takes one a cycle), stage 1 holds its ranges in
+        # registers, stage 2 compares SLBA + length with nsze and marks the context; submission
+        # answers a marked context LBA Out of Range, and waits while stage 1 holds its beat
+        lanes = max(1, W // 128)        # ranges a beat carries (at 64 bits: one in two beats)
+        t_fire, t_ctx, t_beat, t_data = Signal(), Signal(cbits), Signal(beat_w), Signal(W)
+        t_chk = Signal(_DsmCheck)
+        t_adm = Signal()                # the beat is in-capsule data (else RDMA READ data)
+        with m.If(stg_adm.valid & stg_adm.ready):
+            m.d.comb += [t_fire.eq(adm_cmd.opcode == Opcode.DSM.value), t_ctx.eq(adm_ctx),
+                         t_beat.eq(copy_n), t_data.eq(stg_adm.payload.data), t_adm.eq(1),
+                         t_chk.nr.eq(adm_cmd.cdw.dsm.nr), t_chk.nsze.eq(adm_cmd.nsze)]
+        with m.Elif(stg_rdm.valid & stg_rdm.ready):
+            m.d.comb += [t_chk.eq(c_dsm.read(rd_ctx)), t_fire.eq(t_chk.on), t_ctx.eq(rd_ctx),
+                         t_beat.eq(rd_count), t_data.eq(stg_rdm.payload.data)]
+        ck_v, ck_ctx, ck_nsze = Signal(), Signal(cbits), Signal(64)
+        ck_en = Signal(lanes)
+        ck_slba = [Signal(64, name=f"ck_slba{j}") for j in range(lanes)]
+        ck_len = [Signal(32, name=f"ck_len{j}") for j in range(lanes)]
+        m.d.sync += [ck_v.eq(t_fire), ck_ctx.eq(t_ctx), ck_nsze.eq(t_chk.nsze)]
+        if W == 64:
+            # a range's attributes and length in an even beat, its SLBA in the next one; each
+            # source keeps its own half (their beats may alternate)
+            half = [Signal(32, name="ck_half_adm"), Signal(32, name="ck_half_rdm")]
+            with m.If(t_fire & ~t_beat[0]):
+                with m.If(t_adm):
+                    m.d.sync += half[0].eq(t_data[32:64])
+                with m.Else():
+                    m.d.sync += half[1].eq(t_data[32:64])
+            m.d.sync += [ck_en.eq(t_beat[0] & ((t_beat >> 1) <= t_chk.nr)),
+                         ck_slba[0].eq(t_data), ck_len[0].eq(Mux(t_adm, half[0], half[1]))]
+        else:
+            for j in range(lanes):
+                lane = t_data[128 * j:128 * (j + 1)]
+                m.d.sync += [ck_en[j].eq(t_beat * lanes + j <= t_chk.nr),
+                             ck_slba[j].eq(lane[64:]), ck_len[j].eq(lane[32:64])]
+        past = Cat(*(ck_en[j] & (ck_slba[j] + ck_len[j] > ck_nsze) for j in range(lanes)))
+        dsm_set = Signal(N)
+        with m.If(ck_v & past.any()):
+            m.d.comb += dsm_set.eq(1 << ck_ctx)
+        m.d.sync += dsm_bad.eq((dsm_bad | dsm_set) & ~dsm_clr)
 
         # --- RDMA status dispatcher ----------------------------------------------------------
         sts = self.i_rdma_sts.payload
@@ -722,6 +787,7 @@ class Backend(wiring.Component):
         m.d.comb += queues.pick_from.eq(ns_rr[scmd.slot])
         per_beat = B // 8
         sub_queue = Signal(8)
+        refusal = Signal(15)          # the status FAIL answers
         with m.FSM(name="submit"):
             with m.State("IDLE"):
                 m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
@@ -732,13 +798,19 @@ class Backend(wiring.Component):
                     m.d.sync += sub_ctx.eq(push_ctx)
                     m.next = "PICK"
             with m.State("PICK"):
-                with m.If(queues.pick_ok):
+                with m.If(ck_v & (ck_ctx == sub_ctx)):
+                    pass                # its last range is still being checked
+                with m.Elif(queues.pick_ok & dsm_bad.bit_select(sub_ctx, 1)):
+                    m.d.sync += refusal.eq(_engine_status(NvmeStatus.LBA_OUT_OF_RANGE))
+                    m.next = "FAIL"
+                with m.Elif(queues.pick_ok):
                     m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1)]
                     with m.If(npages > 2):
                         m.next = "PRP"
                     with m.Else():
                         m.next = "SQE"
                 with m.Elif(~queues.alive):
+                    m.d.sync += refusal.eq(_engine_status(NvmeStatus.NS_NOT_READY))
                     m.next = "FAIL"
             with m.State("PRP"):
                 words, keep = [], []
@@ -780,8 +852,9 @@ class Backend(wiring.Component):
                     c_start.write(sub_ctx, now)
                     m.next = "IDLE"
             with m.State("FAIL"):
-                m.d.comb += [fin_sub_w.valid.eq(1), fin_sub_w.payload.kind.eq(_Kind.NOT_READY),
-                             fin_sub_w.payload.ctx.eq(sub_ctx)]
+                m.d.comb += [fin_sub_w.valid.eq(1), fin_sub_w.payload.kind.eq(_Kind.REFUSED),
+                             fin_sub_w.payload.ctx.eq(sub_ctx),
+                             fin_sub_w.payload.status.eq(refusal)]
                 with m.If(fin_sub_w.ready):
                     m.d.sync += state[sub_ctx].eq(_State.RETIRING)
                     m.next = "IDLE"
@@ -882,10 +955,6 @@ class Backend(wiring.Component):
         nblocks = Signal(17)
         m.d.comb += nblocks.eq(rcmd.cdw.rw.nlb + 1)
 
-        def engine_status(entry):
-            sct, sc, dnr = entry
-            return sc.value | (sct.value << 8) | (dnr << 14)
-
         resp = self.o_resp.payload
         m.d.comb += [
             resp.cqe.sqhd.eq(rcmd.sqhd), resp.cqe.sqid.eq(rcmd.sqid), resp.cqe.cid.eq(rcmd.cid),
@@ -977,12 +1046,12 @@ class Backend(wiring.Component):
                         m.d.sync += status.eq(0)
                         m.next = "RESPOND"
                     with m.Case(_Kind.RD_ERR):
-                        m.d.sync += status.eq(engine_status(NvmeStatus.DATA_TRANSFER_ERROR))
+                        m.d.sync += status.eq(_engine_status(NvmeStatus.DATA_TRANSFER_ERROR))
                         m.next = "EVENT_FATAL"
                     with m.Case(_Kind.WR_ERR):
                         m.next = "QP_ERROR"
                     with m.Case(_Kind.TIMEOUT):
-                        m.d.sync += status.eq(engine_status(NvmeStatus.INTERNAL_ERROR))
+                        m.d.sync += status.eq(_engine_status(NvmeStatus.INTERNAL_ERROR))
                         with m.If(job.failed):
                             m.next = "RESPOND"
                         with m.Else():
@@ -990,10 +1059,10 @@ class Backend(wiring.Component):
                     with m.Case(_Kind.ZOMBIE):
                         m.next = "FREE"
                     with m.Case(_Kind.INTERNAL):
-                        m.d.sync += status.eq(engine_status(NvmeStatus.INTERNAL_ERROR))
+                        m.d.sync += status.eq(_engine_status(NvmeStatus.INTERNAL_ERROR))
                         m.next = "RESPOND"
-                    with m.Case(_Kind.NOT_READY):
-                        m.d.sync += status.eq(engine_status(NvmeStatus.NS_NOT_READY))
+                    with m.Case(_Kind.REFUSED):
+                        m.d.sync += status.eq(job.status)
                         m.next = "RESPOND"
             with m.State("EVENT_FATAL"):
                 m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),

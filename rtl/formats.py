@@ -227,6 +227,11 @@ SGL_BYTES = 16
 DSM_RANGE_BYTES = 16
 CAPSULE_UNIT = 16    # IOCCSZ, IORCSZ and ICDOFF are counted in 16-byte units
 QPN_WIDTH = 24       # an RDMA queue pair number
+PAGE_BYTES = 4096    # staging and PRP page size (the SSD's CC.MPS = 0)
+PRP_LIST_ENTRIES = PAGE_BYTES // 8
+#: The largest transfer one PRP list page describes: PRP1's page and one full list page.
+#: The engine builds one list page per command and never chains, so this bounds max_io_size.
+PRP_MAX_IO_BYTES = (1 + PRP_LIST_ENTRIES) * PAGE_BYTES
 
 
 # --- engine-internal interfaces --------------------------------------------------------------
@@ -486,6 +491,7 @@ class BackendCommand(data.Struct):
     nbytes: 32               # data bytes the command moves (0 for Flush / Write Zeroes)
     icd: 1                   # the data follows in the capsule (on the back-end data stream)
     epoch: 1                 # the command fence's epoch at its lookup (FENCE register)
+    nsze: 64                 # namespace size in blocks (DSM ranges are checked against it)
 
 
 class SqRequest(data.Struct):

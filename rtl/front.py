@@ -454,7 +454,7 @@ class Front(wiring.Component):
             be.sgl_invalidate.eq(cmd.sgl_invalidate), be.sgl_address.eq(cmd.sgl_address),
             be.sgl_length.eq(cmd.sgl_length), be.sgl_key.eq(cmd.sgl_key),
             be.nbytes.eq(Mux(moves_data, cmd.sgl_length, 0)), be.icd.eq(icd),
-            be.epoch.eq(s3.epoch),
+            be.epoch.eq(s3.epoch), be.nsze.eq(ns.nsze),
         ]
         s4_write(backend_fifo, be, need_backend)
 

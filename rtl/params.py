@@ -10,7 +10,7 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from .formats import CAPSULE_UNIT, SQE_BYTES
+from .formats import CAPSULE_UNIT, PRP_MAX_IO_BYTES, SQE_BYTES
 
 __all__ = ["EngineParams", "DATA_WIDTHS", "CLOCK_DOMAINS", "CONFIG_DIR", "config_names",
            "find_config", "load_params"]
@@ -46,7 +46,8 @@ class EngineParams:
     max_icdoff : int
         Largest ICDOFF (16-byte units) a subsystem may use.
     max_io_size : int
-        Largest transfer of one command, bytes.
+        Largest transfer of one command, bytes: at most ``PRP_MAX_IO_BYTES``
+        (2 MiB + 4 KiB, what PRP1 and one PRP list page describe).
     min_staging_bytes : int
         Smallest staging buffer a subsystem may be given, bytes.
     min_queue_depth, max_queue_depth : int
@@ -107,7 +108,7 @@ class EngineParams:
         for name, lo, hi in (("subsystems", 1, 255), ("backend_queues", 1, 32),
                              ("srq_namespaces", 1, 1024), ("namespaces", 1, 4096),
                              ("min_queue_depth", 2, 65535), ("max_queue_depth", 2, 65535),
-                             ("event_depth", 2, 4096), ("max_io_size", 512, 1 << 24),
+                             ("event_depth", 2, 4096), ("max_io_size", 512, PRP_MAX_IO_BYTES),
                              ("min_staging_bytes", 4096, 1 << 31)):
             value = getattr(self, name)
             if not (isinstance(value, int) and lo <= value <= hi):

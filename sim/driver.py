@@ -24,6 +24,8 @@ from typing import NamedTuple
 from amaranth.lib import data
 
 from rtl.formats import (
+    PRP_LIST_ENTRIES,
+    PRP_MAX_IO_BYTES,
     QP_OPS_ALL,
     BackendQueueEntry,
     CmdError,
@@ -472,6 +474,11 @@ class NvmfDevice:
         if SQE_BYTES + icdoff * CAPSULE_UNIT > ioccsz * CAPSULE_UNIT:
             raise NvmfError(errno.EINVAL, f"icdoff {icdoff} leaves no room for the SQE in "
                                           f"ioccsz {ioccsz} (64 + icdoff*16 > ioccsz*16)")
+        if _is_int(attrs.max_io_size) and attrs.max_io_size > PRP_MAX_IO_BYTES:
+            raise NvmfError(errno.EINVAL, f"max_io_size {attrs.max_io_size} needs more PRP "
+                                          f"entries than one PRP list page holds: at most "
+                                          f"{PRP_MAX_IO_BYTES} bytes (PRP1 and "
+                                          f"{PRP_LIST_ENTRIES} list entries)")
         self._int("max_io_size", attrs.max_io_size, 1, min(caps.max_io_sz, U32))
         self._int("queue_depth", attrs.queue_depth, QUEUE_DEPTH_MIN, QUEUE_DEPTH_MAX)
         addr = self._int("staging_addr", attrs.staging_addr, 0, U64, fmt="#x")

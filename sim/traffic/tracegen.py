@@ -38,7 +38,8 @@ the expected data do not depend on timing. Capsules: Read, Write (keyed SGL or
 in-capsule data), Flush, Write Zeroes, Dataset Management (keyed or
 in-capsule range list, deallocate or not), from one block to the
 subsystem's ``max_io_size``; at ``bad_rate`` a capsule with bad input: LBA
-range beyond the namespace (0x80), a transfer over ``max_io_size`` (0x02), an
+range beyond the namespace (0x80), a Dataset Management range past the
+namespace or wrapping 64 bits (0x80, checked in staging), a transfer over ``max_io_size`` (0x02), an
 unknown NSID (software ``unknown_nsid``, or 0x0B on the offload-only QP); now
 and then a capsule on the QP that is not offloaded (software
 ``not_offloaded``). In a share (``control_rate``) of the bursts a control line
@@ -501,12 +502,13 @@ class TraceBuilder:
     def dsm(self, qpn, fe_nsid, ranges, deallocate=True, icd=False, extra=0, rng=None,
             outcome=None, effect="apply"):
         """Dataset Management of ``ranges`` [(slba, count)]; ``extra`` bytes of SGL length
-        beyond the range list (brought into staging, not ranges)."""
+        beyond the range list (brought into staging, not ranges): a count of zero bytes,
+        or the bytes themselves."""
         ns = self.shape.ns(self.shape.qps[qpn].sub, fe_nsid)
         attrs = [(rng.getrandbits(32) if rng is not None and rng.random() < 0.3 else 0)
                  for _ in ranges]
         payload = dsm_ranges((s, n, a) for (s, n), a in zip(ranges, attrs, strict=True))
-        payload += bytes(extra)
+        payload += extra if isinstance(extra, bytes) else bytes(extra)
         cid = self._cid(qpn)
         nr = len(ranges) - 1
         if icd:
@@ -600,7 +602,8 @@ def _merge(ranges):
 
 _OPS = (("read", 34), ("write", 24), ("write_icd", 10), ("flush", 4), ("write_zeroes", 8),
         ("dsm", 6), ("dsm_icd", 3))
-_BAD = (("lba_range", 4), ("over_max_io", 3), ("unknown_nsid", 3), ("not_offloaded", 2))
+_BAD = (("lba_range", 4), ("dsm_range", 2), ("over_max_io", 3), ("unknown_nsid", 3),
+        ("not_offloaded", 2))
 
 
 def _pick(rng, weighted):
@@ -803,7 +806,7 @@ def _bad(rng, tb, qp, kind):
     sub = tb.shape.subs[qp.sub]
     fe = rng.choice(sorted(sub.namespaces))
     ns = sub.namespaces[fe]
-    if kind in ("lba_range", "over_max_io") and not tb.mapped(qp.sub, fe):
+    if kind in ("lba_range", "dsm_range", "over_max_io") and not tb.mapped(qp.sub, fe):
         _unmapped(rng, tb, qp, fe)
         return
     op = rng.choice((Opcode.READ, Opcode.WRITE))
@@ -816,6 +819,17 @@ def _bad(rng, tb, qp, kind):
         raw = make_sqe(op, cid, fe, slba=slba, nlb=count - 1, sgl=sgl)
         tb.raw_capsule(qp.qpn, raw, Outcome("response", (0, 0x80), dnr=1), "bad_lba_range",
                        cid)
+    elif kind == "dsm_range":
+        # one range of a Dataset Management lies past the namespace (or wraps 64 bits): the
+        # engine checks the list once it is in staging, 0x80 and the SSD untouched
+        count = _blocks(rng, 64)
+        ranges = [(rng.randrange(max(1, ns.nsze - count)), count)
+                  for _ in range(rng.choice((0, 0, 1, 3)))]
+        ranges.insert(rng.randrange(len(ranges) + 1),
+                      (rng.choice((ns.nsze - count + 1, ns.nsze, (1 << 64) - 1)), count))
+        icd = sub.icd_bytes >= 16 * len(ranges) and rng.random() < 0.4
+        tb.dsm(qp.qpn, fe, ranges, icd=icd, rng=rng, effect="none",
+               outcome=Outcome("response", (0, 0x80), dnr=1))
     elif kind == "over_max_io":
         count = sub.max_io_size // ns.lba + rng.choice((1, 1, 2, 64))
         count = min(count, 1 << 16)
@@ -1017,6 +1031,45 @@ _SSD1_QUEUE0 = 2            # backend queue index of ssd1's queue 0 (sub0 fe 2's
 #: SSD latency of :func:`control_under_load`: long enough that every command of a burst is
 #: still at the SSD when the burst's control lines are made
 LOAD_LATENCY = 3000
+
+
+def dsm_range_checks(seed=0, config=None):
+    """Dataset Management range lists of 1 to 9 ranges, keyed and in-capsule, on the
+    TARGET of :func:`generate_target` (``config`` as there): ``(target_text,
+    trace_lines, expectations)``.
+
+    Each list is sent whole and in range (one range ends exactly at nsze; after the list,
+    bytes that would read as a range past nsze, which are not ranges), then again with
+    its first, middle or last range moved past nsze, or to an SLBA whose sum with the
+    length wraps 64 bits: those get 0x80 LBA Out of Range and leave the blocks alone.
+    Across 64 to 512 bits a range sits in half a beat, one beat or a quarter of one, and
+    the bad range falls in the first beat, a middle one and the last.
+    """
+    shape = generate_target(seed, config=config)
+    rng = random.Random(f"tracegen-dsm/{seed}")
+    tb = TraceBuilder(shape)
+    past = Outcome("response", (0, 0x80), dnr=1)
+    qps = [q for q in shape.qps.values() if q.offload and not q.offload_only]
+    for n in (1, 2, 3, 4, 5, 8, 9):
+        for icd in (False, True):
+            qp = qps[(n + icd) % len(qps)]
+            sub = shape.subs[qp.sub]
+            fe = sorted(sub.namespaces)[n % len(sub.namespaces)]
+            ns = sub.namespaces[fe]
+            if icd and sub.icd_bytes < 16 * (n + 1):
+                continue
+            good = [(rng.randrange(ns.nsze - 8), rng.randint(1, 8)) for _ in range(n - 1)]
+            good.insert(rng.randrange(n), (ns.nsze - 3, 3))
+            not_a_range = dsm_ranges([(ns.nsze, 5, 0)])
+            tb.dsm(qp.qpn, fe, good, icd=icd, rng=rng, extra=not_a_range)
+            for at in sorted({0, n // 2, n - 1}):
+                ranges = list(good)
+                count = rng.randint(1, 8)
+                slba = rng.choice((ns.nsze - count + 1, ns.nsze, (1 << 64) - count))
+                ranges[at] = (slba, count)
+                tb.dsm(qp.qpn, fe, ranges, icd=icd, rng=rng, outcome=past, effect="none")
+            tb.end_burst()
+    return shape.text, tb.lines, tb.exp
 
 
 def control_under_load(seed=0):

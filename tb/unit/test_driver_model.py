@@ -851,6 +851,29 @@ async def test_create_srq_rejects_icdoff_that_leaves_no_room_for_the_sqe():
 
 
 @asynctest
+async def test_create_srq_refuses_a_max_io_size_one_prp_list_page_cannot_describe():
+    """The engine never chains PRP lists: a transfer needing more than PRP1 and one list
+    page's 512 entries is refused, whatever the engine's CAP_MAX_IO_SZ says."""
+    from rtl.formats import PRP_MAX_IO_BYTES
+    model, dev = await open_device(EngineParams(max_io_size=PRP_MAX_IO_BYTES,
+                                                min_staging_bytes=1 << 22,
+                                                staging_bytes=1 << 23))
+    too_big = PRP_MAX_IO_BYTES + 1
+    await expect(errno.EINVAL, f"max_io_size {too_big} needs more PRP entries",
+                 dev.create_srq(srq_attrs(max_io_size=too_big, staging_len=1 << 22)))
+    assert model.entry(Table.SUBSYSTEM, 0) == 0
+    srq = await dev.create_srq(srq_attrs(max_io_size=PRP_MAX_IO_BYTES, staging_len=1 << 22))
+    assert model.decoded(Table.SUBSYSTEM, srq.index)["max_io_size"] == PRP_MAX_IO_BYTES
+
+
+def test_engine_params_refuse_a_max_io_size_beyond_one_prp_list_page():
+    from rtl.formats import PRP_MAX_IO_BYTES
+    with pytest.raises(ValueError, match="max_io_size"):
+        EngineParams(max_io_size=PRP_MAX_IO_BYTES + 4096)
+    assert EngineParams(max_io_size=PRP_MAX_IO_BYTES).max_io_size == 2 * 1024 * 1024 + 4096
+
+
+@asynctest
 async def test_create_srq_rejects_a_staging_buffer_wrapping_64_bits():
     model, dev = await open_device()
     addr = (1 << 64) - 4096

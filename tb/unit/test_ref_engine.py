@@ -418,10 +418,12 @@ def test_in_capsule_write_lands_on_the_ssd():
     assert (counters["write_cmds"], counters["write_blocks"], counters["icd_writes"]) == (1, 3, 1)
 
 
-def test_transfer_over_two_prp_list_pages():
-    # 2.0 MiB + 8 KiB = 514 pages: PRP1 and 513 entries, so two chained list pages.
-    size = (2 << 20) + 8192
-    b = system(max_io=4 << 20, staging=8 << 20)
+def test_largest_transfer_fills_exactly_one_prp_list_page():
+    # PRP_MAX_IO_BYTES = 2 MiB + 4 KiB = 513 pages: PRP1 and a list page of 512 entries,
+    # none of them a chain pointer (a larger max_io_size is refused at elaboration).
+    from rtl.formats import PRP_MAX_IO_BYTES
+    size = PRP_MAX_IO_BYTES
+    b = system(max_io=size, staging=8 << 20)
     data = pattern("chain", size)
     b.write_mem(RKEY, 0, data)
     run = Run(b)

@@ -455,6 +455,10 @@ class Backend(wiring.Component):
     use_live, use_zombies, use_slots, queues_busy : registered resource use (debug,
         ``USE_*`` registers): contexts with a command, zombie contexts, staging
         slots taken, a working backend queue owed SQ consumption or CQEs.
+    bq_loaded, bq_loaded_index : Out
+        A one-cycle pulse in the cycle the back end loads backend queue
+        ``bq_loaded_index``'s entry from ``bq_rd_data`` (two cycles after its
+        ``bq_cfg_valid`` pulse); others (MSI-X recognition) load from the same data.
     fence_out : Out(32)
         Per epoch of ``BackendCommand.epoch`` (bits 15:0 epoch 0, 31:16 epoch 1),
         modulo 2**16: served commands that got their outcome (a response, or the QP
@@ -491,6 +495,7 @@ class Backend(wiring.Component):
             "bq_cfg_valid": In(1), "bq_cfg_index": In(8),
             "use_live": Out(16), "use_zombies": Out(16), "use_slots": Out(16),
             "queues_busy": Out(1), "fence_out": Out(32),
+            "bq_loaded": Out(1), "bq_loaded_index": Out(8),
         })
 
     def elaborate(self, platform):
@@ -513,6 +518,7 @@ class Backend(wiring.Component):
             self.bq_rd_addr.eq(queues.rd_addr), self.bq_rd_en.eq(queues.rd_en),
             queues.rd_data.eq(self.bq_rd_data),
             self.poll.eq(queues.poll),
+            self.bq_loaded.eq(queues.cfg_loaded), self.bq_loaded_index.eq(queues.cfg_at),
         ]
 
         # --- contexts ------------------------------------------------------------------------

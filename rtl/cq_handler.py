@@ -113,7 +113,8 @@ class CqHandler(wiring.Component):
         error. A request for a queue whose write is still waiting (not yet on
         the bus) replaces its value (one write carries both heads).
     i_msix : In(stream.Signature(32))
-        MSI-X message data = backend queue index. Always ready (``ready`` is
+        The backend queue an MSI-X message names (in the engine: the index
+        ``MsixMatch`` found for the message's data value). Always ready (``ready`` is
         constantly 1). A valid index sets the queue's pending bit (messages
         for a queue already pending merge; one arriving while the queue is
         being drained makes it pending again, so a CQE posted late is read:

@@ -21,6 +21,7 @@ from .cdc import AxiPortCrossing
 from .control import AXIL_PORTS, ControlPlane
 from .formats import QPN_WIDTH, BackendCommand, ExcSideband, RdmaCommand, SqRequest
 from .front import Front
+from .msix import MsixMatch
 from .params import EngineParams
 from .parser import CapsuleParser
 from .stream_util import HoldRegister, RegisterSlice
@@ -364,7 +365,15 @@ class Engine(wiring.Component):
             sqe_reg.o_ready.eq(sq.i_sqe.ready),
         ]
         wiring.connect(m, cq.o_cqe, backend.i_cqe)
-        wiring.connect(m, staging.o_msix, cq.i_msix)
+        # MSI-X messages name queues by their data value (BackendQueueEntry.msix_data), loaded
+        # when the back end loads the queue's entry
+        msix = m.submodules.msix = MsixMatch(p)
+        wiring.connect(m, staging.o_msix, msix.i_msg)
+        wiring.connect(m, msix.o_queue, cq.i_msix)
+        m.d.comb += [msix.load_valid.eq(backend.bq_loaded),
+                     msix.load_queue.eq(backend.bq_loaded_index),
+                     msix.load_data.eq(backend.bq_rd_data.msix_data),
+                     msix.load_armed.eq(backend.bq_rd_data.valid & ~backend.bq_rd_data.polling)]
         # SQ-writer reports and CQ-handler errors reach the back end through register
         # slices: without them one combinational path ran from the SQ writer's record FIFO
         # and B responses through the back end's queue-failure arbitration and the CQ

@@ -94,6 +94,8 @@ def rdl_parameters(params: EngineParams):
         "MAX_ICDOFF": params.max_icdoff,
         "LBA_SIZES": params.lba_size_bitmap,
         "EVENT_DEPTH": params.event_depth,
+        "MSIX_ADDR_LO": params.msix_addr & 0xFFFF_FFFF,
+        "MSIX_ADDR_HI": params.msix_addr >> 32,
     }
 
 

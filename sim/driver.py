@@ -135,6 +135,7 @@ class NvmfCaps:
     max_srqs: int
     max_qps: int
     event_depth: int
+    msix_addr: int                     # where an SSD's MSI-X table entry must point
 
     def lba_data_sizes(self):
         """The supported ``lba_data_size`` values in bytes, ascending."""
@@ -199,10 +200,16 @@ class Srq:
 
 @dataclasses.dataclass(eq=False)
 class NvmeCtrl:
-    """A backend queue created by :meth:`NvmfDevice.create_nvme_ctrl`."""
+    """A backend queue created by :meth:`NvmfDevice.create_nvme_ctrl`.
+
+    ``msix_addr`` / ``msix_data``: what software programs into the SSD's MSI-X table
+    entry for this queue's CQ (the message the engine recognises by its data value);
+    both None for a polled queue."""
     index: int
     srq: Srq
     attrs: NvmeCtrlAttrs
+    msix_addr: int | None = None
+    msix_data: int | None = None
     namespaces: set = dataclasses.field(default_factory=set)     # fe_nsids it serves
 
     def __repr__(self):
@@ -363,6 +370,7 @@ class NvmfDevice:
             max_srqs=await value("CAP_MAX_SRQS"),
             max_qps=await value("CAP_MAX_QPS"),
             event_depth=await value("CAP_EVENT_DEPTH"),
+            msix_addr=await value("CAP_MSIX_ADDR_LO") | await value("CAP_MSIX_ADDR_HI") << 32,
         )
 
     # --- table commands ---------------------------------------------------------------------
@@ -566,7 +574,9 @@ class NvmfDevice:
             "cmd_timeout": attrs.cmd_timeout,
             "msix_data": 0 if attrs.msix_data is None else attrs.msix_data,
         })
-        ctrl = NvmeCtrl(index=index, srq=srq, attrs=dataclasses.replace(attrs, polling=polling))
+        ctrl = NvmeCtrl(index=index, srq=srq, attrs=dataclasses.replace(attrs, polling=polling),
+                        msix_addr=None if polling else caps.msix_addr,
+                        msix_data=None if polling else attrs.msix_data)
         self._ctrls[index] = ctrl
         srq.ctrls[index] = ctrl
         return ctrl

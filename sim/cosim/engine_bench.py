@@ -356,7 +356,7 @@ class Bench:
             self.ssd.add_namespace(ns.nsid, ns.lba_data_size, ns.nsze)
         for plan in self.layout.queues:
             self.ssd.create_io_queue(plan.queue + 1, plan.sq_addr, plan.entries, plan.cq_addr,
-                                     plan.entries, plan.order)
+                                     plan.entries, plan.msix_data)
         self.sq_doorbells = {q.sq_db_addr for q in self.layout.queues}
         self.rdma.add_region(RKEY, REGION_ADDR, REGION_SIZE)
         self.cid = 0

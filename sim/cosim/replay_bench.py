@@ -220,7 +220,7 @@ class RtlReplay(Backend):
             polling = self.target.ssd(plan.ssd).polling
             self.ssds[plan.ssd].create_io_queue(plan.queue + 1, plan.sq_addr, plan.entries,
                                                 plan.cq_addr, plan.entries,
-                                                None if polling else plan.order)
+                                                None if polling else plan.msix_data)
 
         await self.clocks.reset()
         self.regs = AxilRegs(self.axil)

@@ -103,10 +103,10 @@ class Target:
                 ctrl = await self.dev.create_nvme_ctrl(srq, NvmeCtrlAttrs(
                     sq_addr=ring, sq_entries=16, cq_addr=ring + 0x8000, cq_entries=16,
                     sq_db_addr=ssd.sq_doorbell(y), cq_db_addr=ssd.cq_doorbell(y),
-                    cmd_timeout=0, msix_data=None if polling else index))
+                    cmd_timeout=0, msix_data=None if polling else 0x5A00 + 3 * index))
                 assert ctrl.index == index
-                ssd.create_io_queue(y, ring, 16, ring + 0x8000, 16,
-                                    None if polling else index)
+                # the SSD's MSI-X table entry takes what create_nvme_ctrl returned
+                ssd.create_io_queue(y, ring, 16, ring + 0x8000, 16, ctrl.msix_data)
                 ctrls.append(ctrl)
             self.ctrls += ctrls
             self.namespaces.append(

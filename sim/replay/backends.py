@@ -147,7 +147,7 @@ class ModelBackend(Backend):
                 plan.queue + 1, sq_addr=plan.sq_addr, sq_entries=plan.entries,
                 cq_addr=plan.cq_addr, cq_entries=plan.entries,
                 msix_addr=None if ssd_spec.polling else layout.msix_addr,
-                msix_data=None if ssd_spec.polling else plan.order)
+                msix_data=None if ssd_spec.polling else plan.msix_data)
         self.engine = EngineModel(self.csr, self.fabric, self.initiator, self.ssds)
         for qp in target.qps:
             self.engine.qp_enabled(qp.qpn)

@@ -23,6 +23,9 @@ RING_SPACE = 0x0100_0000_0000
 BAR_BASE = 0x0300_0000_0000              # SSD i's BAR0 at BAR_BASE + i MiB
 BAR_STRIDE = MiB
 RING_ALIGN = 4096
+# MSI-X data of the backend queue created n-th: MSIX_DATA_BASE + n (the engine recognises a
+# message by this value, not by the queue index)
+MSIX_DATA_BASE = 0x4E56_4D00
 
 OP_NAMES = {"flush": OpBit.FLUSH, "write": OpBit.WRITE, "read": OpBit.READ,
             "write_zeroes": OpBit.WRITE_ZEROES, "dsm": OpBit.DSM}

@@ -9,14 +9,21 @@ import errno
 
 from sim.driver import NvmeCtrlAttrs, NvmfDevice, NvmfError, SrqAttrs
 from sim.model.csr import CsrModel, ModelRegs
-from sim.replay.contract import BAR_BASE, BAR_STRIDE, RING_ALIGN, RING_BASE, RING_SPACE
+from sim.replay.contract import (
+    BAR_BASE,
+    BAR_STRIDE,
+    MSIX_DATA_BASE,
+    RING_ALIGN,
+    RING_BASE,
+    RING_SPACE,
+)
 
 # --- addresses and configuration ----------------------------------------------------------------
 
 @dataclasses.dataclass
 class QueuePlan:
     """One backend queue: an SSD I/O queue pair given to one subsystem."""
-    order: int                  # creation order (the msix_data value)
+    order: int                  # creation order (= the backend queue index on a fresh device)
     subsystem: str
     ssd: str
     queue: int                  # the SSD's I/O queue index (qid = queue + 1)
@@ -26,6 +33,11 @@ class QueuePlan:
     sq_db_addr: int
     cq_db_addr: int
     path: tuple                 # the [[subsystem.namespace]] that first uses it
+
+    @property
+    def msix_data(self):
+        """The MSI-X data value of its CQ's messages."""
+        return MSIX_DATA_BASE + self.order
 
 
 @dataclasses.dataclass
@@ -134,13 +146,19 @@ async def configure_device(dev, target, layout):
                               cq_addr=plan.cq_addr, cq_entries=plan.entries,
                               sq_db_addr=plan.sq_db_addr, cq_db_addr=plan.cq_db_addr,
                               cmd_timeout=ssd.cmd_timeout,
-                              msix_data=None if ssd.polling else plan.order)
+                              msix_data=None if ssd.polling else plan.msix_data)
         try:
             ctrl = await dev.create_nvme_ctrl(srqs[plan.subsystem], attrs)
             if ctrl.index != plan.order:
-                raise NvmfError(errno.EIO, f"backend queue index {ctrl.index} is not the "
-                                           f"MSI-X data {plan.order} given (the device was "
+                raise NvmfError(errno.EIO, f"backend queue index {ctrl.index} is not its "
+                                           f"creation order {plan.order} (the device was "
                                            f"not fresh)")
+            # what the SSD's MSI-X table entry is programmed with (the SSD models take it
+            # from the same plan)
+            want = (None, None) if ssd.polling else (layout.msix_addr, plan.msix_data)
+            if (ctrl.msix_addr, ctrl.msix_data) != want:
+                raise NvmfError(errno.EIO, f"create_nvme_ctrl returned MSI-X "
+                                           f"{ctrl.msix_addr}/{ctrl.msix_data}, not {want}")
             ctrls[(plan.ssd, plan.queue)] = ctrl
         except NvmfError as exc:
             keys = {"sq_entries": ssd.path + ("queue_entries",),

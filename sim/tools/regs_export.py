@@ -56,6 +56,8 @@ CAPABILITIES = {
     "max_srqs": ("CAP_MAX_SRQS", "value", False),
     "max_qps": ("CAP_MAX_QPS", "value", False),
     "event_depth": ("CAP_EVENT_DEPTH", "value", False),
+    "msix_addr_lo": ("CAP_MSIX_ADDR_LO", "value", False),
+    "msix_addr_hi": ("CAP_MSIX_ADDR_HI", "value", False),
 }
 
 _ARRAY_NAME = re.compile(r"^(\w+)\[(\d+)\]$")

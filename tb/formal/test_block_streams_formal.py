@@ -68,6 +68,7 @@ control.ControlPlane     Out ns_resp (2); In ns_req, event, ns_count,     16    
                          subsystem_count
 control._NsLookup        Out resp (2); In req                             20     4           2
 staging.StagingMemory    Out o_msix (2), o_rd (4); In i_wr, i_rd          10     4, 6 (***)  -
+msix.MsixMatch           Out o_queue (2); In i_msg                        12     4           -
 counters.CounterBank     In inc only (no output stream: nothing to        -      2           -
                          assert; its transfer is covered)
 =======================  ===============================================  =====  ==========  =====
@@ -164,6 +165,7 @@ from rtl.counters import CounterBank
 from rtl.cq_handler import CqHandler
 from rtl.formats import NsCounters
 from rtl.front import Front
+from rtl.msix import MsixMatch
 from rtl.params import load_params
 from rtl.parser import CapsuleParser
 from rtl.sq_writer import SqWriter
@@ -279,6 +281,7 @@ BLOCKS = {
     "staging": (lambda: StagingMemory(P_STAGING), 10,
                 [(4, ("o_msix", "i_wr", "i_rd"), ()),
                  (6, ("o_rd",), _STAGING_AXI_QUIET + ("i_wr__valid",))], None, None),
+    "msix": (lambda: MsixMatch(P), 12, [(4, None, ())], None, None),
     "counters": (lambda: CounterBank(NsCounters, P.namespaces), None, [(2, None, ())],
                  None, None),
 }

@@ -21,14 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 OTHER = EngineParams(data_width=512, qp_count=128, subsystems=8, backend_queues=16,
                      srq_namespaces=64, namespaces=256, max_capsule_bytes=8256, max_icdoff=2,
                      max_io_size=1 << 20, min_staging_bytes=1 << 20, min_queue_depth=4,
-                     max_queue_depth=4096, lba_sizes=(4096, 65536), event_depth=64)
+                     max_queue_depth=4096, lba_sizes=(4096, 65536), event_depth=64,
+                     msix_addr=0x0000_1234_5678_9000)
 PARAM_SETS = [pytest.param(EngineParams(), id="default"), pytest.param(OTHER, id="other")]
 
 CAP_NAMES = ("offload_type", "max_backend_ctrls_total", "max_srq_backend_ctrls",
              "max_srq_namespaces", "min_staging_buf_size", "max_io_sz", "min_nvme_queue_depth",
              "max_nvme_queue_depth", "min_ioccsz", "max_ioccsz", "max_icdoff",
              "lba_data_size_supported", "max_namespaces", "supports_non_offloaded_ops",
-             "write_zeroes_offload", "dsm_offload", "max_srqs", "max_qps", "event_depth")
+             "write_zeroes_offload", "dsm_offload", "max_srqs", "max_qps", "event_depth",
+             "msix_addr_lo", "msix_addr_hi")
 
 
 def expected_caps(p):
@@ -54,6 +56,8 @@ def expected_caps(p):
         "max_srqs": p.subsystems,
         "max_qps": p.qp_count,
         "event_depth": p.event_depth,
+        "msix_addr_lo": p.msix_addr & 0xFFFF_FFFF,
+        "msix_addr_hi": p.msix_addr >> 32,
     }
 
 

@@ -147,7 +147,7 @@ class FrontModel:
             "sgl_invalidate": fields["sgl_invalidate"], "sgl_address": fields["sgl_address"],
             "sgl_length": fields["sgl_length"], "sgl_key": fields["sgl_key"],
             "nbytes": fields["sgl_length"] if moves else 0, "icd": int(icd),
-            "epoch": self.csr.fence_epoch,
+            "epoch": self.csr.fence_epoch, "nsze": ns["nsze"],
         }
         return Outcome("serve", backend=backend, data=packet)
 

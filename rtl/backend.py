@@ -1,6 +1,6 @@
 # Over 700 lines: the back end's units share its context tables; the timing-closure issue
 # (#14) rebuilds it as tag-indexed units in files of their own.
-"""Back-end core: contexts, staging slots, RDMA movers, submission, completion, retirement.
+"""Back-end core: contexts, staging pages, RDMA movers, submission, completion, retirement.
 
 Executes the served commands of the front end (``docs/engine.md`` sections
 3-5) with the blocks of ``docs/backend.md`` (staging memory, SQ writer, CQ
@@ -23,17 +23,18 @@ handler) around it. Work moves between small units as context numbers:
   WRITE's status, or at once for other commands, retirement sends the
   response, the counters and the events, and frees the context and its slot.
 
-Staging: each subsystem's window is cut into slots of the next power of two
-at or above ``max_io_size + 4096`` bytes (the last page of a slot holds its
-PRP list), at most ``MAX_SLOTS`` a subsystem.
+Staging: each subsystem's window is 4 KiB pages (``rtl/pages.py``); a command takes
+``ceil(bytes / 4096)`` pages, one more for its PRP list when it spans more than two,
+not necessarily contiguous, and keeps their numbers in a per-context page table.
 """
 
-from amaranth.hdl import Array, Cat, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Array, C, Cat, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, enum, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .counters import CountRequest
 from .formats import (
+    PAGE_BYTES,
     BackendCommand,
     BackendQueueEntry,
     CqCompletion,
@@ -55,13 +56,19 @@ from .formats import (
     StreamBeat,
     SubsystemEntry,
 )
+from .pages import PAGE_SHIFT, PageAllocator
 from .params import EngineParams
 from .stream_util import RegisterSlice
 
-__all__ = ["Backend", "RdmaBeat", "MAX_SLOTS", "PAGE"]
+__all__ = ["Backend", "RdmaBeat", "PAGE", "max_command_pages"]
 
-MAX_SLOTS = 64
-PAGE = 4096
+PAGE = PAGE_BYTES
+
+
+def max_command_pages(params):
+    """Most pages one command takes: its data pages, and a PRP list page past two."""
+    data_pages = -(-params.max_io_size // PAGE)
+    return data_pages + (data_pages > 2)
 
 
 def RdmaBeat(data_width):
@@ -93,11 +100,17 @@ class _Kind(enum.Enum, shape=3):
                        # failed (Namespace Not Ready), a DSM range past nsze (LBA Out of Range)
 
 
-class _StagingRef(data.Struct):
-    """A context's staging slot: subsystem, slot, whether it holds one."""
-    ss: 8
-    slot: 6
-    staged: 1
+def _StagingRef(page_bits):
+    """A context's staging: subsystem and how many pages it holds (page table entries
+    0 .. pages - 1)."""
+    return data.StructLayout({"ss": 8, "pages": page_bits + 1})
+
+
+def _InternalWrite(data_width, cbits, beat_w):
+    """A staging write before its offset is known: beat ``n`` of context ``ctx``'s data
+    (its page from the page table), or, when ``direct``, at byte ``offset``."""
+    return data.StructLayout({"data": data_width, "keep": data_width // 8, "ctx": cbits,
+                              "n": beat_w, "direct": 1, "offset": 32})
 
 
 class _CountRecord(data.Struct):
@@ -195,106 +208,6 @@ class _CtxField:
 
     def write(self, addr, value):
         self._m.d.comb += [self._wp.addr.eq(addr), self._wp.data.eq(value), self._wp.en.eq(1)]
-
-
-class _Slots(Elaboratable):
-    """Staging slots of every subsystem: a free bitmap each, loaded on configuration.
-
-    Each subsystem keeps one free slot set aside in registers (its index and staging
-    byte offset), refilled from the bitmap (lowest free slot first) the cycle after it
-    was taken, so that taking a slot is a register read, not a search.
-
-    ``alloc_*``: for subsystem ``alloc_ss``, ``alloc_ok`` says a slot is set aside,
-    ``alloc_slot`` / ``alloc_off`` which and its staging byte offset (all from
-    registers); a pulse on ``alloc_en`` takes it (a subsystem can give a slot every
-    other cycle). ``alloc_none``: the subsystem has no usable staging. ``free_en``
-    returns ``free_slot`` of ``free_ss``. ``shift_ss`` -> ``shift``: log2 of that
-    subsystem's slot size.
-    """
-
-    def __init__(self, params):
-        self._p = params
-        self.cfg_valid, self.cfg_index = Signal(), Signal(8)
-        self.rd_addr, self.rd_en, self.rd_data = Signal(8), Signal(), Signal(SubsystemEntry)
-        self.alloc_ss, self.alloc_en = Signal(8), Signal()
-        self.alloc_ok, self.alloc_none = Signal(), Signal()
-        self.alloc_slot, self.alloc_off = Signal(6), Signal(32)
-        self.free_ss, self.free_slot, self.free_en = Signal(8), Signal(6), Signal()
-        self.shift_ss, self.shift = Signal(8), Signal(5)
-
-    def elaborate(self, platform):
-        m = Module()
-        p = self._p
-        NS = p.subsystems
-        free = Array(Signal(MAX_SLOTS, name=f"free{i}") for i in range(NS))
-        shift = Array(Signal(5, name=f"shift{i}") for i in range(NS))
-        base = Array(Signal(32, name=f"base{i}") for i in range(NS))
-        usable = Array(Signal(name=f"usable{i}") for i in range(NS))
-
-        # configuration: read the entry the cycle after the pulse, load a cycle later
-        pending, loaded = Signal(), Signal()
-        index = Signal(8)
-        m.d.sync += [pending.eq(self.cfg_valid), loaded.eq(pending)]
-        with m.If(self.cfg_valid):
-            m.d.sync += index.eq(self.cfg_index)
-        m.d.comb += [self.rd_addr.eq(index), self.rd_en.eq(pending)]
-        entry = self.rd_data
-        need = Signal(33)
-        m.d.comb += need.eq(entry.max_io_size + PAGE - 1)
-        new_shift = Signal(6)
-        for i in range(33):
-            with m.If(need[i]):
-                m.d.comb += new_shift.eq(i + 1)
-        offset = Signal(65)
-        m.d.comb += offset.eq(entry.staging_addr - p.staging_base)
-        inside = Signal()
-        m.d.comb += inside.eq(entry.valid & (entry.staging_addr >= p.staging_base)
-                              & (offset + entry.staging_len <= p.staging_bytes)
-                              & (new_shift <= 31))
-        count = Signal(33)
-        m.d.comb += count.eq(entry.staging_len >> new_shift)
-        n_slots = Signal(range(MAX_SLOTS + 1))     # slots of the window, at most MAX_SLOTS
-        m.d.comb += n_slots.eq(Mux(count[MAX_SLOTS.bit_length() - 1:] != 0, MAX_SLOTS,
-                                   count))
-
-        # the slot set aside per subsystem
-        spare = Array(Signal(6, name=f"spare{i}") for i in range(NS))
-        spare_off = Array(Signal(32, name=f"spare_off{i}") for i in range(NS))
-        spare_ok = Array(Signal(name=f"spare_ok{i}") for i in range(NS))
-
-        for i in range(NS):
-            lowest = Signal(6, name=f"lowest{i}")
-            for k in reversed(range(MAX_SLOTS)):
-                with m.If(free[i][k]):
-                    m.d.comb += lowest.eq(k)
-            refill = Signal(name=f"refill{i}")
-            m.d.comb += refill.eq(~spare_ok[i] & (free[i] != 0))
-            move = Mux(refill, 1 << lowest, 0)
-            give = Mux(self.free_en & (self.free_ss == i), 1 << self.free_slot, 0)
-            with m.If(loaded & (index == i)):
-                m.d.sync += [
-                    free[i].eq(Mux(inside, Cat(*(n_slots > k for k in range(MAX_SLOTS))), 0)),
-                    shift[i].eq(new_shift),
-                    base[i].eq(offset[:32]),
-                    usable[i].eq(inside & (count != 0)),
-                    spare_ok[i].eq(0),
-                ]
-            with m.Else():
-                m.d.sync += free[i].eq((free[i] & ~move) | give)
-                with m.If(refill):
-                    m.d.sync += [spare[i].eq(lowest), spare_ok[i].eq(1),
-                                 spare_off[i].eq(base[i] + (lowest << shift[i]))]
-                with m.Elif(self.alloc_en & (self.alloc_ss == i)):
-                    m.d.sync += spare_ok[i].eq(0)
-
-        m.d.comb += [
-            self.alloc_slot.eq(spare[self.alloc_ss]),
-            self.alloc_off.eq(spare_off[self.alloc_ss]),
-            self.alloc_ok.eq((self.alloc_ss < NS) & spare_ok[self.alloc_ss]),
-            self.alloc_none.eq((self.alloc_ss >= NS) | ~usable[self.alloc_ss]),
-            self.shift.eq(shift[self.shift_ss]),
-        ]
-        return m
 
 
 class _Queues(Elaboratable):
@@ -452,9 +365,10 @@ class Backend(wiring.Component):
         the driver writes it in ``create_srq`` and ``destroy_srq`` only, the latter
         refused while a namespace or QP uses the subsystem, and each unmap has waited
         on the command fence for its namespace's commands.
-    use_live, use_zombies, use_slots, queues_busy : registered resource use (debug,
-        ``USE_*`` registers): contexts with a command, zombie contexts, staging
-        slots taken, a working backend queue owed SQ consumption or CQEs.
+    use_live, use_zombies, use_pages, use_zombie_pages, queues_busy : resource use
+        (debug, ``USE_*`` registers, registered): contexts with a command, zombie
+        contexts, staging pages taken, pages zombies keep, a working backend queue
+        owed SQ consumption or CQEs.
     bq_loaded, bq_loaded_index : Out
         A one-cycle pulse in the cycle the back end loads backend queue
         ``bq_loaded_index``'s entry from ``bq_rd_data`` (two cycles after its
@@ -493,7 +407,8 @@ class Backend(wiring.Component):
             "bq_rd_addr": Out(8), "bq_rd_en": Out(1), "bq_rd_data": In(BackendQueueEntry),
             "ss_cfg_valid": In(1), "ss_cfg_index": In(8),
             "bq_cfg_valid": In(1), "bq_cfg_index": In(8),
-            "use_live": Out(16), "use_zombies": Out(16), "use_slots": Out(16),
+            "use_live": Out(16), "use_zombies": Out(16), "use_pages": Out(16),
+            "use_zombie_pages": Out(16),
             "queues_busy": Out(1), "fence_out": Out(32),
             "bq_loaded": Out(1), "bq_loaded_index": Out(8),
         })
@@ -508,12 +423,16 @@ class Backend(wiring.Component):
         beat_shift = B.bit_length() - 1
         beat_w = (p.max_io_size // B).bit_length()      # beat counts of the largest transfer
 
-        slots = m.submodules.slots = _Slots(p)
+        pages = m.submodules.pages = PageAllocator(p)
+        pg_bits = pages.page_bits
+        pt_bits = max(1, (max_command_pages(p) - 1).bit_length())   # page-table index bits
+        pb_bits = PAGE_SHIFT - beat_shift                            # beat-in-page bits
+        page_beats = 1 << pb_bits
         queues = m.submodules.queues = _Queues(p)
         m.d.comb += [
-            slots.cfg_valid.eq(self.ss_cfg_valid), slots.cfg_index.eq(self.ss_cfg_index),
-            self.ss_rd_addr.eq(slots.rd_addr), self.ss_rd_en.eq(slots.rd_en),
-            slots.rd_data.eq(self.ss_rd_data),
+            pages.cfg_valid.eq(self.ss_cfg_valid), pages.cfg_index.eq(self.ss_cfg_index),
+            self.ss_rd_addr.eq(pages.rd_addr), self.ss_rd_en.eq(pages.rd_en),
+            pages.rd_data.eq(self.ss_rd_data),
             queues.cfg_valid.eq(self.bq_cfg_valid), queues.cfg_index.eq(self.bq_cfg_index),
             self.bq_rd_addr.eq(queues.rd_addr), self.bq_rd_en.eq(queues.rd_en),
             queues.rd_data.eq(self.bq_rd_data),
@@ -527,8 +446,7 @@ class Backend(wiring.Component):
         # the other fields live in LUT memories, one combinational read port per reader
         gen = _CtxField(m, "ctx_gen", gbits, N)          # CID generation
         c_queue = _CtxField(m, "ctx_queue", 8, N)        # backend queue it was submitted to
-        c_stg = _CtxField(m, "ctx_stg", _StagingRef, N)  # its staging slot
-        c_off = _CtxField(m, "ctx_off", 32, N)           # staging byte offset of the slot
+        c_stg = _CtxField(m, "ctx_stg", _StagingRef(pg_bits), N)  # its staging pages
         c_beats = _CtxField(m, "ctx_beats", beat_w, N)   # data beats
         c_start = _CtxField(m, "ctx_start", 32, N)       # submission time
         c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
@@ -539,6 +457,23 @@ class Backend(wiring.Component):
 
         m.submodules.ctx_mem = ctx_mem = memory.Memory(shape=BackendCommand, depth=N, init=[])
         cm_wr = ctx_mem.write_port()
+        # the page table: page k of context c at entry c * 2**pt_bits + k; written by
+        # admission, one copy per reader with a combinational read port (as LUT memory
+        # replicates it anyway; one memory with several read ports is one cell, through
+        # which a read feeding another read's address looks like a loop)
+        pt_wr = wiring.Signature({"addr": Out(cbits + pt_bits), "data": Out(pg_bits),
+                                  "en": Out(1)}).create()
+        tables = []
+
+        def page_of(ctx, k):
+            copy = memory.Memory(shape=pg_bits, depth=N << pt_bits, init=[])
+            m.submodules[f"page_table{len(tables)}"] = copy
+            tables.append(copy)
+            wp, rp = copy.write_port(), copy.read_port(domain="comb")
+            m.d.comb += [wp.addr.eq(pt_wr.addr), wp.data.eq(pt_wr.data), wp.en.eq(pt_wr.en),
+                         rp.addr.eq(Cat(k[:pt_bits], ctx))]
+            return rp.data
+
         cm_sub = ctx_mem.read_port()
         cm_ret = ctx_mem.read_port()
 
@@ -574,11 +509,23 @@ class Backend(wiring.Component):
         rdma_adm = stream.Signature(RdmaCommand).create()
         rdma_ret = stream.Signature(RdmaCommand).create()
         _merge(m, "rdma", [rdma_ret, rdma_adm], self.o_rdma_cmd)
-        stg_adm = stream.Signature(StagingWrite(W)).create()
-        stg_rdm = stream.Signature(StagingWrite(W)).create()
-        stg_prp = stream.Signature(StagingWrite(W)).create()
-        # a PRP list (a few beats) first
-        _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], self.o_stg_wr)
+        iw_layout = _InternalWrite(W, cbits, beat_w)
+        stg_adm = stream.Signature(iw_layout).create()
+        stg_rdm = stream.Signature(iw_layout).create()
+        stg_prp = stream.Signature(iw_layout).create()
+        stg_any = stream.Signature(iw_layout).create()
+        # a PRP list entry first
+        _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any)
+        # the beat's offset: its page from the page table, or given
+        iw = stg_any.payload
+        iw_page = page_of(iw.ctx, iw.n >> pb_bits)
+        m.d.comb += [
+            self.o_stg_wr.valid.eq(stg_any.valid), stg_any.ready.eq(self.o_stg_wr.ready),
+            self.o_stg_wr.payload.data.eq(iw.data), self.o_stg_wr.payload.keep.eq(iw.keep),
+            self.o_stg_wr.payload.offset.eq(
+                Mux(iw.direct, iw.offset,
+                    Cat(C(0, beat_shift), iw.n[:pb_bits], iw_page))),
+        ]
         submit_adm = stream.Signature(cbits).create()
         submit_sts = stream.Signature(cbits).create()
         _merge(m, "submit", [submit_adm, submit_sts], submit_w)
@@ -588,7 +535,7 @@ class Backend(wiring.Component):
         # (worked out from the input), so admission starts from flip-flops
         in_cmd = self.i_cmd.payload
         admit_layout = data.StructLayout({"cmd": BackendCommand, "dataless": 1, "data_in": 1,
-                                          "beats": beat_w})
+                                          "beats": beat_w, "pages": pt_bits + 1})
         m.submodules.cmd_slice = cmd_slice = RegisterSlice(admit_layout)
         m.d.comb += [
             cmd_slice.i_valid.eq(self.i_cmd.valid), self.i_cmd.ready.eq(cmd_slice.i_ready),
@@ -600,14 +547,20 @@ class Backend(wiring.Component):
                 & (in_cmd.nbytes != 0)),
             cmd_slice.i_data.beats.eq((in_cmd.nbytes + B - 1) >> beat_shift),
         ]
+        in_pages = Signal(pt_bits + 2)
+        m.d.comb += [in_pages.eq((in_cmd.nbytes + PAGE - 1) >> PAGE_SHIFT),
+                     cmd_slice.i_data.pages.eq(in_pages + (in_pages > 2))]
         cmd = cmd_slice.o_data.cmd
         dataless, data_in = cmd_slice.o_data.dataless, cmd_slice.o_data.data_in
         a_ctx = Signal(cbits)
-        m.d.comb += [a_ctx.eq(free.r_data), slots.alloc_ss.eq(cmd.subsystem)]
+        m.d.comb += [a_ctx.eq(free.r_data), pages.need_ss.eq(cmd.subsystem),
+                     pages.need.eq(cmd_slice.o_data.pages)]
         adm_ctx = Signal(cbits)
         adm_cmd = Signal(BackendCommand)
-        copy_off = Signal(32)           # staging offset of the next in-capsule data beat
-        copy_n = Signal(beat_w)         # its index in the command's data
+        copy_n = Signal(beat_w)         # index of the next in-capsule data beat
+        alloc_k = Signal(pt_bits + 1)   # pages of the admitted command in its table so far
+        alloc_n = Signal(pt_bits + 1)   # pages it takes
+        adm_icd, adm_in = Signal(), Signal()
         dsm_clr = Signal(N)             # admission clears the context's DSM verdict
         # a command for submission is pushed from a register (the submission FIFO holds every
         # context, so it has room whenever the register is to be loaded again); an idle
@@ -622,50 +575,71 @@ class Backend(wiring.Component):
         with m.FSM(name="admit"):
             with m.State("IDLE"):
                 ready = cmd_slice.o_valid & free.r_rdy & ~filling
-                with m.If(ready & (dataless | slots.alloc_ok | slots.alloc_none)):
+                with m.If(ready & (dataless | pages.room | pages.none)):
                     m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1),
                                  cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
-                    m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), copy_off.eq(slots.alloc_off),
-                                 c_late[a_ctx].eq(0)]
+                    m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), c_late[a_ctx].eq(0),
+                                 alloc_k.eq(0), alloc_n.eq(cmd_slice.o_data.pages),
+                                 adm_icd.eq(cmd.icd), adm_in.eq(data_in)]
                     gen.write(a_ctx, gen.read(a_ctx) + 1)
-                    c_stg.write(a_ctx, Cat(cmd.subsystem, slots.alloc_slot,
-                                           ~slots.alloc_none & ~dataless))
-                    c_off.write(a_ctx, slots.alloc_off)
+                    c_stg.write(a_ctx, Cat(cmd.subsystem,
+                                           Mux(dataless | pages.none, 0,
+                                               cmd_slice.o_data.pages)))
                     c_beats.write(a_ctx, cmd_slice.o_data.beats)
                     c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
                                            cmd.nsze))
                     m.d.comb += dsm_clr.eq(1 << a_ctx)
                     m.d.sync += copy_n.eq(0)
-                    with m.If(~dataless & ~slots.alloc_none):
-                        m.d.comb += slots.alloc_en.eq(1)
                     # a command with nothing to bring in goes to submission next (from QUEUE
-                    # when the push register is still taken)
-                    with m.If(dataless | (~slots.alloc_none & ~cmd.icd & ~data_in)):
+                    # when the push register is still taken); one with data takes its pages
+                    # first (ALLOC), one a cycle
+                    with m.If(dataless):
                         m.d.sync += state[a_ctx].eq(_State.READY)
                         with m.If(push_free):
                             m.d.sync += [push_v.eq(1), push_ctx.eq(a_ctx)]
                         with m.Else():
                             m.next = "QUEUE"
-                    with m.Elif(slots.alloc_none):
+                    with m.Elif(pages.none):
                         m.d.sync += state[a_ctx].eq(_State.RETIRING)
                         m.next = "INTERNAL"
-                    with m.Elif(cmd.icd):
-                        m.d.sync += state[a_ctx].eq(_State.READY)
-                        m.next = "COPY"
                     with m.Else():
-                        m.d.sync += state[a_ctx].eq(_State.WAIT_RD)
+                        # the context stays FREE (no unit acts on it: no READ data or
+                        # status is taken for it) until its page table is written
+                        m.d.comb += pages.reserve_en.eq(1)
+                        m.next = "ALLOC"
+            with m.State("ALLOC"):
+                # one page a cycle, while the reclaimer gives none back
+                m.d.comb += [pages.pop_ss.eq(adm_cmd.subsystem),
+                             pt_wr.addr.eq(Cat(alloc_k[:pt_bits], adm_ctx)),
+                             pt_wr.data.eq(pages.pop_page)]
+                def after_alloc():
+                    with m.If(adm_icd):
+                        m.d.sync += state[adm_ctx].eq(_State.READY)
+                        m.next = "COPY"
+                    with m.Elif(adm_in):
+                        m.d.sync += state[adm_ctx].eq(_State.WAIT_RD)
                         m.next = "RDMA"
+                    with m.Else():
+                        m.d.sync += state[adm_ctx].eq(_State.READY)
+                        m.next = "QUEUE"
+                with m.If(alloc_k == alloc_n):
+                    after_alloc()           # no page (in-capsule data of zero bytes)
+                with m.Elif(~pages.push_en):
+                    m.d.comb += [pages.pop_en.eq(1), pt_wr.en.eq(1)]
+                    m.d.sync += alloc_k.eq(alloc_k + 1)
+                    with m.If(alloc_k + 1 == alloc_n):
+                        after_alloc()
             with m.State("COPY"):
                 beat = self.i_data.payload
                 m.d.comb += [
                     stg_adm.valid.eq(self.i_data.valid),
-                    stg_adm.payload.offset.eq(copy_off),
+                    stg_adm.payload.ctx.eq(adm_ctx), stg_adm.payload.n.eq(copy_n),
                     stg_adm.payload.data.eq(beat.data),
                     stg_adm.payload.keep.eq(beat.keep),
                     self.i_data.ready.eq(stg_adm.ready),
                 ]
                 with m.If(self.i_data.valid & stg_adm.ready):
-                    m.d.sync += [copy_off.eq(copy_off + B), copy_n.eq(copy_n + 1)]
+                    m.d.sync += copy_n.eq(copy_n + 1)
                     with m.If(beat.last):
                         m.next = "QUEUE"
             with m.State("RDMA"):
@@ -698,7 +672,7 @@ class Backend(wiring.Component):
                  & (rd_count < c_beats.read(rd_ctx)))
         m.d.comb += [
             stg_rdm.valid.eq(self.i_rdma_rd.valid & rd_ok),
-            stg_rdm.payload.offset.eq(c_off.read(rd_ctx) + (rd_count << beat_shift)),
+            stg_rdm.payload.ctx.eq(rd_ctx), stg_rdm.payload.n.eq(rd_count),
             stg_rdm.payload.data.eq(rd.data),
             stg_rdm.payload.keep.eq(rd.keep),
             self.i_rdma_rd.ready.eq(Mux(rd_ok, stg_rdm.ready, 1)),   # stray data is dropped
@@ -781,13 +755,16 @@ class Backend(wiring.Component):
         scmd = cm_sub.data
         npages = Signal(14)
         m.d.comb += [npages.eq((scmd.nbytes + PAGE - 1) >> 12),
-                     queues.pick_mask.eq(scmd.queues[:p.backend_queues]),
-                     slots.shift_ss.eq(c_stg.read(sub_ctx).ss)]
-        base_addr = Signal(64)
-        list_off = Signal(32)
-        sub_off = c_off.read(sub_ctx)
-        m.d.comb += [base_addr.eq(p.staging_base + sub_off),
-                     list_off.eq(sub_off + (1 << slots.shift) - PAGE)]
+                     queues.pick_mask.eq(scmd.queues[:p.backend_queues])]
+        # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
+        # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
+        sub_k = Signal(pt_bits + 1)
+        sub_page = page_of(sub_ctx, sub_k)
+        prp1_page, list_page = Signal(pg_bits), Signal(pg_bits)
+
+        def bus(page):
+            """The bus address of a staging page."""
+            return p.staging_base + (page << PAGE_SHIFT)
         prp_k = Signal(14)            # next PRP list entry: page index 1 .. npages-1
         ns_rr = Array(Signal(8, name=f"ns_rr{i}") for i in range(p.namespaces))
         m.d.comb += queues.pick_from.eq(ns_rr[scmd.slot])
@@ -804,6 +781,8 @@ class Backend(wiring.Component):
                     m.d.sync += sub_ctx.eq(push_ctx)
                     m.next = "PICK"
             with m.State("PICK"):
+                m.d.comb += sub_k.eq(0)
+                m.d.sync += prp1_page.eq(sub_page)
                 with m.If(ck_v & (ck_ctx == sub_ctx)):
                     pass                # its last range is still being checked
                 with m.Elif(queues.pick_ok & dsm_bad.bit_select(sub_ctx, 1)):
@@ -812,27 +791,35 @@ class Backend(wiring.Component):
                 with m.Elif(queues.pick_ok):
                     m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1)]
                     with m.If(npages > 2):
-                        m.next = "PRP"
+                        m.next = "LIST"
                     with m.Else():
                         m.next = "SQE"
                 with m.Elif(~queues.alive):
                     m.d.sync += refusal.eq(_engine_status(NvmeStatus.NS_NOT_READY))
                     m.next = "FAIL"
+            with m.State("LIST"):
+                # the list page follows the data pages in the table
+                m.d.comb += sub_k.eq(npages)
+                m.d.sync += list_page.eq(sub_page)
+                m.next = "PRP"
             with m.State("PRP"):
-                words, keep = [], []
-                for e in range(per_beat):
-                    k = prp_k + e
-                    words.append(Mux(k < npages, (base_addr + (k << 12))[:64], 0))
-                    keep.append((k < npages).replicate(8))
+                # one entry a cycle: the page of entry k in its 8-byte lane of the beat
+                entry = Signal(64)
+                lane = (prp_k - 1)[:max(1, (per_beat - 1).bit_length())] if per_beat > 1 else 0
+                m.d.comb += [sub_k.eq(prp_k), entry.eq(bus(sub_page))]
                 m.d.comb += [
                     stg_prp.valid.eq(1),
-                    stg_prp.payload.offset.eq(list_off + ((prp_k - 1) << 3)),
-                    stg_prp.payload.data.eq(Cat(*words)),
-                    stg_prp.payload.keep.eq(Cat(*keep)),
+                    stg_prp.payload.direct.eq(1),
+                    stg_prp.payload.offset.eq(
+                        Cat(C(0, beat_shift), ((prp_k - 1) >> (beat_shift - 3))[:pb_bits],
+                            list_page)),
+                    stg_prp.payload.data.eq(entry.replicate(per_beat)),
+                    stg_prp.payload.keep.eq((C(0xFF, B) << (lane << 3))[:B] if per_beat > 1
+                                            else C(0xFF, B)),
                 ]
                 with m.If(stg_prp.ready):
-                    m.d.sync += prp_k.eq(prp_k + per_beat)
-                    with m.If(prp_k + per_beat >= npages):
+                    m.d.sync += prp_k.eq(prp_k + 1)
+                    with m.If(prp_k + 1 == npages):
                         m.next = "SQE"
             with m.State("SQE"):
                 req = self.o_sqe.payload
@@ -844,12 +831,13 @@ class Backend(wiring.Component):
                     req.sqe.nsid.eq(scmd.backend_nsid),
                     req.sqe.cdw.eq(scmd.cdw),
                 ]
+                m.d.comb += sub_k.eq(1)
                 with m.If(scmd.nbytes != 0):
-                    m.d.comb += req.sqe.dptr.prp.prp1.eq(base_addr)
+                    m.d.comb += req.sqe.dptr.prp.prp1.eq(bus(prp1_page))
                     with m.If(npages == 2):
-                        m.d.comb += req.sqe.dptr.prp.prp2.eq(base_addr + PAGE)
+                        m.d.comb += req.sqe.dptr.prp.prp2.eq(bus(sub_page))
                     with m.Elif(npages > 2):
-                        m.d.comb += req.sqe.dptr.prp.prp2.eq(p.staging_base + list_off)
+                        m.d.comb += req.sqe.dptr.prp.prp2.eq(bus(list_page))
                 with m.If(self.o_sqe.ready):
                     m.d.comb += [queues.submit_en.eq(1), queues.submit_q.eq(sub_queue)]
                     m.d.sync += [state[sub_ctx].eq(_State.SUBMITTED),
@@ -973,23 +961,28 @@ class Backend(wiring.Component):
         m.d.comb += tail_bytes.eq(Mux(rcmd.nbytes[:beat_shift] == 0, B,
                                       rcmd.nbytes[:beat_shift]))
 
-        # a Read's data out: retirement queues (context, descriptor fields, slot offset,
-        # beats); the mover issues the RDMA WRITE descriptor and the staging read, and
-        # streams the packet, while the next packet's descriptor and read are issued
+        # a Read's data out: retirement queues (context, descriptor fields, beats); the
+        # mover issues the RDMA WRITE descriptor and a staging read per page, and streams
+        # the packet, while the next packet's descriptor and reads are issued
         mv_layout = data.StructLayout({
             "ctx": cbits, "qpn": len(rcmd.qpn), "addr": 64, "rkey": 32, "length": 32,
-            "offset": 32, "beats": beat_w, "tail": beat_shift + 1})
+            "beats": beat_w, "tail": beat_shift + 1})
         mov_w, mov_r = _fifo_stream(m, "mover_q", mv_layout, 4)
         m.d.comb += [
             mov_w.payload.ctx.eq(rctx), mov_w.payload.qpn.eq(rcmd.qpn),
             mov_w.payload.addr.eq(rcmd.sgl_address), mov_w.payload.rkey.eq(rcmd.sgl_key),
-            mov_w.payload.length.eq(rcmd.nbytes), mov_w.payload.offset.eq(c_off.read(rctx)),
+            mov_w.payload.length.eq(rcmd.nbytes),
             mov_w.payload.beats.eq(r_beats), mov_w.payload.tail.eq(tail_bytes),
         ]
         strm_layout = data.StructLayout({"ctx": cbits, "beats": beat_w, "tail": beat_shift + 1})
         strm_w, strm_r = _fifo_stream(m, "stream_q", strm_layout, 2)
         mv = mov_r.payload
         desc_done = Signal()           # the head's descriptor was taken
+        mv_pg = Signal(pt_bits)        # the head's next page to read
+        mv_left = Signal(beat_w + 1)
+        m.d.comb += mv_left.eq(mv.beats - (mv_pg << pb_bits))
+        mv_last = mv_left <= page_beats
+        first_rd = mv_pg == 0          # the packet's first read also queues the packet
         m.d.comb += [
             rdma_ret.valid.eq(mov_r.valid & ~desc_done),
             rdma_ret.payload.op.eq(RdmaOp.WRITE),
@@ -998,16 +991,19 @@ class Backend(wiring.Component):
             rdma_ret.payload.rkey.eq(mv.rkey),
             rdma_ret.payload.length.eq(mv.length),
             rdma_ret.payload.tag.eq(mv.ctx),
-            self.o_stg_rd.valid.eq(mov_r.valid & desc_done & strm_w.ready),
-            self.o_stg_rd.payload.offset.eq(mv.offset),
-            self.o_stg_rd.payload.beats.eq(mv.beats),
+            self.o_stg_rd.valid.eq(mov_r.valid & desc_done & (~first_rd | strm_w.ready)),
+            self.o_stg_rd.payload.offset.eq(Cat(C(0, PAGE_SHIFT), page_of(mv.ctx, mv_pg))),
+            self.o_stg_rd.payload.beats.eq(Mux(mv_last, mv_left, page_beats)),
             strm_w.payload.ctx.eq(mv.ctx), strm_w.payload.beats.eq(mv.beats),
             strm_w.payload.tail.eq(mv.tail),
-            strm_w.valid.eq(mov_r.valid & desc_done & self.o_stg_rd.ready),
-            mov_r.ready.eq(desc_done & self.o_stg_rd.ready & strm_w.ready),
+            strm_w.valid.eq(mov_r.valid & desc_done & first_rd & self.o_stg_rd.ready),
+            mov_r.ready.eq(desc_done & self.o_stg_rd.ready & mv_last
+                           & (~first_rd | strm_w.ready)),
         ]
         with m.If(rdma_ret.valid & rdma_ret.ready):
             m.d.sync += desc_done.eq(1)
+        with m.If(self.o_stg_rd.valid & self.o_stg_rd.ready):
+            m.d.sync += mv_pg.eq(Mux(mv_last, 0, mv_pg + 1))
         with m.If(mov_r.valid & mov_r.ready):
             m.d.sync += desc_done.eq(0)
         # the streamer: staging read data to m_axis_rdma_wr, one packet per queued read
@@ -1121,17 +1117,41 @@ class Backend(wiring.Component):
                     m.next = "IDLE"
 
         # release of the retiring context (RESPOND or FREE): kept as a zombie when given up
-        # before its CQE came, else back to the free list with its staging slot
+        # before its CQE came, else to the reclaimer, which gives its pages back one a cycle
+        # and then returns the context to the free list (a context is never reused before
+        # its page table has been read back)
         keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~c_late[rctx]
+        rec_layout = data.StructLayout({"ctx": cbits, "ss": 8, "pages": pt_bits + 1,
+                                        "zombie": 1})
+        rec_w, rec_r = _fifo_stream(m, "reclaim_q", rec_layout, N, fall_through=True)
+        m.d.comb += [rec_w.payload.ctx.eq(rctx), rec_w.payload.ss.eq(r_stg.ss),
+                     rec_w.payload.pages.eq(r_stg.pages),
+                     rec_w.payload.zombie.eq(job.kind == _Kind.ZOMBIE)]
+        # (a context without pages goes back at once, as before there were pages)
+        direct = Signal()
+        release_zombie = Signal()       # the context released is a zombie's
         with m.If(release_now):
             with m.If(keep):
                 m.d.comb += to_zombie.eq(1)
                 m.d.sync += state[rctx].eq(_State.ZOMBIE)
             with m.Else():
-                m.d.comb += [release_en.eq(1), release_ctx.eq(rctx),
-                             slots.free_en.eq(r_stg.staged),
-                             slots.free_ss.eq(r_stg.ss), slots.free_slot.eq(r_stg.slot)]
                 m.d.sync += state[rctx].eq(_State.FREE)
+                with m.If(r_stg.pages == 0):
+                    m.d.comb += [direct.eq(1), release_en.eq(1), release_ctx.eq(rctx),
+                                 release_zombie.eq(job.kind == _Kind.ZOMBIE)]
+                with m.Else():
+                    m.d.comb += rec_w.valid.eq(1)  # room: each context is in it at most once
+        rc_k = Signal(pt_bits + 1)
+        rc = rec_r.payload
+        m.d.comb += [pages.push_ss.eq(rc.ss), pages.push_page.eq(page_of(rc.ctx, rc_k))]
+        with m.If(rec_r.valid & ~filling):
+            with m.If(rc_k != rc.pages):
+                m.d.comb += pages.push_en.eq(1)
+                m.d.sync += rc_k.eq(rc_k + 1)
+            with m.Elif(~direct):
+                m.d.comb += [release_en.eq(1), release_ctx.eq(rc.ctx), rec_r.ready.eq(1),
+                             release_zombie.eq(rc.zombie)]
+                m.d.sync += rc_k.eq(0)
 
         # the command fence: outcomes of served commands, per epoch
         outcome = release_now & (job.kind != _Kind.ZOMBIE)
@@ -1195,14 +1215,16 @@ class Backend(wiring.Component):
                 m.d.sync += step.eq(0)
 
         # --- resource use (debug registers USE_*) ----------------------------------------------
-        live, zombies, taken = Signal(16), Signal(16), Signal(16)
+        live, zombies, zombie_pages = Signal(16), Signal(16), Signal(16)
         admitted = free.r_en & ~filling
-        freed_zombie = release_en & (job.kind == _Kind.ZOMBIE)
+        freed_zombie = release_en & release_zombie
         m.d.sync += [
             live.eq(live + admitted - (release_en & ~freed_zombie) - to_zombie),
             zombies.eq(zombies + to_zombie - freed_zombie),
-            taken.eq(taken + slots.alloc_en - slots.free_en),
+            zombie_pages.eq(zombie_pages + Mux(to_zombie, r_stg.pages, 0)
+                            - Mux(pages.push_en & rc.zombie, 1, 0)),
         ]
         m.d.comb += [self.use_live.eq(live), self.use_zombies.eq(zombies),
-                     self.use_slots.eq(taken), self.queues_busy.eq(queues.busy)]
+                     self.use_pages.eq(pages.taken), self.use_zombie_pages.eq(zombie_pages),
+                     self.queues_busy.eq(queues.busy)]
         return m

@@ -800,8 +800,8 @@ class NvmfDevice:
 
     async def resource_use(self):
         """What the engine holds now (``USE_*`` registers), as one dict: ``live`` and
-        ``zombies`` contexts, staging ``slots``, and the busy flags ``backend_queues``,
-        ``sq_writer``, ``cq_handler``."""
+        ``zombies`` contexts, staging ``pages`` and ``zombie_pages``, and the busy flags
+        ``backend_queues``, ``sq_writer``, ``cq_handler``."""
         self._require_open()
         use = {}
         for name in ("USE_CONTEXTS", "USE_STAGING", "USE_BUSY"):
@@ -813,16 +813,16 @@ class NvmfDevice:
         should not be, each a sentence naming the value; empty when nothing leaked.
 
         Zombie contexts (commands given up whose late CQE has not come yet, until
-        twice their queue's ``cmd_timeout``) legitimately keep their staging slot and
+        twice their queue's ``cmd_timeout``) legitimately keep their staging pages and
         their queue's CQ credit.
         """
         use = await self.resource_use()
         found = []
         if use["live"]:
             found.append(f"{use['live']} context(s) still hold a command")
-        if use["slots"] != use["zombies"]:
-            found.append(f"{use['slots']} staging slot(s) in use with {use['zombies']} "
-                         f"zombie context(s)")
+        if use["pages"] != use["zombie_pages"]:
+            found.append(f"{use['pages']} staging page(s) in use, {use['zombie_pages']} of "
+                         f"them kept by zombie context(s)")
         if use["backend_queues"] and not use["zombies"]:
             found.append("a backend queue still owes SQ consumption or CQEs")
         for unit in ("sq_writer", "cq_handler"):

@@ -121,7 +121,7 @@ async def run_dataless_commands_take_no_staging_slot(dut):
             counters.served(s, Opcode.FLUSH)
         await tb.source.send(AxiStreamFrame(capsule, tuser=s + 1))
     await _await_live(tb, 12)
-    assert (await _use(tb, "USE_STAGING"))["slots"] == 0, "a data-less command took a slot"
+    assert (await _use(tb, "USE_STAGING"))["pages"] == 0, "a data-less command took a page"
     # A Write moves data: it must show up in the same register, or the check above is void.
     target.memory[0][0:4096] = bytes(range(256)) * 16
     cid += 1
@@ -130,13 +130,13 @@ async def run_dataless_commands_take_no_staging_slot(dut):
         make_sqe(Opcode.WRITE, cid, 1, slba=4096, nlb=7,
                  sgl=keyed_sgl(0x1000_0000, 4096, 0x100)), tuser=1))
     await _await_live(tb, 13)
-    assert (await _use(tb, "USE_STAGING"))["slots"] == 1, "the Write holds no staging slot"
+    assert (await _use(tb, "USE_STAGING"))["pages"] == 1, "the Write holds no staging page"
     responses = await _collect(tb, cid, 40000)
     assert sorted(r["cid"] for r in responses) == list(range(1, cid + 1))
     for r in responses:
         assert r["status"]["sc"] == 0 and r["status"]["sct"] == 0, r
     use = await _use(tb, "USE_CONTEXTS")
     assert use == {"live": 0, "zombies": 0}, use
-    assert (await _use(tb, "USE_STAGING"))["slots"] == 0
+    assert (await _use(tb, "USE_STAGING"))["pages"] == 0
     assert tb.exc.empty() and tb.qp_err.empty()
     await counters.check(tb, target)

@@ -41,14 +41,14 @@ def _leaks(**use):
 
 def test_an_idle_engine_has_no_leak():
     use, leaks = _leaks()
-    assert use == {"live": 0, "zombies": 0, "slots": 0, "backend_queues": 0,
+    assert use == {"live": 0, "zombies": 0, "pages": 0, "zombie_pages": 0, "backend_queues": 0,
                    "sq_writer": 0, "cq_handler": 0}
     assert leaks == []
 
 
 @pytest.mark.parametrize("use, words", [
-    ({"live": 3, "slots": 3}, ["3 context(s) still hold a command", "3 staging slot(s)"]),
-    ({"slots": 2}, ["2 staging slot(s) in use with 0 zombie"]),
+    ({"live": 3, "pages": 3}, ["3 context(s) still hold a command", "3 staging page(s)"]),
+    ({"pages": 2}, ["2 staging page(s) in use, 0 of them kept by zombie"]),
     ({"backend_queues": 1}, ["backend queue still owes"]),
     ({"sq_writer": 1}, ["sq writer is still busy"]),
     ({"cq_handler": 1}, ["cq handler is still busy"]),
@@ -60,11 +60,11 @@ def test_each_kind_of_leak_is_named(use, words):
         assert word in text, text
 
 
-def test_zombies_keep_their_slot_and_credit_without_a_leak():
-    _, leaks = _leaks(zombies=2, slots=2, backend_queues=1, cq_handler=1)
+def test_zombies_keep_their_pages_and_credit_without_a_leak():
+    _, leaks = _leaks(zombies=2, pages=33, zombie_pages=33, backend_queues=1, cq_handler=1)
     assert leaks == []
-    _, leaks = _leaks(zombies=2, slots=3, backend_queues=1)
-    assert leaks == ["3 staging slot(s) in use with 2 zombie context(s)"]
+    _, leaks = _leaks(zombies=2, pages=34, zombie_pages=33, backend_queues=1)
+    assert leaks == ["34 staging page(s) in use, 33 of them kept by zombie context(s)"]
 
 
 def test_the_model_control_plane_reads_zero_use():

@@ -65,7 +65,7 @@ import json
 import math
 import random
 
-from rtl.formats import Cqe, Opcode, decode
+from rtl.formats import PAGE_BYTES, Cqe, Opcode, decode
 from rtl.params import EngineParams, load_params
 from sim.traffic.capsules import dsm_ranges, icd_sgl, keyed_sgl, make_sqe
 
@@ -130,12 +130,14 @@ class TargetShape:
         return self.subs[sub].namespaces[fe_nsid]
 
 
-def generate_target(seed, cmd_timeout=None, polling=None, latency=None, config=None):
+def generate_target(seed, cmd_timeout=None, polling=None, latency=None, config=None,
+                    staging=STAGING_BYTES):
     """A TARGET of the fixed shape (module docstring) with seeded numbers.
 
     ``cmd_timeout`` (cycles, 0 = none) applies to ``ssd1``; None: none.
     ``polling``: ssd1 polls its CQs instead of MSI-X (None: one seed in four).
     ``latency``: both SSDs' ``latency_cycles`` (None: drawn).
+    ``staging``: each subsystem's staging window, bytes.
     ``config``: a named configuration of ``configs/`` (or a TOML file) whose ``[engine]``
     table the TARGET carries; the shape shrinks to fit it (:func:`_small_target` when its
     tables are too small for the fixed shape).
@@ -193,7 +195,7 @@ def generate_target(seed, cmd_timeout=None, polling=None, latency=None, config=N
     subs = {}
     for name, mio, cc in (("sub0", mio0, cc0), ("sub1", mio1, cc1)):
         lines += ["", "[[subsystem]]", f'name = "{name}"', f"max_io_size = {mio}",
-                  f"ioccsz = {cc}", f"staging_bytes = {STAGING_BYTES}"]
+                  f"ioccsz = {cc}", f"staging_bytes = {staging}"]
         namespaces = {}
         for fe, ssd, nsid, queues in maps[name]:
             lines += ["  [[subsystem.namespace]]", f"  fe_nsid = {fe}", f'  ssd = "{ssd}"',
@@ -1033,6 +1035,49 @@ _SSD1_QUEUE0 = 2            # backend queue index of ssd1's queue 0 (sub0 fe 2's
 LOAD_LATENCY = 3000
 
 
+def large_outstanding(seed=0, config=None, count=24, staging=1 << 20):
+    """Dozens of ``max_io_size`` Writes outstanding at once on several QPs, then Reads of
+    the same blocks: ``(target_text, trace_lines, expectations)``.
+
+    The TARGET is :func:`generate_target`'s (``config`` as there) with ``staging`` bytes
+    of staging per subsystem and both SSDs answering after 2,000 cycles, so that the
+    Writes of the first burst are all in flight together (as many as contexts, staging
+    pages and queue entries allow), each on 33 pages of staging at 128 KiB. Every
+    Read must return the bytes its Write stored.
+    """
+    shape = generate_target(seed, config=config, latency=2000, staging=staging)
+    rng = random.Random(f"tracegen-large/{seed}")
+    tb = TraceBuilder(shape)
+    qps = [q for q in shape.qps.values() if q.offload and not q.offload_only]
+    # each QP's namespace: the one of its subsystem with the most room, blocks handed out
+    # from its start (a namespace shared by two subsystems is used by one QP only)
+    used, plan = set(), []
+    for qp in qps:
+        sub = shape.subs[qp.sub]
+        best = max((ns for ns in sub.namespaces.values() if (ns.ssd, ns.nsid) not in used),
+                   key=lambda ns: ns.nsze * ns.lba, default=None)
+        if best is None or sub.max_io_size < 65536:
+            continue
+        used.add((best.ssd, best.nsid))
+        plan.append((qp, best, sub.max_io_size // best.lba))
+    if len(plan) < 2:
+        raise ValueError("the target's shape has fewer than two QPs for large commands")
+    writes, at = [], {}
+    for i in range(count):
+        qp, ns, blocks = plan[i % len(plan)]
+        slba = at.get(qp.qpn, 0)
+        if slba + blocks > ns.nsze:
+            raise ValueError(f"namespace {ns.nsid} of {ns.ssd} is too small")
+        at[qp.qpn] = slba + blocks
+        tb.write(qp.qpn, ns.fe_nsid, slba, blocks, rng=rng)
+        writes.append((qp.qpn, ns.fe_nsid, slba, blocks))
+    tb.end_burst()
+    for qpn, fe, slba, blocks in writes:
+        tb.read(qpn, fe, slba, blocks, rng=rng)
+    tb.end_burst()
+    return shape.text, tb.lines, tb.exp
+
+
 def dsm_range_checks(seed=0, config=None):
     """Dataset Management range lists of 1 to 9 ranges, keyed and in-capsule, on the
     TARGET of :func:`generate_target` (``config`` as there): ``(target_text,
@@ -1212,13 +1257,14 @@ def fault_workload(kind, seed=0):
         tb.read(17, 2, 10, 2, rng=rng)
         tb.end_burst()
     elif kind == "ssd_timeout_never":
-        # as many largest Writes as sub0 has staging slots in the RTL (its window over the
-        # slot size, max_io_size rounded up to a power of two) never complete: each is
-        # answered at the timeout and reclaimed at twice it; only then can sub0's next
-        # data commands get staging (without the reclaim they would wait for ever)
+        # as many largest Writes as sub0's staging pages hold (docs/engine.md: a command
+        # takes ceil(bytes / 4096) pages, one more for its PRP list past two) never
+        # complete: each is answered at the timeout and reclaimed at twice it; only then
+        # can sub0's next large command get staging (without the reclaim it would wait
+        # for ever)
         sub0 = shape.subs["sub0"]
-        slot = 1 << (sub0.max_io_size - 1).bit_length()
-        count = STAGING_BYTES // slot
+        data_pages = -(-sub0.max_io_size // PAGE_BYTES)
+        count = (STAGING_BYTES // PAGE_BYTES) // (data_pages + (data_pages > 2))
         blocks = sub0.max_io_size // fe2.lba
         if count * blocks > fe2.nsze or count + 2 > shape.ssds[fe2.ssd]["entries"]:
             raise ValueError("the fault target's shape does not fit ssd_timeout_never")
@@ -1232,7 +1278,7 @@ def fault_workload(kind, seed=0):
         tb.write(19, 1, 700, sub0.max_io_size // fe1.lba, rng=rng)
         tb.end_burst()
         tb.read(17, 1, 700, 8, rng=rng)
-        tb.read(17, 2, 0, 1, rng=rng)                # the queue still serves (fewer slots)
+        tb.read(17, 2, 0, 1, rng=rng)                # the queue still serves
         tb.end_burst()
     elif kind == "ssd_timeout_very_late":
         # a Flush (no data: nothing touches staging late) whose CQE comes long after the

@@ -259,3 +259,15 @@ def test_without_the_command_fence_a_reused_namespace_slot_counts_old_responses(
     assert status == EXIT_OK
     problems = tracegen.check_counters(counters, exp)
     assert any("write_cmds" in p for p in problems), problems
+
+
+def test_large_commands_outstanding_on_the_model_pass_the_check(tmp_path):
+    """tracegen.large_outstanding on the model: every Write's bytes read back, with the
+    first burst's Writes spread over at least three QPs of both subsystems."""
+    target, lines, exp = tracegen.large_outstanding(2, count=24)
+    assert len({c.qpn for c in exp.capsules}) >= 3
+    assert len({tracegen.generate_target(2).qps[c.qpn].sub for c in exp.capsules}) == 2
+    status, results = run_model(tmp_path, target, lines)
+    assert status == EXIT_OK
+    problems = tracegen.check(results, exp)
+    assert not problems, "\n".join(problems[:20])

@@ -199,12 +199,35 @@ class RtlReplay(Backend):
         paused += [(self.rdma.cmd, _pauses(self._rng("rdma_cmd"))),
                    (self.rdma.sts, _pauses(self._rng("rdma_sts")))]
 
+        # Guard: every internal staging write (in-capsule and RDMA READ data, PRP lists)
+        # lies inside a subsystem's staging window; sampled in the same per-cycle task.
+        # The SSDs' writes come through s_axi_p2p, whose window check answers SLVERR.
+        core = dut.core if hasattr(dut, "pcie_clk") else dut
+        try:
+            wr_valid, wr_ready = core.staging.i_wr__valid, core.staging.i_wr__ready
+            wr_payload = core.staging.i_wr__payload
+        except AttributeError as exc:
+            raise InvariantError(f"the staging write port is not visible to the test bench "
+                                 f"({exc}): the staging guard cannot run") from None
+        base = self.params.staging_base
+        windows = [(self.layout.staging[sub.name] - base,
+                    self.layout.staging[sub.name] - base + sub.staging_bytes)
+                   for sub in self.target.subsystems]
+
+        def guard():
+            if int(wr_valid.value) and int(wr_ready.value):
+                offset = int(wr_payload.value) & 0xFFFF_FFFF
+                if not any(lo <= offset < hi for lo, hi in windows):
+                    self.errors.append(f"staging write at offset {offset:#x}, outside every "
+                                       f"subsystem's window {windows}")
+
         async def pause_all():
             edge = RisingEdge(clk)
             while True:
                 for channel, pauses in paused:
                     channel.pause = next(pauses)
                 await edge
+                guard()
 
         cocotb.start_soon(pause_all())
         self.ssds = {}

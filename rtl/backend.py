@@ -6,10 +6,10 @@ Executes the served commands of the front end (``docs/engine.md`` sections
 3-5) with the blocks of ``docs/backend.md`` (staging memory, SQ writer, CQ
 handler) around it. Work moves between small units as context numbers:
 
-* admission takes a context and a staging slot, then starts the data in
+* admission takes a context and its staging pages, then starts the data in
   (an RDMA READ descriptor, or the in-capsule data copied into staging) or
   queues the context for submission;
-* the RDMA read mover writes returned READ data into the context's slot;
+* the RDMA read mover writes returned READ data into the context's pages;
 * the status dispatcher moves contexts on when the transport completes a
   descriptor;
 * submission picks a backend queue with a free SQ slot (round robin over the
@@ -21,7 +21,7 @@ handler) around it. Work moves between small units as context numbers:
   RDMA WRITE descriptor and the staging read and streams the packet (the
   next packet's descriptor and read go out while one streams); after the
   WRITE's status, or at once for other commands, retirement sends the
-  response, the counters and the events, and frees the context and its slot.
+  response, the counters and the events, and frees the context and its pages.
 
 Staging: each subsystem's window is 4 KiB pages (``rtl/pages.py``); a command takes
 ``ceil(bytes / 4096)`` pages, one more for its PRP list when it spans more than two,
@@ -361,7 +361,7 @@ class Backend(wiring.Component):
     o_qp_fail : a QP whose RDMA transfer failed: the front end puts it in error.
     ss_rd_*, bq_rd_*, ss_cfg_*, bq_cfg_* : configuration (entries are read the
         cycle after a ``*_cfg_valid`` pulse). A subsystem's entry changes only while
-        none of its commands is in the back end (its staging slot size is read live):
+        none of its commands is in the back end (its pages belong to the window):
         the driver writes it in ``create_srq`` and ``destroy_srq`` only, the latter
         refused while a namespace or QP uses the subsystem, and each unmap has waited
         on the command fence for its namespace's commands.
@@ -498,7 +498,7 @@ class Backend(wiring.Component):
         fin_cqe_w, fin_cqe_r = _fifo_stream(m, "fin_cqe", _Finish, 4)
         fin_scan_w, fin_scan_r = _fifo_stream(m, "fin_scan", _Finish, 2)
         fin = stream.Signature(_Finish).create()
-        # RDMA statuses first: each releases a context and a slot, and CQEs arriving in a
+        # RDMA statuses first: each releases a context and its pages, and CQEs arriving in a
         # burst would otherwise hold them back (4 KiB Reads at 128 with a bursty SSD: 0.67 -> 1)
         _merge(m, "fin", [fin_sts_r, fin_cqe_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
         cnt_w, cnt_r = _fifo_stream(m, "count_q", _CountRecord, 4)
@@ -540,7 +540,7 @@ class Backend(wiring.Component):
         m.d.comb += [
             cmd_slice.i_valid.eq(self.i_cmd.valid), self.i_cmd.ready.eq(cmd_slice.i_ready),
             cmd_slice.i_data.cmd.eq(in_cmd),
-            # a command that moves no data (Flush, Write Zeroes) takes no staging slot
+            # a command that moves no data (Flush, Write Zeroes) takes no staging page
             cmd_slice.i_data.dataless.eq((in_cmd.nbytes == 0) & ~in_cmd.icd),
             cmd_slice.i_data.data_in.eq(
                 ((in_cmd.opcode == Opcode.WRITE.value) | (in_cmd.opcode == Opcode.DSM.value))
@@ -664,7 +664,7 @@ class Backend(wiring.Component):
                 with m.If(fin_adm_w.ready):
                     m.next = "IDLE"
 
-        # --- RDMA READ data into the context's slot --------------------------------------------
+        # --- RDMA READ data into the context's pages -------------------------------------------
         rd = self.i_rdma_rd.payload
         rd_ctx = rd.tag[:cbits]
         rd_count = Signal(beat_w)

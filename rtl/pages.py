@@ -53,7 +53,7 @@ class PageAllocator(Elaboratable):
         Pages reserved and not given back, over every subsystem (registered).
 
     State (attributes, so that a proof can state invariants over it): ``base``,
-    ``count``, ``usable``, ``sp`` (pages on the stack), ``mark`` (pages handed out
+    ``usable``, ``sp`` (pages on the stack), ``mark`` (pages handed out
     from the watermark), ``avail`` (pages neither held nor reserved), per subsystem.
     """
 
@@ -72,7 +72,6 @@ class PageAllocator(Elaboratable):
         self.push_en, self.push_ss, self.push_page = Signal(), Signal(8), Signal(pb)
         self.taken = Signal(16)
         self.base = Array(Signal(pb, name=f"pg_base{i}") for i in range(ns))
-        self.count = Array(Signal(pb + 1, name=f"pg_count{i}") for i in range(ns))
         self.usable = Array(Signal(name=f"pg_usable{i}") for i in range(ns))
         self.sp = Array(Signal(pb + 1, name=f"pg_sp{i}") for i in range(ns))
         self.mark = Array(Signal(pb + 1, name=f"pg_mark{i}") for i in range(ns))
@@ -83,7 +82,7 @@ class PageAllocator(Elaboratable):
         p = self._p
         NS = p.subsystems
         pb = self.page_bits
-        base, count, usable = self.base, self.count, self.usable
+        base, usable = self.base, self.usable
         sp, mark, avail = self.sp, self.mark, self.avail
 
         # configuration: read the entry the cycle after the pulse, load a cycle later
@@ -116,7 +115,6 @@ class PageAllocator(Elaboratable):
         for i in range(NS):
             with m.If(loaded & (index == i)):
                 m.d.sync += [base[i].eq(offset[PAGE_BYTES.bit_length() - 1:][:pb]),
-                             count[i].eq(Mux(inside, n_pages, 0)),
                              usable[i].eq(inside & (n_pages != 0)),
                              sp[i].eq(0), mark[i].eq(0),
                              avail[i].eq(Mux(inside, n_pages, 0))]

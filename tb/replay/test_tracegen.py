@@ -73,6 +73,19 @@ def test_workload_for_each_named_configuration_passes_on_the_model(tmp_path, con
     assert status == EXIT_OK and tracegen.check(results, exp) == []
 
 
+def _burst_depths(lines):
+    """Capsules between consecutive ``wait`` lines of a trace."""
+    burst, depths = 0, set()
+    for line in lines:
+        rec = json.loads(line)
+        if "capsule" in rec:
+            burst += 1
+        elif "wait" in rec:
+            depths.add(burst)
+            burst = 0
+    return depths
+
+
 def test_workloads_cover_the_mix():
     """Over a few seeds: every served opcode and form, both block sizes, both SSDs and
     subsystems, every QP, bursts of 1 and 64 capsules, transfers of one block and of
@@ -84,16 +97,8 @@ def test_workloads_cover_the_mix():
         shape = tracegen.generate_target(seed)
         labels |= set(exp.stats())
         qpns |= {c.qpn for c in exp.capsules}
-        burst = 0
-        for line in lines:
-            rec = json.loads(line)
-            if "capsule" in rec:
-                burst += 1
-            elif "wait" in rec:
-                qds.add(burst)
-                burst = 0
-            elif "dump_lba" in rec:
-                ssds.add(rec["dump_lba"]["ssd"])
+        qds |= _burst_depths(lines)
+        ssds |= {rec["dump_lba"]["ssd"] for rec in map(json.loads, lines) if "dump_lba" in rec}
         for c in exp.capsules:
             raw = bytes.fromhex(c.capsule)
             qp = shape.qps[c.qpn]
@@ -117,15 +122,7 @@ def test_workloads_cover_the_mix():
     assert 1 in qds
     # a control line splits its burst in two: the full depth shows without them
     _, lines, _ = tracegen.generate(0, capsules=250, control_rate=0)
-    burst, depths = 0, set()
-    for line in lines:
-        rec = json.loads(line)
-        if "capsule" in rec:
-            burst += 1
-        elif "wait" in rec:
-            depths.add(burst)
-            burst = 0
-    assert max(depths) == 64
+    assert max(_burst_depths(lines)) == 64
 
 
 def test_workloads_interleave_control_lines():

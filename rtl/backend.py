@@ -357,6 +357,13 @@ class Backend(wiring.Component):
         WRITE data goes out as one packet per WRITE descriptor, in descriptor
         order; a descriptor may precede its packet by up to two others.
     o_stg_wr, o_stg_rd, i_stg_rd : the staging memory's internal ports.
+    stg_done : In(16)
+        External staging only (``staging_mode = "external"``): beats of ``o_stg_wr``
+        whose write the memory has acknowledged, modulo 2**16, in ``o_stg_wr`` order
+        (:class:`rtl.staging_axi.StagingAxi` ``wr_done``). An SQE waits until its
+        data and PRP list are acknowledged (the submission fence), and a retired
+        context's pages go back only once every write issued before its retirement is
+        (so that no late write lands in a page the SSD is filling for the next owner).
     o_sqe, i_sq_done : the SQ writer.   i_cqe, i_cq_error, poll : the CQ handler.
     o_qp_fail : a QP whose RDMA transfer failed: the front end puts it in error.
     ss_rd_*, bq_rd_*, ss_cfg_*, bq_cfg_* : configuration (entries are read the
@@ -397,6 +404,7 @@ class Backend(wiring.Component):
             "o_stg_wr": Out(stream.Signature(StagingWrite(W))),
             "o_stg_rd": Out(stream.Signature(StagingRead)),
             "i_stg_rd": In(stream.Signature(StreamBeat(W))),
+            "stg_done": In(16),
             "o_sqe": Out(stream.Signature(SqRequest)),
             "i_sq_done": In(stream.Signature(SqDone)),
             "i_cqe": In(stream.Signature(CqCompletion)),
@@ -526,6 +534,15 @@ class Backend(wiring.Component):
                 Mux(iw.direct, iw.offset,
                     Cat(C(0, beat_shift), iw.n[:pb_bits], iw_page))),
         ]
+        # staging write beats issued (external staging: compared with stg_done)
+        external = not p.onchip_staging
+        wr_issued, wr_next = Signal(16), Signal(16)
+        m.d.comb += wr_next.eq(wr_issued + (self.o_stg_wr.valid & self.o_stg_wr.ready))
+        m.d.sync += wr_issued.eq(wr_next)
+
+        def written(fence):
+            """Every staging write up to ``fence`` is acknowledged (always, on chip)."""
+            return ~(self.stg_done - fence)[15] if external else C(1, 1)
         submit_adm = stream.Signature(cbits).create()
         submit_sts = stream.Signature(cbits).create()
         _merge(m, "submit", [submit_adm, submit_sts], submit_w)
@@ -771,6 +788,7 @@ class Backend(wiring.Component):
         per_beat = B // 8
         sub_queue = Signal(8)
         refusal = Signal(15)          # the status FAIL answers
+        sub_fence = Signal(16)        # the SQE waits for the writes issued before it
         with m.FSM(name="submit"):
             with m.State("IDLE"):
                 m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
@@ -793,6 +811,11 @@ class Backend(wiring.Component):
                     with m.If(npages > 2):
                         m.next = "LIST"
                     with m.Else():
+                        # a Write's data is all issued (READY comes after its last beat);
+                        # other commands wait for no write
+                        m.d.sync += sub_fence.eq(Mux(
+                            (scmd.opcode == Opcode.WRITE.value)
+                            | (scmd.opcode == Opcode.DSM.value), wr_next, self.stg_done))
                         m.next = "SQE"
                 with m.Elif(~queues.alive):
                     m.d.sync += refusal.eq(_engine_status(NvmeStatus.NS_NOT_READY))
@@ -820,11 +843,12 @@ class Backend(wiring.Component):
                 with m.If(stg_prp.ready):
                     m.d.sync += prp_k.eq(prp_k + 1)
                     with m.If(prp_k + 1 == npages):
+                        m.d.sync += sub_fence.eq(wr_next)
                         m.next = "SQE"
             with m.State("SQE"):
                 req = self.o_sqe.payload
                 m.d.comb += [
-                    self.o_sqe.valid.eq(1),
+                    self.o_sqe.valid.eq(written(sub_fence)),
                     req.queue.eq(sub_queue),
                     req.sqe.opcode.eq(scmd.opcode),
                     req.sqe.cid.eq(Cat(sub_ctx, gen.read(sub_ctx))),
@@ -838,7 +862,7 @@ class Backend(wiring.Component):
                         m.d.comb += req.sqe.dptr.prp.prp2.eq(bus(sub_page))
                     with m.Elif(npages > 2):
                         m.d.comb += req.sqe.dptr.prp.prp2.eq(bus(list_page))
-                with m.If(self.o_sqe.ready):
+                with m.If(self.o_sqe.valid & self.o_sqe.ready):
                     m.d.comb += [queues.submit_en.eq(1), queues.submit_q.eq(sub_queue)]
                     m.d.sync += [state[sub_ctx].eq(_State.SUBMITTED),
                                  ns_rr[scmd.slot].eq(sub_queue + 1)]
@@ -1122,11 +1146,12 @@ class Backend(wiring.Component):
         # its page table has been read back)
         keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~c_late[rctx]
         rec_layout = data.StructLayout({"ctx": cbits, "ss": 8, "pages": pt_bits + 1,
-                                        "zombie": 1})
+                                        "zombie": 1, "fence": 16 if external else 1})
         rec_w, rec_r = _fifo_stream(m, "reclaim_q", rec_layout, N, fall_through=True)
         m.d.comb += [rec_w.payload.ctx.eq(rctx), rec_w.payload.ss.eq(r_stg.ss),
                      rec_w.payload.pages.eq(r_stg.pages),
-                     rec_w.payload.zombie.eq(job.kind == _Kind.ZOMBIE)]
+                     rec_w.payload.zombie.eq(job.kind == _Kind.ZOMBIE),
+                     rec_w.payload.fence.eq(wr_next)]
         # (a context without pages goes back at once, as before there were pages)
         direct = Signal()
         release_zombie = Signal()       # the context released is a zombie's
@@ -1144,7 +1169,7 @@ class Backend(wiring.Component):
         rc_k = Signal(pt_bits + 1)
         rc = rec_r.payload
         m.d.comb += [pages.push_ss.eq(rc.ss), pages.push_page.eq(page_of(rc.ctx, rc_k))]
-        with m.If(rec_r.valid & ~filling):
+        with m.If(rec_r.valid & ~filling & written(rc.fence)):
             with m.If(rc_k != rc.pages):
                 m.d.comb += pages.push_en.eq(1)
                 m.d.sync += rc_k.eq(rc_k + 1)

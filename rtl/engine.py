@@ -203,7 +203,11 @@ class Engine(wiring.Component):
         descriptor; ``tuser`` = tag.
     s_axis_rdma_sts_* : 32 bits {status[23:16], tag[15:0]}; status 0 = success.
     m_axi_pcie_* : AXI4 master, DATA_W: SQE and doorbell writes, CQE reads.
-    s_axi_p2p_* : AXI4 slave, DATA_W: the SSDs' DMA to and from staging, MSI-X.
+    s_axi_p2p_* : AXI4 slave, DATA_W: MSI-X; with on-chip staging also the SSDs'
+        DMA to and from staging.
+    m_axi_stg_* : AXI4 master, DATA_W (external staging, the default): staging
+        writes and reads to memory the integrator provides (``docs/backend.md``,
+        "External staging"); in the core's clock domain.
     s_axil_csr_* : AXI4-Lite slave (``docs/registers.md``).
     irq : the event queue is not empty (and enabled).
 
@@ -218,6 +222,7 @@ class Engine(wiring.Component):
 
     def __init__(self, params=None):
         from .staging import p2p_ports
+        from .staging_axi import stg_ports
         self.params = params = params or EngineParams()
         W = params.data_width
         members = _common_members(W)
@@ -238,6 +243,9 @@ class Engine(wiring.Component):
             members[f"m_axi_pcie_{name}"] = In(width) if direction == "i" else Out(width)
         for name, direction, width in p2p_ports(params):
             members[f"s_axi_p2p_{name}"] = In(width) if direction == "i" else Out(width)
+        if not params.onchip_staging:
+            for name, direction, width in stg_ports(params):
+                members[f"m_axi_stg_{name}"] = In(width) if direction == "i" else Out(width)
         if params.clock_domains == "split":
             for domain in SPLIT_DOMAINS:
                 members[f"{domain}_clk"] = In(1)
@@ -291,6 +299,7 @@ class Engine(wiring.Component):
         from .cq_handler import CqHandler
         from .sq_writer import SqWriter
         from .staging import StagingMemory, p2p_ports
+        from .staging_axi import StagingAxi, stg_ports
 
         m = Module()
         p = self.params
@@ -349,10 +358,21 @@ class Engine(wiring.Component):
                                    - Mux(other, backend.fence_out[16:], backend.fence_out[:16]))
         m.d.comb += control.fence_other.eq(fence_other)
 
-        # back end <-> staging, SQ writer, CQ handler
-        wiring.connect(m, backend.o_stg_wr, staging.i_wr)
-        wiring.connect(m, backend.o_stg_rd, staging.i_rd)
-        wiring.connect(m, staging.o_rd, backend.i_stg_rd)
+        # back end <-> staging (its own memory, or m_axi_stg), SQ writer, CQ handler
+        if p.onchip_staging:
+            wiring.connect(m, backend.o_stg_wr, staging.i_wr)
+            wiring.connect(m, backend.o_stg_rd, staging.i_rd)
+            wiring.connect(m, staging.o_rd, backend.i_stg_rd)
+        else:
+            stg_axi = m.submodules.staging_axi = StagingAxi(p)
+            wiring.connect(m, backend.o_stg_wr, stg_axi.i_wr)
+            wiring.connect(m, backend.o_stg_rd, stg_axi.i_rd)
+            wiring.connect(m, stg_axi.o_rd, backend.i_stg_rd)
+            m.d.comb += backend.stg_done.eq(stg_axi.wr_done)
+            for name, direction, _ in stg_ports(p):
+                outer, inner = getattr(self, f"m_axi_stg_{name}"), getattr(stg_axi,
+                                                                           f"m_axi_stg_{name}")
+                m.d.comb += (inner.eq(outer) if direction == "i" else outer.eq(inner))
         # SQEs reach the SQ writer through a one-entry register: the writer's ready (its
         # input register leaving, after its batch and record checks) no longer runs into the
         # back end's submission and back to the writer's 520-bit input enables (30.6 ns, the

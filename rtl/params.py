@@ -12,11 +12,12 @@ from pathlib import Path
 
 from .formats import CAPSULE_UNIT, PRP_MAX_IO_BYTES, SQE_BYTES
 
-__all__ = ["EngineParams", "DATA_WIDTHS", "CLOCK_DOMAINS", "CONFIG_DIR", "config_names",
-           "find_config", "load_params"]
+__all__ = ["EngineParams", "DATA_WIDTHS", "CLOCK_DOMAINS", "STAGING_MODES", "CONFIG_DIR",
+           "config_names", "find_config", "load_params"]
 
 DATA_WIDTHS = (64, 128, 256, 512)
 CLOCK_DOMAINS = ("single", "split")
+STAGING_MODES = ("external", "onchip")
 
 # Named configurations: configs/<name>.toml, each an [engine] table.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -57,8 +58,17 @@ class EngineParams:
     event_depth : int
         Event queue entries.
     staging_base, staging_bytes : int
-        Bus address and size (a power of two) of the staging memory behind
-        ``s_axi_p2p``.
+        Bus address (what the SSDs' PRPs name) and size (a power of two) of the
+        staging memory.
+    staging_mode : str
+        ``"external"`` (default): staging lives in memory the integrator provides
+        (a DDR4/HBM controller, or a PCIe bridge into host memory), reached through
+        the AXI4 master ``m_axi_stg``; the SSDs' DMA goes to that memory directly, and
+        ``s_axi_p2p`` keeps only the MSI-X window. ``"onchip"``: staging is the
+        engine's own block RAM behind ``s_axi_p2p`` (small boards).
+    staging_axi_base : int
+        Where the staging memory starts on ``m_axi_stg`` (the engine address of bus
+        address ``staging_base``), aligned to ``staging_bytes``; external mode only.
     msix_addr : int
         Bus address the SSDs' MSI-X messages are written to (``s_axi_p2p``).
     contexts : int
@@ -89,6 +99,8 @@ class EngineParams:
     msix_addr: int = 0x0000_0080_F000_0000
     contexts: int = 32
     clock_domains: str = "single"
+    staging_mode: str = "external"
+    staging_axi_base: int = 0
 
     def __post_init__(self):
         if self.clock_domains not in CLOCK_DOMAINS:
@@ -127,6 +139,13 @@ class EngineParams:
                 raise ValueError(f"{name} must be a 4 KiB-aligned 64-bit address, not {value!r}")
         if self.staging_base <= self.msix_addr < self.staging_base + self.staging_bytes:
             raise ValueError(f"msix_addr {self.msix_addr:#x} lies inside the staging memory")
+        if self.staging_mode not in STAGING_MODES:
+            raise ValueError(f"staging_mode must be one of {STAGING_MODES}, "
+                             f"not {self.staging_mode!r}")
+        a = self.staging_axi_base
+        if not (isinstance(a, int) and 0 <= a < 1 << 64 and a % self.staging_bytes == 0):
+            raise ValueError(f"staging_axi_base must be a 64-bit address aligned to "
+                             f"staging_bytes ({self.staging_bytes}), not {a!r}")
         if self.min_queue_depth > self.max_queue_depth:
             raise ValueError(f"min_queue_depth {self.min_queue_depth} exceeds "
                              f"max_queue_depth {self.max_queue_depth}")
@@ -144,6 +163,11 @@ class EngineParams:
     def lba_size_bitmap(self):
         """Bit n set for each supported lba_data_size 2**n."""
         return sum(1 << (size.bit_length() - 1) for size in set(self.lba_sizes))
+
+    @property
+    def onchip_staging(self):
+        """Staging is the engine's block RAM (else external memory on ``m_axi_stg``)."""
+        return self.staging_mode == "onchip"
 
     @property
     def beat_bytes(self):

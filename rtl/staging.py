@@ -187,9 +187,18 @@ class StagingMemory(wiring.Component):
         ax = self._axi
         i_wr, i_rd, o_rd, o_msix = self.i_wr, self.i_rd, self.o_rd, self.o_msix
 
-        m.submodules.mem = mem = Memory(shape=W, depth=depth, init=[])
-        wr_port = mem.write_port(granularity=8)
-        rd_port = mem.read_port()      # synchronous, not transparent: old data on a collision
+        onchip = p.onchip_staging
+        if onchip:
+            m.submodules.mem = mem = Memory(shape=W, depth=depth, init=[])
+            wr_port = mem.write_port(granularity=8)
+            rd_port = mem.read_port()  # synchronous, not transparent: old data on a collision
+        else:
+            # external staging (m_axi_stg, rtl/staging_axi.py): no memory here; only the
+            # MSI-X window is served, everything else answers SLVERR
+            wr_port = wiring.Signature({"addr": Out(word_bits), "data": Out(W),
+                                        "en": Out(B)}).create()
+            rd_port = wiring.Signature({"addr": Out(word_bits), "en": Out(1),
+                                        "data": Out(W)}).create()
 
         # ---- AXI write channels: AW -> W beats -> B ---------------------------------------------
         m.submodules.msix_fifo = msix_fifo = fifo.SyncFIFO(width=32, depth=4)
@@ -199,6 +208,7 @@ class StagingMemory(wiring.Component):
         wr_id = Signal(P2P_ID_WIDTH)
         aw_inside, aw_word, aw_msix = window_check(
             p, ax("awaddr"), ax("awlen"), ax("awsize"), ax("awburst"))
+        aw_inside = aw_inside & onchip
 
         # B responses wait in a FIFO, so that the next burst's AW is taken in the cycle of
         # the last W beat while the previous B is still pending
@@ -312,6 +322,7 @@ class StagingMemory(wiring.Component):
         rd_id = Signal(P2P_ID_WIDTH)
         ar_inside, ar_word, _ = window_check(
             p, ax("araddr"), ax("arlen"), ax("arsize"), ax("arburst"))
+        ar_inside = ar_inside & onchip
         # a new burst is taken once every beat of the previous one has entered the read
         # pipeline (its R beats may still be on their way): bursts follow back to back
         axi_issue = Signal()              # one beat of the AXI burst enters the pipeline

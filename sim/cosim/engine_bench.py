@@ -54,6 +54,7 @@ from sim.cosim.regs import AxilRegs
 from sim.devices.pcie_bus import PcieFabric
 from sim.devices.rdma_bus import RdmaTransport
 from sim.devices.ssd_bus import SsdDevice
+from sim.devices.staging_bus import attach_staging
 from sim.driver import NvmfDevice
 from sim.replay import RING_BASE, RING_SPACE, configure_device, parse_target, plan_layout
 from sim.traffic.capsules import keyed_sgl, make_sqe
@@ -341,6 +342,12 @@ class Bench:
         self.fabric = PcieFabric(dut, *self.clocks.pcie, host_base=RING_BASE,
                                  host_size=RING_SPACE)
         self.p2p = AxiMaster(AxiBus.from_prefix(dut, "s_axi_p2p"), *self.clocks.pcie)
+        # external staging: a RAM on m_axi_stg that the SSD reaches directly
+        self.staging = attach_staging(dut, clk, rst, self.params)
+        dma = self.p2p
+        if self.staging is not None:
+            dma = self.staging.dma(self.p2p)
+            self.staging.now = lambda: self.monitor.cycle
         self.rdma = RdmaTransport(dut, clk, rst)
         for model in (self.source, self.resp, self.exc, self.qp_err, self.axil.write_if,
                       self.axil.read_if, self.p2p.write_if, self.p2p.read_if):
@@ -349,7 +356,7 @@ class Bench:
         self.target.params = self.params
         self.layout = plan_layout(self.target)
         spec = self.target.ssds[0]
-        self.ssd = SsdDevice(self, "ssd0", self.fabric, 0, self.p2p, self.layout.msix_addr,
+        self.ssd = SsdDevice(self, "ssd0", self.fabric, 0, dma, self.layout.msix_addr,
                              latency=0, bar=self.layout.bars["ssd0"],
                              ordered=os.environ.get("NVMF_BENCH_SSD", "ordered") == "ordered")
         for ns in spec.namespaces:
@@ -451,12 +458,16 @@ class Bench:
         capsules = [self.capsule(ops, i, size or LBA, big) for i in range(count)]
         mon = self.monitor
         wr0, rd0, ar0 = len(mon.rdma_wr_beats), len(mon.p2p_r_beats), len(mon.p2p_ar_beats)
+        stg0 = len(self.staging.beats["read"]) if self.staging is not None else 0
         cap0, resp0 = await self.run(capsules)
         first = mon.capsule_first[cap0]
         last = mon.resp[resp0 + count - 1]
         per = size if ops in ("read", "write") else 0
-        beats = {"read": mon.rdma_wr_beats[wr0:],
-                 "write": mon.data_reads(rd0, ar0)}.get(ops)
+        # a Write's data path ends where the SSD reads staging: through s_axi_p2p (on-chip
+        # staging) or straight from the external memory
+        ssd_reads = (mon.data_reads(rd0, ar0) if self.staging is None
+                     else self.staging.beats["read"][stg0:])
+        beats = {"read": mon.rdma_wr_beats[wr0:], "write": ssd_reads}.get(ops)
         if beats is not None:
             want = count * -(-per // self.params.beat_bytes)
             assert len(beats) == want, f"{len(beats)} data beats out, {want} expected"

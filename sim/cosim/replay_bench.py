@@ -76,6 +76,7 @@ from sim.devices.initiator import Initiator, RdmaStatus
 from sim.devices.pcie_bus import PcieFabric
 from sim.devices.rdma_bus import RdmaTransport
 from sim.devices.ssd_bus import SsdDevice
+from sim.devices.staging_bus import attach_staging
 from sim.driver import NvmfDevice, NvmfError
 from sim.replay import (
     RING_BASE,
@@ -175,6 +176,8 @@ class RtlReplay(Backend):
                                  host_size=RING_SPACE)
         self.fabric.on_access = self._pcie_access
         self.p2p = AxiMaster(AxiBus.from_prefix(dut, "s_axi_p2p"), pcie_clk, pcie_rst)
+        # external staging: a RAM on m_axi_stg (core clock), which the SSDs reach directly
+        self.staging = attach_staging(dut, clk, rst, self.params)
         self.initiator = Initiator([{"rkey": r.rkey, "addr": r.addr, "size": r.size}
                                     for r in self.target.regions])
         self.rdma = RdmaTransport(dut, clk, rst, initiator=self.initiator)
@@ -191,6 +194,8 @@ class RtlReplay(Backend):
         # the RDMA command and status streams, the CSR bus. One task sets them all each
         # cycle (a pause generator per channel would be a task per channel).
         buses = {"pcie": self.fabric.slave, "p2p": self.p2p, "csr": self.axil}
+        if self.staging is not None:
+            buses["stg"] = self.staging.ram
         paused = [(getattr(getattr(port, side), f"{ch}_channel"),
                    _pauses(self._rng(f"{bus}_{ch}")))
                   for bus, port in buses.items()
@@ -203,9 +208,10 @@ class RtlReplay(Backend):
         # lies inside a subsystem's staging window; sampled in the same per-cycle task.
         # The SSDs' writes come through s_axi_p2p, whose window check answers SLVERR.
         core = dut.core if hasattr(dut, "pcie_clk") else dut
+        port = core.staging if self.staging is None else core.staging_axi
         try:
-            wr_valid, wr_ready = core.staging.i_wr__valid, core.staging.i_wr__ready
-            wr_payload = core.staging.i_wr__payload
+            wr_valid, wr_ready = port.i_wr__valid, port.i_wr__ready
+            wr_payload = port.i_wr__payload
         except AttributeError as exc:
             raise InvariantError(f"the staging write port is not visible to the test bench "
                                  f"({exc}): the staging guard cannot run") from None
@@ -232,7 +238,8 @@ class RtlReplay(Backend):
         cocotb.start_soon(pause_all())
         self.ssds = {}
         for i, spec in enumerate(self.target.ssds):
-            ssd = SsdDevice(self, spec.name, self.fabric, i, self.p2p, self.layout.msix_addr,
+            dma = self.p2p if self.staging is None else self.staging.dma(self.p2p)
+            ssd = SsdDevice(self, spec.name, self.fabric, i, dma, self.layout.msix_addr,
                             latency=spec.latency_cycles, bar=self.layout.bars[spec.name],
                             rng=self._rng(spec.name), jitter=spec.latency_cycles // 2,
                             on_error=self._ssd_error)

@@ -29,6 +29,7 @@ from sim.cosim.regs import AxilRegs, TeeRegs
 from sim.devices.pcie_bus import HOST_BASE, PcieFabric
 from sim.devices.rdma_bus import RdmaTransport
 from sim.devices.ssd_bus import SsdDevice
+from sim.devices.staging_bus import attach_staging
 from sim.driver import NvmeCtrlAttrs, NvmfDevice, SrqAttrs
 from sim.model.csr import CsrModel
 
@@ -51,6 +52,9 @@ class SystemTB:
         self.qp_err = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_qp_err"), clk, rst)
         self.fabric = PcieFabric(dut, clk, rst)
         self.p2p = AxiMaster(AxiBus.from_prefix(dut, "s_axi_p2p"), clk, rst)
+        # external staging: a RAM on m_axi_stg that the SSDs reach directly
+        self.staging = attach_staging(dut, clk, rst, self.params)
+        self.dma = self.p2p if self.staging is None else self.staging.dma(self.p2p)
         self.rdma = RdmaTransport(dut, clk, rst)
         for model in (self.source, self.resp, self.exc, self.qp_err, self.axil.write_if,
                       self.axil.read_if, self.p2p.write_if, self.p2p.read_if):
@@ -87,7 +91,7 @@ class Target:
         half = p.staging_bytes // 2
         self.ssds, self.srqs, self.ctrls, self.namespaces = [], [], [], []
         for s in range(2):
-            ssd = SsdDevice(tb, f"ssd{s}", tb.fabric, s, tb.p2p, p.msix_addr, latency=latency)
+            ssd = SsdDevice(tb, f"ssd{s}", tb.fabric, s, tb.dma, p.msix_addr, latency=latency)
             ssd.add_namespace(1, (512, 4096)[s], (65536, 8192)[s])
             self.ssds.append(ssd)
             srq = await self.dev.create_srq(SrqAttrs(

@@ -155,7 +155,7 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, Cover, Module, ResetSignal, Signal, Value
+from amaranth.hdl import Assert, Assume, Cat, Cover, Module, ResetSignal, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Flow, In, Out
 
@@ -170,12 +170,13 @@ from rtl.params import load_params
 from rtl.parser import CapsuleParser
 from rtl.sq_writer import SqWriter
 from rtl.staging import StagingMemory
+from rtl.staging_axi import StagingAxi
 from tb.formal.test_backend_outcome_formal import PARAMS as P_TINY
 from tb.formal.test_backend_outcome_formal import _mapped
 from tb.formal.test_stream_formal import _sby
 
 P = load_params("small")
-P_STAGING = load_params("small", staging_bytes=4096)
+P_STAGING = load_params("small", staging_bytes=4096, staging_mode="onchip")
 P_PARSER = load_params("small", max_capsule_bytes=128)
 
 BMC = "smtbmc --keep-going --nopresat z3"     # every failing assertion, not only the first
@@ -209,25 +210,45 @@ def _backend_contract(m, dut, started):
     m.d.comb += Assume(~(dut.ss_cfg_valid & (traffic | dut.i_cmd.valid)))
 
 
-def _axi_responses_follow_requests(m, dut, started):
+def _axi_responses_follow_requests(m, dut, started, prefix="m_axi_"):
     """An AXI4 master port (``m_axi_*``): a write response comes only for a write whose
     address and last data beat were taken, read data only for a read address taken (the
     target answers requests; one ID, in order)."""
+    def port(name):
+        return getattr(dut, f"{prefix}{name}")
+
     def taken(name, valid, ready, last=1):
         count = Signal(6, name=f"axi_{name}_taken")        # more than the depth: no wrap
-        with m.If(getattr(dut, f"m_axi_{valid}") & getattr(dut, f"m_axi_{ready}") & last):
+        with m.If(port(valid) & port(ready) & last):
             m.d.sync += count.eq(count + 1)
         return count
 
-    aw, w_last = taken("aw", "awvalid", "awready"), taken("w", "wvalid", "wready", dut.m_axi_wlast)
+    aw, w_last = taken("aw", "awvalid", "awready"), taken("w", "wvalid", "wready", port("wlast"))
     b = taken("b", "bvalid", "bready")
-    with m.If(dut.m_axi_bvalid):
+    with m.If(port("bvalid")):
         m.d.comb += Assume((aw > b) & (w_last > b))
-    if hasattr(dut, "m_axi_arvalid"):
+    if hasattr(dut, f"{prefix}arvalid"):
         ar = taken("ar", "arvalid", "arready")
-        r_last = taken("r", "rvalid", "rready", dut.m_axi_rlast)
-        with m.If(dut.m_axi_rvalid):
+        r_last = taken("r", "rvalid", "rready", port("rlast"))
+        with m.If(port("rvalid")):
             m.d.comb += Assume(ar > r_last)
+
+
+def _stg_axi_contract(m, dut, started):
+    """``m_axi_stg``: responses follow requests (as above); the block, a master, holds
+    each request channel's valid and payload until it is taken (AXI4 A3.2.1)."""
+    _axi_responses_follow_requests(m, dut, started, prefix="m_axi_stg_")
+    for channel, fields in (("aw", ("awaddr", "awlen", "awsize", "awburst")),
+                            ("w", ("wdata", "wstrb", "wlast")),
+                            ("ar", ("araddr", "arlen", "arsize", "arburst"))):
+        valid, ready = (getattr(dut, f"m_axi_stg_{channel}{x}") for x in ("valid", "ready"))
+        payload = Cat(*(getattr(dut, f"m_axi_stg_{f}") for f in fields))
+        was_waiting = Signal(name=f"stg_{channel}_waiting")
+        was = Signal.like(payload, name=f"stg_{channel}_was")
+        m.d.sync += [was_waiting.eq(valid & ~ready), was.eq(payload)]
+        with m.If(started & was_waiting):
+            m.d.comb += [Assert(valid, f"m_axi_stg {channel}valid held"),
+                         Assert(payload == was, f"m_axi_stg {channel} payload stable")]
 
 
 class _Merge(wiring.Component):
@@ -282,6 +303,8 @@ BLOCKS = {
                 [(4, ("o_msix", "i_wr", "i_rd"), ()),
                  (6, ("o_rd",), _STAGING_AXI_QUIET + ("i_wr__valid",))], None, None),
     "msix": (lambda: MsixMatch(P), 12, [(4, None, ())], None, None),
+    "staging_axi": (lambda: StagingAxi(P_STAGING), 12, [(6, None, ())], None,
+                    _stg_axi_contract),
     "counters": (lambda: CounterBank(NsCounters, P.namespaces), None, [(2, None, ())],
                  None, None),
 }

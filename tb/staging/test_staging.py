@@ -16,13 +16,14 @@ MODULE = "tb.staging.cocotb_staging"
 TOP = "nvmf_staging"
 
 PARAM_SETS = {
-    "w64": EngineParams(data_width=64, staging_bytes=16384),
-    "w128": EngineParams(data_width=128, staging_bytes=16384,
+    "w64": EngineParams(data_width=64, staging_bytes=16384, staging_mode="onchip"),
+    "w128": EngineParams(data_width=128, staging_bytes=16384, staging_mode="onchip",
                          staging_base=0x0000_0080_0000_5000, msix_addr=0x0000_0080_0000_9000),
 }
 # one wide set, for the random mix only: 64-byte beats (a 4 KiB page is 64 beats), the
 # MSI-X address below the window
 WIDE = EngineParams(data_width=512, staging_bytes=32768, staging_base=0x0000_0123_4567_8000,
+                    staging_mode="onchip",
                     msix_addr=0x0000_0000_FEE0_0000)
 
 # (idle fraction on every input channel, back-pressure fraction on every output channel)

@@ -39,7 +39,7 @@ def test_find_config_by_name_or_path(tmp_path):
     path.write_text("[engine]\ndata_width = 256\n")
     assert find_config(str(path)) == ("mine", path)
     assert load_params(str(path)).data_width == 256
-    with pytest.raises(ValueError, match="default, small"):
+    with pytest.raises(ValueError, match="default, onchip, small"):
         find_config("no-such-config")
 
 

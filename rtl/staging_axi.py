@@ -1,0 +1,256 @@
+"""Staging in external memory: the back end's staging writes and reads as AXI4 bursts.
+
+Behaviour is specified in ``docs/backend.md``, section "External staging
+(m_axi_stg)". The back end offers one beat a write (byte offset, data, byte
+enables) and one request a page of reads; this block turns them into bursts on the
+AXI4 master ``m_axi_stg`` to memory the integrator provides (a DDR4/HBM
+controller, or a PCIe bridge into host memory):
+
+* **writes** are gathered store-and-forward: beats to consecutive words of one
+  4 KiB page, arriving back to back, form a burst of up to :data:`MAX_WRITE_BURST`
+  beats; the burst's AW is issued once its last beat is known, and its W beats
+  only after that AW was taken. A gap in the input, a jump in the address, a page
+  boundary or the length limit ends a burst.
+* **reads** are split into bursts of at most :data:`MAX_READ_BURST` beats (a page
+  at 64 bits is two bursts), several outstanding; their R beats return in order
+  (every burst uses ID 0) and are passed on through a register slice.
+* ``wr_done`` counts the beats whose write response has come back, in the order
+  they were offered: a beat offered as the n-th since reset is in memory once
+  ``wr_done - n`` is not negative (modulo 2**16). The back end waits for it before
+  it rings a doorbell for the data (see ``rtl/backend.py``, the submission fence).
+
+Engine address = ``staging_axi_base`` | offset (the base is aligned to
+``staging_bytes``, so no adder).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .formats import PAGE_BYTES, StagingRead, StagingWrite, StreamBeat
+from .params import EngineParams
+from .stream_util import RegisterSlice
+
+__all__ = ["StagingAxi", "stg_ports", "STG_ID_WIDTH", "MAX_WRITE_BURST", "MAX_READ_BURST"]
+
+#: Width of ``awid`` / ``bid`` / ``arid`` / ``rid`` on ``m_axi_stg``; every burst uses
+#: ID 0, so responses come back in order.
+STG_ID_WIDTH = 4
+#: Longest write burst, beats (the store-and-forward buffer holds two).
+MAX_WRITE_BURST = 16
+#: Longest read burst, beats (AXI4's limit; a 4 KiB page at 64 bits is two).
+MAX_READ_BURST = 256
+#: Bursts outstanding per direction (write: AW taken, B not yet; read: AR taken, last R
+#: beat not yet).
+OUTSTANDING = 8
+
+_INCR = 1
+
+
+def stg_ports(params):
+    """AXI4 members of ``m_axi_stg``: ``(name, direction seen from the engine, width)``."""
+    W = params.data_width
+    return (
+        ("awid", "o", STG_ID_WIDTH), ("awaddr", "o", 64), ("awlen", "o", 8),
+        ("awsize", "o", 3), ("awburst", "o", 2), ("awvalid", "o", 1), ("awready", "i", 1),
+        ("wdata", "o", W), ("wstrb", "o", W // 8), ("wlast", "o", 1), ("wvalid", "o", 1),
+        ("wready", "i", 1),
+        ("bid", "i", STG_ID_WIDTH), ("bresp", "i", 2), ("bvalid", "i", 1), ("bready", "o", 1),
+        ("arid", "o", STG_ID_WIDTH), ("araddr", "o", 64), ("arlen", "o", 8),
+        ("arsize", "o", 3), ("arburst", "o", 2), ("arvalid", "o", 1), ("arready", "i", 1),
+        ("rid", "i", STG_ID_WIDTH), ("rdata", "i", W), ("rresp", "i", 2), ("rlast", "i", 1),
+        ("rvalid", "i", 1), ("rready", "o", 1),
+    )
+
+
+class StagingAxi(wiring.Component):
+    """The back end's staging port on an AXI4 master (``m_axi_stg``).
+
+    Parameters
+    ----------
+    params : EngineParams
+        Uses ``data_width`` (``W``, ``B = W/8`` bytes a beat), ``staging_bytes`` and
+        ``staging_axi_base``.
+
+    Interface attributes (all synchronous to ``clk``; cycle 0 is a handshake)
+    -------------------------------------------------------------------------
+    i_wr : In(stream.Signature(StagingWrite(W)))
+        ``{offset, data, keep}``, one beat a cycle; ``ready`` is high while the
+        write buffer (two bursts) and the AW queue have room (from registers). The
+        beat is held in a register until the next one shows whether it continues
+        its burst; a cycle without a beat ends the burst.
+    m_axi_stg_aw* : AXI4 write address
+        ``awvalid`` from the AW queue (registered), at the earliest in cycle 2 after
+        the burst's last beat; ``awid`` 0, ``awsize`` log2 B, INCR; never crosses
+        4 KiB. At most :data:`OUTSTANDING` bursts wait for their B.
+    m_axi_stg_w* : AXI4 write data
+        From the write buffer (registered); a burst's beats are offered once its AW
+        was taken, ``wstrb`` the beat's ``keep``; ``wlast`` on its last beat.
+    m_axi_stg_b* : AXI4 write response
+        ``bready`` is always high; each response adds its burst's beats to
+        ``wr_done`` in the next cycle. A response other than OKAY raises ``wr_error``
+        for one cycle (the beats still count: the engine does not hang).
+    wr_done : Out(16)
+        Beats offered on ``i_wr`` whose burst's response has come back, modulo 2**16.
+    i_rd : In(stream.Signature(StagingRead))
+        ``{offset, beats}``: at most one page. ``ready`` while no earlier request
+        still has bursts to issue (and in the cycle its last AR is taken).
+    m_axi_stg_ar* : AXI4 read address
+        Registered; the first AR the cycle after ``i_rd``'s handshake, then one a
+        cycle while ``arready`` and fewer than :data:`OUTSTANDING` bursts are out.
+    m_axi_stg_r*, o_rd : Out(stream.Signature(StreamBeat(W)))
+        R beats through a register slice (``rready`` is its registered ``ready``):
+        ``o_rd`` one cycle after each R handshake, ``keep`` all ones, ``last`` on
+        the last beat of each ``i_rd`` request. ``rd_error`` pulses for an R beat
+        whose ``rresp`` is not OKAY (its data is passed on as it came).
+    """
+
+    def __init__(self, params=None):
+        self.params = params = params or EngineParams()
+        W = params.data_width
+        members = {
+            "i_wr": In(stream.Signature(StagingWrite(W))),
+            "i_rd": In(stream.Signature(StagingRead)),
+            "o_rd": Out(stream.Signature(StreamBeat(W))),
+            "wr_done": Out(16),
+            "wr_error": Out(1),
+            "rd_error": Out(1),
+        }
+        for name, direction, width in stg_ports(params):
+            members[f"m_axi_stg_{name}"] = Out(width) if direction == "o" else In(width)
+        super().__init__(members)
+
+    def _axi(self, name):
+        return getattr(self, f"m_axi_stg_{name}")
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        W, B = p.data_width, p.beat_bytes
+        lane_bits = B.bit_length() - 1
+        word_bits = (p.staging_bytes // B).bit_length() - 1     # word index within staging
+        page_words = PAGE_BYTES // B
+        pw_bits = page_words.bit_length() - 1
+        ax = self._axi
+        base_words = p.staging_axi_base >> lane_bits
+
+        def address(word):
+            return Cat(Const(0, lane_bits), word,
+                       Const(base_words >> word_bits, 64 - lane_bits - word_bits))
+
+        # ---- writes: beats -> store-and-forward bursts ---------------------------------------
+        i_wr = self.i_wr
+        wbeat = data.StructLayout({"data": W, "strb": B, "last": 1})
+        m.submodules.w_buf = w_buf = fifo.SyncFIFOBuffered(width=wbeat.size,
+                                                           depth=2 * MAX_WRITE_BURST)
+        aw_layout = data.StructLayout({"word": word_bits, "len": 8})
+        m.submodules.aw_q = aw_q = fifo.SyncFIFOBuffered(width=aw_layout.size, depth=4)
+
+        pend_v = Signal()                       # a beat waits to learn whether it ends a burst
+        pend = Signal(wbeat)
+        pend_word = Signal(word_bits)
+        run_word = Signal(word_bits)            # the open burst's first word
+        run_len = Signal(range(MAX_WRITE_BURST + 1))   # its beats so far, with the pending one
+        in_word = i_wr.payload.offset[lane_bits:lane_bits + word_bits]
+        room = w_buf.w_rdy & aw_q.w_rdy
+        fire = Signal()
+        m.d.comb += [i_wr.ready.eq(room), fire.eq(i_wr.valid & room)]
+        follows = ((in_word == pend_word + 1) & (pend_word[:pw_bits] != page_words - 1)
+                   & (run_len != MAX_WRITE_BURST))
+        push = pend_v & room & (fire | ~i_wr.valid)
+        ends = ~(fire & follows)
+        m.d.comb += [
+            w_buf.w_en.eq(push),
+            w_buf.w_data.eq(Cat(pend.data, pend.strb, ends)),
+            aw_q.w_en.eq(push & ends),
+            aw_q.w_data.eq(Cat(run_word, (run_len - 1)[:8])),
+        ]
+        with m.If(fire):
+            m.d.sync += [pend_v.eq(1), pend.data.eq(i_wr.payload.data),
+                         pend.strb.eq(i_wr.payload.keep), pend_word.eq(in_word)]
+            with m.If(pend_v & follows):
+                m.d.sync += run_len.eq(run_len + 1)
+            with m.Else():
+                m.d.sync += [run_word.eq(in_word), run_len.eq(1)]
+        with m.Elif(push):
+            m.d.sync += pend_v.eq(0)
+
+        # AW from the queue; its burst's beats may go once it is taken (w_open counts them)
+        aw = Signal(aw_layout)
+        m.d.comb += aw.eq(aw_q.r_data)
+        m.submodules.b_len = b_len = fifo.SyncFIFO(width=9, depth=OUTSTANDING)
+        w_open = Signal(range(OUTSTANDING + 1))     # bursts whose AW went, W not all yet
+        aw_fire = Signal()
+        w_last_fire = Signal()
+        m.d.comb += [
+            ax("awid").eq(0), ax("awaddr").eq(address(aw.word)), ax("awlen").eq(aw.len),
+            ax("awsize").eq(lane_bits), ax("awburst").eq(_INCR),
+            ax("awvalid").eq(aw_q.r_rdy & b_len.w_rdy),
+            aw_fire.eq(ax("awvalid") & ax("awready")),
+            aw_q.r_en.eq(aw_fire),
+            b_len.w_en.eq(aw_fire), b_len.w_data.eq(aw.len + 1),
+        ]
+        wb = Signal(wbeat)
+        m.d.comb += [
+            wb.eq(w_buf.r_data),
+            ax("wdata").eq(wb.data), ax("wstrb").eq(wb.strb), ax("wlast").eq(wb.last),
+            ax("wvalid").eq(w_buf.r_rdy & (w_open != 0)),
+            w_buf.r_en.eq(ax("wvalid") & ax("wready")),
+            w_last_fire.eq(ax("wvalid") & ax("wready") & wb.last),
+        ]
+        m.d.sync += w_open.eq(w_open + aw_fire - w_last_fire)
+
+        # B: every response gives its burst's beats to wr_done
+        done = Signal(16)
+        m.d.comb += [ax("bready").eq(1), b_len.r_en.eq(ax("bvalid")), self.wr_done.eq(done)]
+        m.d.sync += self.wr_error.eq(0)
+        with m.If(ax("bvalid") & b_len.r_rdy):
+            m.d.sync += [done.eq(done + b_len.r_data), self.wr_error.eq(ax("bresp") != 0)]
+
+        # ---- reads: requests -> bursts; R beats -> o_rd ----------------------------------------
+        i_rd = self.i_rd
+        rd_word = Signal(word_bits)
+        rd_left = Signal.like(i_rd.payload.beats)      # beats still to request
+        ar_v = Signal()
+        ar_word = Signal(word_bits)
+        ar_len = Signal(9)
+        ar_end = Signal()                              # the request's last burst
+        # each AR's "last burst of its request" bit, popped by its last R beat
+        m.submodules.r_end = r_end = fifo.SyncFIFO(width=1, depth=OUTSTANDING)
+        ar_fire = ax("arvalid") & ax("arready")
+        chunk = Mux(rd_left > MAX_READ_BURST, MAX_READ_BURST, rd_left)
+        # the AR register reloads when empty or taken: from the request being split
+        load = (~ar_v | ar_fire) & (rd_left != 0)
+        m.d.comb += i_rd.ready.eq((rd_left == 0) | ((rd_left <= MAX_READ_BURST) & load))
+        with m.If(i_rd.valid & i_rd.ready):
+            m.d.sync += [rd_word.eq(i_rd.payload.offset[lane_bits:lane_bits + word_bits]),
+                         rd_left.eq(i_rd.payload.beats)]
+        with m.Elif(load):
+            m.d.sync += rd_left.eq(rd_left - chunk)
+        with m.If(load):
+            m.d.sync += [ar_v.eq(1), ar_word.eq(rd_word), ar_len.eq(chunk),
+                         ar_end.eq(rd_left <= MAX_READ_BURST)]
+            with m.If(~(i_rd.valid & i_rd.ready)):
+                m.d.sync += rd_word.eq(rd_word + chunk)
+        with m.Elif(ar_fire):
+            m.d.sync += ar_v.eq(0)
+        m.d.comb += [
+            ax("arid").eq(0), ax("araddr").eq(address(ar_word)), ax("arlen").eq(ar_len - 1),
+            ax("arsize").eq(lane_bits), ax("arburst").eq(_INCR),
+            ax("arvalid").eq(ar_v & r_end.w_rdy),
+            r_end.w_en.eq(ar_fire), r_end.w_data.eq(ar_end),
+        ]
+        m.submodules.r_slice = r_slice = RegisterSlice(StreamBeat(W))
+        r_fire = ax("rvalid") & ax("rready")
+        m.d.comb += [
+            ax("rready").eq(r_slice.i_ready),
+            r_slice.i_valid.eq(ax("rvalid")),
+            r_slice.i_data.data.eq(ax("rdata")),
+            r_slice.i_data.keep.eq(Const((1 << B) - 1, B)),
+            r_slice.i_data.last.eq(ax("rlast") & r_end.r_data),
+            r_end.r_en.eq(r_fire & ax("rlast")),
+            self.o_rd.valid.eq(r_slice.o_valid), self.o_rd.payload.eq(r_slice.o_data),
+            r_slice.o_ready.eq(self.o_rd.ready),
+        ]
+        m.d.sync += self.rd_error.eq(r_fire & (ax("rresp") != 0))
+        return m

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 from pathlib import Path
 
+from .formats import PAGE_BYTES
 from .params import EngineParams
 
 __all__ = ["Field", "Register", "RegisterMap", "register_map", "compile_rdl", "rdl_parameters",
@@ -79,6 +80,7 @@ class RegisterMap:
 
 def rdl_parameters(params: EngineParams):
     """Values of the RDL's addrmap parameters for an elaboration parameter set."""
+    engine = params.staging_base if params.onchip_staging else params.staging_axi_base
     return {
         "MAX_SRQS": params.subsystems,
         "MAX_QPS": params.qp_count,
@@ -96,6 +98,13 @@ def rdl_parameters(params: EngineParams):
         "EVENT_DEPTH": params.event_depth,
         "MSIX_ADDR_LO": params.msix_addr & 0xFFFF_FFFF,
         "MSIX_ADDR_HI": params.msix_addr >> 32,
+        "EXTERNAL_STAGING": int(not params.onchip_staging),
+        "STAGING_ALIGN": PAGE_BYTES,
+        "STAGING_BUS_LO": params.staging_base & 0xFFFF_FFFF,
+        "STAGING_BUS_HI": params.staging_base >> 32,
+        "STAGING_ENGINE_LO": engine & 0xFFFF_FFFF,
+        "STAGING_ENGINE_HI": engine >> 32,
+        "STAGING_SIZE": params.staging_bytes,
     }
 
 

@@ -136,6 +136,11 @@ class NvmfCaps:
     max_qps: int
     event_depth: int
     msix_addr: int                     # where an SSD's MSI-X table entry must point
+    external_staging: bool             # staging is integrator memory on m_axi_stg
+    staging_align: int                 # a staging region's addresses and length align to it
+    staging_bus: int                   # bus address (PRPs) of the staging space
+    staging_engine: int                # its address on m_axi_stg (on chip: = staging_bus)
+    staging_size: int                  # bytes of the staging space
 
     def lba_data_sizes(self):
         """The supported ``lba_data_size`` values in bytes, ascending."""
@@ -161,8 +166,11 @@ class SrqAttrs:
     icdoff: int               # 16-byte units
     max_io_size: int          # bytes
     queue_depth: int          # front-end queue depth
-    staging_addr: int         # staging buffer bus address
+    staging_addr: int         # staging buffer bus address (what the SSDs' PRPs name)
     staging_len: int          # bytes
+    # where the engine reaches the same buffer on m_axi_stg; None: caps.staging_engine plus
+    # the buffer's offset in the staging space (the only value the engine can use)
+    staging_engine_addr: int | None = None
 
 
 @dataclasses.dataclass
@@ -371,6 +379,12 @@ class NvmfDevice:
             max_qps=await value("CAP_MAX_QPS"),
             event_depth=await value("CAP_EVENT_DEPTH"),
             msix_addr=await value("CAP_MSIX_ADDR_LO") | await value("CAP_MSIX_ADDR_HI") << 32,
+            external_staging=bool(flags["external_staging"]),
+            staging_align=await value("CAP_STAGING_ALIGN"),
+            staging_bus=await value("CAP_STAGING_BUS_LO") | await value("CAP_STAGING_BUS_HI") << 32,
+            staging_engine=(await value("CAP_STAGING_ENGINE_LO")
+                            | await value("CAP_STAGING_ENGINE_HI") << 32),
+            staging_size=await value("CAP_STAGING_SIZE"),
         )
 
     # --- table commands ---------------------------------------------------------------------
@@ -499,10 +513,19 @@ class NvmfDevice:
                                           f"min_staging_buf_size {caps.min_staging_buf_size}")
         if length > U32:
             raise NvmfError(errno.EINVAL, f"staging_len {length} does not fit 32 bits")
-        self._aligned("staging_addr", addr, STAGING_ALIGN)
+        self._aligned("staging_addr", addr, caps.staging_align)
         if addr + length > 1 << 64:
             raise NvmfError(errno.EINVAL, f"staging buffer {addr:#x} + {length} wraps "
                                           f"the 64-bit address space")
+        if attrs.staging_engine_addr is not None:
+            # the engine reaches bus address staging_bus + k at staging_engine + k
+            given = self._int("staging_engine_addr", attrs.staging_engine_addr, 0, U64,
+                              fmt="#x")
+            engine = (caps.staging_engine + addr - caps.staging_bus) % (1 << 64)
+            if given != engine:
+                raise NvmfError(errno.EINVAL, f"staging_engine_addr {given:#x} is not where the "
+                                              f"engine reaches bus address {addr:#x}: "
+                                              f"{engine:#x} (CAP_STAGING_ENGINE + offset)")
         free = [i for i in range(caps.max_srqs) if i not in self._srqs]
         if not free:
             raise NvmfError(errno.ENOSPC, f"no free subsystem: all {caps.max_srqs} in use")

@@ -58,6 +58,13 @@ CAPABILITIES = {
     "event_depth": ("CAP_EVENT_DEPTH", "value", False),
     "msix_addr_lo": ("CAP_MSIX_ADDR_LO", "value", False),
     "msix_addr_hi": ("CAP_MSIX_ADDR_HI", "value", False),
+    "external_staging": ("CAP_FLAGS", "external_staging", True),
+    "staging_align": ("CAP_STAGING_ALIGN", "value", False),
+    "staging_bus_lo": ("CAP_STAGING_BUS_LO", "value", False),
+    "staging_bus_hi": ("CAP_STAGING_BUS_HI", "value", False),
+    "staging_engine_lo": ("CAP_STAGING_ENGINE_LO", "value", False),
+    "staging_engine_hi": ("CAP_STAGING_ENGINE_HI", "value", False),
+    "staging_size": ("CAP_STAGING_SIZE", "value", False),
 }
 
 _ARRAY_NAME = re.compile(r"^(\w+)\[(\d+)\]$")

@@ -200,7 +200,7 @@ def test_address_bits_1_0_are_ignored_on_read_and_write():
     assert model.read(off("ARG[2]") + 1) == (0x1234_5678, OKAY)
 
 
-@pytest.mark.parametrize("offset", [0x008, 0x00C, 0x058, 0x07C, 0x08C, 0x0B0, 0x180, 0xFFC])
+@pytest.mark.parametrize("offset", [0x008, 0x00C, 0x070, 0x07C, 0x08C, 0x0B0, 0x180, 0xFFC])
 def test_read_of_an_unmapped_address_is_slverr_with_zero_data(offset):
     model = CsrModel(P)
     assert offset not in MAP.by_offset()
@@ -696,6 +696,33 @@ async def test_open_reads_the_capabilities_with_rfc_names():
     assert caps.supports_non_offloaded_ops is True
     assert (caps.max_srqs, caps.max_qps, caps.event_depth) == (4, 64, 16)
     assert caps.offloadable_ops() == QP_OPS_ALL
+    assert caps.external_staging is True and caps.staging_align == 4096
+    assert (caps.staging_bus, caps.staging_engine, caps.staging_size) == (
+        P.staging_base, P.staging_axi_base, P.staging_bytes)
+
+
+@asynctest
+async def test_on_chip_staging_reports_its_bus_address_as_the_engine_address():
+    params = EngineParams(staging_mode="onchip")
+    _, dev = await open_device(params)
+    assert dev.caps.external_staging is False
+    assert dev.caps.staging_engine == dev.caps.staging_bus == params.staging_base
+
+
+@asynctest
+async def test_create_srq_checks_the_engine_address_against_the_bus_address():
+    """Two addresses for one region: the engine's on m_axi_stg, the SSDs' bus address; the
+    engine reaches bus address staging_bus + k at staging_engine + k and nowhere else."""
+    params = EngineParams(staging_axi_base=0x40_0000_0000)
+    model, dev = await open_device(params)
+    bus = params.staging_base + 0x10000
+    await expect(errno.EINVAL, "staging_engine_addr 0x10000 is not where",
+                 dev.create_srq(srq_attrs(staging_addr=bus, staging_len=65536,
+                                          staging_engine_addr=0x10000)))
+    assert model.entry(Table.SUBSYSTEM, 0) == 0
+    srq = await dev.create_srq(srq_attrs(staging_addr=bus, staging_len=65536,
+                                         staging_engine_addr=0x40_0001_0000))
+    assert model.decoded(Table.SUBSYSTEM, srq.index)["staging_addr"] == bus
 
 
 @asynctest

@@ -22,7 +22,7 @@ OTHER = EngineParams(data_width=512, qp_count=128, subsystems=8, backend_queues=
                      srq_namespaces=64, namespaces=256, max_capsule_bytes=8256, max_icdoff=2,
                      max_io_size=1 << 20, min_staging_bytes=1 << 20, min_queue_depth=4,
                      max_queue_depth=4096, lba_sizes=(4096, 65536), event_depth=64,
-                     msix_addr=0x0000_1234_5678_9000)
+                     msix_addr=0x0000_1234_5678_9000, staging_mode="onchip")
 PARAM_SETS = [pytest.param(EngineParams(), id="default"), pytest.param(OTHER, id="other")]
 
 CAP_NAMES = ("offload_type", "max_backend_ctrls_total", "max_srq_backend_ctrls",
@@ -30,7 +30,9 @@ CAP_NAMES = ("offload_type", "max_backend_ctrls_total", "max_srq_backend_ctrls",
              "max_nvme_queue_depth", "min_ioccsz", "max_ioccsz", "max_icdoff",
              "lba_data_size_supported", "max_namespaces", "supports_non_offloaded_ops",
              "write_zeroes_offload", "dsm_offload", "max_srqs", "max_qps", "event_depth",
-             "msix_addr_lo", "msix_addr_hi")
+             "msix_addr_lo", "msix_addr_hi", "external_staging", "staging_align",
+             "staging_bus_lo", "staging_bus_hi", "staging_engine_lo", "staging_engine_hi",
+             "staging_size")
 
 
 def expected_caps(p):
@@ -58,6 +60,15 @@ def expected_caps(p):
         "event_depth": p.event_depth,
         "msix_addr_lo": p.msix_addr & 0xFFFF_FFFF,
         "msix_addr_hi": p.msix_addr >> 32,
+        "external_staging": p.staging_mode == "external",
+        "staging_align": 4096,
+        "staging_bus_lo": p.staging_base & 0xFFFF_FFFF,
+        "staging_bus_hi": p.staging_base >> 32,
+        "staging_engine_lo": (p.staging_axi_base if p.staging_mode == "external"
+                              else p.staging_base) & 0xFFFF_FFFF,
+        "staging_engine_hi": (p.staging_axi_base if p.staging_mode == "external"
+                              else p.staging_base) >> 32,
+        "staging_size": p.staging_bytes,
     }
 
 

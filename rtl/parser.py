@@ -682,8 +682,15 @@ class CapsuleParser(wiring.Component):
 
         m.submodules.writer = writer = _CapsuleWriter(p)
         m.submodules.reader = reader = _PacketReader(p)
-        m.submodules.pkt_fifo = pkt_fifo = fifo.SyncFIFOBuffered(
-            width=W + W // 8, depth=2 * p.max_capsule_beats)
+        # two capsules: one written while the other is read. A memory (the buffered FIFO's
+        # depth less its output register) just over 512 entries is cut to 512, which still
+        # holds a capsule and a half, so that it fills block RAMs in their widest mode
+        # (default: 512 x 36, four block RAMs instead of eight at 1024 x 18)
+        depth = 2 * p.max_capsule_beats
+        if 512 < depth - 1 < 1024 and p.max_capsule_beats < 512:
+            depth = 513
+        m.submodules.pkt_fifo = pkt_fifo = fifo.SyncFIFOBuffered(width=W + W // 8,
+                                                                 depth=depth)
         cmd_depth, instr_depth = 6, 8
         m.submodules.cmd_fifo = cmd_fifo = fifo.SyncFIFOBuffered(
             width=data.Layout.cast(ParsedCommand).size, depth=cmd_depth)

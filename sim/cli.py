@@ -334,6 +334,9 @@ def build_parser():
                    help="fewer commands per engine scenario, no second simulator")
     p.add_argument("--no-speed", action="store_true",
                    help="skip the simulation-speed run on the other simulator")
+    p.add_argument("--no-deep", action="store_true",
+                   help="skip the deep IOPS row (an engine of 256 contexts and 16 MiB of "
+                        "staging, built on its own)")
     p.add_argument("--profile", action="store_true",
                    help="also print the cycles per command each unit's FSM spends in each "
                         "state (stderr)")

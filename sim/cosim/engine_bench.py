@@ -31,6 +31,7 @@ Every response must succeed; a scenario that stops moving ends the run with a
 
 import json
 import os
+import random
 import time
 
 import cocotb
@@ -66,11 +67,12 @@ LBA = 4096
 STALL_CYCLES = 50_000                # nothing completed for this long: a hang
 
 
-def bench_target(params):
+def bench_target(params, deep=False):
     """The TARGET text of the bench: one SSD with six I/O queues, a subsystem for 4 KiB
-    commands (a quarter of the staging memory, 8 KiB slots) on four of them and one for
-    128 KiB commands (the rest, 256 KiB slots) on two; eight QPs on the first, two on
-    the second."""
+    commands (a quarter of the staging memory, at most 512 KiB) on four of them and one
+    for 128 KiB commands (the rest) on two; eight QPs on the first, two on the second.
+    ``deep``: 256-entry queues and half of the staging for the 4 KiB subsystem, so that
+    hundreds of 4 KiB commands can be outstanding (the deep IOPS row)."""
     qps = "".join(f"""
 [[qp]]
 qpn = {q}
@@ -78,7 +80,8 @@ subsystem = "{'small' if q in SMALL_QPS else 'big'}"
 sqsize = 128
 sqid = 1
 """ for q in SMALL_QPS + BIG_QPS)
-    small = min(params.staging_bytes // 4, 64 * 8192)
+    small = params.staging_bytes // 2 if deep else min(params.staging_bytes // 4, 64 * 8192)
+    entries = 256 if deep else 64
     return f"""format = 1
 [engine]
 data_width = {params.data_width}
@@ -88,7 +91,7 @@ contexts = {params.contexts}
 [[ssd]]
 name = "ssd0"
 io_queues = 6
-queue_entries = 64
+queue_entries = {entries}
 latency_cycles = 0
   [[ssd.namespace]]
   nsid = 1
@@ -352,7 +355,8 @@ class Bench:
         for model in (self.source, self.resp, self.exc, self.qp_err, self.axil.write_if,
                       self.axil.read_if, self.p2p.write_if, self.p2p.read_if):
             model.log.setLevel("WARNING")
-        self.target = parse_target(bench_target(self.params), "bench")
+        spec = json.loads(os.environ.get("NVMF_BENCH", "{}"))
+        self.target = parse_target(bench_target(self.params, spec.get("deep", False)), "bench")
         self.target.params = self.params
         self.layout = plan_layout(self.target)
         spec = self.target.ssds[0]
@@ -381,13 +385,16 @@ class Bench:
     def now(self):
         return self.monitor.cycle
 
-    def capsule(self, op, index, size=LBA, big=False):
-        """A capsule of ``op`` for command ``index``: (bytes, qpn)."""
+    def capsule(self, op, index, size=LBA, big=False, rng=None):
+        """A capsule of ``op`` for command ``index``: (bytes, qpn); with ``rng``, at a
+        random block (else the blocks follow each other)."""
         self.cid = (self.cid + 1) & 0xFFFF
         qps = BIG_QPS if big else SMALL_QPS
         qpn = qps[index % len(qps)]
         nlb = size // LBA - 1
         slba = (index * (size // LBA)) % (1 << 19)
+        if rng is not None:
+            slba = rng.randrange(0, 1 << 19, size // LBA)
         if op == "flush":
             return make_sqe(Opcode.FLUSH, self.cid, 1), qpn
         if op == "write_zeroes":
@@ -410,8 +417,10 @@ class Bench:
             self.source.send_nowait(AxiStreamFrame(data, tuser=qpn))
         want = resp0 + len(capsules)
         seen, since = len(mon.resp), self.now
+        self.peak_in_flight = 0
         while len(mon.resp) < want:
             await ClockCycles(self.dut.clk, 16)
+            self.peak_in_flight = max(self.peak_in_flight, self.ssd.busy)
             if len(mon.resp) != seen:
                 seen, since = len(mon.resp), self.now
             elif self.now - since > STALL_CYCLES:
@@ -455,7 +464,8 @@ class Bench:
         count = sc["count"]
         size = sc.get("size", 0)
         big = size > 4096
-        capsules = [self.capsule(ops, i, size or LBA, big) for i in range(count)]
+        rng = random.Random(sc["seed"]) if "seed" in sc else None
+        capsules = [self.capsule(ops, i, size or LBA, big, rng) for i in range(count)]
         mon = self.monitor
         wr0, rd0, ar0 = len(mon.rdma_wr_beats), len(mon.p2p_r_beats), len(mon.p2p_ar_beats)
         stg0 = len(self.staging.beats["read"]) if self.staging is not None else 0
@@ -472,6 +482,7 @@ class Bench:
             want = count * -(-per // self.params.beat_bytes)
             assert len(beats) == want, f"{len(beats)} data beats out, {want} expected"
         return {"commands": count, "size": per, "first_beat": first, "last_response": last,
+                "peak_in_flight": self.peak_in_flight,
                 "overall_cycles": last - first + 1,
                 "overall_bytes_per_cycle": count * per / (last - first + 1),
                 "steady": self.steady(resp0, count, beats, per)}

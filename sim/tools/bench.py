@@ -20,6 +20,12 @@ Two kinds of records, one list (``--json`` prints it), each
     rate limiter, one command per ``250e6 / IOPS`` cycles, plus a fixed latency);
     commands a cycle against ``min(SSD IOPS, 100GbE line rate in 4 KiB payloads)``
     converted to commands a cycle at 250 MHz;
+  - ``engine_iops_4k_read_ssd2.5M_deep``: 4 KiB Reads at random blocks on an SSD of
+    2.5 M IOPS whose every command takes 20,000 cycles (80 us at 250 MHz), so that
+    about 200 commands must be outstanding to keep it busy; an engine of
+    :func:`deep_params` (16 MiB of external staging, 256 contexts) and 256-entry SSD
+    queues; limit as above. ``engine_peak_outstanding_deep``: the most commands the
+    SSD held at once in that run (no limit);
   - ``sim_cycles_per_second_<simulator>``: simulation speed, wall clock (reported,
     never asserted; limit and ratio null).
 
@@ -48,6 +54,8 @@ LINE_RATE_BPS = 100e9                   # 100GbE
 BLOCK = 4096
 SSD_IOPS = (1.6e6, 2.5e6)
 SSD_LATENCY = 1000                      # cycles after the rate limiter (4 us at 250 MHz)
+DEEP_IOPS = 2.5e6
+DEEP_LATENCY = 20000                    # 80 us at 250 MHz: 200 commands in flight at 2.5 M
 SQE_BYTES = 64
 
 MARK_BEGIN = "<!-- bench:{} begin (nvmf-offload bench --write-docs) -->"
@@ -114,6 +122,19 @@ def scenarios(quick=False):
     return out
 
 
+def deep_scenarios(quick=False):
+    """The deep IOPS row: random 4 KiB Reads, hundreds outstanding (a run of its own, on
+    an engine of :func:`deep_params` with the ``deep`` bench target)."""
+    return [{"kind": "iops", "ssd_iops": DEEP_IOPS, "interval": ssd_interval(DEEP_IOPS),
+             "latency": DEEP_LATENCY, "count": 256 if quick else 1200, "seed": 7,
+             "deep": True}]
+
+
+def deep_params(width):
+    """The engine of the deep row: 16 MiB of external staging, 256 contexts."""
+    return EngineParams(data_width=width, staging_bytes=16 << 20, contexts=256)
+
+
 def speed_scenarios():
     """A short run for the simulation speed of a second simulator."""
     return [{"kind": "rate", "op": "flush", "count": 32},
@@ -152,9 +173,13 @@ def engine_records(width, report, sim=None):
                               width, res["steady"]["bytes_per_cycle"], bytes_limit(width),
                               digits=3))
         elif kind == "iops":
-            out.append(record(f"engine_iops_4k_read_ssd{_iops_name(sc['ssd_iops'])}", width,
-                              res["steady"]["commands_per_cycle"], iops_limit(sc["ssd_iops"]),
-                              digits=6))
+            deep = "_deep" if sc.get("deep") else ""
+            out.append(record(f"engine_iops_4k_read_ssd{_iops_name(sc['ssd_iops'])}{deep}",
+                              width, res["steady"]["commands_per_cycle"],
+                              iops_limit(sc["ssd_iops"]), digits=6))
+            if deep:
+                out.append(record("engine_peak_outstanding_deep", width,
+                                  res.get("peak_in_flight"), digits=0))
     if sim is not None and report.get("cycles_per_second"):
         out.append(record(f"sim_cycles_per_second_{sim}", width, report["cycles_per_second"],
                           digits=0))
@@ -163,7 +188,8 @@ def engine_records(width, report, sim=None):
 
 # --- running ----------------------------------------------------------------------------------
 
-def run_engine(sim, width, scenario_list, profile=False, params=None, clocks=None):
+def run_engine(sim, width, scenario_list, profile=False, params=None, clocks=None,
+               deep=False):
     """Run ``run_bench`` on ``sim`` at ``width``; the report it wrote. ``profile``: each
     scenario's result also gets the cycles every unit's FSM spent in each state.
     ``params``: the engine to build (default :func:`bench_params` of ``width``);
@@ -175,7 +201,8 @@ def run_engine(sim, width, scenario_list, profile=False, params=None, clocks=Non
     """
     todo, done, cycles, wall = list(scenario_list), [], 0, 0.0
     while todo:
-        rep = _run_engine_once(sim, params or bench_params(width), todo, profile, clocks)
+        rep = _run_engine_once(sim, params or bench_params(width), todo, profile, clocks,
+                               deep)
         done += rep["scenarios"]
         cycles += rep["cycles"]
         wall += rep["wall_seconds"]
@@ -194,7 +221,7 @@ def _describe(sc):
                                        if k in sc)
 
 
-def _run_engine_once(sim, params, scenario_list, profile, clocks=None):
+def _run_engine_once(sim, params, scenario_list, profile, clocks=None, deep=False):
     from sim.cosim.harness import run_cocotb
 
     if "PYTEST_CURRENT_TEST" not in os.environ:
@@ -203,7 +230,7 @@ def _run_engine_once(sim, params, scenario_list, profile, clocks=None):
         os.environ.setdefault("PYTEST_XDIST_WORKER", "bench")
     with tempfile.TemporaryDirectory() as tmp:
         report, log = Path(tmp) / "report.json", Path(tmp) / "sim.log"
-        env = {"NVMF_BENCH": json.dumps({"scenarios": scenario_list}),
+        env = {"NVMF_BENCH": json.dumps({"scenarios": scenario_list, "deep": deep}),
                "NVMF_REPORT": str(report)}
         if profile:
             env["NVMF_BENCH_PROFILE"] = "1"
@@ -303,6 +330,12 @@ def main(args):
         profile = getattr(args, "profile", False)
         rep = run_engine(args.sim, width, scenarios(quick), profile=profile, clocks=clocks)
         records += engine_records(width, rep, args.sim)
+        if not getattr(args, "no_deep", False):
+            print(f"bench: deep 4 KiB random reads at DATA_W {width} (256 contexts, 16 MiB "
+                  f"of staging)...", file=sys.stderr, flush=True)
+            rep = run_engine(args.sim, width, deep_scenarios(quick), params=deep_params(width),
+                             clocks=clocks, deep=True)
+            records += engine_records(width, rep)
         if profile:
             print(f"FSM cycles per command at DATA_W {width}:\n{profile_table(rep)}",
                   file=sys.stderr)

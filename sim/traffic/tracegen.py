@@ -655,7 +655,8 @@ def _place(rng, burst, hot, ns, count):
 
 
 def generate(seed, capsules=200, max_qd=64, bad_rate=0.04, max_blocks=None,
-             cmd_timeout=None, polling=None, latency=None, control_rate=0.15, config=None):
+             cmd_timeout=None, polling=None, latency=None, control_rate=0.15, config=None,
+             staging=STAGING_BYTES):
     """A random workload: ``(target_text, trace_lines, expectations)``.
 
     ``capsules``: about how many (the last burst may end a few early);
@@ -663,10 +664,11 @@ def generate(seed, capsules=200, max_qd=64, bad_rate=0.04, max_blocks=None,
     share of capsules with bad input; ``max_blocks``: cap on blocks a command
     moves (None: the subsystem's ``max_io_size``); ``cmd_timeout``, ``polling``,
     ``latency``: see :func:`generate_target`; ``control_rate``: share of bursts with a
-    control line somewhere among their capsules (:func:`_control`).
+    control line somewhere among their capsules (:func:`_control`); ``staging``: each
+    subsystem's staging window (:func:`generate_target`).
     """
     shape = generate_target(seed, cmd_timeout=cmd_timeout, polling=polling, latency=latency,
-                            config=config)
+                            config=config, staging=staging)
     rng = random.Random(f"tracegen-trace/{seed}")
     crng = random.Random(f"tracegen-control/{seed}")    # control lines draw apart
     tb = TraceBuilder(shape)

@@ -174,23 +174,28 @@ CONFIG_WORKLOADS = {
 }
 
 
-# not a named configuration: on-chip staging at 512 bits (the two staging modes at both
-# widths the FPGA flow builds)
-ONCHIP512 = "[engine]\ndata_width = 512\nstaging_mode = \"onchip\"\n"
+# not named configurations: on-chip staging at 512 bits (the two staging modes at both
+# widths the FPGA flow builds), and 64 MiB of external staging (two 32 MiB windows; small
+# has 64 KiB): (TOML, each subsystem's window)
+UNNAMED = {"onchip512": ("[engine]\ndata_width = 512\nstaging_mode = \"onchip\"\n", None),
+           "staging64m": ("[engine]\nstaging_bytes = 67108864\n", 32 << 20)}
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("config", ["small", "wide512", "onchip", "onchip512"])
+@pytest.mark.parametrize("config", ["small", "wide512", "onchip", "onchip512", "staging64m"])
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_named_configuration_runs_a_random_workload(tmp_path, sim, config):
     """The configuration's [engine] table in the TARGET (a smaller shape where its tables
     are small): the model's results and counters, and the generator's own shadow."""
-    if config == "onchip512":
-        config = tmp_path / "configs" / "onchip512.toml"
-        config.parent.mkdir()
-        config.write_text(ONCHIP512)
-        config = str(config)
     kwargs = dict(CONFIG_WORKLOADS[sim])
+    if config in UNNAMED:
+        text, window = UNNAMED[config]
+        path = tmp_path / "configs" / f"{config}.toml"
+        path.parent.mkdir()
+        path.write_text(text)
+        config = str(path)
+        if window:
+            kwargs["staging"] = window
     target, lines, exp = tracegen.generate(kwargs.pop("seed"), config=config, **kwargs)
     params = load_params(config)
     assert parse_target(target).params.data_width == params.data_width

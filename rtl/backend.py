@@ -789,6 +789,9 @@ class Backend(wiring.Component):
         sub_queue = Signal(8)
         refusal = Signal(15)          # the status FAIL answers
         sub_fence = Signal(16)        # the SQE waits for the writes issued before it
+        sub_written = Signal()        # ... and once they are, offers it until taken (a
+        # later wrap of the 16-bit counts must not take ``valid`` back)
+        sqe_ok = sub_written | written(sub_fence)
         with m.FSM(name="submit"):
             with m.State("IDLE"):
                 m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
@@ -848,7 +851,7 @@ class Backend(wiring.Component):
             with m.State("SQE"):
                 req = self.o_sqe.payload
                 m.d.comb += [
-                    self.o_sqe.valid.eq(written(sub_fence)),
+                    self.o_sqe.valid.eq(sqe_ok),
                     req.queue.eq(sub_queue),
                     req.sqe.opcode.eq(scmd.opcode),
                     req.sqe.cid.eq(Cat(sub_ctx, gen.read(sub_ctx))),
@@ -862,7 +865,9 @@ class Backend(wiring.Component):
                         m.d.comb += req.sqe.dptr.prp.prp2.eq(bus(sub_page))
                     with m.Elif(npages > 2):
                         m.d.comb += req.sqe.dptr.prp.prp2.eq(bus(list_page))
+                m.d.sync += sub_written.eq(sqe_ok)
                 with m.If(self.o_sqe.valid & self.o_sqe.ready):
+                    m.d.sync += sub_written.eq(0)
                     m.d.comb += [queues.submit_en.eq(1), queues.submit_q.eq(sub_queue)]
                     m.d.sync += [state[sub_ctx].eq(_State.SUBMITTED),
                                  ns_rr[scmd.slot].eq(sub_queue + 1)]

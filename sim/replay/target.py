@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 from rtl.formats import QP_OPS_ALL
-from rtl.params import CLOCK_DOMAINS, EngineParams
+from rtl.params import CLOCK_DOMAINS, STAGING_MODES, EngineParams
 from sim.driver import ops_mask
 from sim.replay.contract import FORMAT, OP_NAMES, RING_ALIGN, U32, U64, MiB, ReplayInputError
 from sim.replay.layout import _align
@@ -418,10 +418,11 @@ def _engine_params(r, table):
                     isinstance(v, int) and not isinstance(v, bool) for v in value):
                 raise r.error(where + (key,), f"must be a list of integers, not {value!r}")
             value = tuple(value)
-        elif key == "clock_domains":
-            if value not in CLOCK_DOMAINS:
+        elif key in ("clock_domains", "staging_mode"):
+            choices = CLOCK_DOMAINS if key == "clock_domains" else STAGING_MODES
+            if value not in choices:
                 raise r.error(where + (key,), f"must be one of "
-                              f"{', '.join(map(repr, CLOCK_DOMAINS))}, not {value!r}")
+                              f"{', '.join(map(repr, choices))}, not {value!r}")
         elif not isinstance(value, int) or isinstance(value, bool):
             raise r.error(where + (key,), f"must be an integer, not {value!r}")
         values[key] = value

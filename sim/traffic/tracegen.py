@@ -240,7 +240,11 @@ def _engine_table(params):
     lines = [f"data_width = {params.data_width}"]
     for key, value in vars(params).items():
         if key != "data_width" and value != getattr(default, key):
-            lines.append(f"{key} = {list(value) if isinstance(value, tuple) else value}")
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, str):
+                value = f'"{value}"'
+            lines.append(f"{key} = {value}")
     return lines
 
 

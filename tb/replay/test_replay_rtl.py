@@ -268,7 +268,7 @@ def test_control_lines_under_load_match_the_model_and_the_generator(tmp_path, si
 
 
 # Large commands outstanding together: (config, Writes) per simulator
-LARGE_WORKLOADS = {"verilator": [("wide512", 24)], "icarus": [("wide512", 12)]}
+LARGE_WORKLOADS = {"verilator": [("wide512", 24)], "icarus": [("wide512", 24)]}
 
 
 @pytest.mark.cocotb

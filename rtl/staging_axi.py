@@ -75,10 +75,11 @@ class StagingAxi(wiring.Component):
     Interface attributes (all synchronous to ``clk``; cycle 0 is a handshake)
     -------------------------------------------------------------------------
     i_wr : In(stream.Signature(StagingWrite(W)))
-        ``{offset, data, keep}``, one beat a cycle; ``ready`` is high while the
-        write buffer (two bursts) and the AW queue have room (from registers). The
-        beat is held in a register until the next one shows whether it continues
-        its burst; a cycle without a beat ends the burst.
+        ``{offset, data, keep}``, one beat a cycle, through a register slice (``ready``
+        from a flip-flop, one cycle of latency); then the beat waits in a register
+        until the next one shows whether it continues its burst (a cycle without a
+        beat ends the burst), while the write buffer (two bursts) and the AW queue
+        have room.
     m_axi_stg_aw* : AXI4 write address
         ``awvalid`` from the AW queue (registered), at the earliest in cycle 2 after
         the burst's last beat; ``awid`` 0, ``awsize`` log2 B, INCR; never crosses
@@ -139,7 +140,17 @@ class StagingAxi(wiring.Component):
                        Const(base_words >> word_bits, 64 - lane_bits - word_bits))
 
         # ---- writes: beats -> store-and-forward bursts ---------------------------------------
-        i_wr = self.i_wr
+        # the input is registered (a skid buffer): the back end's offset comes from its page
+        # table through its write merge, and compared here straight away it was the
+        # engine's worst path (31.4 MHz on the ECP5-85k, 5 December)
+        m.submodules.w_in = w_in = RegisterSlice(StagingWrite(W))
+        i_wr = stream.Signature(StagingWrite(W)).create()
+        m.d.comb += [
+            w_in.i_valid.eq(self.i_wr.valid), w_in.i_data.eq(self.i_wr.payload),
+            self.i_wr.ready.eq(w_in.i_ready),
+            i_wr.valid.eq(w_in.o_valid), i_wr.payload.eq(w_in.o_data),
+            w_in.o_ready.eq(i_wr.ready),
+        ]
         wbeat = data.StructLayout({"data": W, "strb": B, "last": 1})
         m.submodules.w_buf = w_buf = fifo.SyncFIFOBuffered(width=wbeat.size,
                                                            depth=2 * MAX_WRITE_BURST)

@@ -11,7 +11,7 @@ channels are not arbitrated here.
 from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.lib import fifo
 
-__all__ = ["AxiWriteArbiter", "AXI_WRITE_SIGNALS"]
+__all__ = ["AxiWriteArbiter", "AXI_WRITE_SIGNALS", "axi4_master_ports"]
 
 # (name, width or None for data-width-dependent, direction seen from the master)
 AXI_WRITE_SIGNALS = (
@@ -122,3 +122,20 @@ class AxiWriteArbiter(Elaboratable):
                 m.d.comb += out.bready.eq(port.bready & order.r_rdy)
         m.d.comb += order.r_en.eq(out.bvalid & out.bready)
         return m
+
+
+def axi4_master_ports(data_width, id_width):
+    """The members of an AXI4 master port (``m_axi_pcie``, ``m_axi_stg``): ``(name,
+    direction seen from the master, width)``, 64-bit addresses."""
+    W, ID = data_width, id_width
+    return (
+        ("awid", "o", ID), ("awaddr", "o", 64), ("awlen", "o", 8),
+        ("awsize", "o", 3), ("awburst", "o", 2), ("awvalid", "o", 1), ("awready", "i", 1),
+        ("wdata", "o", W), ("wstrb", "o", W // 8), ("wlast", "o", 1), ("wvalid", "o", 1),
+        ("wready", "i", 1),
+        ("bid", "i", ID), ("bresp", "i", 2), ("bvalid", "i", 1), ("bready", "o", 1),
+        ("arid", "o", ID), ("araddr", "o", 64), ("arlen", "o", 8),
+        ("arsize", "o", 3), ("arburst", "o", 2), ("arvalid", "o", 1), ("arready", "i", 1),
+        ("rid", "i", ID), ("rdata", "i", W), ("rresp", "i", 2), ("rlast", "i", 1),
+        ("rvalid", "i", 1), ("rready", "o", 1),
+    )

@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from .axi_arbiter import AxiWriteArbiter
+from .axi_arbiter import AxiWriteArbiter, axi4_master_ports
 from .backend import Backend
 from .cdc import AxiPortCrossing
 from .control import AXIL_PORTS, ControlPlane
@@ -459,14 +459,4 @@ class Engine(wiring.Component):
 
 def _pcie_master_ports(W):
     """AXI4 members of ``m_axi_pcie``: ``(name, direction seen from the engine, width)``."""
-    return (
-        ("awid", "o", PCIE_ID_WIDTH), ("awaddr", "o", 64), ("awlen", "o", 8),
-        ("awsize", "o", 3), ("awburst", "o", 2), ("awvalid", "o", 1), ("awready", "i", 1),
-        ("wdata", "o", W), ("wstrb", "o", W // 8), ("wlast", "o", 1), ("wvalid", "o", 1),
-        ("wready", "i", 1),
-        ("bid", "i", PCIE_ID_WIDTH), ("bresp", "i", 2), ("bvalid", "i", 1), ("bready", "o", 1),
-        ("arid", "o", PCIE_ID_WIDTH), ("araddr", "o", 64), ("arlen", "o", 8),
-        ("arsize", "o", 3), ("arburst", "o", 2), ("arvalid", "o", 1), ("arready", "i", 1),
-        ("rid", "i", PCIE_ID_WIDTH), ("rdata", "i", W), ("rresp", "i", 2), ("rlast", "i", 1),
-        ("rvalid", "i", 1), ("rready", "o", 1),
-    )
+    return axi4_master_ports(W, PCIE_ID_WIDTH)

@@ -27,6 +27,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .axi_arbiter import axi4_master_ports
 from .formats import PAGE_BYTES, StagingRead, StagingWrite, StreamBeat
 from .params import EngineParams
 from .stream_util import RegisterSlice
@@ -49,18 +50,7 @@ _INCR = 1
 
 def stg_ports(params):
     """AXI4 members of ``m_axi_stg``: ``(name, direction seen from the engine, width)``."""
-    W = params.data_width
-    return (
-        ("awid", "o", STG_ID_WIDTH), ("awaddr", "o", 64), ("awlen", "o", 8),
-        ("awsize", "o", 3), ("awburst", "o", 2), ("awvalid", "o", 1), ("awready", "i", 1),
-        ("wdata", "o", W), ("wstrb", "o", W // 8), ("wlast", "o", 1), ("wvalid", "o", 1),
-        ("wready", "i", 1),
-        ("bid", "i", STG_ID_WIDTH), ("bresp", "i", 2), ("bvalid", "i", 1), ("bready", "o", 1),
-        ("arid", "o", STG_ID_WIDTH), ("araddr", "o", 64), ("arlen", "o", 8),
-        ("arsize", "o", 3), ("arburst", "o", 2), ("arvalid", "o", 1), ("arready", "i", 1),
-        ("rid", "i", STG_ID_WIDTH), ("rdata", "i", W), ("rresp", "i", 2), ("rlast", "i", 1),
-        ("rvalid", "i", 1), ("rready", "o", 1),
-    )
+    return axi4_master_ports(params.data_width, STG_ID_WIDTH)
 
 
 class StagingAxi(wiring.Component):

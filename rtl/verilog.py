@@ -20,6 +20,9 @@ TOPS = {
     "nvmf_sq_writer": "rtl.sq_writer:SqWriter",
     "nvmf_cq_handler": "rtl.cq_handler:CqHandler",
     "nvmf_backend": "rtl.backend:Backend",
+    "nvmf_front": "rtl.front:Front",
+    "nvmf_staging_axi": "rtl.staging_axi:StagingAxi",
+    "nvmf_msix": "rtl.msix:MsixMatch",
 }
 
 # the tops `nvmf-offload verilog` writes by default (the others are unit tops)

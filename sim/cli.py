@@ -381,6 +381,10 @@ def build_parser():
                         "about 20 minutes, where router1 did not finish in 45)")
     p.add_argument("--freq", type=float, metavar="MHZ",
                    help="target clock (default: the board's constraints file, 150 MHz)")
+    p.add_argument("--depth", action="store_true",
+                   help="synthesise only and report register-to-register logic depth, "
+                        "clock-enable fan-out and cells against the timing budgets "
+                        "(docs/timing.md); seconds to a minute a block, no place and route")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-o", "--output", metavar="DIR", help="build root (default build/fpga)")
     p.set_defaults(func=cmd_fpga)

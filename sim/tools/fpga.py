@@ -63,7 +63,8 @@ MEASURED_FMAX = {"mhz": 37.4, "board": "ecp5-85k", "commit": "23ff180"}
 # --top choice -> Verilog module of rtl/verilog.py
 TOPS = {"engine": "nvmf_engine", "parser": "nvmf_parser", "control": "nvmf_control",
         "front": "nvmf_engine_front", "staging": "nvmf_staging", "sq_writer": "nvmf_sq_writer",
-        "cq_handler": "nvmf_cq_handler", "backend": "nvmf_backend"}
+        "cq_handler": "nvmf_cq_handler", "backend": "nvmf_backend", "front_end": "nvmf_front",
+        "staging_axi": "nvmf_staging_axi", "msix": "nvmf_msix"}
 
 TAIL_LINES = 30
 
@@ -350,6 +351,8 @@ def main(args):
     """``nvmf-offload fpga`` (arguments of :func:`sim.cli.build_parser`)."""
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else \
         (lambda msg: print(msg, flush=True))
+    if getattr(args, "depth", False):
+        return depth_main(args)
     try:
         result = run_flow(board=args.board, config=args.config, top=args.top, seed=args.seed,
                           freq_mhz=args.freq, out_root=args.output,
@@ -362,4 +365,30 @@ def main(args):
         print(json.dumps(result))
     else:
         print(summary_text(result))
+    return 0
+
+
+def depth_main(args):
+    """``nvmf-offload fpga --depth``: synthesis only, the logic-depth report of
+    :mod:`sim.tools.logic_depth` (docs/timing.md)."""
+    from rtl.verilog import generate
+    from sim.tools.logic_depth import format_report, measure
+    try:
+        config_name, config_path = find_config(args.config)
+        params = load_params(config_path)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"nvmf-offload fpga: {exc}") from exc
+    module = TOPS[args.top]
+    out = Path(args.output or ROOT / "build" / "fpga") / "depth" / config_name / args.top
+    try:
+        report = measure(generate(module, params), module, out)
+    except FlowError as exc:
+        if exc.tail:
+            sys.stderr.write(f"--- last lines of the log ---\n{exc.tail}\n---\n")
+        raise SystemExit(f"nvmf-offload fpga: {exc}") from exc
+    if args.json:
+        print(json.dumps({"config": config_name, **report.as_dict()}))
+    else:
+        print(f"{module} ({config_name}), synth_ecp5 -abc9:")
+        print(format_report(report))
     return 0

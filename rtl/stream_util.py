@@ -1,8 +1,19 @@
 """Small helpers shared by the gateware blocks."""
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value
+from amaranth.lib import fifo, memory, stream
 
-__all__ = ["popcount", "min_value", "keep_mask", "RegisterSlice", "HoldRegister"]
+__all__ = ["popcount", "min_value", "keep_mask", "RegisterSlice", "HoldRegister",
+           "RoundRobinMerge", "CreditFifo", "PipelinedMemory", "ReplicatedEnable"]
+
+
+def _positive(owner, name, value):
+    """``value`` if it is a positive integer; else ValueError naming it (and no
+    "created but never used" warning for the half-made ``owner``)."""
+    if not (isinstance(value, int) and value >= 1):
+        owner._MustUse__silence = True
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return value
 
 
 def popcount(value):
@@ -92,4 +103,222 @@ class HoldRegister(_StreamRegister):
             m.d.sync += [self.o_data.eq(self.i_data), self.o_valid.eq(self.i_valid)]
         with m.Elif(self.o_ready):
             m.d.sync += self.o_valid.eq(0)
+        return m
+
+
+class RoundRobinMerge(Elaboratable):
+    """Several valid/ready streams into one, round robin, with every edge registered.
+
+    Parameters
+    ----------
+    shape : the payload's shape (the same for every input)
+    n : number of inputs
+    input_slices : bool
+        Put a :class:`RegisterSlice` on each input (default), so that each input's
+        ``ready`` comes from a flip-flop. Without them an input's ``ready`` depends, in
+        the same cycle, on the inputs' ``valid`` and on ``o.ready``: use that only where
+        every producer's ``valid`` and the consumer's ``ready`` are themselves registers.
+
+    Attributes
+    ----------
+    i : list of stream interfaces (``valid``, ``ready``, ``payload``), the inputs
+    o : stream interface, the output; ``o.valid`` and ``o.payload`` are registers
+    o_source : index of the input ``o``'s item came from (a register beside ``o``)
+
+    Timing: an item taken on an input in cycle t is offered on ``o`` from t+2 (t+1
+    without input slices) at the earliest. When ``o`` is free or being taken, the first
+    input with an item after the one chosen last is taken: each of ``n`` busy inputs
+    gets one item in every ``n``. The choice depends only on registers (the slices'
+    outputs and the last choice) and on ``o.ready``; the payload passes one ``n``-way
+    multiplexer into ``o.payload``. ``n`` = 1 is a register slice (or a register).
+    """
+
+    def __init__(self, shape, n, *, input_slices=True):
+        _positive(self, "n", n)
+        self.shape, self.n, self.input_slices = shape, n, input_slices
+        self.i = [stream.Signature(shape).create(path=(f"i{k}",)) for k in range(n)]
+        self.o = stream.Signature(shape).create(path=("o",))
+        self.o_source = Signal(range(max(n, 2)))
+        # the input slices (attributes, so that a formal proof can state what they hold)
+        self.slices = [RegisterSlice(shape) for _ in range(n)] if input_slices else []
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n
+        heads = []                          # (valid, ready, payload) the choice sees
+        for k, src in enumerate(self.i):
+            if self.input_slices:
+                s = m.submodules[f"slice{k}"] = self.slices[k]
+                m.d.comb += [s.i_valid.eq(src.valid), s.i_data.eq(src.payload),
+                             src.ready.eq(s.i_ready)]
+                heads.append((s.o_valid, s.o_ready, s.o_data))
+            else:
+                heads.append((src.valid, src.ready, src.payload))
+
+        last = Signal(range(max(n, 2)))     # the input chosen last
+        load = Signal()
+        m.d.comb += load.eq(~self.o.valid | self.o.ready)
+        # first input with an item after ``last``, else the first with one at all
+        pick = Signal(range(max(n, 2)))
+        found = Signal()
+        for k in reversed(range(n)):
+            with m.If(heads[k][0]):
+                m.d.comb += [pick.eq(k), found.eq(1)]
+        for k in reversed(range(n)):
+            with m.If(heads[k][0] & (k > last)):
+                m.d.comb += pick.eq(k)
+        with m.If(load):
+            m.d.sync += self.o.valid.eq(found)
+            with m.If(found):
+                m.d.sync += [last.eq(pick), self.o_source.eq(pick)]
+        for k, (_, ready, payload) in enumerate(heads):
+            m.d.comb += ready.eq(load & (pick == k) & found)
+            with m.If(load & (pick == k)):
+                m.d.sync += self.o.payload.eq(payload)
+        return m
+
+
+class CreditFifo(Elaboratable):
+    """A FIFO whose writer takes a credit before it writes: room is decided ahead.
+
+    A pipeline that decides to send an item several cycles before the item reaches the
+    FIFO cannot wait on a ``ready`` that is computed in the cycle of the write. Here the
+    producer takes one credit (``take``) when ``has_credit`` is high, and writes the item
+    (``w_valid``, ``w_data``) in that cycle or any later one; the FIFO is sized so that a
+    credited write always finds room. Credits come back as items are read.
+
+    Attributes
+    ----------
+    has_credit : Signal, out, a register
+        At least one credit is free this cycle. ``take`` without it is a misuse
+        (``overrun`` rises and stays high; the FIFO itself never overflows).
+    take : Signal, in
+        Take one credit this cycle.
+    w_valid, w_data : in
+        Write one item; at most as many items as credits taken and not yet written.
+    r : stream interface (``valid``, ``ready``, ``payload``), the read side
+        ``r.valid`` and ``r.payload`` come from registers (the item written in cycle t is
+        offered from t+2 at the earliest).
+    level : Signal, out, a register: credits taken and not yet returned.
+    overrun : Signal, out, a register: sticky misuse flag (``take`` without credit,
+        or a write beyond the credits taken).
+
+    Timing: ``has_credit`` for cycle t+1 is computed from the credit count, ``take`` and
+    the read of cycle t, so a credit freed by a read in cycle t can be taken in t+1.
+    """
+
+    def __init__(self, shape, depth):
+        _positive(self, "depth", depth)
+        self.shape, self.depth = shape, depth
+        self.has_credit = Signal(init=1)
+        self.take = Signal()
+        self.w_valid = Signal()
+        self.w_data = Signal(shape)
+        self.r = stream.Signature(shape).create(path=("r",))
+        self.level = Signal(range(depth + 1))
+        self.overrun = Signal()
+        # the storage (an attribute, so that a formal proof can state what it holds)
+        self.fifo = fifo.SyncFIFOBuffered(width=Shape.cast(shape).width, depth=depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = f = self.fifo
+        m.d.comb += [f.w_en.eq(self.w_valid), f.w_data.eq(self.w_data),
+                     self.r.valid.eq(f.r_rdy), self.r.payload.eq(f.r_data),
+                     f.r_en.eq(self.r.ready)]
+        took = self.take & self.has_credit
+        back = self.r.valid & self.r.ready
+        nxt = Signal.like(self.level)
+        m.d.comb += nxt.eq(self.level + took - back)
+        m.d.sync += [self.level.eq(nxt), self.has_credit.eq(nxt != self.depth)]
+        with m.If((self.take & ~self.has_credit) | (self.w_valid & ~f.w_rdy)):
+            m.d.sync += self.overrun.eq(1)
+        return m
+
+
+class PipelinedMemory(Elaboratable):
+    """A memory read through its output register: data two cycles after the address.
+
+    Parameters
+    ----------
+    shape, depth, init : as :class:`amaranth.lib.memory.Memory`
+    read_ports : number of read ports (each its own address and output registers)
+
+    Attributes
+    ----------
+    w_addr, w_data, w_en : write port, stored at the clock edge
+    read : list of read ports, each with ``addr``, ``en`` (in), ``data`` (out, a
+        register) and ``valid`` (out, a register: ``data`` holds the read issued two
+        cycles before)
+
+    Timing: a read with ``en`` high in cycle t returns the word of ``addr`` as it was
+    at the end of cycle t (a write in cycle t is not seen) in ``data`` from t+2; ``data``
+    keeps its value until the next read's result replaces it. The RAM's own read
+    register holds the word in t+1 and nothing else is on that path: block RAMs run at
+    their data-sheet speed whether or not the synthesis tool uses the RAM's output
+    register (Yosys's ECP5 mapping does not; docs/timing.md).
+    """
+
+    class _Port:
+        def __init__(self, shape, depth, k):
+            self.addr = Signal(range(max(depth, 2)), name=f"rd{k}_addr")
+            self.en = Signal(name=f"rd{k}_en")
+            self.data = Signal(shape, name=f"rd{k}_data")
+            self.valid = Signal(name=f"rd{k}_valid")
+
+    def __init__(self, shape, depth, *, init=(), read_ports=1):
+        self.shape, self.depth, self.init = shape, depth, list(init)
+        self.w_addr = Signal(range(max(depth, 2)))
+        self.w_data = Signal(shape)
+        self.w_en = Signal()
+        self.read = [self._Port(shape, depth, k) for k in range(read_ports)]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = mem = memory.Memory(shape=self.shape, depth=self.depth,
+                                               init=self.init)
+        wp = mem.write_port()
+        m.d.comb += [wp.addr.eq(self.w_addr), wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
+        for port in self.read:
+            rp = mem.read_port(transparent_for=())
+            issued = Signal()
+            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en)]
+            m.d.sync += [issued.eq(port.en), port.valid.eq(issued)]
+            with m.If(issued):
+                m.d.sync += port.data.eq(rp.data)
+        return m
+
+
+class ReplicatedEnable(Elaboratable):
+    """One enable as several identical registers, each driving part of the load.
+
+    An enable that reaches hundreds of flip-flops from one net makes the placer spread
+    its pins over the die; copies of the register, each with ``keep`` so that synthesis
+    does not merge them back, each drive at most ``fanout`` of them.
+
+    Attributes
+    ----------
+    d : Signal, in: the enable for the next cycle
+    q : list of Signal, out: ``copies`` registers, each ``d`` one cycle later
+
+    :meth:`of` gives the copy for the ``k``-th of ``n`` equal parts of a load.
+    """
+
+    def __init__(self, copies, *, name="en"):
+        _positive(self, "copies", copies)
+        self.d = Signal(name=f"{name}_d")
+        self.q = [Signal(name=f"{name}_q{k}", attrs={"keep": 1}) for k in range(copies)]
+
+    @staticmethod
+    def copies_for(load, fanout=64):
+        """Copies needed for ``load`` clock enables at ``fanout`` each."""
+        return max(1, -(-load // fanout))
+
+    def of(self, k, n):
+        """The copy for part ``k`` of a load cut into ``n`` parts."""
+        return self.q[k * len(self.q) // n]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [q.eq(self.d) for q in self.q]
         return m

@@ -59,13 +59,34 @@ def _fix_constant_processes(text):
                   f"{m['indent']}always @*\n{m['body']}", text)
 
 
+# A register whose signal has ``keep`` (``ReplicatedEnable``'s copies) must stay a register
+# of its own: Yosys merges identical flip-flops unless the *process* that drives them
+# carries ``keep``, and Amaranth puts the attribute on the wire only.
+_KEPT_REG = re.compile(r"^[ \t]*\(\* keep = 32'd1 \*\)\n(?:[ \t]*output [^\n]*\n)?"
+                       r"[ \t]*reg (?:\[[^\]]*\] )?(?P<name>\\\S+ |[A-Za-z_][\w$]*)",
+                       re.MULTILINE)
+
+
+def keep_kept_registers(text):
+    """``text`` with ``(* keep *)`` on the ``always`` block of every register whose
+    declaration has ``keep``."""
+    for match in _KEPT_REG.finditer(text):
+        name = re.escape(match["name"].strip())
+        text = re.sub(rf"^(?P<indent>[ \t]*)always @\(posedge (?P<clk>\S+)\)\n"
+                      rf"(?P<body>[ \t]+{name} ?<=)",
+                      lambda m: f"{m['indent']}(* keep *)\n{m['indent']}always "
+                                f"@(posedge {m['clk']})\n{m['body']}",
+                      text, flags=re.MULTILINE)
+    return text
+
+
 def generate(name, params: EngineParams, config=None):
     """Verilog text of top ``name`` for ``params``; ``config`` (a configuration's name, see
     :func:`rtl.params.find_config`) is named in the header when given."""
     if name not in TOPS:
         raise ValueError(f"unknown top {name!r}; known: {', '.join(TOPS)}")
     text = verilog.convert(top_class(name)(params), name=name, emit_src=False)
-    return _header(name, params, config) + _fix_constant_processes(text)
+    return _header(name, params, config) + keep_kept_registers(_fix_constant_processes(text))
 
 
 def write_verilog(out_dir, params: EngineParams, names=None, config=None):

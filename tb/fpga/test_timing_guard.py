@@ -171,3 +171,45 @@ def test_block_stays_within_its_timing_budget(measured, config, name):
         assert r.ce_fanout > budget["ce_fanout"] * 0.8, \
             f"{where}: clock-enable fan-out {r.ce_fanout}, budget {budget['ce_fanout']}: " \
             f"tighten it"
+
+
+# --- the shared pieces meet the goal themselves ------------------------------------------
+
+def _piece(name):
+    from rtl.stream_util import CreditFifo, PipelinedMemory, ReplicatedEnable, RoundRobinMerge
+    if name == "round_robin_merge_4x128":
+        dut = RoundRobinMerge(128, 4)
+        ports = [dut.o.valid, dut.o.ready, dut.o.payload, dut.o_source]
+        ports += [x for i in dut.i for x in (i.valid, i.ready, i.payload)]
+    elif name == "credit_fifo_16x128":
+        dut = CreditFifo(128, 16)
+        ports = [dut.has_credit, dut.take, dut.w_valid, dut.w_data, dut.r.valid, dut.r.ready,
+                 dut.r.payload, dut.level, dut.overrun]
+    elif name == "pipelined_memory_512x36":
+        dut = PipelinedMemory(36, 512, read_ports=2)
+        ports = [dut.w_addr, dut.w_data, dut.w_en]
+        ports += [x for p in dut.read for x in (p.addr, p.en, p.data, p.valid)]
+    else:
+        dut = ReplicatedEnable(4)
+        ports = [dut.d, *dut.q]
+    return dut, ports
+
+
+PIECES = ["round_robin_merge_4x128", "credit_fifo_16x128", "pipelined_memory_512x36",
+          "replicated_enable_4"]
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("name", PIECES)
+def test_shared_piece_meets_the_depth_goal(tmp_path, name):
+    from amaranth.back import verilog
+    dut, ports = _piece(name)
+    from rtl.verilog import keep_kept_registers
+    text = keep_kept_registers(verilog.convert(dut, name=name, ports=ports, emit_src=False))
+    r = logic_depth.measure(text, name, tmp_path)
+    assert r.depth <= GOAL["depth"], logic_depth.format_report(r)
+    assert r.through <= GOAL["through"], logic_depth.format_report(r)
+    if name.startswith("pipelined_memory"):
+        assert r.cells.get("DP16KD", 0) >= 1          # a block RAM, read through registers
+    if name.startswith("replicated_enable"):
+        assert r.cells["TRELLIS_FF"] == 4              # the copies were not merged

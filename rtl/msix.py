@@ -7,11 +7,12 @@ loaded when the back end loads the queue's entry, and turns each message into th
 indices of the queues whose value it carries, for the CQ handler.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import EngineParams
+from .stream_util import RegisterSlice
 
 __all__ = ["MsixMatch", "NO_QUEUE"]
 
@@ -30,19 +31,19 @@ class MsixMatch(wiring.Component):
     Interface attributes (synchronous; cycle 0 is a handshake)
     --------------------------------------------------------
     i_msg : In(stream.Signature(32))
-        Message data (``wdata[31:0]`` of the MSI-X write). Taken into a register when
-        the register is empty or moves on in that cycle; a message is matched the
-        cycle after it is taken.
+        Message data (``wdata[31:0]`` of the MSI-X write). ``ready`` comes from a
+        flip-flop (a two-entry register slice holds the matched messages); a message is
+        matched in the cycle it is taken (against the values loaded before that cycle).
     o_queue : Out(stream.Signature(32))
         From registers: one index per queue whose value equals the message's data and
         that is in interrupt mode, lowest index first (several queues may share a value:
         each is named), or one :data:`NO_QUEUE` for a message that names none. The
         first index is ``valid`` two cycles after ``i_msg``'s handshake at the earliest;
-        the next message's indices follow those of the one before.
+        the next message's indices follow those of the one before, one index a cycle.
     load_valid, load_queue, load_data, load_armed : In
         One-cycle pulse: queue ``load_queue`` now has value ``load_data`` and is in
         interrupt mode when ``load_armed`` (its entry is valid and not polling). The
-        value applies to messages matched from the next cycle on. Queues at or above
+        value applies to messages taken from the next cycle on. Queues at or above
         ``N`` are ignored.
     """
 
@@ -65,32 +66,30 @@ class MsixMatch(wiring.Component):
                 with m.If(self.load_queue == q):
                     m.d.sync += armed[q].eq(self.load_armed)
 
-        # stage 1: the message in a register
-        msg_v, msg = Signal(), Signal(32)
-        # stage 2: the queues it names (a mask worked through lowest first), or none
-        mask_v, mask, none = Signal(), Signal(N), Signal()
-        take_mask = msg_v & ~mask_v
-        m.d.comb += self.i_msg.ready.eq(~msg_v | take_mask)
-        with m.If(self.i_msg.valid & self.i_msg.ready):
-            m.d.sync += [msg_v.eq(1), msg.eq(self.i_msg.payload)]
-        with m.Elif(take_mask):
-            m.d.sync += msg_v.eq(0)
-        hits = Signal(N)
+        # stage 1: the message is matched as it is taken; its hits wait in a register
+        # slice (ready from a flip-flop, one message a cycle)
+        m.submodules.hits = hits = RegisterSlice(N)
         for q in range(N):
-            m.d.comb += hits[q].eq(armed[q] & (values[q] == msg))
+            m.d.comb += hits.i_data[q].eq(armed[q] & (values[q] == self.i_msg.payload))
+        m.d.comb += [hits.i_valid.eq(self.i_msg.valid), self.i_msg.ready.eq(hits.i_ready)]
 
-        lowest = Signal(range(N))
+        # stage 2: the output register walks the hits lowest first; ``rest`` holds the
+        # hits of the message being named that are not yet out, ``more`` says it has any
+        rest, more = Signal(N), Signal()
+        src = Signal(N)
+        m.d.comb += src.eq(Mux(more, rest, hits.o_data))
+        low = Signal(range(max(N, 2)))
         for q in reversed(range(N)):
-            with m.If(mask[q]):
-                m.d.comb += lowest.eq(q)
-        rest = Signal(N)
-        m.d.comb += rest.eq(mask & (mask - 1))          # the mask without its lowest bit
-        m.d.comb += [self.o_queue.valid.eq(mask_v),
-                     self.o_queue.payload.eq(Mux(none, Const(NO_QUEUE, 32), lowest))]
-        with m.If(take_mask):
-            m.d.sync += [mask_v.eq(1), mask.eq(hits), none.eq(hits == 0)]
-        with m.Elif(self.o_queue.valid & self.o_queue.ready):
-            m.d.sync += mask.eq(rest)
-            with m.If(none | (rest == 0)):
-                m.d.sync += mask_v.eq(0)
+            with m.If(src[q]):
+                m.d.comb += low.eq(q)
+        after = Signal(N)                   # src without its lowest bit
+        for q in range(N):
+            m.d.comb += after[q].eq(src[q] & src[:q].any() if q else 0)
+        load = ~self.o_queue.valid | self.o_queue.ready
+        with m.If(load):
+            m.d.sync += self.o_queue.valid.eq(more | hits.o_valid)
+            with m.If(more | hits.o_valid):
+                m.d.sync += [self.o_queue.payload.eq(Mux(src.any(), low, NO_QUEUE)),
+                             rest.eq(after), more.eq(after.any())]
+        m.d.comb += hits.o_ready.eq(load & ~more)
         return m

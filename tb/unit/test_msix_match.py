@@ -1,7 +1,7 @@
 """MSI-X recognition (rtl/msix.py) in Amaranth's simulator, against a model from its
 docstring: each message names every armed queue whose value it carries, lowest first, or
-NO_QUEUE; values loaded between messages apply to the later ones; random back-pressure on
-both sides."""
+NO_QUEUE; a value loaded in a cycle applies to the messages taken after it; random
+back-pressure on both sides."""
 
 import random
 
@@ -40,7 +40,9 @@ def test_each_message_names_every_queue_with_its_data_value(seed):
             values[q], armed[q] = value, on
             await ctx.tick()
         for cycle in range(3000):
-            # a reconfiguration now and then, only while no message is being matched
+            # a reconfiguration now and then, only while no message is being matched; it
+            # applies to messages taken from the next cycle on
+            seen_values, seen_armed = dict(values), dict(armed)
             if in_flight is None and len(got) == len(want) and rng.random() < 0.1:
                 q = rng.randrange(n + 1)                      # n: out of range, ignored
                 value, on = rng.choice(pool), rng.random() < 0.8
@@ -64,7 +66,7 @@ def test_each_message_names_every_queue_with_its_data_value(seed):
                 if cycles["first"] is None:
                     cycles["first"] = cycle
             if in_flight is not None and ctx.get(dut.i_msg.ready):
-                want.extend(_expected(values, armed, in_flight))
+                want.extend(_expected(seen_values, seen_armed, in_flight))
                 sent += 1
                 in_flight = None
             await ctx.tick()

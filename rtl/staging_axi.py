@@ -66,7 +66,8 @@ class StagingAxi(wiring.Component):
     -------------------------------------------------------------------------
     i_wr : In(stream.Signature(StagingWrite(W)))
         ``{offset, data, keep}``, one beat a cycle, through a register slice (``ready``
-        from a flip-flop, one cycle of latency); then the beat waits in a register
+        from a flip-flop, one cycle of latency) that also records whether the beat is
+        at the word after the previous beat's, in the same page; then the beat waits in a register
         until the next one shows whether it continues its burst (a cycle without a
         beat ends the burst), while the write buffer (two bursts) and the AW queue
         have room.
@@ -84,8 +85,8 @@ class StagingAxi(wiring.Component):
     wr_done : Out(16)
         Beats offered on ``i_wr`` whose burst's response has come back, modulo 2**16.
     i_rd : In(stream.Signature(StagingRead))
-        ``{offset, beats}``: at most one page. ``ready`` while no earlier request
-        still has bursts to issue (and in the cycle its last AR is taken).
+        ``{offset, beats}``: at most one page. ``ready`` (a register) while no earlier
+        request still has bursts to issue: from the cycle after its last AR was loaded.
     m_axi_stg_ar* : AXI4 read address
         Registered; the first AR the cycle after ``i_rd``'s handshake, then one a
         cycle while ``arready`` and fewer than :data:`OUTSTANDING` bursts are out.
@@ -133,10 +134,21 @@ class StagingAxi(wiring.Component):
         # the input is registered (a skid buffer): the back end's offset comes from its page
         # table through its write merge, and compared here straight away it was the
         # engine's worst path (31.4 MHz on the ECP5-85k, 5 December)
-        m.submodules.w_in = w_in = RegisterSlice(StagingWrite(W))
-        i_wr = stream.Signature(StagingWrite(W)).create()
+        # whether a beat continues the one before it is worked out as it enters: against
+        # the word after the last beat taken (a register), so that the burst decision
+        # below starts from flip-flops
+        slot = data.StructLayout({"beat": StagingWrite(W), "cont": 1})
+        m.submodules.w_in = w_in = RegisterSlice(slot)
+        port_word = self.i_wr.payload.offset[lane_bits:lane_bits + word_bits]
+        expect = Signal(word_bits)              # the word after the last beat taken
+        expect_ok = Signal()                    # ... and it is in the same page
+        with m.If(self.i_wr.valid & self.i_wr.ready):
+            m.d.sync += [expect.eq(port_word + 1),
+                         expect_ok.eq(port_word[:pw_bits] != page_words - 1)]
+        i_wr = stream.Signature(slot).create()
         m.d.comb += [
-            w_in.i_valid.eq(self.i_wr.valid), w_in.i_data.eq(self.i_wr.payload),
+            w_in.i_valid.eq(self.i_wr.valid), w_in.i_data.beat.eq(self.i_wr.payload),
+            w_in.i_data.cont.eq(expect_ok & (port_word == expect)),
             self.i_wr.ready.eq(w_in.i_ready),
             i_wr.valid.eq(w_in.o_valid), i_wr.payload.eq(w_in.o_data),
             w_in.o_ready.eq(i_wr.ready),
@@ -149,15 +161,15 @@ class StagingAxi(wiring.Component):
 
         pend_v = Signal()                       # a beat waits to learn whether it ends a burst
         pend = Signal(wbeat)
-        pend_word = Signal(word_bits)
         run_word = Signal(word_bits)            # the open burst's first word
         run_len = Signal(range(MAX_WRITE_BURST + 1))   # its beats so far, with the pending one
-        in_word = i_wr.payload.offset[lane_bits:lane_bits + word_bits]
+        run_full = Signal()                     # run_len == MAX_WRITE_BURST
+        in_beat = i_wr.payload.beat
+        in_word = in_beat.offset[lane_bits:lane_bits + word_bits]
         room = w_buf.w_rdy & aw_q.w_rdy
         fire = Signal()
         m.d.comb += [i_wr.ready.eq(room), fire.eq(i_wr.valid & room)]
-        follows = ((in_word == pend_word + 1) & (pend_word[:pw_bits] != page_words - 1)
-                   & (run_len != MAX_WRITE_BURST))
+        follows = i_wr.payload.cont & ~run_full
         push = pend_v & room & (fire | ~i_wr.valid)
         ends = ~(fire & follows)
         m.d.comb += [
@@ -167,12 +179,13 @@ class StagingAxi(wiring.Component):
             aw_q.w_data.eq(Cat(run_word, (run_len - 1)[:8])),
         ]
         with m.If(fire):
-            m.d.sync += [pend_v.eq(1), pend.data.eq(i_wr.payload.data),
-                         pend.strb.eq(i_wr.payload.keep), pend_word.eq(in_word)]
+            m.d.sync += [pend_v.eq(1), pend.data.eq(in_beat.data), pend.strb.eq(in_beat.keep)]
             with m.If(pend_v & follows):
-                m.d.sync += run_len.eq(run_len + 1)
+                m.d.sync += [run_len.eq(run_len + 1),
+                             run_full.eq(run_len == MAX_WRITE_BURST - 1)]
             with m.Else():
-                m.d.sync += [run_word.eq(in_word), run_len.eq(1)]
+                m.d.sync += [run_word.eq(in_word), run_len.eq(1),
+                             run_full.eq(MAX_WRITE_BURST == 1)]
         with m.Elif(push):
             m.d.sync += pend_v.eq(0)
 
@@ -220,19 +233,20 @@ class StagingAxi(wiring.Component):
         m.submodules.r_end = r_end = fifo.SyncFIFO(width=1, depth=OUTSTANDING)
         ar_fire = ax("arvalid") & ax("arready")
         chunk = Mux(rd_left > MAX_READ_BURST, MAX_READ_BURST, rd_left)
-        # the AR register reloads when empty or taken: from the request being split
-        load = (~ar_v | ar_fire) & (rd_left != 0)
-        m.d.comb += i_rd.ready.eq((rd_left == 0) | ((rd_left <= MAX_READ_BURST) & load))
-        with m.If(i_rd.valid & i_rd.ready):
+        # the AR register reloads when empty or taken: from the request being split;
+        # ``i_rd`` is taken only while no request is being split (``ready`` a register)
+        rd_idle = Signal(init=1)
+        load = (~ar_v | ar_fire) & ~rd_idle
+        m.d.comb += i_rd.ready.eq(rd_idle)
+        with m.If(i_rd.valid & rd_idle):
             m.d.sync += [rd_word.eq(i_rd.payload.offset[lane_bits:lane_bits + word_bits]),
-                         rd_left.eq(i_rd.payload.beats)]
+                         rd_left.eq(i_rd.payload.beats), rd_idle.eq(i_rd.payload.beats == 0)]
         with m.Elif(load):
-            m.d.sync += rd_left.eq(rd_left - chunk)
+            m.d.sync += [rd_left.eq(rd_left - chunk), rd_word.eq(rd_word + chunk),
+                         rd_idle.eq(rd_left <= MAX_READ_BURST)]
         with m.If(load):
             m.d.sync += [ar_v.eq(1), ar_word.eq(rd_word), ar_len.eq(chunk),
                          ar_end.eq(rd_left <= MAX_READ_BURST)]
-            with m.If(~(i_rd.valid & i_rd.ready)):
-                m.d.sync += rd_word.eq(rd_word + chunk)
         with m.Elif(ar_fire):
             m.d.sync += ar_v.eq(0)
         m.d.comb += [

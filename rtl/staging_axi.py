@@ -17,7 +17,7 @@ controller, or a PCIe bridge into host memory):
 * ``wr_done`` counts the beats whose write response has come back, in the order
   they were offered: a beat offered as the n-th since reset is in memory once
   ``wr_done - n`` is not negative (modulo 2**16). The back end waits for it before
-  it rings a doorbell for the data (see ``rtl/backend.py``, the submission fence).
+  it rings a doorbell for the data (see ``rtl/backend/submission.py``, the submission fence).
 
 Engine address = ``staging_axi_base`` | offset (the base is aligned to
 ``staging_bytes``, so no adder).

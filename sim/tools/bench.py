@@ -248,15 +248,22 @@ def _run_engine_once(sim, params, scenario_list, profile, clocks=None, deep=Fals
 
 # --- profile: cycles per command in each FSM state -------------------------------------------
 
-_FSM_FILES = {"backend": "rtl/backend.py", "sq_writer": "rtl/sq_writer.py",
+_FSM_FILES = {"backend": "rtl/backend", "sq_writer": "rtl/sq_writer.py",
               "cq_handler": "rtl/cq_handler.py", "staging": "rtl/staging.py"}
 
 
 def fsm_states(path, name):
-    """State names of ``m.FSM(name=name)`` in ``path`` by encoding: Amaranth numbers the
-    states in the order they are first named (``m.State``, ``m.next``), which in these
-    blocks is their textual order."""
-    text = Path(path).read_text()
+    """State names of ``m.FSM(name=name)`` in ``path`` (a file, or a package whose files
+    are searched) by encoding: Amaranth numbers the states in the order they are first
+    named (``m.State``, ``m.next``), which in these blocks is their textual order."""
+    path = Path(path)
+    if path.is_dir():
+        for f in sorted(path.glob("*.py")):
+            found = fsm_states(f, name)
+            if found:
+                return found
+        return []
+    text = path.read_text()
     start = text.find(f'm.FSM(name="{name}")')
     if start < 0:
         return []

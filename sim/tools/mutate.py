@@ -229,7 +229,11 @@ PRESETS = {
         # whole-engine replays (the back end has no block testbench): the examples, the
         # fault traces and the control lines under load on Icarus, then the back end's
         # formal checks (queue credit, generation tag and one outcome); minutes a mutant
-        "files": ["rtl/backend.py"],
+        "files": [f"rtl/backend/{unit}.py" for unit in (
+            "admission", "common", "completion", "context_store", "core", "counters",
+            "data_out", "dsm_check", "fence", "queue_failures", "queues", "rdma_read",
+            "reclaim", "resources", "retirement", "status", "streamer", "submission",
+            "timeout_scan")],
         "tests": ('tb/replay/test_replay_rtl.py tb/formal/test_queue_credit_formal.py '
                   'tb/formal/test_backend_outcome_formal.py '
                   '-k "prove or bmc or (icarus and (example or fault or under_load))"'),
@@ -331,14 +335,16 @@ class _Module:
         self.classes = {n.name: n for n in self.tree.body if isinstance(n, ast.ClassDef)}
         self.imported = {}          # local name -> (module, function)
         self.modules = {}           # local name -> module
+        package = name.rpartition(".")[0]          # "backend" for "backend.core"
         for node in ast.walk(self.tree):
             if isinstance(node, ast.ImportFrom):
-                base = _rtl_module(node.module, node.level)
+                base = _rtl_module(node.module, node.level, package)
                 for alias in node.names:
                     local = alias.asname or alias.name
                     if base is None:
                         if node.level == 1 and node.module is None:     # from . import x
-                            self.modules[local] = alias.name
+                            self.modules[local] = f"{package}.{alias.name}" if package \
+                                else alias.name
                     else:
                         self.imported[local] = (base, alias.name)
             elif isinstance(node, ast.Import):
@@ -347,12 +353,28 @@ class _Module:
                         self.modules[alias.asname] = alias.name.split(".", 1)[1]
 
 
-def _rtl_module(module, level):
-    if level == 1 and module:
-        return module
-    if level == 0 and module and module.startswith("rtl."):
-        return module.split(".", 1)[1]
-    return None
+def _rtl_module(module, level, package=""):
+    """The ``rtl``-relative dotted name of an import's module, or None (outside ``rtl``,
+    or ``from . import x``)."""
+    if level == 0:
+        return module.split(".", 1)[1] if module and module.startswith("rtl.") else None
+    if not module:
+        return None
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts):
+        return None
+    base = parts[:len(parts) - (level - 1)]
+    return ".".join(base + [module])
+
+
+def _module_name(root, path):
+    """``rtl``-relative dotted name of a gateware file: ``parser``, ``backend.core``;
+    a package's ``__init__.py`` is the package."""
+    rel = Path(path).resolve().relative_to((Path(root) / "rtl").resolve()).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
 
 
 def _regions(modules):
@@ -512,16 +534,18 @@ def enumerate_sites(root, files):
     under ``root``."""
     root = Path(root)
     modules = {}
-    for path in sorted((root / "rtl").glob("*.py")):
-        modules[path.stem] = _Module(path.stem, path, path.read_text())
+    for path in sorted((root / "rtl").rglob("*.py")):
+        name = _module_name(root, path)
+        modules[name] = _Module(name, path, path.read_text())
     for f in files:
         path = root / f
-        if path.stem not in modules or path.parent != root / "rtl":
-            modules[path.stem] = _Module(path.stem, path, path.read_text())
+        name = _module_name(root, path)
+        if name not in modules:
+            modules[name] = _Module(name, path, path.read_text())
     regions = _regions(modules)
     sites = {}
     for f in files:
-        mod = modules[Path(f).stem]
+        mod = modules[_module_name(root, root / f)]
         src = _Text(mod.text)
         found = []
         for fn in regions.get(mod.name, []):

@@ -1,5 +1,5 @@
 """Formal check (SymbiYosys through YoWASP, as ``tb/formal/test_stream_formal.py``) of the
-back end (``rtl/backend.py``, ``Backend``): the CID's generation tag keeps a stale
+back end (``rtl/backend/``, ``Backend``): the CID's generation tag keeps a stale
 completion from retiring a context's current command, and every command gets at most one
 outcome.
 

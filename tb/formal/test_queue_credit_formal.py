@@ -1,5 +1,5 @@
 """Formal proof (SymbiYosys through YoWASP, as ``tb/formal/test_stream_formal.py``) of the
-back end's backend-queue table (``rtl/backend.py``, ``_Queues``): an SQ tail never
+back end's backend-queue table (``rtl/backend/queues.py``, ``_Queues``): an SQ tail never
 overruns the credit learnt from SQHD, and no more commands are outstanding on a queue
 than its CQ can hold.
 

@@ -89,9 +89,9 @@ def test_a_hung_scenario_counts_as_nothing_done():
 
 
 def test_fsm_state_names_follow_the_source():
-    states = bench.fsm_states(bench.ROOT / "rtl" / "backend.py", "retire")
+    states = bench.fsm_states(bench.ROOT / "rtl" / "backend", "retire")
     assert states[0] == "IDLE" and {"DECIDE", "RESPOND", "FREE"} <= set(states)
-    assert bench.fsm_states(bench.ROOT / "rtl" / "backend.py", "no_such_fsm") == []
+    assert bench.fsm_states(bench.ROOT / "rtl" / "backend", "no_such_fsm") == []
 
 
 def test_profile_table_gives_fsm_states_and_stream_occupancy_per_command():

@@ -1,0 +1,166 @@
+"""The back end's admission unit (``Backend.elaborate`` builds the units in order)."""
+
+from amaranth.hdl import Cat, Mux, Signal
+from amaranth.lib import data
+
+from ..formats import (
+    BackendCommand,
+    Opcode,
+    RdmaOp,
+)
+from ..pages import PAGE_SHIFT
+from ..stream_util import RegisterSlice
+from .common import (
+    PAGE,
+    _Kind,
+    _State,
+)
+
+
+def build(m, top, u):
+    """Admission: a command takes a free context and its staging pages, then its data comes in
+    (an RDMA READ descriptor, or the in-capsule data copied into staging) or it is
+    queued for submission. The command enters through a register slice that carries its
+    decision bits.
+
+    ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
+    :class:`Wires` its units share."""
+    (B, N, beat_shift, beat_w, c_beats, c_dsm, c_late, c_stg, cbits, cm_wr, filling, fin_adm_w,
+     free, gen, pages, pt_bits, pt_wr, rdma_adm, state, stg_adm, submit_adm, submit_r) = u.take(
+        "B N beat_shift beat_w c_beats c_dsm c_late c_stg cbits cm_wr filling fin_adm_w free "
+        "gen pages pt_bits pt_wr rdma_adm state stg_adm submit_adm submit_r")
+    # --- admission -----------------------------------------------------------------------
+    # the command enters through a register slice that also carries its decision bits
+    # (worked out from the input), so admission starts from flip-flops
+    in_cmd = top.i_cmd.payload
+    admit_layout = data.StructLayout({"cmd": BackendCommand, "dataless": 1, "data_in": 1,
+                                      "beats": beat_w, "pages": pt_bits + 1})
+    m.submodules.cmd_slice = cmd_slice = RegisterSlice(admit_layout)
+    m.d.comb += [
+        cmd_slice.i_valid.eq(top.i_cmd.valid), top.i_cmd.ready.eq(cmd_slice.i_ready),
+        cmd_slice.i_data.cmd.eq(in_cmd),
+        # a command that moves no data (Flush, Write Zeroes) takes no staging page
+        cmd_slice.i_data.dataless.eq((in_cmd.nbytes == 0) & ~in_cmd.icd),
+        cmd_slice.i_data.data_in.eq(
+            ((in_cmd.opcode == Opcode.WRITE.value) | (in_cmd.opcode == Opcode.DSM.value))
+            & (in_cmd.nbytes != 0)),
+        cmd_slice.i_data.beats.eq((in_cmd.nbytes + B - 1) >> beat_shift),
+    ]
+    in_pages = Signal(pt_bits + 2)
+    m.d.comb += [in_pages.eq((in_cmd.nbytes + PAGE - 1) >> PAGE_SHIFT),
+                 cmd_slice.i_data.pages.eq(in_pages + (in_pages > 2))]
+    cmd = cmd_slice.o_data.cmd
+    dataless, data_in = cmd_slice.o_data.dataless, cmd_slice.o_data.data_in
+    a_ctx = Signal(cbits)
+    m.d.comb += [a_ctx.eq(free.r_data), pages.need_ss.eq(cmd.subsystem),
+                 pages.need.eq(cmd_slice.o_data.pages)]
+    adm_ctx = Signal(cbits)
+    adm_cmd = Signal(BackendCommand)
+    copy_n = Signal(beat_w)         # index of the next in-capsule data beat
+    alloc_k = Signal(pt_bits + 1)   # pages of the admitted command in its table so far
+    alloc_n = Signal(pt_bits + 1)   # pages it takes
+    adm_icd, adm_in = Signal(), Signal()
+    dsm_clr = Signal(N)             # admission clears the context's DSM verdict
+    # a command for submission is pushed from a register (the submission FIFO holds every
+    # context, so it has room whenever the register is to be loaded again); an idle
+    # submission with nothing queued takes it straight from the register (``bypass``)
+    push_v, push_ctx = Signal(), Signal(cbits)
+    sub_idle, bypass = Signal(), Signal()
+    m.d.comb += [bypass.eq(sub_idle & ~submit_r.valid & push_v),
+                 submit_adm.valid.eq(push_v & ~bypass), submit_adm.payload.eq(push_ctx)]
+    push_free = ~push_v | submit_adm.ready | bypass
+    with m.If(submit_adm.ready | bypass):
+        m.d.sync += push_v.eq(0)
+    with m.FSM(name="admit"):
+        with m.State("IDLE"):
+            ready = cmd_slice.o_valid & free.r_rdy & ~filling
+            with m.If(ready & (dataless | pages.room | pages.none)):
+                m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1),
+                             cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
+                m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), c_late[a_ctx].eq(0),
+                             alloc_k.eq(0), alloc_n.eq(cmd_slice.o_data.pages),
+                             adm_icd.eq(cmd.icd), adm_in.eq(data_in)]
+                gen.write(a_ctx, gen.read(a_ctx) + 1)
+                c_stg.write(a_ctx, Cat(cmd.subsystem,
+                                       Mux(dataless | pages.none, 0,
+                                           cmd_slice.o_data.pages)))
+                c_beats.write(a_ctx, cmd_slice.o_data.beats)
+                c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
+                                       cmd.nsze))
+                m.d.comb += dsm_clr.eq(1 << a_ctx)
+                m.d.sync += copy_n.eq(0)
+                # a command with nothing to bring in goes to submission next (from QUEUE
+                # when the push register is still taken); one with data takes its pages
+                # first (ALLOC), one a cycle
+                with m.If(dataless):
+                    m.d.sync += state[a_ctx].eq(_State.READY)
+                    with m.If(push_free):
+                        m.d.sync += [push_v.eq(1), push_ctx.eq(a_ctx)]
+                    with m.Else():
+                        m.next = "QUEUE"
+                with m.Elif(pages.none):
+                    m.d.sync += state[a_ctx].eq(_State.RETIRING)
+                    m.next = "INTERNAL"
+                with m.Else():
+                    # the context stays FREE (no unit acts on it: no READ data or
+                    # status is taken for it) until its page table is written
+                    m.d.comb += pages.reserve_en.eq(1)
+                    m.next = "ALLOC"
+        with m.State("ALLOC"):
+            # one page a cycle, while the reclaimer gives none back
+            m.d.comb += [pages.pop_ss.eq(adm_cmd.subsystem),
+                         pt_wr.addr.eq(Cat(alloc_k[:pt_bits], adm_ctx)),
+                         pt_wr.data.eq(pages.pop_page)]
+            def after_alloc():
+                with m.If(adm_icd):
+                    m.d.sync += state[adm_ctx].eq(_State.READY)
+                    m.next = "COPY"
+                with m.Elif(adm_in):
+                    m.d.sync += state[adm_ctx].eq(_State.WAIT_RD)
+                    m.next = "RDMA"
+                with m.Else():
+                    m.d.sync += state[adm_ctx].eq(_State.READY)
+                    m.next = "QUEUE"
+            with m.If(alloc_k == alloc_n):
+                after_alloc()           # no page (in-capsule data of zero bytes)
+            with m.Elif(~pages.push_en):
+                m.d.comb += [pages.pop_en.eq(1), pt_wr.en.eq(1)]
+                m.d.sync += alloc_k.eq(alloc_k + 1)
+                with m.If(alloc_k + 1 == alloc_n):
+                    after_alloc()
+        with m.State("COPY"):
+            beat = top.i_data.payload
+            m.d.comb += [
+                stg_adm.valid.eq(top.i_data.valid),
+                stg_adm.payload.ctx.eq(adm_ctx), stg_adm.payload.n.eq(copy_n),
+                stg_adm.payload.data.eq(beat.data),
+                stg_adm.payload.keep.eq(beat.keep),
+                top.i_data.ready.eq(stg_adm.ready),
+            ]
+            with m.If(top.i_data.valid & stg_adm.ready):
+                m.d.sync += copy_n.eq(copy_n + 1)
+                with m.If(beat.last):
+                    m.next = "QUEUE"
+        with m.State("RDMA"):
+            m.d.comb += [
+                rdma_adm.valid.eq(1),
+                rdma_adm.payload.op.eq(RdmaOp.READ),
+                rdma_adm.payload.qpn.eq(adm_cmd.qpn),
+                rdma_adm.payload.addr.eq(adm_cmd.sgl_address),
+                rdma_adm.payload.rkey.eq(adm_cmd.sgl_key),
+                rdma_adm.payload.length.eq(adm_cmd.nbytes),
+                rdma_adm.payload.tag.eq(adm_ctx),
+            ]
+            with m.If(rdma_adm.ready):
+                m.next = "IDLE"
+        with m.State("QUEUE"):
+            with m.If(push_free):
+                m.d.sync += [push_v.eq(1), push_ctx.eq(adm_ctx)]
+                m.next = "IDLE"
+        with m.State("INTERNAL"):
+            m.d.comb += [fin_adm_w.valid.eq(1), fin_adm_w.payload.kind.eq(_Kind.INTERNAL),
+                         fin_adm_w.payload.ctx.eq(adm_ctx)]
+            with m.If(fin_adm_w.ready):
+                m.next = "IDLE"
+    u.give(adm_cmd=adm_cmd, adm_ctx=adm_ctx, bypass=bypass, copy_n=copy_n, dsm_clr=dsm_clr,
+           push_ctx=push_ctx, push_v=push_v, sub_idle=sub_idle)

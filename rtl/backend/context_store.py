@@ -1,0 +1,162 @@
+"""The back end's context store unit (``Backend.elaborate`` builds the units in order)."""
+
+from amaranth.hdl import Array, C, Cat, Mux, Signal
+from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib.wiring import Out
+
+from ..formats import (
+    BackendCommand,
+    Event,
+    RdmaCommand,
+)
+from .common import (
+    _CountRecord,
+    _DsmCheck,
+    _fifo_stream,
+    _Finish,
+    _InternalWrite,
+    _merge,
+    _StagingRef,
+    _State,
+)
+
+
+class _CtxField:
+    """One field of every context in a LUT memory (instead of a register per context).
+
+    One write port (:meth:`write`, called in the branch that writes; the value is
+    stored at the clock edge, as a ``sync`` assignment would be) and one
+    combinational read port per reader (:meth:`read`: data in the same cycle).
+    """
+
+    def __init__(self, m, name, shape, depth):
+        self._m = m
+        self._mem = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
+        self._wp = self._mem.write_port()
+
+    def read(self, addr):
+        port = self._mem.read_port(domain="comb")
+        self._m.d.comb += port.addr.eq(addr)
+        return port.data
+
+    def write(self, addr, value):
+        self._m.d.comb += [self._wp.addr.eq(addr), self._wp.data.eq(value), self._wp.en.eq(1)]
+
+
+def build(m, top, u):
+    """The context store: per-context state, the fields kept in LUT memories, the command
+    memory and its read ports, the page table, the free-context FIFO, and the queues and
+    merges between the units.
+
+    ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
+    :class:`Wires` its units share."""
+    (N, W, beat_shift, beat_w, cbits, gbits, p, pb_bits, pg_bits, pt_bits) = u.take(
+        "N W beat_shift beat_w cbits gbits p pb_bits pg_bits pt_bits")
+    # --- contexts ------------------------------------------------------------------------
+    state = Array(Signal(_State, name=f"ctx_state{i}") for i in range(N))
+    c_late = Array(Signal(name=f"ctx_late{i}") for i in range(N))
+    # the other fields live in LUT memories, one combinational read port per reader
+    gen = _CtxField(m, "ctx_gen", gbits, N)          # CID generation
+    c_queue = _CtxField(m, "ctx_queue", 8, N)        # backend queue it was submitted to
+    c_stg = _CtxField(m, "ctx_stg", _StagingRef(pg_bits), N)  # its staging pages
+    c_beats = _CtxField(m, "ctx_beats", beat_w, N)   # data beats
+    c_start = _CtxField(m, "ctx_start", 32, N)       # submission time
+    c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
+    c_dsm = _CtxField(m, "ctx_dsm", _DsmCheck, N)    # what the DSM range check needs
+    dsm_bad = Signal(N)             # a DSM range of the context lies past nsze
+    now = Signal(32)
+    m.d.sync += now.eq(now + 1)
+
+    m.submodules.ctx_mem = ctx_mem = memory.Memory(shape=BackendCommand, depth=N, init=[])
+    cm_wr = ctx_mem.write_port()
+    # the page table: page k of context c at entry c * 2**pt_bits + k; written by
+    # admission, one copy per reader with a combinational read port (as LUT memory
+    # replicates it anyway; one memory with several read ports is one cell, through
+    # which a read feeding another read's address looks like a loop)
+    pt_wr = wiring.Signature({"addr": Out(cbits + pt_bits), "data": Out(pg_bits),
+                              "en": Out(1)}).create()
+    tables = []
+
+    def page_of(ctx, k):
+        copy = memory.Memory(shape=pg_bits, depth=N << pt_bits, init=[])
+        m.submodules[f"page_table{len(tables)}"] = copy
+        tables.append(copy)
+        wp, rp = copy.write_port(), copy.read_port(domain="comb")
+        m.d.comb += [wp.addr.eq(pt_wr.addr), wp.data.eq(pt_wr.data), wp.en.eq(pt_wr.en),
+                     rp.addr.eq(Cat(k[:pt_bits], ctx))]
+        return rp.data
+
+    cm_sub = ctx_mem.read_port()
+    cm_ret = ctx_mem.read_port()
+
+    # free contexts: a FIFO that the reset fills with every index
+    m.submodules.free = free = fifo.SyncFIFOBuffered(width=cbits, depth=N)
+    filled = Signal(cbits + 1)
+    filling = filled != N
+    release_en, release_ctx = Signal(), Signal(cbits)
+    to_zombie = Signal()            # retirement keeps a given-up context as a zombie
+    release_now = Signal()          # retirement releases (or keeps as zombie) its context
+    with m.If(filling):
+        m.d.comb += [free.w_data.eq(filled), free.w_en.eq(1)]
+        m.d.sync += filled.eq(filled + 1)
+    with m.Else():
+        m.d.comb += [free.w_data.eq(release_ctx), free.w_en.eq(release_en)]
+
+    # queues between units
+    submit_w, submit_r = _fifo_stream(m, "submit_q", cbits, N, fall_through=True)
+    fin_adm_w, fin_adm_r = _fifo_stream(m, "fin_adm", _Finish, 2)
+    fin_sts_w, fin_sts_r = _fifo_stream(m, "fin_sts", _Finish, 2)
+    fin_sub_w, fin_sub_r = _fifo_stream(m, "fin_sub", _Finish, 2)
+    fin_cqe_w, fin_cqe_r = _fifo_stream(m, "fin_cqe", _Finish, 4)
+    fin_scan_w, fin_scan_r = _fifo_stream(m, "fin_scan", _Finish, 2)
+    fin = stream.Signature(_Finish).create()
+    # RDMA statuses first: each releases a context and its pages, and CQEs arriving in a
+    # burst would otherwise hold them back (4 KiB Reads at 128 with a bursty SSD: 0.67 -> 1)
+    _merge(m, "fin", [fin_sts_r, fin_cqe_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
+    cnt_w, cnt_r = _fifo_stream(m, "count_q", _CountRecord, 4)
+    ev_q_w, ev_q_r = _fifo_stream(m, "ev_queue", Event, 4)
+    ev_ret = stream.Signature(Event).create()
+    _merge(m, "ev", [ev_q_r, ev_ret], top.o_event)
+
+    rdma_adm = stream.Signature(RdmaCommand).create()
+    rdma_ret = stream.Signature(RdmaCommand).create()
+    _merge(m, "rdma", [rdma_ret, rdma_adm], top.o_rdma_cmd)
+    iw_layout = _InternalWrite(W, cbits, beat_w)
+    stg_adm = stream.Signature(iw_layout).create()
+    stg_rdm = stream.Signature(iw_layout).create()
+    stg_prp = stream.Signature(iw_layout).create()
+    stg_any = stream.Signature(iw_layout).create()
+    # a PRP list entry first
+    _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any)
+    # the beat's offset: its page from the page table, or given
+    iw = stg_any.payload
+    iw_page = page_of(iw.ctx, iw.n >> pb_bits)
+    m.d.comb += [
+        top.o_stg_wr.valid.eq(stg_any.valid), stg_any.ready.eq(top.o_stg_wr.ready),
+        top.o_stg_wr.payload.data.eq(iw.data), top.o_stg_wr.payload.keep.eq(iw.keep),
+        top.o_stg_wr.payload.offset.eq(
+            Mux(iw.direct, iw.offset,
+                Cat(C(0, beat_shift), iw.n[:pb_bits], iw_page))),
+    ]
+    # staging write beats issued (external staging: compared with stg_done)
+    external = not p.onchip_staging
+    wr_issued, wr_next = Signal(16), Signal(16)
+    m.d.comb += wr_next.eq(wr_issued + (top.o_stg_wr.valid & top.o_stg_wr.ready))
+    m.d.sync += wr_issued.eq(wr_next)
+
+    def written(fence):
+        """Every staging write up to ``fence`` is acknowledged (always, on chip)."""
+        return ~(top.stg_done - fence)[15] if external else C(1, 1)
+    submit_adm = stream.Signature(cbits).create()
+    submit_sts = stream.Signature(cbits).create()
+    _merge(m, "submit", [submit_adm, submit_sts], submit_w)
+    u.give(c_beats=c_beats, c_dsm=c_dsm, c_dw0=c_dw0, c_late=c_late, c_queue=c_queue,
+           c_start=c_start, c_stg=c_stg, cm_ret=cm_ret, cm_sub=cm_sub, cm_wr=cm_wr, cnt_r=cnt_r,
+           cnt_w=cnt_w, dsm_bad=dsm_bad, ev_q_w=ev_q_w, ev_ret=ev_ret, external=external,
+           filling=filling, fin=fin, fin_adm_w=fin_adm_w, fin_cqe_w=fin_cqe_w,
+           fin_scan_w=fin_scan_w, fin_sts_w=fin_sts_w, fin_sub_w=fin_sub_w, free=free, gen=gen,
+           now=now, page_of=page_of, pt_wr=pt_wr, rdma_adm=rdma_adm, rdma_ret=rdma_ret,
+           release_ctx=release_ctx, release_en=release_en, release_now=release_now, state=state,
+           stg_adm=stg_adm, stg_prp=stg_prp, stg_rdm=stg_rdm, submit_adm=submit_adm,
+           submit_r=submit_r, submit_sts=submit_sts, to_zombie=to_zombie, wr_next=wr_next,
+           written=written)

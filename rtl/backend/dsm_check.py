@@ -1,0 +1,68 @@
+"""The back end's dsm check unit (``Backend.elaborate`` builds the units in order)."""
+
+from amaranth.hdl import Cat, Mux, Signal
+
+from ..formats import (
+    Opcode,
+)
+from .common import (
+    _DsmCheck,
+)
+
+
+def build(m, top, u):
+    """DSM range check: each range of the list as it enters staging (docs/engine.md
+    section 3): stage 0 taps the beat written (in-capsule data or RDMA READ data: the
+    staging write merge takes one a cycle), stage 1 holds its ranges in registers, stage
+    2 compares SLBA + length with nsze and marks the context; submission answers a
+    marked context LBA Out of Range, and waits while stage 1 holds its beat
+
+    ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
+    :class:`Wires` its units share."""
+    (N, W, adm_cmd, adm_ctx, beat_w, c_dsm, cbits, copy_n, dsm_bad, dsm_clr, rd_count, rd_ctx,
+     stg_adm, stg_rdm) = u.take(
+        "N W adm_cmd adm_ctx beat_w c_dsm cbits copy_n dsm_bad dsm_clr rd_count rd_ctx stg_adm "
+        "stg_rdm")
+    # --- DSM range check: each range of the list as it enters staging ---------------------
+    # (docs/engine.md section 3): stage 0 taps the beat written (in-capsule data or RDMA
+    # READ data: the staging write merge takes one a cycle), stage 1 holds its ranges in
+    # registers, stage 2 compares SLBA + length with nsze and marks the context; submission
+    # answers a marked context LBA Out of Range, and waits while stage 1 holds its beat
+    lanes = max(1, W // 128)        # ranges a beat carries (at 64 bits: one in two beats)
+    t_fire, t_ctx, t_beat, t_data = Signal(), Signal(cbits), Signal(beat_w), Signal(W)
+    t_chk = Signal(_DsmCheck)
+    t_adm = Signal()                # the beat is in-capsule data (else RDMA READ data)
+    with m.If(stg_adm.valid & stg_adm.ready):
+        m.d.comb += [t_fire.eq(adm_cmd.opcode == Opcode.DSM.value), t_ctx.eq(adm_ctx),
+                     t_beat.eq(copy_n), t_data.eq(stg_adm.payload.data), t_adm.eq(1),
+                     t_chk.nr.eq(adm_cmd.cdw.dsm.nr), t_chk.nsze.eq(adm_cmd.nsze)]
+    with m.Elif(stg_rdm.valid & stg_rdm.ready):
+        m.d.comb += [t_chk.eq(c_dsm.read(rd_ctx)), t_fire.eq(t_chk.on), t_ctx.eq(rd_ctx),
+                     t_beat.eq(rd_count), t_data.eq(stg_rdm.payload.data)]
+    ck_v, ck_ctx, ck_nsze = Signal(), Signal(cbits), Signal(64)
+    ck_en = Signal(lanes)
+    ck_slba = [Signal(64, name=f"ck_slba{j}") for j in range(lanes)]
+    ck_len = [Signal(32, name=f"ck_len{j}") for j in range(lanes)]
+    m.d.sync += [ck_v.eq(t_fire), ck_ctx.eq(t_ctx), ck_nsze.eq(t_chk.nsze)]
+    if W == 64:
+        # a range's attributes and length in an even beat, its SLBA in the next one; each
+        # source keeps its own half (their beats may alternate)
+        half = [Signal(32, name="ck_half_adm"), Signal(32, name="ck_half_rdm")]
+        with m.If(t_fire & ~t_beat[0]):
+            with m.If(t_adm):
+                m.d.sync += half[0].eq(t_data[32:64])
+            with m.Else():
+                m.d.sync += half[1].eq(t_data[32:64])
+        m.d.sync += [ck_en.eq(t_beat[0] & ((t_beat >> 1) <= t_chk.nr)),
+                     ck_slba[0].eq(t_data), ck_len[0].eq(Mux(t_adm, half[0], half[1]))]
+    else:
+        for j in range(lanes):
+            lane = t_data[128 * j:128 * (j + 1)]
+            m.d.sync += [ck_en[j].eq(t_beat * lanes + j <= t_chk.nr),
+                         ck_slba[j].eq(lane[64:]), ck_len[j].eq(lane[32:64])]
+    past = Cat(*(ck_en[j] & (ck_slba[j] + ck_len[j] > ck_nsze) for j in range(lanes)))
+    dsm_set = Signal(N)
+    with m.If(ck_v & past.any()):
+        m.d.comb += dsm_set.eq(1 << ck_ctx)
+    m.d.sync += dsm_bad.eq((dsm_bad | dsm_set) & ~dsm_clr)
+    u.give(ck_ctx=ck_ctx, ck_v=ck_v)

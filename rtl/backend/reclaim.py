@@ -1,0 +1,62 @@
+"""The back end's reclaim unit (``Backend.elaborate`` builds the units in order)."""
+
+from amaranth.hdl import Signal
+from amaranth.lib import data
+
+from .common import (
+    _fifo_stream,
+    _Kind,
+    _State,
+)
+
+
+def build(m, top, u):
+    """Release of the retiring context (RESPOND or FREE): kept as a zombie when given up
+    before its CQE came, else to the reclaimer, which gives its pages back one a cycle
+    and then returns the context to the free list (a context is never reused before its
+    page table has been read back)
+
+    ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
+    :class:`Wires` its units share."""
+    (N, c_late, cbits, external, filling, job, page_of, pages, pt_bits, r_stg, rctx, release_ctx,
+     release_en, release_now, state, to_zombie, wr_next, written) = u.take(
+        "N c_late cbits external filling job page_of pages pt_bits r_stg rctx release_ctx "
+        "release_en release_now state to_zombie wr_next written")
+    # release of the retiring context (RESPOND or FREE): kept as a zombie when given up
+    # before its CQE came, else to the reclaimer, which gives its pages back one a cycle
+    # and then returns the context to the free list (a context is never reused before
+    # its page table has been read back)
+    keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~c_late[rctx]
+    rec_layout = data.StructLayout({"ctx": cbits, "ss": 8, "pages": pt_bits + 1,
+                                    "zombie": 1, "fence": 16 if external else 1})
+    rec_w, rec_r = _fifo_stream(m, "reclaim_q", rec_layout, N, fall_through=True)
+    m.d.comb += [rec_w.payload.ctx.eq(rctx), rec_w.payload.ss.eq(r_stg.ss),
+                 rec_w.payload.pages.eq(r_stg.pages),
+                 rec_w.payload.zombie.eq(job.kind == _Kind.ZOMBIE),
+                 rec_w.payload.fence.eq(wr_next)]
+    # (a context without pages goes back at once, as before there were pages)
+    direct = Signal()
+    release_zombie = Signal()       # the context released is a zombie's
+    with m.If(release_now):
+        with m.If(keep):
+            m.d.comb += to_zombie.eq(1)
+            m.d.sync += state[rctx].eq(_State.ZOMBIE)
+        with m.Else():
+            m.d.sync += state[rctx].eq(_State.FREE)
+            with m.If(r_stg.pages == 0):
+                m.d.comb += [direct.eq(1), release_en.eq(1), release_ctx.eq(rctx),
+                             release_zombie.eq(job.kind == _Kind.ZOMBIE)]
+            with m.Else():
+                m.d.comb += rec_w.valid.eq(1)  # room: each context is in it at most once
+    rc_k = Signal(pt_bits + 1)
+    rc = rec_r.payload
+    m.d.comb += [pages.push_ss.eq(rc.ss), pages.push_page.eq(page_of(rc.ctx, rc_k))]
+    with m.If(rec_r.valid & ~filling & written(rc.fence)):
+        with m.If(rc_k != rc.pages):
+            m.d.comb += pages.push_en.eq(1)
+            m.d.sync += rc_k.eq(rc_k + 1)
+        with m.Elif(~direct):
+            m.d.comb += [release_en.eq(1), release_ctx.eq(rc.ctx), rec_r.ready.eq(1),
+                         release_zombie.eq(rc.zombie)]
+            m.d.sync += rc_k.eq(0)
+    u.give(rc=rc, release_zombie=release_zombie)

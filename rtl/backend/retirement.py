@@ -1,0 +1,157 @@
+"""The back end's retirement unit (``Backend.elaborate`` builds the units in order)."""
+
+from amaranth.hdl import Mux, Signal
+
+from ..formats import (
+    EventType,
+    NvmeStatus,
+    Opcode,
+    Reason,
+)
+from .common import (
+    _engine_status,
+    _Finish,
+    _Kind,
+    _State,
+)
+
+
+def build(m, top, u):
+    """Retirement, the job register: the retiring context's command, its response fields and
+    its data-out numbers, read from the context store.
+
+    ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
+    :class:`Wires` its units share."""
+    (B, beat_shift, c_beats, c_stg, cbits, cm_ret, fin) = u.take(
+        "B beat_shift c_beats c_stg cbits cm_ret fin")
+    # --- retirement ------------------------------------------------------------------------
+    job = Signal(_Finish)
+    m.d.comb += [cm_ret.addr.eq(Mux(fin.valid & fin.ready, fin.payload.ctx, job.ctx)),
+                 cm_ret.en.eq(1)]
+    rcmd = cm_ret.data
+    rctx = job.ctx[:cbits]
+    r_beats = c_beats.read(rctx)
+    r_stg = c_stg.read(rctx)
+    status = Signal(15)           # {DNR, M, CRD, SCT, SC}: the status field without P
+    is_read = rcmd.opcode == Opcode.READ.value
+    nblocks = Signal(17)
+    m.d.comb += nblocks.eq(rcmd.cdw.rw.nlb + 1)
+
+    resp = top.o_resp.payload
+    m.d.comb += [
+        resp.cqe.sqhd.eq(rcmd.sqhd), resp.cqe.sqid.eq(rcmd.sqid), resp.cqe.cid.eq(rcmd.cid),
+        resp.cqe.status.as_value()[1:].eq(status),
+        resp.qpn.eq(rcmd.qpn), resp.invalidate.eq(rcmd.sgl_invalidate),
+        resp.rkey.eq(Mux(rcmd.sgl_invalidate, rcmd.sgl_key, 0)),
+    ]
+    wr_keep = Signal(B)
+    tail_bytes = Signal(beat_shift + 1)
+    m.d.comb += tail_bytes.eq(Mux(rcmd.nbytes[:beat_shift] == 0, B,
+                                  rcmd.nbytes[:beat_shift]))
+    u.give(is_read=is_read, job=job, nblocks=nblocks, r_beats=r_beats, r_stg=r_stg, rcmd=rcmd,
+           rctx=rctx, resp=resp, status=status, tail_bytes=tail_bytes, wr_keep=wr_keep)
+
+
+def build_retire_fsm(m, top, u):
+    """Retirement, the decision: a Read's data goes to the data-out mover and its response
+    waits for the RDMA WRITE's status; otherwise (or after it) the response, the
+    counters and the events go out and the context is released.
+
+    ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
+    :class:`Wires` its units share."""
+    (c_dw0, c_queue, cnt_w, ev_ret, filling, fin, is_read, job, mov_w, rcmd, rctx, release_now,
+     resp, state, status) = u.take(
+        "c_dw0 c_queue cnt_w ev_ret filling fin is_read job mov_w rcmd rctx release_now resp "
+        "state status")
+
+    with m.FSM(name="retire"):
+        with m.State("IDLE"):
+            m.d.comb += fin.ready.eq(1)
+            with m.If(fin.valid):
+                m.d.sync += job.eq(fin.payload)
+                m.next = "DECIDE"
+        with m.State("DECIDE"):
+            with m.Switch(job.kind):
+                with m.Case(_Kind.CQE):
+                    m.d.sync += status.eq(job.status)
+                    with m.If((job.status == 0) & is_read & (rcmd.nbytes != 0)):
+                        # the data goes out through the mover; the response waits for
+                        # the RDMA WRITE's status (WR_OK)
+                        m.d.comb += mov_w.valid.eq(1)
+                        with m.If(mov_w.ready):
+                            m.d.sync += state[rctx].eq(_State.WAIT_WR)
+                            c_dw0.write(rctx, job.dw0)
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.next = "RESPOND"
+                with m.Case(_Kind.WR_OK):
+                    m.d.sync += status.eq(0)
+                    m.next = "RESPOND"
+                with m.Case(_Kind.RD_ERR):
+                    m.d.sync += status.eq(_engine_status(NvmeStatus.DATA_TRANSFER_ERROR))
+                    m.next = "EVENT_FATAL"
+                with m.Case(_Kind.WR_ERR):
+                    m.next = "QP_ERROR"
+                with m.Case(_Kind.TIMEOUT):
+                    m.d.sync += status.eq(_engine_status(NvmeStatus.INTERNAL_ERROR))
+                    with m.If(job.failed):
+                        m.next = "RESPOND"
+                    with m.Else():
+                        m.next = "EVENT_TIMEOUT"
+                with m.Case(_Kind.ZOMBIE):
+                    m.next = "FREE"
+                with m.Case(_Kind.INTERNAL):
+                    m.d.sync += status.eq(_engine_status(NvmeStatus.INTERNAL_ERROR))
+                    m.next = "RESPOND"
+                with m.Case(_Kind.REFUSED):
+                    m.d.sync += status.eq(job.status)
+                    m.next = "RESPOND"
+        with m.State("EVENT_FATAL"):
+            m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
+                         ev_ret.payload.object.eq(rcmd.qpn)]
+            with m.If(ev_ret.ready):
+                m.next = "QP_FAIL_RD"
+        with m.State("QP_FAIL_RD"):
+            # the failed RDMA READ puts the QP in error (later capsules are discarded)
+            m.d.comb += [top.o_qp_fail.valid.eq(1), top.o_qp_fail.payload.qpn.eq(rcmd.qpn)]
+            with m.If(top.o_qp_fail.ready):
+                m.next = "RESPOND"
+        with m.State("EVENT_TIMEOUT"):
+            m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.NVME_TIMEOUT),
+                         ev_ret.payload.object.eq(c_queue.read(rctx))]
+            with m.If(ev_ret.ready):
+                m.next = "RESPOND"
+        with m.State("QP_ERROR"):
+            m.d.comb += [top.o_qp_error.valid.eq(1),
+                         top.o_qp_error.payload.qpn.eq(rcmd.qpn),
+                         top.o_qp_error.payload.reason.eq(Reason.RDMA_ERROR)]
+            with m.If(top.o_qp_error.ready):
+                m.next = "QP_ERROR_EVENT"
+        with m.State("QP_ERROR_EVENT"):
+            m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
+                         ev_ret.payload.object.eq(rcmd.qpn)]
+            with m.If(ev_ret.ready):
+                m.next = "QP_FAIL_WR"
+        with m.State("QP_FAIL_WR"):
+            m.d.comb += [top.o_qp_fail.valid.eq(1), top.o_qp_fail.payload.qpn.eq(rcmd.qpn)]
+            with m.If(top.o_qp_fail.ready):
+                m.next = "FREE"
+        with m.State("RESPOND"):
+            # the response, the counters' record and the context's release in one cycle;
+            # the next job is taken in the same cycle
+            m.d.comb += resp.cqe.dw0.eq(Mux(job.kind == _Kind.WR_OK, c_dw0.read(rctx),
+                                            job.dw0))
+            m.d.comb += top.o_resp.valid.eq(cnt_w.ready & ~filling)
+            with m.If(top.o_resp.ready & cnt_w.ready & ~filling):
+                m.d.comb += [cnt_w.valid.eq(1), release_now.eq(1)]
+                m.d.comb += fin.ready.eq(1)
+                with m.If(fin.valid):
+                    m.d.sync += job.eq(fin.payload)
+                    m.next = "DECIDE"
+                with m.Else():
+                    m.next = "IDLE"
+        with m.State("FREE"):
+            # no response (a late CQE, a failed RDMA WRITE): release only
+            with m.If(~filling):
+                m.d.comb += release_now.eq(1)
+                m.next = "IDLE"

@@ -1,0 +1,39 @@
+"""The back end's status unit (``Backend.elaborate`` builds the units in order)."""
+
+from amaranth.hdl import Mux
+
+from .common import (
+    _Kind,
+    _State,
+)
+
+
+def build(m, top, u):
+    """RDMA status dispatcher
+
+    ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
+    :class:`Wires` its units share."""
+    N, cbits, fin_sts_w, state, submit_sts = u.take("N cbits fin_sts_w state submit_sts")
+    # --- RDMA status dispatcher ----------------------------------------------------------
+    sts = top.i_rdma_sts.payload
+    s_ctx = sts.tag[:cbits]
+    s_state = state[s_ctx]
+    s_known = (sts.tag < N) & ((s_state == _State.WAIT_RD) | (s_state == _State.WAIT_WR))
+    with m.If(top.i_rdma_sts.valid & s_known):
+        with m.If((s_state == _State.WAIT_RD) & (sts.status == 0)):
+            m.d.comb += [submit_sts.valid.eq(1), submit_sts.payload.eq(s_ctx),
+                         top.i_rdma_sts.ready.eq(submit_sts.ready)]
+            with m.If(submit_sts.ready):
+                m.d.sync += state[s_ctx].eq(_State.READY)
+        with m.Else():
+            m.d.comb += [
+                fin_sts_w.valid.eq(1), fin_sts_w.payload.ctx.eq(s_ctx),
+                fin_sts_w.payload.kind.eq(Mux(s_state == _State.WAIT_RD, _Kind.RD_ERR,
+                                              Mux(sts.status == 0, _Kind.WR_OK,
+                                                  _Kind.WR_ERR))),
+                top.i_rdma_sts.ready.eq(fin_sts_w.ready),
+            ]
+            with m.If(fin_sts_w.ready):
+                m.d.sync += state[s_ctx].eq(_State.RETIRING)
+    with m.Else():
+        m.d.comb += top.i_rdma_sts.ready.eq(1)      # a status for no descriptor: dropped

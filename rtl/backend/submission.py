@@ -1,0 +1,147 @@
+"""The back end's submission unit (``Backend.elaborate`` builds the units in order)."""
+
+from amaranth.hdl import Array, C, Cat, Mux, Signal
+
+from ..formats import (
+    NvmeStatus,
+    Opcode,
+)
+from ..pages import PAGE_SHIFT
+from .common import (
+    PAGE,
+    _engine_status,
+    _Kind,
+    _State,
+)
+
+
+def build(m, top, u):
+    """Submission: picks a backend queue with a free SQ slot (round robin over the namespace's
+    queues), writes the PRP list into staging, and sends the SQE once its data and list
+    are written (the submission fence).
+
+    ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
+    :class:`Wires` its units share."""
+    (B, beat_shift, bypass, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad, fin_sub_w,
+     gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_v, queues, state, stg_prp,
+     sub_idle, submit_r, wr_next, written) = u.take(
+        "B beat_shift bypass c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w gen now "
+        "p page_of pb_bits pg_bits pt_bits push_ctx push_v queues state stg_prp sub_idle "
+        "submit_r wr_next written")
+    # --- submission ------------------------------------------------------------------------
+    sub_ctx = Signal(cbits)
+    m.d.comb += [cm_sub.addr.eq(Mux(submit_r.valid & submit_r.ready, submit_r.payload,
+                                    Mux(bypass, push_ctx, sub_ctx))),
+                 cm_sub.en.eq(1)]
+    scmd = cm_sub.data
+    npages = Signal(14)
+    m.d.comb += [npages.eq((scmd.nbytes + PAGE - 1) >> 12),
+                 queues.pick_mask.eq(scmd.queues[:p.backend_queues])]
+    # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
+    # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
+    sub_k = Signal(pt_bits + 1)
+    sub_page = page_of(sub_ctx, sub_k)
+    prp1_page, list_page = Signal(pg_bits), Signal(pg_bits)
+
+    def bus(page):
+        """The bus address of a staging page."""
+        return p.staging_base + (page << PAGE_SHIFT)
+    prp_k = Signal(14)            # next PRP list entry: page index 1 .. npages-1
+    ns_rr = Array(Signal(8, name=f"ns_rr{i}") for i in range(p.namespaces))
+    m.d.comb += queues.pick_from.eq(ns_rr[scmd.slot])
+    per_beat = B // 8
+    sub_queue = Signal(8)
+    refusal = Signal(15)          # the status FAIL answers
+    sub_fence = Signal(16)        # the SQE waits for the writes issued before it
+    sub_written = Signal()        # ... and once they are, offers it until taken (a
+    # later wrap of the 16-bit counts must not take ``valid`` back)
+    sqe_ok = sub_written | written(sub_fence)
+    with m.FSM(name="submit"):
+        with m.State("IDLE"):
+            m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
+            with m.If(submit_r.valid):
+                m.d.sync += sub_ctx.eq(submit_r.payload)
+                m.next = "PICK"
+            with m.Elif(push_v):
+                m.d.sync += sub_ctx.eq(push_ctx)
+                m.next = "PICK"
+        with m.State("PICK"):
+            m.d.comb += sub_k.eq(0)
+            m.d.sync += prp1_page.eq(sub_page)
+            with m.If(ck_v & (ck_ctx == sub_ctx)):
+                pass                # its last range is still being checked
+            with m.Elif(queues.pick_ok & dsm_bad.bit_select(sub_ctx, 1)):
+                m.d.sync += refusal.eq(_engine_status(NvmeStatus.LBA_OUT_OF_RANGE))
+                m.next = "FAIL"
+            with m.Elif(queues.pick_ok):
+                m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1)]
+                with m.If(npages > 2):
+                    m.next = "LIST"
+                with m.Else():
+                    # a Write's data is all issued (READY comes after its last beat);
+                    # other commands wait for no write
+                    m.d.sync += sub_fence.eq(Mux(
+                        (scmd.opcode == Opcode.WRITE.value)
+                        | (scmd.opcode == Opcode.DSM.value), wr_next, top.stg_done))
+                    m.next = "SQE"
+            with m.Elif(~queues.alive):
+                m.d.sync += refusal.eq(_engine_status(NvmeStatus.NS_NOT_READY))
+                m.next = "FAIL"
+        with m.State("LIST"):
+            # the list page follows the data pages in the table
+            m.d.comb += sub_k.eq(npages)
+            m.d.sync += list_page.eq(sub_page)
+            m.next = "PRP"
+        with m.State("PRP"):
+            # one entry a cycle: the page of entry k in its 8-byte lane of the beat
+            entry = Signal(64)
+            lane = (prp_k - 1)[:max(1, (per_beat - 1).bit_length())] if per_beat > 1 else 0
+            m.d.comb += [sub_k.eq(prp_k), entry.eq(bus(sub_page))]
+            m.d.comb += [
+                stg_prp.valid.eq(1),
+                stg_prp.payload.direct.eq(1),
+                stg_prp.payload.offset.eq(
+                    Cat(C(0, beat_shift), ((prp_k - 1) >> (beat_shift - 3))[:pb_bits],
+                        list_page)),
+                stg_prp.payload.data.eq(entry.replicate(per_beat)),
+                stg_prp.payload.keep.eq((C(0xFF, B) << (lane << 3))[:B] if per_beat > 1
+                                        else C(0xFF, B)),
+            ]
+            with m.If(stg_prp.ready):
+                m.d.sync += prp_k.eq(prp_k + 1)
+                with m.If(prp_k + 1 == npages):
+                    m.d.sync += sub_fence.eq(wr_next)
+                    m.next = "SQE"
+        with m.State("SQE"):
+            req = top.o_sqe.payload
+            m.d.comb += [
+                top.o_sqe.valid.eq(sqe_ok),
+                req.queue.eq(sub_queue),
+                req.sqe.opcode.eq(scmd.opcode),
+                req.sqe.cid.eq(Cat(sub_ctx, gen.read(sub_ctx))),
+                req.sqe.nsid.eq(scmd.backend_nsid),
+                req.sqe.cdw.eq(scmd.cdw),
+            ]
+            m.d.comb += sub_k.eq(1)
+            with m.If(scmd.nbytes != 0):
+                m.d.comb += req.sqe.dptr.prp.prp1.eq(bus(prp1_page))
+                with m.If(npages == 2):
+                    m.d.comb += req.sqe.dptr.prp.prp2.eq(bus(sub_page))
+                with m.Elif(npages > 2):
+                    m.d.comb += req.sqe.dptr.prp.prp2.eq(bus(list_page))
+            m.d.sync += sub_written.eq(sqe_ok)
+            with m.If(top.o_sqe.valid & top.o_sqe.ready):
+                m.d.sync += sub_written.eq(0)
+                m.d.comb += [queues.submit_en.eq(1), queues.submit_q.eq(sub_queue)]
+                m.d.sync += [state[sub_ctx].eq(_State.SUBMITTED),
+                             ns_rr[scmd.slot].eq(sub_queue + 1)]
+                c_queue.write(sub_ctx, sub_queue)
+                c_start.write(sub_ctx, now)
+                m.next = "IDLE"
+        with m.State("FAIL"):
+            m.d.comb += [fin_sub_w.valid.eq(1), fin_sub_w.payload.kind.eq(_Kind.REFUSED),
+                         fin_sub_w.payload.ctx.eq(sub_ctx),
+                         fin_sub_w.payload.status.eq(refusal)]
+            with m.If(fin_sub_w.ready):
+                m.d.sync += state[sub_ctx].eq(_State.RETIRING)
+                m.next = "IDLE"

@@ -66,9 +66,9 @@ class StagingAxi(wiring.Component):
     -------------------------------------------------------------------------
     i_wr : In(stream.Signature(StagingWrite(W)))
         ``{offset, data, keep}``, one beat a cycle, through a register slice (``ready``
-        from a flip-flop, one cycle of latency) that also records whether the beat is
-        at the word after the previous beat's, in the same page; then the beat waits in a register
-        until the next one shows whether it continues its burst (a cycle without a
+        from a flip-flop, one cycle of latency; nothing is computed on the input, whose
+        offset in the engine comes from the back end's page table); then the beat waits
+        in a register until the next one shows whether it continues its burst (a cycle without a
         beat ends the burst), while the write buffer (two bursts) and the AW queue
         have room.
     m_axi_stg_aw* : AXI4 write address
@@ -134,21 +134,10 @@ class StagingAxi(wiring.Component):
         # the input is registered (a skid buffer): the back end's offset comes from its page
         # table through its write merge, and compared here straight away it was the
         # engine's worst path (31.4 MHz on the ECP5-85k, 5 December)
-        # whether a beat continues the one before it is worked out as it enters: against
-        # the word after the last beat taken (a register), so that the burst decision
-        # below starts from flip-flops
-        slot = data.StructLayout({"beat": StagingWrite(W), "cont": 1})
-        m.submodules.w_in = w_in = RegisterSlice(slot)
-        port_word = self.i_wr.payload.offset[lane_bits:lane_bits + word_bits]
-        expect = Signal(word_bits)              # the word after the last beat taken
-        expect_ok = Signal()                    # ... and it is in the same page
-        with m.If(self.i_wr.valid & self.i_wr.ready):
-            m.d.sync += [expect.eq(port_word + 1),
-                         expect_ok.eq(port_word[:pw_bits] != page_words - 1)]
-        i_wr = stream.Signature(slot).create()
+        m.submodules.w_in = w_in = RegisterSlice(StagingWrite(W))
+        i_wr = stream.Signature(StagingWrite(W)).create()
         m.d.comb += [
-            w_in.i_valid.eq(self.i_wr.valid), w_in.i_data.beat.eq(self.i_wr.payload),
-            w_in.i_data.cont.eq(expect_ok & (port_word == expect)),
+            w_in.i_valid.eq(self.i_wr.valid), w_in.i_data.eq(self.i_wr.payload),
             self.i_wr.ready.eq(w_in.i_ready),
             i_wr.valid.eq(w_in.o_valid), i_wr.payload.eq(w_in.o_data),
             w_in.o_ready.eq(i_wr.ready),
@@ -164,12 +153,16 @@ class StagingAxi(wiring.Component):
         run_word = Signal(word_bits)            # the open burst's first word
         run_len = Signal(range(MAX_WRITE_BURST + 1))   # its beats so far, with the pending one
         run_full = Signal()                     # run_len == MAX_WRITE_BURST
-        in_beat = i_wr.payload.beat
+        # the word after the pending beat's, and whether it is in the same page: registers,
+        # so that whether the next beat continues the burst is one compare
+        expect = Signal(word_bits)
+        expect_ok = Signal()
+        in_beat = i_wr.payload
         in_word = in_beat.offset[lane_bits:lane_bits + word_bits]
         room = w_buf.w_rdy & aw_q.w_rdy
         fire = Signal()
         m.d.comb += [i_wr.ready.eq(room), fire.eq(i_wr.valid & room)]
-        follows = i_wr.payload.cont & ~run_full
+        follows = expect_ok & (in_word == expect) & ~run_full
         push = pend_v & room & (fire | ~i_wr.valid)
         ends = ~(fire & follows)
         m.d.comb += [
@@ -179,7 +172,9 @@ class StagingAxi(wiring.Component):
             aw_q.w_data.eq(Cat(run_word, (run_len - 1)[:8])),
         ]
         with m.If(fire):
-            m.d.sync += [pend_v.eq(1), pend.data.eq(in_beat.data), pend.strb.eq(in_beat.keep)]
+            m.d.sync += [pend_v.eq(1), pend.data.eq(in_beat.data), pend.strb.eq(in_beat.keep),
+                         expect.eq(in_word + 1),
+                         expect_ok.eq(in_word[:pw_bits] != page_words - 1)]
             with m.If(pend_v & follows):
                 m.d.sync += [run_len.eq(run_len + 1),
                              run_full.eq(run_len == MAX_WRITE_BURST - 1)]

@@ -11,6 +11,8 @@ channels are not arbitrated here.
 from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.lib import fifo
 
+from .stream_util import round_robin
+
 __all__ = ["AxiWriteArbiter", "AXI_WRITE_SIGNALS", "axi4_master_ports"]
 
 # (name, width or None for data-width-dependent, direction seen from the master)
@@ -79,12 +81,7 @@ class AxiWriteArbiter(Elaboratable):
         # round robin among the masters with AW waiting, first after ``last``
         chosen = Signal(range(n))
         found = Signal()
-        for k in reversed(range(n)):
-            with m.If(self.inputs[k].awvalid):
-                m.d.comb += [chosen.eq(k), found.eq(1)]
-        for k in reversed(range(n)):
-            with m.If(self.inputs[k].awvalid & (k > last)):
-                m.d.comb += chosen.eq(k)
+        round_robin(m, [port.awvalid for port in self.inputs], last, chosen, found)
         cur = Signal(range(n))
         active = Signal()
         m.d.comb += [cur.eq(Mux(busy, grant, chosen)), active.eq(busy | found)]

@@ -3,7 +3,7 @@
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value
 from amaranth.lib import fifo, memory, stream
 
-__all__ = ["popcount", "min_value", "keep_mask", "RegisterSlice", "HoldRegister",
+__all__ = ["popcount", "min_value", "keep_mask", "round_robin", "RegisterSlice", "HoldRegister",
            "RoundRobinMerge", "CreditFifo", "PipelinedMemory", "ReplicatedEnable"]
 
 
@@ -32,6 +32,17 @@ def popcount(value):
 def min_value(a, b):
     """The smaller of two unsigned values."""
     return Mux(a < b, a, b)
+
+
+def round_robin(m, requests, last, pick, found):
+    """Drive ``pick`` (comb) with the first index after ``last`` whose request is high,
+    else the first one high at all, and ``found`` with whether any is."""
+    for k in reversed(range(len(requests))):
+        with m.If(requests[k]):
+            m.d.comb += [pick.eq(k), found.eq(1)]
+    for k in reversed(range(len(requests))):
+        with m.If(requests[k] & (k > last)):
+            m.d.comb += pick.eq(k)
 
 
 def keep_mask(count, nbytes):
@@ -161,12 +172,7 @@ class RoundRobinMerge(Elaboratable):
         # first input with an item after ``last``, else the first with one at all
         pick = Signal(range(max(n, 2)))
         found = Signal()
-        for k in reversed(range(n)):
-            with m.If(heads[k][0]):
-                m.d.comb += [pick.eq(k), found.eq(1)]
-        for k in reversed(range(n)):
-            with m.If(heads[k][0] & (k > last)):
-                m.d.comb += pick.eq(k)
+        round_robin(m, [valid for valid, _, _ in heads], last, pick, found)
         with m.If(load):
             m.d.sync += self.o.valid.eq(found)
             with m.If(found):

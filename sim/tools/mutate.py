@@ -218,7 +218,7 @@ PRESETS = {
         "tops": ["rtl.stream_util:RegisterSlice(4)", "rtl.stream_util:HoldRegister(4)"],
         "count": 0,
         "equivalent": {
-            "rtl/stream_util.py:77:53:drop-assign": (
+            "rtl/stream_util.py:88:53:drop-assign": (
                 "m.d.sync += [self.o_data.eq(spare), self.o_valid.eq(1), spare_valid.eq(0)]",
                 "RegisterSlice: the spare entry fills only while o_valid is high and o_valid "
                 "cannot fall while it is full (spare_valid implies o_valid, an invariant the "

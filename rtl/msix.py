@@ -7,12 +7,12 @@ loaded when the back end loads the queue's entry, and turns each message into th
 indices of the queues whose value it carries, for the CQ handler.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import EngineParams
-from .stream_util import RegisterSlice
+from .stream_util import HoldRegister
 
 __all__ = ["MsixMatch", "NO_QUEUE"]
 
@@ -31,23 +31,26 @@ class MsixMatch(wiring.Component):
     Interface attributes (synchronous; cycle 0 is a handshake)
     --------------------------------------------------------
     i_msg : In(stream.Signature(32))
-        Message data (``wdata[31:0]`` of the MSI-X write). ``ready`` comes from
-        flip-flops (a register slice keeps the matched messages); a message is taken at
-        most every other cycle (as before this block's rework: taking them
-        faster made the CQ handler start drains sooner and batch fewer CQEs a drain,
-        Flush 0.2502 -> 0.2488 commands a cycle at 128 bits). A message is matched in the
-        cycle it is taken (against the values loaded before that cycle).
+        Message data (``wdata[31:0]`` of the MSI-X write). ``ready`` comes from a
+        flip-flop (a hold register keeps the partly matched message); a message is taken
+        at most every other cycle (as before this block's rework: taking them faster
+        made the CQ handler start drains sooner and batch fewer CQEs a drain, Flush
+        0.2502 -> 0.2488 commands a cycle at 128 bits). A message is compared a byte at a
+        time in the cycle it is taken, against the values loaded before that cycle.
     o_queue : Out(stream.Signature(32))
         From registers: one index per queue whose value equals the message's data and
         that is in interrupt mode, lowest index first (several queues may share a value:
         each is named), or one :data:`NO_QUEUE` for a message that names none. The
-        first index is ``valid`` two cycles after ``i_msg``'s handshake at the earliest;
-        the next message's indices follow those of the one before, one index a cycle.
+        first index is ``valid`` three cycles after ``i_msg``'s handshake at the earliest
+        (byte matches, hits, index); the next message's indices follow those of the one
+        before, one index a cycle.
     load_valid, load_queue, load_data, load_armed : In
         One-cycle pulse: queue ``load_queue`` now has value ``load_data`` and is in
         interrupt mode when ``load_armed`` (its entry is valid and not polling). The
-        value applies to messages taken from the next cycle on. Queues at or above
-        ``N`` are ignored.
+        pulse is registered before it is written, so the value applies to messages taken
+        from the second cycle after the pulse on. Queues at or above ``N`` are ignored.
+
+    Depth (docs/timing.md): 3.5 levels; every enable comes from a flip-flop.
     """
 
     def __init__(self, params=None):
@@ -63,23 +66,41 @@ class MsixMatch(wiring.Component):
         N = self.params.backend_queues
         values = [Signal(32, name=f"value{q}") for q in range(N)]
         armed = Signal(N)
-        for q in range(N):                  # (an index at or above N matches none)
-            with m.If(self.load_valid & (self.load_queue == q)):
-                m.d.sync += [values[q].eq(self.load_data), armed[q].eq(self.load_armed)]
-
-        # stage 1: the message is matched as it is taken; its hits wait in a register
-        # slice (ready from flip-flops, one message every other cycle at most)
-        m.submodules.hits = hits = RegisterSlice(N)
-        took = Signal()                     # a message was taken in the cycle before
+        # a load is decoded into one enable a queue and registered with its value, then
+        # written: the enables of each queue's 33 flip-flops come from a flip-flop
+        load_at = Signal(N)                 # (an index at or above N matches none)
+        load_data, load_armed = Signal(32), Signal()
+        m.d.sync += [load_data.eq(self.load_data), load_armed.eq(self.load_armed)]
         for q in range(N):
-            m.d.comb += hits.i_data[q].eq(armed[q] & (values[q] == self.i_msg.payload))
-        m.d.comb += [hits.i_valid.eq(self.i_msg.valid & ~took),
-                     self.i_msg.ready.eq(hits.i_ready & ~took)]
-        m.d.sync += took.eq(self.i_msg.valid & self.i_msg.ready)
+            m.d.sync += load_at[q].eq(self.load_valid & (self.load_queue == q))
+            with m.If(load_at[q]):
+                m.d.sync += [values[q].eq(load_data), armed[q].eq(load_armed)]
 
-        # stage 2: the output register walks the hits lowest first; ``rest`` holds the
+        # stage 1: the message is compared a byte at a time as it is taken, against the
+        # values loaded before that cycle; the byte matches and the queues' armed bits
+        # wait in a hold register (ready from its flip-flop, one message every other
+        # cycle at most). A byte compare is two levels of logic.
+        BYTES = 4
+        m.submodules.part = part = HoldRegister(unsigned(N * (BYTES + 1)))
+        for q in range(N):
+            base = q * (BYTES + 1)
+            for k in range(BYTES):
+                m.d.comb += part.i_data[base + k].eq(
+                    values[q][8 * k:8 * k + 8] == self.i_msg.payload[8 * k:8 * k + 8])
+            m.d.comb += part.i_data[base + BYTES].eq(armed[q])
+        m.d.comb += [part.i_valid.eq(self.i_msg.valid), self.i_msg.ready.eq(part.i_ready)]
+
+        # stage 2: a queue is hit when all of its bytes match and it was armed (one
+        # five-input AND); the hits wait in a second hold register
+        m.submodules.hits = hits = HoldRegister(N)
+        for q in range(N):
+            base = q * (BYTES + 1)
+            m.d.comb += hits.i_data[q].eq(part.o_data[base:base + BYTES + 1].all())
+        m.d.comb += [hits.i_valid.eq(part.o_valid), part.o_ready.eq(hits.i_ready)]
+
+        # stage 3: the output register walks the hits lowest first; ``rest`` holds the
         # hits of the message being named that are not yet out, ``more`` says it has any
-        rest, more = Signal(N), Signal()
+        rest, more = Signal(N, name="rest"), Signal(name="more")
         src = Signal(N)
         m.d.comb += src.eq(Mux(more, rest, hits.o_data))
         low = Signal(range(max(N, 2)))

@@ -149,7 +149,7 @@ def test_ci_sample_kills_and_classifies(tmp_path, capsys):
         return hits[0]
 
     hold = find("drop-not", "self.i_ready.eq(~self.o_valid)")      # HoldRegister
-    slice_ = find("negate-if", "with m.If(spare_valid)")           # RegisterSlice
+    slice_ = find("negate-if", "with m.If(full[k])")               # RegisterSlice
     same = find("mux-swap", "return Mux(a < b, a, b)")             # min_value
     [(reviewed, (line, _why))] = PRESETS["stream_util"]["equivalent"].items()
     assert reviewed in sites and sites[reviewed].source_line == line, \

@@ -24,13 +24,13 @@ Engine address = ``staging_axi_base`` | offset (the base is aligned to
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi_arbiter import axi4_master_ports
 from .formats import PAGE_BYTES, StagingRead, StagingWrite, StreamBeat
 from .params import EngineParams
-from .stream_util import RegisterSlice
+from .stream_util import FlagFifo, RegisterSlice, ReplicatedEnable
 
 __all__ = ["StagingAxi", "stg_ports", "STG_ID_WIDTH", "MAX_WRITE_BURST", "MAX_READ_BURST"]
 
@@ -131,64 +131,89 @@ class StagingAxi(wiring.Component):
                        Const(base_words >> word_bits, 64 - lane_bits - word_bits))
 
         # ---- writes: beats -> store-and-forward bursts ---------------------------------------
-        # the input is registered (a skid buffer): the back end's offset comes from its page
-        # table through its write merge, and compared here straight away it was the
-        # engine's worst path (31.4 MHz on the ECP5-85k, 5 December)
-        m.submodules.w_in = w_in = RegisterSlice(StagingWrite(W))
-        i_wr = stream.Signature(StagingWrite(W)).create()
-        m.d.comb += [
-            w_in.i_valid.eq(self.i_wr.valid), w_in.i_data.eq(self.i_wr.payload),
-            self.i_wr.ready.eq(w_in.i_ready),
-            i_wr.valid.eq(w_in.o_valid), i_wr.payload.eq(w_in.o_data),
-            w_in.o_ready.eq(i_wr.ready),
-        ]
         wbeat = data.StructLayout({"data": W, "strb": B, "last": 1})
-        m.submodules.w_buf = w_buf = fifo.SyncFIFOBuffered(width=wbeat.size,
-                                                           depth=2 * MAX_WRITE_BURST)
+        # (one entry more than two bursts: ``room`` is decided a cycle ahead and leaves one
+        # storage entry unused)
+        m.submodules.w_buf = w_buf = FlagFifo(wbeat.size, 2 * MAX_WRITE_BURST + 1)
         aw_layout = data.StructLayout({"word": word_bits, "len": 8})
-        m.submodules.aw_q = aw_q = fifo.SyncFIFOBuffered(width=aw_layout.size, depth=4)
+        m.submodules.aw_q = aw_q = FlagFifo(aw_layout.size, 5)
 
-        pend_v = Signal()                       # a beat waits to learn whether it ends a burst
-        pend = Signal(wbeat)
+        # Three stages move together whenever the write buffer and the AW queue have room
+        # (``room``, flip-flops: copies of "both had two entries free in the cycle before",
+        # each enabling part of the beat registers):
+        # * ``nxt`` takes the beat as it came (nothing is computed on the input, whose
+        #   offset in the engine comes from the back end's page table);
+        # * ``pend`` learns, as the beat enters, whether it continues the beat ahead of it
+        #   (one compare against that beat's registered next word);
+        # * ``out`` learns from ``pend`` whether it ends its burst: it does when ``pend``
+        #   holds no beat, one that does not continue it, or when the burst is full.
+        lanes = W + B                              # the bits of a beat each stage holds
+        parts = ReplicatedEnable.copies_for(lanes)
+        m.submodules.room = room_en = ReplicatedEnable(3 * parts + 1, name="room")
+        m.d.comb += room_en.d.eq(w_buf.w_rdy2 & aw_q.w_rdy2)
+        room = room_en.q[-1]
+
+        def move(stage, dst, src, valid):
+            """Copy the beat's ``lanes`` bits from ``src`` to ``dst`` in parts, each
+            enabled by its own copy of ``room``."""
+            for k in range(parts):
+                lo, hi = k * lanes // parts, (k + 1) * lanes // parts
+                with m.If(room_en.q[stage * parts + k] & valid):
+                    m.d.sync += dst[lo:hi].eq(src[lo:hi])
+
+        in_word = self.i_wr.payload.offset[lane_bits:lane_bits + word_bits]
+        nxt_v = Signal()
+        nxt_word, nxt = Signal(word_bits, reset_less=True), Signal(lanes, reset_less=True)
+        m.d.comb += self.i_wr.ready.eq(room)
+        with m.If(room):
+            m.d.sync += nxt_v.eq(self.i_wr.valid)
+            with m.If(self.i_wr.valid):
+                m.d.sync += nxt_word.eq(in_word)
+        move(0, nxt, Cat(self.i_wr.payload.data, self.i_wr.payload.keep), self.i_wr.valid)
+
+        pend_v, pend_cont = Signal(), Signal()
+        pend_word, pend = Signal(word_bits, reset_less=True), Signal(lanes, reset_less=True)
+        # the word after pend's, and whether it is in the same page: registers, so that
+        # whether the beat behind continues it is one compare
+        expect, expect_ok = Signal(word_bits), Signal()
+        with m.If(room):
+            m.d.sync += [pend_v.eq(nxt_v),
+                         pend_cont.eq(nxt_v & pend_v & expect_ok & (nxt_word == expect))]
+            with m.If(nxt_v):
+                m.d.sync += [pend_word.eq(nxt_word), expect.eq(nxt_word + 1),
+                             expect_ok.eq(nxt_word[:pw_bits] != page_words - 1)]
+        move(1, pend, nxt, nxt_v)
+
+        out_v, out = Signal(), Signal(lanes, reset_less=True)
         run_word = Signal(word_bits)            # the open burst's first word
-        run_len = Signal(range(MAX_WRITE_BURST + 1))   # its beats so far, with the pending one
+        run_len = Signal(range(MAX_WRITE_BURST + 1))   # its beats so far, with out's
         run_full = Signal()                     # run_len == MAX_WRITE_BURST
-        # the word after the pending beat's, and whether it is in the same page: registers,
-        # so that whether the next beat continues the burst is one compare
-        expect = Signal(word_bits)
-        expect_ok = Signal()
-        in_beat = i_wr.payload
-        in_word = in_beat.offset[lane_bits:lane_bits + word_bits]
-        room = w_buf.w_rdy & aw_q.w_rdy
-        fire = Signal()
-        m.d.comb += [i_wr.ready.eq(room), fire.eq(i_wr.valid & room)]
-        follows = expect_ok & (in_word == expect) & ~run_full
-        push = pend_v & room & (fire | ~i_wr.valid)
-        ends = ~(fire & follows)
+        ends = ~(pend_v & pend_cont) | run_full
+        push = out_v & room
         m.d.comb += [
             w_buf.w_en.eq(push),
-            w_buf.w_data.eq(Cat(pend.data, pend.strb, ends)),
+            w_buf.w_data.eq(Cat(out, ends)),
             aw_q.w_en.eq(push & ends),
             aw_q.w_data.eq(Cat(run_word, (run_len - 1)[:8])),
         ]
-        with m.If(fire):
-            m.d.sync += [pend_v.eq(1), pend.data.eq(in_beat.data), pend.strb.eq(in_beat.keep),
-                         expect.eq(in_word + 1),
-                         expect_ok.eq(in_word[:pw_bits] != page_words - 1)]
-            with m.If(pend_v & follows):
-                m.d.sync += [run_len.eq(run_len + 1),
-                             run_full.eq(run_len == MAX_WRITE_BURST - 1)]
-            with m.Else():
-                m.d.sync += [run_word.eq(in_word), run_len.eq(1),
-                             run_full.eq(MAX_WRITE_BURST == 1)]
-        with m.Elif(push):
-            m.d.sync += pend_v.eq(0)
+        with m.If(room):
+            m.d.sync += out_v.eq(pend_v)
+            with m.If(pend_v):
+                with m.If(out_v & ~ends):
+                    m.d.sync += [run_len.eq(run_len + 1),
+                                 run_full.eq(run_len == MAX_WRITE_BURST - 1)]
+                with m.Else():
+                    m.d.sync += [run_word.eq(pend_word), run_len.eq(1),
+                                 run_full.eq(MAX_WRITE_BURST == 1)]
+        move(2, out, pend, pend_v)
 
         # AW from the queue; its burst's beats may go once it is taken (w_open counts them)
         aw = Signal(aw_layout)
         m.d.comb += aw.eq(aw_q.r_data)
-        m.submodules.b_len = b_len = fifo.SyncFIFO(width=9, depth=OUTSTANDING)
-        w_open = Signal(range(OUTSTANDING + 1))     # bursts whose AW went, W not all yet
+        m.submodules.b_len = b_len = FlagFifo(9, OUTSTANDING, buffered=False)
+        # bursts whose AW went and whose W beats have not all gone, as a thermometer code
+        # (opened[k]: more than k), so that ``wvalid`` is an AND of two flip-flops
+        opened = Signal(OUTSTANDING)
         aw_fire = Signal()
         w_last_fire = Signal()
         m.d.comb += [
@@ -203,11 +228,14 @@ class StagingAxi(wiring.Component):
         m.d.comb += [
             wb.eq(w_buf.r_data),
             ax("wdata").eq(wb.data), ax("wstrb").eq(wb.strb), ax("wlast").eq(wb.last),
-            ax("wvalid").eq(w_buf.r_rdy & (w_open != 0)),
+            ax("wvalid").eq(w_buf.r_rdy & opened[0]),
             w_buf.r_en.eq(ax("wvalid") & ax("wready")),
             w_last_fire.eq(ax("wvalid") & ax("wready") & wb.last),
         ]
-        m.d.sync += w_open.eq(w_open + aw_fire - w_last_fire)
+        with m.If(aw_fire & ~w_last_fire):
+            m.d.sync += opened.eq(Cat(Const(1, 1), opened[:-1]))
+        with m.Elif(w_last_fire & ~aw_fire):
+            m.d.sync += opened.eq(opened[1:])
 
         # B: every response gives its burst's beats to wr_done
         done = Signal(16)
@@ -219,29 +247,38 @@ class StagingAxi(wiring.Component):
         # ---- reads: requests -> bursts; R beats -> o_rd ----------------------------------------
         i_rd = self.i_rd
         rd_word = Signal(word_bits)
-        rd_left = Signal.like(i_rd.payload.beats)      # beats still to request
+        # beats still to request (a request is at most a page)
+        rd_left = Signal(range(page_words + 1))
         ar_v = Signal()
         ar_word = Signal(word_bits)
         ar_len = Signal(9)
         ar_end = Signal()                              # the request's last burst
         # each AR's "last burst of its request" bit, popped by its last R beat
-        m.submodules.r_end = r_end = fifo.SyncFIFO(width=1, depth=OUTSTANDING)
+        m.submodules.r_end = r_end = FlagFifo(1, OUTSTANDING, buffered=False)
         ar_fire = ax("arvalid") & ax("arready")
-        chunk = Mux(rd_left > MAX_READ_BURST, MAX_READ_BURST, rd_left)
+        # ``last``: the request's remaining beats fit one burst (a register, so that the
+        # burst's length is one multiplexer)
+        last = Signal()
         # the AR register reloads when empty or taken: from the request being split;
-        # ``i_rd`` is taken only while no request is being split (``ready`` a register)
-        rd_idle = Signal(init=1)
-        load = (~ar_v | ar_fire) & ~rd_idle
+        # ``i_rd`` is taken only while no request is being split (``ready`` a register).
+        # A request of no beats issues nothing: ``rd_none`` lets it go the cycle after.
+        rd_idle, rd_none = Signal(init=1), Signal()
+        load = (~ar_v | ar_fire) & ~rd_idle & ~rd_none
         m.d.comb += i_rd.ready.eq(rd_idle)
         with m.If(i_rd.valid & rd_idle):
             m.d.sync += [rd_word.eq(i_rd.payload.offset[lane_bits:lane_bits + word_bits]),
-                         rd_left.eq(i_rd.payload.beats), rd_idle.eq(i_rd.payload.beats == 0)]
+                         rd_left.eq(i_rd.payload.beats), rd_idle.eq(0),
+                         rd_none.eq(i_rd.payload.beats == 0),
+                         last.eq(i_rd.payload.beats <= MAX_READ_BURST)]
+        with m.Elif(rd_none):
+            m.d.sync += [rd_idle.eq(1), rd_none.eq(0)]
         with m.Elif(load):
-            m.d.sync += [rd_left.eq(rd_left - chunk), rd_word.eq(rd_word + chunk),
-                         rd_idle.eq(rd_left <= MAX_READ_BURST)]
+            m.d.sync += [rd_left.eq(rd_left - MAX_READ_BURST),
+                         rd_word.eq(rd_word + MAX_READ_BURST),
+                         rd_idle.eq(last), last.eq(rd_left <= 2 * MAX_READ_BURST)]
         with m.If(load):
-            m.d.sync += [ar_v.eq(1), ar_word.eq(rd_word), ar_len.eq(chunk),
-                         ar_end.eq(rd_left <= MAX_READ_BURST)]
+            m.d.sync += [ar_v.eq(1), ar_word.eq(rd_word),
+                         ar_len.eq(Mux(last, rd_left, MAX_READ_BURST)), ar_end.eq(last)]
         with m.Elif(ar_fire):
             m.d.sync += ar_v.eq(0)
         m.d.comb += [

@@ -47,7 +47,8 @@ def _reads(rng, B, count):
     for _ in range(count):
         page = rng.randrange(65536 // PAGE)
         first = rng.choice([0, rng.randrange(page_words)])
-        beats = rng.randint(1, page_words - first)
+        # now and then a request of no beats: it issues no AR and returns nothing
+        beats = 0 if rng.random() < 0.05 else rng.randint(1, page_words - first)
         out.append((page * PAGE + first * B, beats))
     return out
 

@@ -65,15 +65,17 @@ class StagingAxi(wiring.Component):
     Interface attributes (all synchronous to ``clk``; cycle 0 is a handshake)
     -------------------------------------------------------------------------
     i_wr : In(stream.Signature(StagingWrite(W)))
-        ``{offset, data, keep}``, one beat a cycle, through a register slice (``ready``
-        from a flip-flop, one cycle of latency; nothing is computed on the input, whose
-        offset in the engine comes from the back end's page table); then the beat waits
-        in a register until the next one shows whether it continues its burst (a cycle without a
-        beat ends the burst), while the write buffer (two bursts) and the AW queue
-        have room.
+        ``{offset, data, keep}``, one beat a cycle. ``ready`` is a flip-flop: high when
+        the write buffer and the AW queue both had two entries free in the cycle before
+        (so the block decides a cycle ahead; their depths leave the same room as
+        before). Nothing is computed on the input, whose offset in the engine comes
+        from the back end's page table: the beat is registered as it came (cycle 1),
+        learns whether it continues the beat ahead of it (cycle 2) and then whether the
+        next one continues it (cycle 3, where it enters the write buffer); a cycle
+        without a beat ends a burst.
     m_axi_stg_aw* : AXI4 write address
-        ``awvalid`` from the AW queue (registered), at the earliest in cycle 2 after
-        the burst's last beat; ``awid`` 0, ``awsize`` log2 B, INCR; never crosses
+        ``awvalid`` from the AW queue (registered), at the earliest in cycle 5 after
+        the burst's last beat's handshake; ``awid`` 0, ``awsize`` log2 B, INCR; never crosses
         4 KiB. At most :data:`OUTSTANDING` bursts wait for their B.
     m_axi_stg_w* : AXI4 write data
         From the write buffer (registered); a burst's beats are offered once its AW

@@ -289,9 +289,10 @@ class FlagFifo(Elaboratable):
     of ``depth - 1`` has room, whether or not the output register is empty). Not
     ``buffered``: ``r_data`` is the storage read at the head (one LUT-RAM level),
     offered from t+1. ``w_rdy`` for cycle t+1 counts the read of cycle t: a full FIFO
-    read in t takes a write in t+1. ``w_rdy2`` (from flip-flops) says at least two
-    entries of the storage are free, so that a write is sure to find room in the next
-    cycle whatever this cycle does.
+    read in t takes a write in t+1. ``w_rdy_next`` (comb) is the value ``w_rdy`` takes at
+    the next clock edge, for a writer that keeps registered copies of it; ``w_rdy2``
+    (from flip-flops) says at least two entries of the storage are free, so that a
+    write is sure to find room in the next cycle whatever this cycle does.
 
     A payload wider than :data:`PART_BITS` is stored in parts, each with its own copies
     of the pointers and of the head flags (kept apart in synthesis, always equal), so
@@ -308,6 +309,7 @@ class FlagFifo(Elaboratable):
         self.w_data = Signal(width)
         self.w_rdy = Signal()
         self.w_rdy2 = Signal()
+        self.w_rdy_next = Signal()
         self.r_en = Signal()
         self.r_data = Signal(width)
         self.r_rdy = Signal()
@@ -363,7 +365,8 @@ class FlagFifo(Elaboratable):
                 nxt = Signal(D)
                 m.d.comb += [nxt.eq(Mux(grow, up, Mux(shrink, down, fill))),
                              self.w_rdy.eq(~fill[D - 1]),
-                             self.w_rdy2.eq(~fill[D - 2] if D >= 2 else 0)]
+                             self.w_rdy2.eq(~fill[D - 2] if D >= 2 else 0),
+                             self.w_rdy_next.eq(~nxt[D - 1])]
                 m.d.sync += fill.eq(nxt)
             else:                           # the copies follow their next values
                 m.d.sync += head.eq(nxt[0])

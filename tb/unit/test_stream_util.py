@@ -7,6 +7,7 @@ tb/fpga/test_timing_guard.py and their stream rules proved in tb/formal/test_str
 import random
 
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from rtl.stream_util import (
@@ -250,6 +251,9 @@ def test_flag_fifo_behaves_as_a_fifo_of_its_depth_with_its_latency(seed, depth, 
             # cycles, and the storage (depth - 1 entries) holds the rest
             stored = len(held) - (head_ready if buffered else 0)
             assert ctx.get(dut.w_rdy) == (stored < depth - buffered), cycle
+            assert ctx.get(dut.w_rdy2) == (stored < depth - buffered - 1), cycle
+            if cycle:
+                assert ctx.get(dut.w_rdy) == counts["w_rdy_next"], cycle
             counts["full"] += len(held) == depth
             assert ctx.get(dut.r_rdy) == head_ready, cycle
             if head_ready:
@@ -259,6 +263,7 @@ def test_flag_fifo_behaves_as_a_fifo_of_its_depth_with_its_latency(seed, depth, 
             if pop:
                 held.pop(0)
                 counts["out"] += 1
+            counts["w_rdy_next"] = ctx.get(dut.w_rdy_next)
             if push:
                 held.append((spread(nxt), cycle))
                 nxt = (nxt + 1) & 0xFFFF
@@ -271,7 +276,7 @@ def test_flag_fifo_behaves_as_a_fifo_of_its_depth_with_its_latency(seed, depth, 
 def test_flag_fifo_rejects_a_buffered_depth_of_one():
     with pytest.raises(ValueError, match="needs depth >= 2, not 1"):
         FlagFifo(8, 1)
-    FlagFifo(8, 1, buffered=False)
+    Fragment.get(FlagFifo(8, 1, buffered=False), None)     # one unbuffered entry is fine
 
 
 # --- PipelinedMemory ---------------------------------------------------------------------

@@ -68,13 +68,13 @@ class StagingAxi(wiring.Component):
         ``{offset, data, keep}``, one beat a cycle. ``ready`` is a flip-flop: high when
         the write buffer and the AW queue both had two entries free in the cycle before
         (so the block decides a cycle ahead; their depths leave the same room as
-        before). Nothing is computed on the input, whose offset in the engine comes
-        from the back end's page table: the beat is registered as it came (cycle 1),
-        learns whether it continues the beat ahead of it (cycle 2) and then whether the
-        next one continues it (cycle 3, where it enters the write buffer); a cycle
-        without a beat ends a burst.
+        before). The beat is registered with whether it continues the beat ahead of it
+        (a compare of its offset against that beat's registered next word, the only
+        logic on the input; cycle 1), then learns whether the next one continues it
+        (cycle 2, where it enters the write buffer); a cycle without a beat ends a
+        burst.
     m_axi_stg_aw* : AXI4 write address
-        ``awvalid`` from the AW queue (registered), at the earliest in cycle 5 after
+        ``awvalid`` from the AW queue (registered), at the earliest in cycle 4 after
         the burst's last beat's handshake; ``awid`` 0, ``awsize`` log2 B, INCR; never crosses
         4 KiB. At most :data:`OUTSTANDING` bursts wait for their B.
     m_axi_stg_w* : AXI4 write data
@@ -138,21 +138,20 @@ class StagingAxi(wiring.Component):
         # storage entry unused)
         m.submodules.w_buf = w_buf = FlagFifo(wbeat.size, 2 * MAX_WRITE_BURST + 1)
         aw_layout = data.StructLayout({"word": word_bits, "len": 8})
-        m.submodules.aw_q = aw_q = FlagFifo(aw_layout.size, 5)
+        m.submodules.aw_q = aw_q = FlagFifo(aw_layout.size, 9)
 
-        # Three stages move together whenever the write buffer and the AW queue have room
+        # Two stages move together whenever the write buffer and the AW queue have room
         # (``room``, flip-flops: copies of "both had two entries free in the cycle before",
         # each enabling part of the beat registers):
-        # * ``nxt`` takes the beat as it came (nothing is computed on the input, whose
-        #   offset in the engine comes from the back end's page table);
-        # * ``pend`` learns, as the beat enters, whether it continues the beat ahead of it
-        #   (one compare against that beat's registered next word);
+        # * ``pend`` takes the beat with whether it continues the beat ahead of it (one
+        #   compare of the input's word against that beat's registered next word: the
+        #   only logic on the input);
         # * ``out`` learns from ``pend`` whether it ends its burst: it does when ``pend``
         #   holds no beat, one that does not continue it, or when the burst is full.
         lanes = W + B                              # the bits of a beat each stage holds
         parts = ReplicatedEnable.copies_for(lanes)
-        m.submodules.room = room_en = ReplicatedEnable(3 * parts + 1, name="room")
-        m.d.comb += room_en.d.eq(w_buf.w_rdy2 & aw_q.w_rdy2)
+        m.submodules.room = room_en = ReplicatedEnable(2 * parts + 1, name="room")
+        m.d.comb += room_en.d.eq(w_buf.w_rdy_next & aw_q.w_rdy2)
         room = room_en.q[-1]
 
         def move(stage, dst, src, valid):
@@ -163,28 +162,25 @@ class StagingAxi(wiring.Component):
                 with m.If(room_en.q[stage * parts + k] & valid):
                     m.d.sync += dst[lo:hi].eq(src[lo:hi])
 
+        in_valid = self.i_wr.valid
         in_word = self.i_wr.payload.offset[lane_bits:lane_bits + word_bits]
-        nxt_v = Signal()
-        nxt_word, nxt = Signal(word_bits, reset_less=True), Signal(lanes, reset_less=True)
         m.d.comb += self.i_wr.ready.eq(room)
-        with m.If(room):
-            m.d.sync += nxt_v.eq(self.i_wr.valid)
-            with m.If(self.i_wr.valid):
-                m.d.sync += nxt_word.eq(in_word)
-        move(0, nxt, Cat(self.i_wr.payload.data, self.i_wr.payload.keep), self.i_wr.valid)
-
         pend_v, pend_cont = Signal(), Signal()
         pend_word, pend = Signal(word_bits, reset_less=True), Signal(lanes, reset_less=True)
-        # the word after pend's, and whether it is in the same page: registers, so that
-        # whether the beat behind continues it is one compare
-        expect, expect_ok = Signal(word_bits), Signal()
+        # the word after pend's, its top bit set when there is none (pend empty, or its
+        # beat ends a page): a register, so that whether the beat behind continues it is
+        # one compare and nothing else
+        expect = Signal(word_bits + 1, init=1 << word_bits)
         with m.If(room):
-            m.d.sync += [pend_v.eq(nxt_v),
-                         pend_cont.eq(nxt_v & pend_v & expect_ok & (nxt_word == expect))]
-            with m.If(nxt_v):
-                m.d.sync += [pend_word.eq(nxt_word), expect.eq(nxt_word + 1),
-                             expect_ok.eq(nxt_word[:pw_bits] != page_words - 1)]
-        move(1, pend, nxt, nxt_v)
+            m.d.sync += [pend_v.eq(in_valid),
+                         pend_cont.eq(Cat(in_word, Const(0, 1)) == expect)]
+            with m.If(in_valid):
+                m.d.sync += [pend_word.eq(in_word),
+                             expect.eq(Cat((in_word + 1)[:word_bits],
+                                           in_word[:pw_bits] == page_words - 1))]
+            with m.Else():
+                m.d.sync += expect.eq(1 << word_bits)
+        move(0, pend, Cat(self.i_wr.payload.data, self.i_wr.payload.keep), in_valid)
 
         out_v, out = Signal(), Signal(lanes, reset_less=True)
         run_word = Signal(word_bits)            # the open burst's first word
@@ -207,7 +203,7 @@ class StagingAxi(wiring.Component):
                 with m.Else():
                     m.d.sync += [run_word.eq(pend_word), run_len.eq(1),
                                  run_full.eq(MAX_WRITE_BURST == 1)]
-        move(2, out, pend, pend_v)
+        move(1, out, pend, pend_v)
 
         # AW from the queue; its burst's beats may go once it is taken (w_open counts them)
         aw = Signal(aw_layout)

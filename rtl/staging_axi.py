@@ -65,14 +65,13 @@ class StagingAxi(wiring.Component):
     Interface attributes (all synchronous to ``clk``; cycle 0 is a handshake)
     -------------------------------------------------------------------------
     i_wr : In(stream.Signature(StagingWrite(W)))
-        ``{offset, data, keep}``, one beat a cycle. ``ready`` is a flip-flop: high when
-        the write buffer and the AW queue both had two entries free in the cycle before
-        (so the block decides a cycle ahead; their depths leave the same room as
-        before). The beat is registered with whether it continues the beat ahead of it
-        (a compare of its offset against that beat's registered next word, the only
-        logic on the input; cycle 1), then learns whether the next one continues it
-        (cycle 2, where it enters the write buffer); a cycle without a beat ends a
-        burst.
+        ``{offset, data, keep}``, one beat a cycle. ``ready`` is a flip-flop, decided a
+        cycle ahead: high when the write buffer has room this cycle and the AW queue had
+        two entries free in the cycle before (it holds 8). The beat is registered with
+        whether it continues the beat ahead of it (a compare of its offset against that
+        beat's registered next word, the only logic on the input; cycle 1), then learns
+        whether the next one continues it (cycle 2, where it enters the write buffer); a
+        cycle without a beat ends a burst.
     m_axi_stg_aw* : AXI4 write address
         ``awvalid`` from the AW queue (registered), at the earliest in cycle 4 after
         the burst's last beat's handshake; ``awid`` 0, ``awsize`` log2 B, INCR; never crosses
@@ -134,15 +133,15 @@ class StagingAxi(wiring.Component):
 
         # ---- writes: beats -> store-and-forward bursts ---------------------------------------
         wbeat = data.StructLayout({"data": W, "strb": B, "last": 1})
-        # (one entry more than two bursts: ``room`` is decided a cycle ahead and leaves one
-        # storage entry unused)
+        # (two bursts and the output register: 32 entries of storage, so that its pointers
+        # step without a compare; the AW queue's 8 let ``room`` use its two-free flag)
         m.submodules.w_buf = w_buf = FlagFifo(wbeat.size, 2 * MAX_WRITE_BURST + 1)
         aw_layout = data.StructLayout({"word": word_bits, "len": 8})
         m.submodules.aw_q = aw_q = FlagFifo(aw_layout.size, 9)
 
         # Two stages move together whenever the write buffer and the AW queue have room
-        # (``room``, flip-flops: copies of "both had two entries free in the cycle before",
-        # each enabling part of the beat registers):
+        # (``room``, flip-flops: copies of the write buffer's next ``w_rdy`` and the AW
+        # queue's two-free flag, each enabling part of the beat registers):
         # * ``pend`` takes the beat with whether it continues the beat ahead of it (one
         #   compare of the input's word against that beat's registered next word: the
         #   only logic on the input);

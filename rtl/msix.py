@@ -7,7 +7,7 @@ loaded when the back end loads the queue's entry, and turns each message into th
 indices of the queues whose value it carries, for the CQ handler.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -81,7 +81,7 @@ class MsixMatch(wiring.Component):
         # wait in a hold register (ready from its flip-flop, one message every other
         # cycle at most). A byte compare is two levels of logic.
         BYTES = 4
-        m.submodules.part = part = HoldRegister(unsigned(N * (BYTES + 1)))
+        m.submodules.part = part = HoldRegister(N * (BYTES + 1))
         for q in range(N):
             base = q * (BYTES + 1)
             for k in range(BYTES):

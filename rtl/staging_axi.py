@@ -204,7 +204,7 @@ class StagingAxi(wiring.Component):
                                  run_full.eq(MAX_WRITE_BURST == 1)]
         move(1, out, pend, pend_v)
 
-        # AW from the queue; its burst's beats may go once it is taken (w_open counts them)
+        # AW from the queue; its burst's beats may go once it is taken (``opened`` counts them)
         aw = Signal(aw_layout)
         m.d.comb += aw.eq(aw_q.r_data)
         m.submodules.b_len = b_len = FlagFifo(9, OUTSTANDING, buffered=False)

@@ -8,7 +8,9 @@ from ..formats import (
     BackendCommand,
     Event,
     RdmaCommand,
+    StagingWrite,
 )
+from ..stream_util import RegisterSlice
 from .common import (
     _CountRecord,
     _DsmCheck,
@@ -128,35 +130,50 @@ def build(m, top, u):
     stg_any = stream.Signature(iw_layout).create()
     # a PRP list entry first
     _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any)
-    # the beat's offset: its page from the page table, or given
-    iw = stg_any.payload
+    # two register stages to o_stg_wr: the merged beat (stg_in), then the beat with its
+    # offset, its page read from the page table by stg_in's registers (stg_out); each a
+    # slice, so that o_stg_wr and the sources' ready come from flip-flops
+    m.submodules.stg_in = stg_in = RegisterSlice(iw_layout)
+    m.submodules.stg_out = stg_out = RegisterSlice(StagingWrite(W))
+    iw = stg_in.o_data
     iw_page = page_of(iw.ctx, iw.n >> pb_bits)
     m.d.comb += [
-        top.o_stg_wr.valid.eq(stg_any.valid), stg_any.ready.eq(top.o_stg_wr.ready),
-        top.o_stg_wr.payload.data.eq(iw.data), top.o_stg_wr.payload.keep.eq(iw.keep),
-        top.o_stg_wr.payload.offset.eq(
-            Mux(iw.direct, iw.offset,
-                Cat(C(0, beat_shift), iw.n[:pb_bits], iw_page))),
+        stg_in.i_valid.eq(stg_any.valid), stg_any.ready.eq(stg_in.i_ready),
+        stg_in.i_data.eq(stg_any.payload),
+        stg_out.i_valid.eq(stg_in.o_valid), stg_in.o_ready.eq(stg_out.i_ready),
+        stg_out.i_data.data.eq(iw.data), stg_out.i_data.keep.eq(iw.keep),
+        stg_out.i_data.offset.eq(
+            Mux(iw.direct, iw.offset, Cat(C(0, beat_shift), iw.n[:pb_bits], iw_page))),
+        top.o_stg_wr.valid.eq(stg_out.o_valid), stg_out.o_ready.eq(top.o_stg_wr.ready),
+        top.o_stg_wr.payload.eq(stg_out.o_data),
     ]
-    # staging write beats issued (external staging: compared with stg_done)
+    # staging write beats issued, counted as they enter stg_in (the order in which they
+    # leave), and beats written: those the external memory has acknowledged
+    # (``stg_done``), or on chip those that left o_stg_wr (the staging memory writes a
+    # beat as it takes it). A fence compares the two, so that nothing reads or reuses
+    # a page while a beat for it is still in the two stages.
     external = not p.onchip_staging
     wr_issued, wr_next = Signal(16), Signal(16)
-    m.d.comb += wr_next.eq(wr_issued + (top.o_stg_wr.valid & top.o_stg_wr.ready))
+    m.d.comb += wr_next.eq(wr_issued + (stg_any.valid & stg_any.ready))
     m.d.sync += wr_issued.eq(wr_next)
+    if external:
+        stg_done = top.stg_done
+    else:
+        stg_done = Signal(16)
+        m.d.sync += stg_done.eq(stg_done + (top.o_stg_wr.valid & top.o_stg_wr.ready))
 
     def written(fence):
-        """Every staging write up to ``fence`` is acknowledged (always, on chip)."""
-        return ~(top.stg_done - fence)[15] if external else C(1, 1)
+        """Every staging write up to ``fence`` is written."""
+        return ~(stg_done - fence)[15]
     submit_adm = stream.Signature(cbits).create()
     submit_sts = stream.Signature(cbits).create()
     _merge(m, "submit", [submit_adm, submit_sts], submit_w)
     u.give(c_beats=c_beats, c_dsm=c_dsm, c_dw0=c_dw0, c_late=c_late, c_queue=c_queue,
            c_start=c_start, c_stg=c_stg, cm_ret=cm_ret, cm_sub=cm_sub, cm_wr=cm_wr, cnt_r=cnt_r,
-           cnt_w=cnt_w, dsm_bad=dsm_bad, ev_q_w=ev_q_w, ev_ret=ev_ret, external=external,
-           filling=filling, fin=fin, fin_adm_w=fin_adm_w, fin_cqe_w=fin_cqe_w,
-           fin_scan_w=fin_scan_w, fin_sts_w=fin_sts_w, fin_sub_w=fin_sub_w, free=free, gen=gen,
-           now=now, page_of=page_of, pt_wr=pt_wr, rdma_adm=rdma_adm, rdma_ret=rdma_ret,
-           release_ctx=release_ctx, release_en=release_en, release_now=release_now, state=state,
-           stg_adm=stg_adm, stg_prp=stg_prp, stg_rdm=stg_rdm, submit_adm=submit_adm,
-           submit_r=submit_r, submit_sts=submit_sts, to_zombie=to_zombie, wr_next=wr_next,
-           written=written)
+           cnt_w=cnt_w, dsm_bad=dsm_bad, ev_q_w=ev_q_w, ev_ret=ev_ret, filling=filling, fin=fin,
+           fin_adm_w=fin_adm_w, fin_cqe_w=fin_cqe_w, fin_scan_w=fin_scan_w, fin_sts_w=fin_sts_w,
+           fin_sub_w=fin_sub_w, free=free, gen=gen, now=now, page_of=page_of, pt_wr=pt_wr,
+           rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
+           release_now=release_now, state=state, stg_adm=stg_adm, stg_done=stg_done,
+           stg_prp=stg_prp, stg_rdm=stg_rdm, submit_adm=submit_adm, submit_r=submit_r,
+           submit_sts=submit_sts, to_zombie=to_zombie, wr_next=wr_next, written=written)

@@ -64,7 +64,11 @@ class Backend(wiring.Component):
         comes as one packet per descriptor (not interleaved) before its status.
         WRITE data goes out as one packet per WRITE descriptor, in descriptor
         order; a descriptor may precede its packet by up to two others.
-    o_stg_wr, o_stg_rd, i_stg_rd : the staging memory's internal ports.
+    o_stg_wr, o_stg_rd, i_stg_rd : the staging memory's internal ports. ``o_stg_wr``
+        comes from a register slice (``valid``/``payload`` and the ``ready`` it answers
+        are flip-flops): a beat leaves two cycles after its source (in-capsule data,
+        RDMA READ data or a PRP list entry) hands it over, the second stage holding
+        its offset from the page table.
     stg_done : In(16)
         External staging only (``staging_mode = "external"``): beats of ``o_stg_wr``
         whose write the memory has acknowledged, modulo 2**16, in ``o_stg_wr`` order
@@ -72,6 +76,7 @@ class Backend(wiring.Component):
         data and PRP list are acknowledged (the submission fence), and a retired
         context's pages go back only once every write issued before its retirement is
         (so that no late write lands in a page the SSD is filling for the next owner).
+        On chip the back end counts a beat written when it leaves ``o_stg_wr``.
     o_sqe, i_sq_done : the SQ writer.   i_cqe, i_cq_error, poll : the CQ handler.
     o_qp_fail : a QP whose RDMA transfer failed: the front end puts it in error.
     ss_rd_*, bq_rd_*, ss_cfg_*, bq_cfg_* : configuration (entries are read the

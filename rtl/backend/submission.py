@@ -23,11 +23,11 @@ def build(m, top, u):
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
     (B, beat_shift, bypass, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad, fin_sub_w,
-     gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_v, queues, state, stg_prp,
-     sub_idle, submit_r, wr_next, written) = u.take(
+     gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_v, queues, state, stg_done,
+     stg_prp, sub_idle, submit_r, wr_next, written) = u.take(
         "B beat_shift bypass c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w gen now "
-        "p page_of pb_bits pg_bits pt_bits push_ctx push_v queues state stg_prp sub_idle "
-        "submit_r wr_next written")
+        "p page_of pb_bits pg_bits pt_bits push_ctx push_v queues state stg_done stg_prp "
+        "sub_idle submit_r wr_next written")
     # --- submission ------------------------------------------------------------------------
     sub_ctx = Signal(cbits)
     m.d.comb += [cm_sub.addr.eq(Mux(submit_r.valid & submit_r.ready, submit_r.payload,
@@ -82,7 +82,7 @@ def build(m, top, u):
                     # other commands wait for no write
                     m.d.sync += sub_fence.eq(Mux(
                         (scmd.opcode == Opcode.WRITE.value)
-                        | (scmd.opcode == Opcode.DSM.value), wr_next, top.stg_done))
+                        | (scmd.opcode == Opcode.DSM.value), wr_next, stg_done))
                     m.next = "SQE"
             with m.Elif(~queues.alive):
                 m.d.sync += refusal.eq(_engine_status(NvmeStatus.NS_NOT_READY))

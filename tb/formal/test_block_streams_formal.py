@@ -49,13 +49,13 @@ front.Front              Out o_verdict (7), ns_req (1), o_resp (7),       10    
                          o_ns_count (7), o_subsystem_count (7),
                          o_backend (6), o_backend_data (7); In i_cmd,
                          i_data, ns_resp, i_qp_fail
-backend.Backend          Out o_event (2), o_rdma_cmd (9), o_stg_wr (9),   11     3 (*)       -
+backend.Backend          Out o_event (2), o_rdma_cmd (9), o_stg_wr (11),  11     3 (*)       -
   (``configs/small``)    o_resp, o_qp_error, o_ns_count, o_rdma_wr,
                          o_stg_rd, o_sqe, o_qp_fail; In i_cmd, i_data,
                          i_rdma_rd, i_rdma_sts, i_stg_rd, i_sq_done,
                          i_cqe, i_cq_error
 backend.Backend          Out o_event (2), o_sqe (5), o_rdma_cmd (5),      9      8, 11 (*)   -
-  (``backend_tiny``:     o_stg_wr (5), o_resp (7), o_ns_count (9),
+  (``backend_tiny``:     o_stg_wr (7), o_resp (7), o_ns_count (9),
   ``P_TINY``, memories   o_qp_fail (10), o_qp_error, o_rdma_wr, o_stg_rd
   mapped)                (not by 11); In i_cmd, i_rdma_rd, i_rdma_sts,
                          i_sq_done, i_cqe, i_cq_error (0), i_data (5),
@@ -123,15 +123,16 @@ Not covered:
   for the others: ``SqWriter`` at 2 fails from an unreachable state);
 - (*) ``Backend``, twice. At ``configs/small.toml`` (``backend``) only ``o_event`` is
   covered (depth 3); in a 16-step exploration ``o_rdma_cmd`` and ``o_stg_wr`` first
-  transfer at step 9 (four minutes of z3: not run here) and the other outputs not by
-  step 9, so its BMC at 11 checks the rules on ``o_event`` and, for one waiting cycle,
-  on ``o_rdma_cmd`` and ``o_stg_wr`` only. ``backend_tiny`` is the same back end at
+  transferred at step 9 (four minutes of z3: not run here) and the other outputs not by
+  step 9; ``o_stg_wr`` has since gained two register stages (two steps later, as in
+  ``backend_tiny``), so its BMC at 11 checks the rules on ``o_event`` and, for one
+  waiting cycle, on ``o_rdma_cmd`` only. ``backend_tiny`` is the same back end at
   its smallest parameters (``P_TINY``, ``test_backend_outcome_formal.PARAMS``: two
   contexts, one subsystem, one backend queue, one namespace, 64-bit data), its memories
   mapped to registers (``memory_map``, ``MAPPED``) before sby reads it; there every
   output but three moves early. Its BMC (general environment, nothing held idle) at 9
-  checks ``o_event`` from step 2, ``o_sqe``, ``o_rdma_cmd``, ``o_stg_wr`` from step 5 and
-  ``o_resp`` from step 7 (one waiting cycle) within its steps 0 .. 8; ``o_ns_count``
+  checks ``o_event`` from step 2, ``o_sqe`` and ``o_rdma_cmd`` from step 5, ``o_stg_wr``
+  and ``o_resp`` from step 7 (one waiting cycle) within its steps 0 .. 8; ``o_ns_count``
   (first valid by step 9) and ``o_qp_fail`` (by step 10) are covered but lie past it
   (z3 needs over a minute for step 8 alone, about twice that for each step further:
   a 14-step run was stopped in step 8). Its covers: a run of 8 steps with every input

@@ -150,9 +150,9 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
 def _rtl_digest(params, toplevel):
     """A digest of everything the Verilog of ``toplevel`` is generated from."""
     h = hashlib.sha256(f"{toplevel}\0{params!r}".encode())
-    for path in sorted((ROOT / "rtl").glob("*")):
+    for path in sorted((ROOT / "rtl").rglob("*")):
         if path.suffix in (".py", ".rdl"):
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
+            h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -21,14 +21,13 @@ every beat and answers SLVERR; a read either returns the memory's bytes or
 returns zero data with SLVERR on every beat.
 """
 
-from amaranth.hdl import C, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .formats import StagingRead, StagingWrite, StreamBeat
 from .params import EngineParams
-from .stream_util import FlagFifo, RegisterSlice
 
 __all__ = ["StagingMemory", "AxiResp", "P2P_ID_WIDTH", "p2p_ports", "window_check"]
 
@@ -44,6 +43,12 @@ class AxiResp(enum.Enum, shape=2):
     """``bresp`` / ``rresp`` values the target answers."""
     OKAY = 0
     SLVERR = 2
+
+
+class _WriteKind(enum.Enum, shape=2):
+    STORE = 0       # inside the staging window: every beat is written
+    MSIX = 1        # one beat at msix_addr: its low 32 bits go to o_msix
+    DISCARD = 2     # anything else: beats accepted and dropped, SLVERR
 
 
 def p2p_ports(params):
@@ -97,79 +102,60 @@ class StagingMemory(wiring.Component):
 
     Interface attributes (all synchronous to ``clk``; cycle 0 is a handshake)
     -------------------------------------------------------------------------
-    Every input stream enters through a register slice
-    (:class:`rtl.stream_util.RegisterSlice`: AW, AR, ``i_wr``, ``i_rd``) or, for W, a
-    FIFO of four beats whose flags are flip-flops (:class:`rtl.stream_util.FlagFifo`):
-    ``awready``, ``wready``, ``arready`` and the ``ready`` of ``i_wr`` and ``i_rd`` come
-    from flip-flops, high while the slice or FIFO has room, whatever the rest of the
-    block does; an item leaves its slice or FIFO the cycle after its handshake at the
-    earliest. Every output comes from flip-flops
-    or from a small FIFO read at a registered pointer: no input reaches an output in
-    the same cycle.
-
     s_axi_p2p_aw* (awid awaddr awlen awsize awburst awvalid awready) : AXI4 write address
-        A burst starts in the cycle its AW leaves the slice, when no write burst is in
-        progress or in the cycle the previous burst's last W beat is taken (so bursts
-        follow back to back). The burst is
+        ``awready`` is high while no write burst is in progress and in the
+        cycle its last W beat is taken (so bursts follow back to back). The burst is
         classified from the AW beat alone: full-width (``awsize = log2 B``)
         INCR bursts lying wholly inside the staging window store; a one-beat
         full-width INCR burst at ``msix_addr`` posts an MSI-X message;
         everything else (outside, crossing either end of the window, another
         size or burst type, longer MSI-X writes) is discarded with SLVERR.
-        The low ``log2 B`` address bits are ignored. The pieces of the
-        classification (address compares, the burst's fit in the window) are
-        computed as the AW is taken and held in its slice.
+        The low ``log2 B`` address bits are ignored.
     s_axi_p2p_w* (wdata wstrb wlast wvalid wready) : AXI4 write data
-        Beats leave their FIFO one a cycle from the cycle after their burst starts
-        (the cycle after their own handshake at the earliest), so W flows without a
-        gap from the first beat when it comes with its AW:
-        a storing beat writes the bytes ``wstrb`` selects (from a register) the
-        cycle after it leaves; a read granted from that cycle on sees them. It needs
-        the write port: it waits while ``i_wr``'s slice offers a beat, except
+        Beats are accepted from cycle 1, one a cycle: a storing beat writes
+        the bytes ``wstrb`` selects (from a register) the cycle after its
+        handshake; a read issued from that cycle on sees them. It needs
+        the write port: ``wready`` is low while ``i_wr`` is valid, except
         when the AXI side holds the turn, which it gets by losing a tie, so
         the two alternate beat by beat. An MSI-X beat is taken when the
         message buffer (4 messages) has room; a discarded beat is taken at
         once. The beat count comes from ``awlen``; ``wlast`` is not checked.
     s_axi_p2p_b* (bid bresp bvalid bready) : AXI4 write response
-        ``bvalid`` the cycle after the last beat leaves the W FIFO (two cycles after
-        its handshake at the earliest; from a FIFO of four responses, in burst
-        order), ``bid = awid``, ``bresp`` OKAY or SLVERR. While the FIFO is full, a
-        burst's last W beat waits.
+        ``bvalid`` the cycle after the last beat's handshake (from a FIFO of
+        four responses, in burst order), ``bid = awid``, ``bresp`` OKAY or
+        SLVERR. While the FIFO is full, a burst's last W beat waits.
     s_axi_p2p_ar* (arid araddr arlen arsize arburst arvalid arready) : AXI4 read address
-        A burst starts in the cycle its AR leaves the slice, when no beat of an
-        earlier burst is left to enter the read pipeline or in the cycle its last one
-        enters, so a burst's R beats follow the previous burst's without a gap;
-        classified like a write (there is no MSI-X read: ``msix_addr`` answers
-        SLVERR).
+        ``arready`` is high while no beat of an earlier burst is left to
+        enter the read pipeline (and in the cycle its last one enters), so a
+        burst's R beats follow the previous burst's without a gap; classified
+        like a write (there is no MSI-X read: ``msix_addr`` answers SLVERR).
     s_axi_p2p_r* (rid rdata rresp rlast rvalid rready) : AXI4 read data
-        First beat ``rvalid`` at cycle 5 at the earliest (the AR slice, then the
-        read address registered before the block RAM), then one beat a
+        First beat ``rvalid`` at cycle 4 at the earliest (the read address is
+        registered before the block RAM), then one beat a
         cycle while ``rready`` is high and the read port is won;
         ``rid = arid``; an error burst has ``rresp`` SLVERR and zero
         ``rdata`` on every beat. Bursts answer in AR order.
     o_msix : Out(stream.Signature(32))
         ``wdata[31:0]`` of each MSI-X write (``wstrb`` is not checked), in
-        arrival order; ``valid`` the cycle after the W beat leaves the W FIFO (three
-        cycles after the AW handshake at the earliest, when W comes with it; four
-        messages are buffered, then four more wait in the W FIFO). The B response
-        goes out in the same cycle as ``valid``.
+        arrival order; ``valid`` the cycle after the W handshake at the
+        earliest (four messages are buffered; a fifth waits in W). The B
+        response goes out the cycle after the W handshake.
     i_wr : In(stream.Signature(StagingWrite(W)))
         ``{offset, data, keep}``: the bytes ``keep`` selects are written to
         the word at ``offset`` (beat-aligned; bits at and above
         ``log2 staging_bytes`` and below ``log2 B`` are ignored) from a register
-        the cycle after the beat leaves its slice (two cycles after the handshake
-        at the earliest); a read granted from that cycle on sees them. A beat
-        leaves its slice unless the AXI write channel holds the write port's turn
-        and offers a storing beat.
+        the cycle after the handshake; a read port access issued from the
+        next cycle on sees them. ``ready`` is high except when the AXI write channel holds
+        the write port's turn and presents a storing beat.
     i_rd : In(stream.Signature(StagingRead))
         ``{offset, beats}``: ``beats`` (0 reads nothing) words from
-        word ``offset / B``, wrapping at the end of the memory. A request leaves
-        its slice while no internal read is being issued, and in the cycle the
+        word ``offset / B``, wrapping at the end of the memory. ``ready`` is
+        high while no internal read is being issued, and in the cycle the
         current read issues its last word, so requests follow each other
         without a gap.
     o_rd : Out(stream.Signature(StreamBeat(W)))
         The words of each request in order, ``keep`` all ones, ``last`` on a
-        request's final word; first beat ``valid`` at cycle 5 at the
+        request's final word; first beat ``valid`` at cycle 4 at the
         earliest after ``i_rd``'s handshake, then one a cycle while
         ``ready`` is high and the read port is won.
     """
@@ -195,6 +181,7 @@ class StagingMemory(wiring.Component):
         m = Module()
         p = self.params
         W, B = p.data_width, p.beat_bytes
+        lane_bits = B.bit_length() - 1
         depth = p.staging_bytes // B
         word_bits = depth.bit_length() - 1
         ax = self._axi
@@ -213,113 +200,110 @@ class StagingMemory(wiring.Component):
             rd_port = wiring.Signature({"addr": Out(word_bits), "en": Out(1),
                                         "data": Out(W)}).create()
 
-        # ---- every input stream through a register slice (ready from a flip-flop) --------------
-        # the address channels carry their burst's classification, computed in pieces as
-        # the address is taken (_classify): the pieces are combined when the burst starts
-        def slice_in(name, layout, valid, ready, fields):
-            sl = m.submodules[name] = RegisterSlice(layout)
-            m.d.comb += [sl.i_valid.eq(valid), ready.eq(sl.i_ready)]
-            m.d.comb += [sl.i_data[k].eq(v) for k, v in fields.items()]
-            return sl
-
-        addr_layout = _addr_layout(word_bits)
-        aw = slice_in("aw_in", addr_layout, ax("awvalid"), ax("awready"),
-                      _classify(p, ax("awid"), ax("awaddr"), ax("awlen"), ax("awsize"),
-                                ax("awburst")))
-        # W beats into a FIFO of four (``wready`` its registered room; the head read from
-        # LUT RAM at a registered pointer): a burst starts two cycles after its AW
-        # handshake, and the beats that came with it wait there without holding W back
-        w_fifo = m.submodules.w_fifo = FlagFifo(W + B, 4, buffered=False)
-        w_in = _FifoView(w_fifo, data.StructLayout({"data": W, "strb": B}))
-        m.d.comb += [w_fifo.w_en.eq(ax("wvalid")), ax("wready").eq(w_fifo.w_rdy),
-                     w_fifo.w_data.eq(Cat(ax("wdata"), ax("wstrb")))]
-        ar = slice_in("ar_in", addr_layout, ax("arvalid"), ax("arready"),
-                      _classify(p, ax("arid"), ax("araddr"), ax("arlen"), ax("arsize"),
-                                ax("arburst")))
-        iw = slice_in("wr_in", StagingWrite(W), i_wr.valid, i_wr.ready,
-                      {"offset": i_wr.payload.offset, "data": i_wr.payload.data,
-                       "keep": i_wr.payload.keep})
-        beats = i_rd.payload.beats
-        ir = slice_in("rd_in", data.StructLayout({"word": word_bits, "cnt": len(beats) + 1,
-                                                  "zero": 1}),
-                      i_rd.valid, i_rd.ready,
-                      {"word": i_rd.payload.offset[self._lane_bits():][:word_bits],
-                       "cnt": beats - 2, "zero": beats == 0})
-
-        # ---- AXI write: AW -> W beats -> B ------------------------------------------------------
-        m.submodules.msix_fifo = msix_fifo = FlagFifo(32, 4, buffered=False)
-        m.submodules.b_fifo = b_fifo = FlagFifo(P2P_ID_WIDTH + 2, 4, buffered=False)
-        in_data = Signal()                # a burst is in progress (its AW taken)
-        k_store, k_msix, k_discard = Signal(), Signal(), Signal()   # its kind, one-hot
+        # ---- AXI write channels: AW -> W beats -> B ---------------------------------------------
+        m.submodules.msix_fifo = msix_fifo = fifo.SyncFIFO(width=32, depth=4)
+        wr_kind = Signal(_WriteKind)
         wr_word = Signal(word_bits)
-        wr_cnt = Signal(signed(9))        # beats after the awaited one, minus 1
-        wr_last = wr_cnt[-1]              # the awaited beat is the burst's last
+        wr_left = Signal(8)               # beats still to come after the awaited one
         wr_id = Signal(P2P_ID_WIDTH)
-        a = aw.o_data
-        # write port: internal first; the AXI side takes the turn after losing a tie
-        axi_w_turn = Signal()
-        store_wants = in_data & k_store & w_in.o_valid
-        b_room = ~wr_last | b_fifo.w_rdy       # the last beat needs room for its B
-        w_go = Signal()                   # an AXI W beat is taken this cycle
-        m.d.comb += w_go.eq(in_data & w_in.o_valid & b_room & (
-            (k_store & (axi_w_turn | ~iw.o_valid)) | (k_msix & msix_fifo.w_rdy) | k_discard))
-        take_aw = aw.o_valid & (~in_data | (w_go & wr_last))
-        m.d.comb += [w_in.o_ready.eq(w_go), aw.o_ready.eq(take_aw)]
+        aw_inside, aw_word, aw_msix = window_check(
+            p, ax("awaddr"), ax("awlen"), ax("awsize"), ax("awburst"))
+        aw_inside = aw_inside & onchip
+
+        # B responses wait in a FIFO, so that the next burst's AW is taken in the cycle of
+        # the last W beat while the previous B is still pending
+        m.submodules.b_fifo = b_fifo = fifo.SyncFIFO(width=P2P_ID_WIDTH + 2, depth=4)
+        w_last_fire = Signal()            # the burst's last W beat is taken this cycle
+        take_aw = Signal()
+        with m.FSM(name="axi_write") as wr_fsm:
+            with m.State("IDLE"):
+                m.d.comb += [ax("awready").eq(1), take_aw.eq(ax("awvalid"))]
+                with m.If(ax("awvalid")):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                with m.If(ax("wvalid") & ax("wready")):
+                    m.d.sync += [wr_left.eq(wr_left - 1), wr_word.eq(wr_word + 1)]
+                    with m.If(wr_left == 0):
+                        m.d.comb += [w_last_fire.eq(1), ax("awready").eq(1),
+                                     take_aw.eq(ax("awvalid"))]
+                        with m.If(~ax("awvalid")):
+                            m.next = "IDLE"
         with m.If(take_aw):
-            store = a.incr & a.ge & a.lt & a.fits if onchip else C(0, 1)
-            msix = a.incr & a.m_lo & a.m_hi
-            m.d.sync += [in_data.eq(1), wr_word.eq(a.word), wr_cnt.eq(a.cnt), wr_id.eq(a.id),
-                         k_store.eq(store), k_msix.eq(msix), k_discard.eq(~store & ~msix)]
-        with m.Elif(w_go):
-            m.d.sync += [wr_cnt.eq(wr_cnt - 1), wr_word.eq(wr_word + 1)]
-            with m.If(wr_last):
-                m.d.sync += in_data.eq(0)
+            m.d.sync += [wr_word.eq(aw_word), wr_left.eq(ax("awlen")), wr_id.eq(ax("awid"))]
+            with m.If(aw_inside):
+                m.d.sync += wr_kind.eq(_WriteKind.STORE)
+            with m.Elif(aw_msix):
+                m.d.sync += wr_kind.eq(_WriteKind.MSIX)
+            with m.Else():
+                m.d.sync += wr_kind.eq(_WriteKind.DISCARD)
         m.d.comb += [
-            b_fifo.w_en.eq(w_go & wr_last),
-            b_fifo.w_data.eq(Cat(wr_id, Mux(k_discard, AxiResp.SLVERR.value,
-                                            AxiResp.OKAY.value))),
+            b_fifo.w_en.eq(w_last_fire),
+            b_fifo.w_data.eq(Cat(wr_id, Mux(wr_kind == _WriteKind.DISCARD,
+                                            AxiResp.SLVERR.value, AxiResp.OKAY.value))),
             ax("bvalid").eq(b_fifo.r_rdy),
             ax("bid").eq(b_fifo.r_data[:P2P_ID_WIDTH]),
             ax("bresp").eq(b_fifo.r_data[P2P_ID_WIDTH:]),
             b_fifo.r_en.eq(ax("bready")),
-            msix_fifo.w_en.eq(w_go & k_msix),
-            msix_fifo.w_data.eq(w_in.o_data.data[:32]),
+        ]
+
+        in_data = wr_fsm.ongoing("DATA")
+        wr_store = Signal()               # a storing burst waits for its beats
+        m.d.comb += wr_store.eq(in_data & (wr_kind == _WriteKind.STORE))
+
+        # write port: internal first; the AXI side takes the turn after losing a tie
+        axi_w_turn = Signal()
+        int_w_fire = Signal()
+        axi_w_fire = Signal()
+        m.d.comb += [
+            i_wr.ready.eq(~(wr_store & ax("wvalid") & axi_w_turn)),
+            int_w_fire.eq(i_wr.valid & i_wr.ready),
+            axi_w_fire.eq(wr_store & ax("wvalid") & ax("wready")),
+        ]
+        b_room = (wr_left != 0) | b_fifo.w_rdy     # the last beat needs room for its B
+        with m.Switch(wr_kind):
+            with m.Case(_WriteKind.STORE):
+                m.d.comb += ax("wready").eq(in_data & b_room & (axi_w_turn | ~i_wr.valid))
+            with m.Case(_WriteKind.MSIX):
+                m.d.comb += ax("wready").eq(in_data & b_room & msix_fifo.w_rdy)
+            with m.Default():
+                m.d.comb += ax("wready").eq(in_data & b_room)
+        with m.If(axi_w_fire):
+            m.d.sync += axi_w_turn.eq(0)
+        with m.Elif(int_w_fire & wr_store & ax("wvalid")):
+            m.d.sync += axi_w_turn.eq(1)
+
+        # the write port is driven from registers (address, data and byte enables reach every
+        # block RAM of the memory, spread over the die): a beat is stored a cycle after its
+        # handshake, as a read's address is registered (below), so a read issued from the
+        # next cycle on still sees it
+        wq_addr, wq_data, wq_en = Signal(word_bits), Signal(W), Signal(B)
+        m.d.comb += [wr_port.addr.eq(wq_addr), wr_port.data.eq(wq_data), wr_port.en.eq(wq_en)]
+        m.d.sync += wq_en.eq(0)
+        with m.If(int_w_fire):
+            m.d.sync += [
+                wq_addr.eq(i_wr.payload.offset[lane_bits:lane_bits + word_bits]),
+                wq_data.eq(i_wr.payload.data),
+                wq_en.eq(i_wr.payload.keep),
+            ]
+        with m.Elif(axi_w_fire):
+            m.d.sync += [
+                wq_addr.eq(wr_word),
+                wq_data.eq(ax("wdata")),
+                wq_en.eq(ax("wstrb")),
+            ]
+
+        m.d.comb += [
+            msix_fifo.w_en.eq(in_data & (wr_kind == _WriteKind.MSIX)
+                              & ax("wvalid") & ax("wready")),
+            msix_fifo.w_data.eq(ax("wdata")[:32]),
             o_msix.valid.eq(msix_fifo.r_rdy),
             o_msix.payload.eq(msix_fifo.r_data),
             msix_fifo.r_en.eq(o_msix.ready),
         ]
-        int_w_fire = Signal()
-        axi_w_fire = w_go & k_store
-        m.d.comb += [iw.o_ready.eq(~(store_wants & axi_w_turn)),
-                     int_w_fire.eq(iw.o_valid & iw.o_ready)]
-        with m.If(axi_w_fire):
-            m.d.sync += axi_w_turn.eq(0)
-        with m.Elif(int_w_fire & store_wants):
-            m.d.sync += axi_w_turn.eq(1)
-        # the write port is driven from registers (address, data and byte enables reach every
-        # block RAM of the memory, spread over the die): a beat is stored a cycle after it is
-        # taken from its slice or FIFO, as a read's address is registered (below), so a read issued
-        # from the next cycle on still sees it
-        wq_addr, wq_data, wq_en = Signal(word_bits), Signal(W), Signal(B)
-        m.d.comb += [wr_port.addr.eq(wq_addr), wr_port.data.eq(wq_data), wr_port.en.eq(wq_en)]
-        # (address and data load every cycle, without an enable: only the byte enables say
-        # whether a beat is stored)
-        m.d.sync += [
-            wq_addr.eq(Mux(int_w_fire, iw.o_data.offset[self._lane_bits():][:word_bits],
-                           wr_word)),
-            wq_data.eq(Mux(int_w_fire, iw.o_data.data, w_in.o_data.data)),
-            wq_en.eq(Mux(int_w_fire, iw.o_data.keep, Mux(axi_w_fire, w_in.o_data.strb, 0))),
-        ]
 
-        # ---- read buffers: one per reader; a credit for each entry, taken when a word is
-        # granted and given back when its buffer entry is read, so a read never overflows
-        m.submodules.r_fifo = r_fifo = FlagFifo(W + 2 + P2P_ID_WIDTH, _OUT_DEPTH, buffered=False)
-        m.submodules.o_fifo = o_fifo = FlagFifo(W + 1, _OUT_DEPTH, buffered=False)
-        axi_issue = Signal()              # one beat of the AXI burst enters the pipeline
-        int_grant = Signal()
-        axi_room = _credits(m, "axi_credit", take=axi_issue,
-                            give=r_fifo.r_rdy & ax("rready"))
-        int_room = _credits(m, "int_credit", take=int_grant, give=o_fifo.r_rdy & o_rd.ready)
+        # ---- read buffers: one per reader, credit-checked so a read never overflows ------------
+        m.submodules.r_fifo = r_fifo = fifo.SyncFIFO(width=W + 2 + P2P_ID_WIDTH, depth=_OUT_DEPTH)
+        m.submodules.o_fifo = o_fifo = fifo.SyncFIFO(width=W + 1, depth=_OUT_DEPTH)
         # a word granted in cycle t has its address registered (s0_*), is read at the end of
         # t+1 and written into its buffer in cycle t+2 (s1_*)
         s0_axi, s0_axi_last, s0_axi_err = Signal(), Signal(), Signal()
@@ -328,37 +312,35 @@ class StagingMemory(wiring.Component):
         s1_axi, s1_axi_last, s1_axi_err = Signal(), Signal(), Signal()
         s1_axi_id = Signal(P2P_ID_WIDTH)
         s1_int, s1_int_last = Signal(), Signal()
+        axi_room = (r_fifo.level + s0_axi + s1_axi) < _OUT_DEPTH
+        int_room = (o_fifo.level + s0_int + s1_int) < _OUT_DEPTH
 
-        # ---- AXI read: AR -> R beats ------------------------------------------------------------
-        rd_busy = Signal()                # a burst has beats left to issue
+        # ---- AXI read channels: AR -> R beats ---------------------------------------------------
         rd_ok = Signal()                  # the burst reads memory (else SLVERR, zero data)
         rd_word = Signal(word_bits)
-        rd_cnt = Signal(signed(9))        # beats left to issue, minus 2
-        rd_last = rd_cnt[-1]              # the next beat is the burst's last
+        rd_left = Signal(9)               # beats still to issue
         rd_id = Signal(P2P_ID_WIDTH)
-        r = ar.o_data
+        ar_inside, ar_word, _ = window_check(
+            p, ax("araddr"), ax("arlen"), ax("arsize"), ax("arburst"))
+        ar_inside = ar_inside & onchip
         # a new burst is taken once every beat of the previous one has entered the read
         # pipeline (its R beats may still be on their way): bursts follow back to back
-        take_ar = ar.o_valid & (~rd_busy | (axi_issue & rd_last))
-        m.d.comb += ar.o_ready.eq(take_ar)
-        with m.If(take_ar):
-            m.d.sync += [rd_busy.eq(1), rd_ok.eq((r.incr & r.ge & r.lt & r.fits)
-                                                 if onchip else 0),
-                         rd_word.eq(r.word), rd_cnt.eq(r.cnt), rd_id.eq(r.id)]
+        axi_issue = Signal()              # one beat of the AXI burst enters the pipeline
+        m.d.comb += ax("arready").eq((rd_left == 0) | ((rd_left == 1) & axi_issue))
+        with m.If(ax("arvalid") & ax("arready")):
+            m.d.sync += [rd_ok.eq(ar_inside), rd_word.eq(ar_word),
+                         rd_left.eq(ax("arlen") + 1), rd_id.eq(ax("arid"))]
         with m.Elif(axi_issue):
-            m.d.sync += [rd_cnt.eq(rd_cnt - 1), rd_word.eq(rd_word + 1)]
-            with m.If(rd_last):
-                m.d.sync += rd_busy.eq(0)
-        axi_wants = rd_busy & axi_room
-        # ---- internal reads: i_rd -> o_rd ------------------------------------------------------
-        int_busy = Signal()
+            m.d.sync += [rd_left.eq(rd_left - 1), rd_word.eq(rd_word + 1)]
+        axi_wants = (rd_left != 0) & axi_room
+        # ---- internal reads: i_rd -> o_rd --------------------------------------------------------
         int_word = Signal(word_bits)
-        int_cnt = Signal(signed(len(beats) + 1))   # words left to issue, minus 2
-        int_last = int_cnt[-1]
-        int_wants = int_busy & int_room
+        int_left = Signal.like(i_rd.payload.beats)   # words still to issue
+        int_wants = (int_left != 0) & int_room
 
         # read port: internal first; the AXI side takes the turn after losing a tie
         axi_r_turn = Signal()
+        int_grant = Signal()
         axi_grant = Signal()
         m.d.comb += [
             int_grant.eq(int_wants & ~(axi_r_turn & axi_wants & rd_ok)),
@@ -374,20 +356,17 @@ class StagingMemory(wiring.Component):
         with m.Elif(int_grant & axi_wants & rd_ok):
             m.d.sync += axi_r_turn.eq(1)
 
-        take_rd = ir.o_valid & (~int_busy | (int_grant & int_last))
-        m.d.comb += ir.o_ready.eq(take_rd)
-        with m.If(take_rd):
-            m.d.sync += [int_busy.eq(~ir.o_data.zero), int_word.eq(ir.o_data.word),
-                         int_cnt.eq(ir.o_data.cnt)]
+        m.d.comb += i_rd.ready.eq((int_left == 0) | ((int_left == 1) & int_grant))
+        with m.If(i_rd.valid & i_rd.ready):
+            m.d.sync += [int_word.eq(i_rd.payload.offset[lane_bits:lane_bits + word_bits]),
+                         int_left.eq(i_rd.payload.beats)]
         with m.Elif(int_grant):
-            m.d.sync += [int_cnt.eq(int_cnt - 1), int_word.eq(int_word + 1)]
-            with m.If(int_last):
-                m.d.sync += int_busy.eq(0)
+            m.d.sync += [int_left.eq(int_left - 1), int_word.eq(int_word + 1)]
 
         m.d.sync += [
-            s0_axi.eq(axi_issue), s0_axi_last.eq(rd_last), s0_axi_err.eq(~rd_ok),
+            s0_axi.eq(axi_issue), s0_axi_last.eq(rd_left == 1), s0_axi_err.eq(~rd_ok),
             s0_axi_id.eq(rd_id),
-            s0_int.eq(int_grant), s0_int_last.eq(int_last),
+            s0_int.eq(int_grant), s0_int_last.eq(int_left == 1),
             s1_axi.eq(s0_axi), s1_axi_last.eq(s0_axi_last), s1_axi_err.eq(s0_axi_err),
             s1_axi_id.eq(s0_axi_id),
             s1_int.eq(s0_int), s1_int_last.eq(s0_int_last),
@@ -413,57 +392,3 @@ class StagingMemory(wiring.Component):
             o_fifo.r_en.eq(o_rd.ready),
         ]
         return m
-
-    def _lane_bits(self):
-        return self.params.beat_bytes.bit_length() - 1
-
-
-class _FifoView:
-    """The read side of a :class:`FlagFifo` under the names of a register slice's output
-    (``o_valid``, ``o_ready``, ``o_data`` as a view of ``layout``)."""
-
-    def __init__(self, f, layout):
-        self.o_valid, self.o_ready = f.r_rdy, f.r_en
-        self.o_data = data.View(layout, f.r_data)
-
-
-def _addr_layout(word_bits):
-    """An AW or AR beat as its slice holds it: the ID, the burst's first word, its beat
-    count less two (signed) and the pieces of its classification (:func:`_classify`)."""
-    return data.StructLayout({"id": P2P_ID_WIDTH, "word": word_bits, "cnt": signed(9),
-                              "incr": 1, "ge": 1, "lt": 1, "fits": 1, "m_lo": 1, "m_hi": 1})
-
-
-def _classify(params, id_, addr, length, size, burst):
-    """The fields of :func:`_addr_layout` for an address beat, each a few levels of logic
-    (the slice registers them; :func:`window_check` is their conjunction)."""
-    B = params.beat_bytes
-    lane_bits = B.bit_length() - 1
-    offset_bits = params.staging_bytes.bit_length() - 1
-    depth = params.staging_bytes // B
-    lo, hi = params.staging_base, params.staging_base + params.staging_bytes
-    # the window's offset of the first beat, modulo its size (its low bits only)
-    word = (addr[:offset_bits] - (lo % params.staging_bytes))[lane_bits:offset_bits]
-    msix = params.msix_addr
-    return {
-        "id": id_, "word": word, "cnt": length - 1,
-        "incr": (size == lane_bits) & (burst == _AXI_BURST_INCR),
-        "ge": addr >= lo, "lt": addr < hi,
-        "fits": Cat(word, C(0, 1)) + length < depth,
-        "m_lo": addr[:32] == (msix & 0xFFFF_FFFF),
-        "m_hi": (addr[32:] == (msix >> 32)) & (length == 0),
-    }
-
-
-def _credits(m, name, *, take, give):
-    """A credit counter of :data:`_OUT_DEPTH` credits as a thermometer code (one flip-flop
-    each): returns whether one is left (a flip-flop). ``take`` spends one (only when one is
-    left), ``give`` returns one."""
-    cred = Signal(_OUT_DEPTH, name=name, init=(1 << _OUT_DEPTH) - 1)
-    up = Cat(C(1, 1), cred[:-1])
-    down = Cat(cred[1:], C(0, 1))
-    with m.If(give & ~take):
-        m.d.sync += cred.eq(up)
-    with m.Elif(take & ~give):
-        m.d.sync += cred.eq(down)
-    return cred[0]

@@ -232,7 +232,7 @@ class Monitor:
 # FSM state registers of the serialising units, by hierarchy (Verilator: --public-flat-rw)
 PROFILE_FSMS = (("backend", "admit_state"), ("backend", "submit_state"),
                 ("backend", "retire_state"), ("sq_writer", "sq_state"),
-                ("cq_handler", "cq_state"))
+                ("cq_handler", "cq_state"), ("staging", "axi_write_state"))
 
 
 # internal streams of the command path, upstream first: (unit, stream name)

@@ -149,9 +149,10 @@ def build(m, top, u):
     ]
     # staging write beats issued, counted as they enter stg_in (the order in which they
     # leave), and beats written: those the external memory has acknowledged
-    # (``stg_done``), or on chip those that left o_stg_wr (the staging memory writes a
-    # beat as it takes it). A fence compares the two, so that nothing reads or reuses
-    # a page while a beat for it is still in the two stages.
+    # (``stg_done``), or on chip those that left o_stg_wr (the staging memory stores a
+    # beat from a register the cycle after it takes it, and every read issued from that
+    # cycle on sees it). A fence compares the two, so that nothing reads or reuses a
+    # page while a beat for it is still in the two stages.
     external = not p.onchip_staging
     wr_issued, wr_next = Signal(16), Signal(16)
     m.d.comb += wr_next.eq(wr_issued + (stg_any.valid & stg_any.ready))

@@ -177,4 +177,5 @@ def build(m, top, u):
            rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
            release_now=release_now, state=state, stg_adm=stg_adm, stg_done=stg_done,
            stg_prp=stg_prp, stg_rdm=stg_rdm, submit_adm=submit_adm, submit_r=submit_r,
-           submit_sts=submit_sts, to_zombie=to_zombie, wr_next=wr_next, written=written)
+           submit_sts=submit_sts, to_zombie=to_zombie, wr_issued=wr_issued, wr_next=wr_next,
+           written=written)

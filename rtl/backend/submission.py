@@ -1,12 +1,14 @@
 """The back end's submission unit (``Backend.elaborate`` builds the units in order)."""
 
 from amaranth.hdl import Array, C, Cat, Mux, Signal
+from amaranth.lib import data
 
 from ..formats import (
     NvmeStatus,
     Opcode,
 )
 from ..pages import PAGE_SHIFT
+from ..stream_util import RegisterSlice
 from .common import (
     PAGE,
     _engine_status,
@@ -24,10 +26,10 @@ def build(m, top, u):
     :class:`Wires` its units share."""
     (B, beat_shift, bypass, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad, fin_sub_w,
      gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_v, queues, state, stg_done,
-     stg_prp, sub_idle, submit_r, wr_next, written) = u.take(
+     stg_prp, sub_idle, submit_r, wr_issued, wr_next, written) = u.take(
         "B beat_shift bypass c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w gen now "
         "p page_of pb_bits pg_bits pt_bits push_ctx push_v queues state stg_done stg_prp "
-        "sub_idle submit_r wr_next written")
+        "sub_idle submit_r wr_issued wr_next written")
     # --- submission ------------------------------------------------------------------------
     sub_ctx = Signal(cbits)
     m.d.comb += [cm_sub.addr.eq(Mux(submit_r.valid & submit_r.ready, submit_r.payload,
@@ -39,6 +41,8 @@ def build(m, top, u):
                  queues.pick_mask.eq(scmd.queues[:p.backend_queues])]
     # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
     # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
+    # (a register, set as the state changes, so that the read's address comes from
+    # flip-flops)
     sub_k = Signal(pt_bits + 1)
     sub_page = page_of(sub_ctx, sub_k)
     prp1_page, list_page = Signal(pg_bits), Signal(pg_bits)
@@ -47,6 +51,10 @@ def build(m, top, u):
         """The bus address of a staging page."""
         return p.staging_base + (page << PAGE_SHIFT)
     prp_k = Signal(14)            # next PRP list entry: page index 1 .. npages-1
+    # a list entry leaves the page table read through a narrow slice (its page, index
+    # and whether it is the last); the beat is built from the slice's registers
+    m.submodules.prp_q = prp_q = RegisterSlice(data.StructLayout(
+        {"page": pg_bits, "k": 14, "last": 1}))
     ns_rr = Array(Signal(8, name=f"ns_rr{i}") for i in range(p.namespaces))
     m.d.comb += queues.pick_from.eq(ns_rr[scmd.slot])
     per_beat = B // 8
@@ -59,6 +67,7 @@ def build(m, top, u):
     with m.FSM(name="submit"):
         with m.State("IDLE"):
             m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
+            m.d.sync += sub_k.eq(0)
             with m.If(submit_r.valid):
                 m.d.sync += sub_ctx.eq(submit_r.payload)
                 m.next = "PICK"
@@ -66,7 +75,6 @@ def build(m, top, u):
                 m.d.sync += sub_ctx.eq(push_ctx)
                 m.next = "PICK"
         with m.State("PICK"):
-            m.d.comb += sub_k.eq(0)
             m.d.sync += prp1_page.eq(sub_page)
             with m.If(ck_v & (ck_ctx == sub_ctx)):
                 pass                # its last range is still being checked
@@ -76,8 +84,10 @@ def build(m, top, u):
             with m.Elif(queues.pick_ok):
                 m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1)]
                 with m.If(npages > 2):
+                    m.d.sync += sub_k.eq(npages)
                     m.next = "LIST"
                 with m.Else():
+                    m.d.sync += sub_k.eq(1)
                     # a Write's data is all issued (READY comes after its last beat);
                     # other commands wait for no write
                     m.d.sync += sub_fence.eq(Mux(
@@ -89,29 +99,39 @@ def build(m, top, u):
                 m.next = "FAIL"
         with m.State("LIST"):
             # the list page follows the data pages in the table
-            m.d.comb += sub_k.eq(npages)
-            m.d.sync += list_page.eq(sub_page)
+            m.d.sync += [list_page.eq(sub_page), sub_k.eq(1)]
             m.next = "PRP"
         with m.State("PRP"):
-            # one entry a cycle: the page of entry k in its 8-byte lane of the beat
-            entry = Signal(64)
-            lane = (prp_k - 1)[:max(1, (per_beat - 1).bit_length())] if per_beat > 1 else 0
-            m.d.comb += [sub_k.eq(prp_k), entry.eq(bus(sub_page))]
-            m.d.comb += [
-                stg_prp.valid.eq(1),
-                stg_prp.payload.direct.eq(1),
-                stg_prp.payload.offset.eq(
-                    Cat(C(0, beat_shift), ((prp_k - 1) >> (beat_shift - 3))[:pb_bits],
-                        list_page)),
-                stg_prp.payload.data.eq(entry.replicate(per_beat)),
-                stg_prp.payload.keep.eq((C(0xFF, B) << (lane << 3))[:B] if per_beat > 1
-                                        else C(0xFF, B)),
-            ]
-            with m.If(stg_prp.ready):
-                m.d.sync += prp_k.eq(prp_k + 1)
-                with m.If(prp_k + 1 == npages):
-                    m.d.sync += sub_fence.eq(wr_next)
-                    m.next = "SQE"
+            # one entry a cycle into the slice: the page of entry k
+            last = prp_k + 1 == npages
+            m.d.comb += [prp_q.i_valid.eq(1), prp_q.i_data.page.eq(sub_page),
+                         prp_q.i_data.k.eq(prp_k), prp_q.i_data.last.eq(last)]
+            with m.If(prp_q.i_ready):
+                m.d.sync += [prp_k.eq(prp_k + 1), sub_k.eq(prp_k + 1)]
+                with m.If(last):
+                    m.next = "DRAIN"
+        with m.State("DRAIN"):
+            # the SQE waits for the slice to be empty: its last entry has left, its write
+            # is issued and counted in ``wr_issued`` (a register, so that the fence does
+            # not wait on the merge's hand-shake)
+            with m.If(~prp_q.o_valid):
+                m.d.sync += [sub_fence.eq(wr_issued), sub_k.eq(1)]
+                m.next = "SQE"
+        # the slice's entry as a staging write: the page's bus address in its 8-byte lane
+        # of the beat
+        ent = prp_q.o_data
+        entry = Signal(64)
+        lane = (ent.k - 1)[:max(1, (per_beat - 1).bit_length())] if per_beat > 1 else 0
+        m.d.comb += [
+            entry.eq(bus(ent.page)),
+            stg_prp.valid.eq(prp_q.o_valid), prp_q.o_ready.eq(stg_prp.ready),
+            stg_prp.payload.direct.eq(1),
+            stg_prp.payload.offset.eq(
+                Cat(C(0, beat_shift), ((ent.k - 1) >> (beat_shift - 3))[:pb_bits], list_page)),
+            stg_prp.payload.data.eq(entry.replicate(per_beat)),
+            stg_prp.payload.keep.eq((C(0xFF, B) << (lane << 3))[:B] if per_beat > 1
+                                    else C(0xFF, B)),
+        ]
         with m.State("SQE"):
             req = top.o_sqe.payload
             m.d.comb += [
@@ -122,7 +142,6 @@ def build(m, top, u):
                 req.sqe.nsid.eq(scmd.backend_nsid),
                 req.sqe.cdw.eq(scmd.cdw),
             ]
-            m.d.comb += sub_k.eq(1)
             with m.If(scmd.nbytes != 0):
                 m.d.comb += req.sqe.dptr.prp.prp1.eq(bus(prp1_page))
                 with m.If(npages == 2):

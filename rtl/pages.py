@@ -102,32 +102,43 @@ class PageAllocator(Elaboratable):
         m.d.comb += n_pages.eq(e.staging_len >> (PAGE_BYTES.bit_length() - 1))
 
         # the stacks: subsystem s's stack in entries base[s] .. base[s] + sp[s] - 1
+        # the addresses are kept in registers beside the counts, so that no add lies
+        # between a subsystem's registers and the stack: ``top`` = base + sp - 1 (the
+        # page a pop takes), ``nxt`` = base + sp (where a push goes), ``fresh`` = base +
+        # mark (the watermark's next page)
         stack = m.submodules.stack = memory.Memory(shape=pb, depth=self.pages, init=[])
         wp = stack.write_port()
         rp = stack.read_port(domain="comb")
+        top = Array(Signal(pb, name=f"pg_top{i}") for i in range(NS))
+        nxt = Array(Signal(pb, name=f"pg_nxt{i}") for i in range(NS))
+        fresh = Array(Signal(pb, name=f"pg_fresh{i}") for i in range(NS))
         pop_s, push_s = self.pop_ss, self.push_ss
-        m.d.comb += rp.addr.eq(base[pop_s] + sp[pop_s] - 1)
+        m.d.comb += rp.addr.eq(top[pop_s])
         on_stack = sp[pop_s] != 0
-        m.d.comb += self.pop_page.eq(Mux(on_stack, rp.data, base[pop_s] + mark[pop_s]))
-        m.d.comb += [wp.addr.eq(base[push_s] + sp[push_s]), wp.data.eq(self.push_page),
+        m.d.comb += self.pop_page.eq(Mux(on_stack, rp.data, fresh[pop_s]))
+        m.d.comb += [wp.addr.eq(nxt[push_s]), wp.data.eq(self.push_page),
                      wp.en.eq(self.push_en & (push_s < NS))]
 
         for i in range(NS):
             with m.If(loaded & (index == i)):
-                m.d.sync += [base[i].eq(offset[PAGE_BYTES.bit_length() - 1:][:pb]),
+                first = offset[PAGE_BYTES.bit_length() - 1:][:pb]
+                m.d.sync += [base[i].eq(first),
                              usable[i].eq(inside & (n_pages != 0)),
                              sp[i].eq(0), mark[i].eq(0),
+                             top[i].eq(first - 1), nxt[i].eq(first), fresh[i].eq(first),
                              avail[i].eq(Mux(inside, n_pages, 0))]
             with m.Else():
                 pop = self.pop_en & (pop_s == i)
                 push = self.push_en & (push_s == i)
                 reserve = self.reserve_en & (self.need_ss == i)
                 with m.If(pop & (sp[i] != 0)):
-                    m.d.sync += sp[i].eq(sp[i] - 1)
+                    m.d.sync += [sp[i].eq(sp[i] - 1), top[i].eq(top[i] - 1),
+                                 nxt[i].eq(top[i])]
                 with m.Elif(pop):
-                    m.d.sync += mark[i].eq(mark[i] + 1)
+                    m.d.sync += [mark[i].eq(mark[i] + 1), fresh[i].eq(fresh[i] + 1)]
                 with m.Elif(push):
-                    m.d.sync += sp[i].eq(sp[i] + 1)
+                    m.d.sync += [sp[i].eq(sp[i] + 1), top[i].eq(nxt[i]),
+                                 nxt[i].eq(nxt[i] + 1)]
                 m.d.sync += avail[i].eq(avail[i] - Mux(reserve, self.need, 0) + push)
 
         ss = self.need_ss

@@ -71,6 +71,9 @@ def build(m, top, u):
     push_free = ~push_v | submit_adm.ready | bypass
     with m.If(submit_adm.ready | bypass):
         m.d.sync += push_v.eq(0)
+    pt_pop = Signal()               # a page taken this cycle: written to the table next
+    m.d.sync += [pt_wr.en.eq(pt_pop), pt_wr.addr.eq(Cat(alloc_k[:pt_bits], adm_ctx)),
+                 pt_wr.data.eq(pages.pop_page)]
     with m.FSM(name="admit"):
         with m.State("IDLE"):
             ready = cmd_slice.o_valid & free.r_rdy & ~filling
@@ -107,10 +110,11 @@ def build(m, top, u):
                     m.d.comb += pages.reserve_en.eq(1)
                     m.next = "ALLOC"
         with m.State("ALLOC"):
-            # one page a cycle, while the reclaimer gives none back
-            m.d.comb += [pages.pop_ss.eq(adm_cmd.subsystem),
-                         pt_wr.addr.eq(Cat(alloc_k[:pt_bits], adm_ctx)),
-                         pt_wr.data.eq(pages.pop_page)]
+            # one page a cycle, while the reclaimer gives none back; each page is written
+            # into the page table from registers the cycle after (no reader looks before:
+            # a data beat reads its page two cycles after it is offered at the earliest,
+            # submission after the push register)
+            m.d.comb += pages.pop_ss.eq(adm_cmd.subsystem)
             def after_alloc():
                 with m.If(adm_icd):
                     m.d.sync += state[adm_ctx].eq(_State.READY)
@@ -124,7 +128,7 @@ def build(m, top, u):
             with m.If(alloc_k == alloc_n):
                 after_alloc()           # no page (in-capsule data of zero bytes)
             with m.Elif(~pages.push_en):
-                m.d.comb += [pages.pop_en.eq(1), pt_wr.en.eq(1)]
+                m.d.comb += [pages.pop_en.eq(1), pt_pop.eq(1)]
                 m.d.sync += alloc_k.eq(alloc_k + 1)
                 with m.If(alloc_k + 1 == alloc_n):
                     after_alloc()

@@ -9,25 +9,26 @@ from .common import (
 
 
 def build(m, top, u):
-    """The timeout scanner, in two stages: the first reads context ``scan`` (queue, submission
-    time), the second gives its verdict.
+    """The timeout scanner, in three stages: the first reads context ``scan`` (state, queue,
+    submission time) into registers, the second works out its verdict, the third gives
+    the context up.
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
     (c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, state) = u.take(
         "c_queue c_start cbits fin_scan_w now q_ctx queues state")
     # --- timeout scanner -------------------------------------------------------------------
-    # two stages: the first reads context ``scan`` (queue, submission time, the queue's
-    # timeout and failure) into a verdict register, the second gives up the context if
-    # it is still submitted (the same submission: only submission writes the time, and
-    # it comes from another state) and no CQE for it arrives in that cycle
-    # A zombie (given up, waiting for its late CQE) is reclaimed for good once twice the
-    # timeout has passed since its submission: released like a late CQE's, and its
-    # queue counts a lost command (its CQ slot stays reserved).
+    # three stages: the first reads context ``scan`` (state, queue, submission time)
+    # into registers, the second looks its queue up (timeout, failure) and works out a
+    # verdict register, the third gives up the context if it is still in the state read
+    # (the same submission: only submission writes the time, and a context cannot be
+    # released, admitted and submitted again within the two cycles) and no CQE for it
+    # arrives in that cycle
     scan = Signal(cbits)
-    m.d.comb += queues.look_q.eq(c_queue.read(scan))
+    rd_ctx, rd_q, rd_start, rd_state = Signal(cbits), Signal(8), Signal(32), Signal(_State)
+    m.d.comb += queues.look_q.eq(rd_q)
     age = Signal(32)
-    m.d.comb += age.eq(now - c_start.read(scan))
+    m.d.comb += age.eq(now - rd_start)
     timed = queues.look_timeout != 0
     expired = timed & (age > queues.look_timeout)
     abandoned = timed & (age > Cat(0, queues.look_timeout))
@@ -48,10 +49,12 @@ def build(m, top, u):
             # now on no longer matches the context, and gives the CQ slot back
             m.d.comb += [queues.lose_en.eq(chk_zombie), queues.lose_q.eq(chk_q)]
     with m.If(~give_up | fin_scan_w.ready):
-        m.d.sync += [chk_ctx.eq(scan), scan.eq(scan + 1),
-                     chk_hit.eq(((state[scan] == _State.SUBMITTED)
+        m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(c_queue.read(scan)),
+                     rd_start.eq(c_start.read(scan)), rd_state.eq(state[scan]),
+                     chk_ctx.eq(rd_ctx),
+                     chk_hit.eq(((rd_state == _State.SUBMITTED)
                                  & (expired | queues.look_failed))
-                                | ((state[scan] == _State.ZOMBIE) & abandoned)),
-                     chk_zombie.eq(state[scan] == _State.ZOMBIE),
-                     chk_q.eq(queues.look_q),
+                                | ((rd_state == _State.ZOMBIE) & abandoned)),
+                     chk_zombie.eq(rd_state == _State.ZOMBIE),
+                     chk_q.eq(rd_q),
                      chk_failed.eq(queues.look_failed)]

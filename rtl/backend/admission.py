@@ -111,9 +111,8 @@ def build(m, top, u):
                     m.next = "ALLOC"
         with m.State("ALLOC"):
             # one page a cycle, while the reclaimer gives none back; each page is written
-            # into the page table from registers the cycle after (no reader looks before:
-            # a data beat reads its page two cycles after it is offered at the earliest,
-            # submission after the push register)
+            # into the page table from registers the cycle after (COPY waits for it;
+            # RDMA READ data and submission come later)
             m.d.comb += pages.pop_ss.eq(adm_cmd.subsystem)
             def after_alloc():
                 with m.If(adm_icd):
@@ -133,15 +132,17 @@ def build(m, top, u):
                 with m.If(alloc_k + 1 == alloc_n):
                     after_alloc()
         with m.State("COPY"):
+            # (not in the cycle the last page is written into the table: the first beat's
+            # page read would return the entry as it was)
             beat = top.i_data.payload
             m.d.comb += [
-                stg_adm.valid.eq(top.i_data.valid),
+                stg_adm.valid.eq(top.i_data.valid & ~pt_wr.en),
                 stg_adm.payload.ctx.eq(adm_ctx), stg_adm.payload.n.eq(copy_n),
                 stg_adm.payload.data.eq(beat.data),
                 stg_adm.payload.keep.eq(beat.keep),
-                top.i_data.ready.eq(stg_adm.ready),
+                top.i_data.ready.eq(stg_adm.ready & ~pt_wr.en),
             ]
-            with m.If(top.i_data.valid & stg_adm.ready):
+            with m.If(top.i_data.valid & stg_adm.ready & ~pt_wr.en):
                 m.d.sync += copy_n.eq(copy_n + 1)
                 with m.If(beat.last):
                     m.next = "QUEUE"

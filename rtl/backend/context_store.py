@@ -72,20 +72,23 @@ def build(m, top, u):
     m.submodules.ctx_mem = ctx_mem = memory.Memory(shape=BackendCommand, depth=N, init=[])
     cm_wr = ctx_mem.write_port()
     # the page table: page k of context c at entry c * 2**pt_bits + k; written by
-    # admission, one copy per reader with a combinational read port (as LUT memory
-    # replicates it anyway; one memory with several read ports is one cell, through
-    # which a read feeding another read's address looks like a loop)
+    # admission, one copy per reader, each read through a synchronous port (a block RAM
+    # on the FPGA: no LUT-RAM multiplexer after it, and its write data and address go to
+    # one cell per copy instead of hundreds)
     pt_wr = wiring.Signature({"addr": Out(cbits + pt_bits), "data": Out(pg_bits),
                               "en": Out(1)}).create()
     tables = []
 
-    def page_of(ctx, k):
+    def page_of(ctx, k, en=1):
+        """The page of entry ``k`` of context ``ctx``, in the cycle after the one in which
+        ``ctx`` and ``k`` are given with ``en``; held while ``en`` is low. A read in the
+        cycle of an entry's write returns the entry as it was."""
         copy = memory.Memory(shape=pg_bits, depth=N << pt_bits, init=[])
         m.submodules[f"page_table{len(tables)}"] = copy
         tables.append(copy)
-        wp, rp = copy.write_port(), copy.read_port(domain="comb")
+        wp, rp = copy.write_port(), copy.read_port()
         m.d.comb += [wp.addr.eq(pt_wr.addr), wp.data.eq(pt_wr.data), wp.en.eq(pt_wr.en),
-                     rp.addr.eq(Cat(k[:pt_bits], ctx))]
+                     rp.addr.eq(Cat(k[:pt_bits], ctx)), rp.en.eq(en)]
         return rp.data
 
     cm_sub = ctx_mem.read_port()
@@ -136,7 +139,12 @@ def build(m, top, u):
     m.submodules.stg_in = stg_in = RegisterSlice(iw_layout)
     m.submodules.stg_out = stg_out = RegisterSlice(StagingWrite(W))
     iw = stg_in.o_data
-    iw_page = page_of(iw.ctx, iw.n >> pb_bits)
+    # the page is read as stg_in loads its output register (from its spare entry or its
+    # input), so that it is there with the beat
+    iw_next = Signal(iw_layout)
+    m.d.comb += iw_next.eq(Mux(stg_in.spare_valid, stg_in.spare, stg_in.i_data))
+    iw_page = page_of(iw_next.ctx, iw_next.n >> pb_bits,
+                      en=~stg_in.o_valid | stg_in.o_ready)
     m.d.comb += [
         stg_in.i_valid.eq(stg_any.valid), stg_any.ready.eq(stg_in.i_ready),
         stg_in.i_data.eq(stg_any.payload),

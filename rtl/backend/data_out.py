@@ -7,6 +7,7 @@ from ..formats import (
     RdmaOp,
 )
 from ..pages import PAGE_SHIFT
+from ..stream_util import RegisterSlice
 from .common import (
     _fifo_stream,
 )
@@ -45,6 +46,19 @@ def build(m, top, u):
     m.d.comb += mv_left.eq(mv.beats - (mv_pg << pb_bits))
     mv_last = mv_left <= page_beats
     first_rd = mv_pg == 0          # the packet's first read also queues the packet
+    # a staging read request leaves through a register slice (o_stg_rd from flip-flops);
+    # the page table is read as the slice loads its output register, so that the page
+    # is there with the request
+    rd_layout = data.StructLayout({"ctx": cbits, "pg": pt_bits, "beats": 22})
+    m.submodules.stg_rd_q = rd_q = RegisterSlice(rd_layout)
+    rd_next = Signal(rd_layout)
+    m.d.comb += rd_next.eq(Mux(rd_q.spare_valid, rd_q.spare, rd_q.i_data))
+    rd_page = page_of(rd_next.ctx, rd_next.pg, en=~rd_q.o_valid | rd_q.o_ready)
+    m.d.comb += [
+        top.o_stg_rd.valid.eq(rd_q.o_valid), rd_q.o_ready.eq(top.o_stg_rd.ready),
+        top.o_stg_rd.payload.offset.eq(Cat(C(0, PAGE_SHIFT), rd_page)),
+        top.o_stg_rd.payload.beats.eq(rd_q.o_data.beats),
+    ]
     m.d.comb += [
         rdma_ret.valid.eq(mov_r.valid & ~desc_done),
         rdma_ret.payload.op.eq(RdmaOp.WRITE),
@@ -53,18 +67,18 @@ def build(m, top, u):
         rdma_ret.payload.rkey.eq(mv.rkey),
         rdma_ret.payload.length.eq(mv.length),
         rdma_ret.payload.tag.eq(mv.ctx),
-        top.o_stg_rd.valid.eq(mov_r.valid & desc_done & (~first_rd | strm_w.ready)),
-        top.o_stg_rd.payload.offset.eq(Cat(C(0, PAGE_SHIFT), page_of(mv.ctx, mv_pg))),
-        top.o_stg_rd.payload.beats.eq(Mux(mv_last, mv_left, page_beats)),
+        rd_q.i_valid.eq(mov_r.valid & desc_done & (~first_rd | strm_w.ready)),
+        rd_q.i_data.ctx.eq(mv.ctx), rd_q.i_data.pg.eq(mv_pg),
+        rd_q.i_data.beats.eq(Mux(mv_last, mv_left, page_beats)),
         strm_w.payload.ctx.eq(mv.ctx), strm_w.payload.beats.eq(mv.beats),
         strm_w.payload.tail.eq(mv.tail),
-        strm_w.valid.eq(mov_r.valid & desc_done & first_rd & top.o_stg_rd.ready),
-        mov_r.ready.eq(desc_done & top.o_stg_rd.ready & mv_last
+        strm_w.valid.eq(mov_r.valid & desc_done & first_rd & rd_q.i_ready),
+        mov_r.ready.eq(desc_done & rd_q.i_ready & mv_last
                        & (~first_rd | strm_w.ready)),
     ]
     with m.If(rdma_ret.valid & rdma_ret.ready):
         m.d.sync += desc_done.eq(1)
-    with m.If(top.o_stg_rd.valid & top.o_stg_rd.ready):
+    with m.If(rd_q.i_valid & rd_q.i_ready):
         m.d.sync += mv_pg.eq(Mux(mv_last, 0, mv_pg + 1))
     with m.If(mov_r.valid & mov_r.ready):
         m.d.sync += desc_done.eq(0)

@@ -48,15 +48,22 @@ def build(m, top, u):
                              release_zombie.eq(job.kind == _Kind.ZOMBIE)]
             with m.Else():
                 m.d.comb += rec_w.valid.eq(1)  # room: each context is in it at most once
+    # page k is read from the table in one cycle and given back in the next (from
+    # registers: ``push_en``, ``push_ss``, and the table's read data); the context goes
+    # back to the free list once every read is issued, at the earliest in the cycle
+    # its last page is given back
     rc_k = Signal(pt_bits + 1)
     rc = rec_r.payload
-    m.d.comb += [pages.push_ss.eq(rc.ss), pages.push_page.eq(page_of(rc.ctx, rc_k))]
+    push_v, push_ss, push_zombie = Signal(), Signal(8), Signal()
+    m.d.comb += [pages.push_en.eq(push_v), pages.push_ss.eq(push_ss),
+                 pages.push_page.eq(page_of(rc.ctx, rc_k))]
+    m.d.sync += push_v.eq(0)
     with m.If(rec_r.valid & ~filling & written(rc.fence)):
         with m.If(rc_k != rc.pages):
-            m.d.comb += pages.push_en.eq(1)
-            m.d.sync += rc_k.eq(rc_k + 1)
+            m.d.sync += [push_v.eq(1), push_ss.eq(rc.ss), push_zombie.eq(rc.zombie),
+                         rc_k.eq(rc_k + 1)]
         with m.Elif(~direct):
             m.d.comb += [release_en.eq(1), release_ctx.eq(rc.ctx), rec_r.ready.eq(1),
                          release_zombie.eq(rc.zombie)]
             m.d.sync += rc_k.eq(0)
-    u.give(rc=rc, release_zombie=release_zombie)
+    u.give(push_zombie=push_zombie, rc=rc, release_zombie=release_zombie)

@@ -41,10 +41,13 @@ def build(m, top, u):
                  queues.pick_mask.eq(scmd.queues[:p.backend_queues])]
     # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
     # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
-    # (a register, set as the state changes, so that the read's address comes from
-    # flip-flops)
+    # (``sub_ctx``, ``sub_k``: registers; the table is read at their next values,
+    # ``sub_ctx_n`` and ``sub_k_n``, so that its data is there with them)
     sub_k = Signal(pt_bits + 1)
-    sub_page = page_of(sub_ctx, sub_k)
+    sub_ctx_n, sub_k_n = Signal(cbits), Signal(pt_bits + 1)
+    m.d.comb += [sub_ctx_n.eq(sub_ctx), sub_k_n.eq(sub_k)]
+    m.d.sync += [sub_ctx.eq(sub_ctx_n), sub_k.eq(sub_k_n)]
+    sub_page = page_of(sub_ctx_n, sub_k_n)
     prp1_page, list_page = Signal(pg_bits), Signal(pg_bits)
 
     def bus(page):
@@ -67,12 +70,12 @@ def build(m, top, u):
     with m.FSM(name="submit"):
         with m.State("IDLE"):
             m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
-            m.d.sync += sub_k.eq(0)
+            m.d.comb += sub_k_n.eq(0)
             with m.If(submit_r.valid):
-                m.d.sync += sub_ctx.eq(submit_r.payload)
+                m.d.comb += sub_ctx_n.eq(submit_r.payload)
                 m.next = "PICK"
             with m.Elif(push_v):
-                m.d.sync += sub_ctx.eq(push_ctx)
+                m.d.comb += sub_ctx_n.eq(push_ctx)
                 m.next = "PICK"
         with m.State("PICK"):
             m.d.sync += prp1_page.eq(sub_page)
@@ -84,10 +87,10 @@ def build(m, top, u):
             with m.Elif(queues.pick_ok):
                 m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1)]
                 with m.If(npages > 2):
-                    m.d.sync += sub_k.eq(npages)
+                    m.d.comb += sub_k_n.eq(npages)
                     m.next = "LIST"
                 with m.Else():
-                    m.d.sync += sub_k.eq(1)
+                    m.d.comb += sub_k_n.eq(1)
                     # a Write's data is all issued (READY comes after its last beat);
                     # other commands wait for no write
                     m.d.sync += sub_fence.eq(Mux(
@@ -99,7 +102,8 @@ def build(m, top, u):
                 m.next = "FAIL"
         with m.State("LIST"):
             # the list page follows the data pages in the table
-            m.d.sync += [list_page.eq(sub_page), sub_k.eq(1)]
+            m.d.sync += list_page.eq(sub_page)
+            m.d.comb += sub_k_n.eq(1)
             m.next = "PRP"
         with m.State("PRP"):
             # one entry a cycle into the slice: the page of entry k
@@ -107,7 +111,8 @@ def build(m, top, u):
             m.d.comb += [prp_q.i_valid.eq(1), prp_q.i_data.page.eq(sub_page),
                          prp_q.i_data.k.eq(prp_k), prp_q.i_data.last.eq(last)]
             with m.If(prp_q.i_ready):
-                m.d.sync += [prp_k.eq(prp_k + 1), sub_k.eq(prp_k + 1)]
+                m.d.sync += prp_k.eq(prp_k + 1)
+                m.d.comb += sub_k_n.eq(prp_k + 1)
                 with m.If(last):
                     m.next = "DRAIN"
         with m.State("DRAIN"):
@@ -115,7 +120,8 @@ def build(m, top, u):
             # is issued and counted in ``wr_issued`` (a register, so that the fence does
             # not wait on the merge's hand-shake)
             with m.If(~prp_q.o_valid):
-                m.d.sync += [sub_fence.eq(wr_issued), sub_k.eq(1)]
+                m.d.sync += sub_fence.eq(wr_issued)
+                m.d.comb += sub_k_n.eq(1)
                 m.next = "SQE"
         # the slice's entry as a staging write: the page's bus address in its 8-byte lane
         # of the beat

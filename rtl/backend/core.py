@@ -62,13 +62,18 @@ class Backend(wiring.Component):
     o_resp, o_qp_error, o_event, o_ns_count : outcomes (merged with the front end's).
     o_rdma_cmd, i_rdma_rd, o_rdma_wr, i_rdma_sts : the RDMA transport. READ data
         comes as one packet per descriptor (not interleaved) before its status.
+        ``i_rdma_rd`` goes through a register slice (``ready`` from a flip-flop; a
+        beat is used the cycle after its transfer); a status waits while that slice
+        holds a packet's last beat, and is otherwise taken in the cycle it comes.
         WRITE data goes out as one packet per WRITE descriptor, in descriptor
         order; a descriptor may precede its packet by up to two others.
     o_stg_wr, o_stg_rd, i_stg_rd : the staging memory's internal ports. ``o_stg_wr``
         comes from a register slice (``valid``/``payload`` and the ``ready`` it answers
         are flip-flops): a beat leaves two cycles after its source (in-capsule data,
         RDMA READ data or a PRP list entry) hands it over, the second stage holding
-        its offset from the page table.
+        its offset from the page table. ``o_stg_rd`` comes from a register slice too
+        (its offset read from the page table as the slice loads): a request leaves
+        the cycle after the data-out mover issues it.
     stg_done : In(16)
         External staging only (``staging_mode = "external"``): beats of ``o_stg_wr``
         whose write the memory has acknowledged, modulo 2**16, in ``o_stg_wr`` order

@@ -13,13 +13,21 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    N, cbits, fin_sts_w, state, submit_sts = u.take("N cbits fin_sts_w state submit_sts")
+    N, cbits, fin_sts_w, rd_tail, state, submit_sts = u.take(
+        "N cbits fin_sts_w rd_tail state submit_sts")
     # --- RDMA status dispatcher ----------------------------------------------------------
+    # a status waits while the data's input slice holds a packet's last beat (it may be
+    # the last beat of this status's packet, which came in before it: the status must
+    # not make the command ready before its last beat is issued to staging, counted by
+    # the submission fence). The status itself is taken as it comes (no slice): a
+    # status a cycle later fails a QP a cycle later, and a capsule of that QP right
+    # behind the failing one would then be served (the model discards it)
+    sts_v = top.i_rdma_sts.valid & ~rd_tail
     sts = top.i_rdma_sts.payload
     s_ctx = sts.tag[:cbits]
     s_state = state[s_ctx]
     s_known = (sts.tag < N) & ((s_state == _State.WAIT_RD) | (s_state == _State.WAIT_WR))
-    with m.If(top.i_rdma_sts.valid & s_known):
+    with m.If(sts_v & s_known):
         with m.If((s_state == _State.WAIT_RD) & (sts.status == 0)):
             m.d.comb += [submit_sts.valid.eq(1), submit_sts.payload.eq(s_ctx),
                          top.i_rdma_sts.ready.eq(submit_sts.ready)]
@@ -35,5 +43,5 @@ def build(m, top, u):
             ]
             with m.If(fin_sts_w.ready):
                 m.d.sync += state[s_ctx].eq(_State.RETIRING)
-    with m.Else():
-        m.d.comb += top.i_rdma_sts.ready.eq(1)      # a status for no descriptor: dropped
+    with m.Elif(sts_v):
+        m.d.comb += top.i_rdma_sts.ready.eq(1)             # a status for no descriptor: dropped

@@ -25,11 +25,33 @@ def build(m, top, u):
                  rd_in.i_data.eq(top.i_rdma_rd.payload)]
     rd_tail = ((rd_in.o_valid & rd_in.o_data.last)
                | (rd_in.spare_valid & rd_in.spare.last))    # a last beat is in the slice
+    # A beat is checked as it loads the slice's output register (from the spare entry or
+    # the input, as the slice itself chooses), into registers beside it: ``rd_ok`` (its
+    # context waits for READ data and the packet has not yet brought all of the command's
+    # beats), and ``rd_count``, its index in the packet. The beat count's LUT-memory read
+    # and its compare thus end in a flip-flop instead of driving the slice's enables.
+    # While the beat waits, ``rd_ok`` follows the context's state: a status that ends
+    # the READ (only after the packet's last beat has left the slice, the status unit
+    # holding it back until then; earlier only if the transport breaks its contract)
+    # lets through at most the beat offered in the cycle the state changes, counted by
+    # the staging-write fences like every beat before it.
     rd = rd_in.o_data
     rd_ctx = rd.tag[:cbits]
-    rd_count = Signal(beat_w)
-    rd_ok = ((rd.tag < N) & (state[rd_ctx] == _State.WAIT_RD)
-             & (rd_count < c_beats.read(rd_ctx)))
+    nxt = Signal.like(rd_in.i_data)
+    m.d.comb += nxt.eq(Mux(rd_in.spare_valid, rd_in.spare, rd_in.i_data))
+    nxt_valid = rd_in.spare_valid | rd_in.i_valid
+    load = ~rd_in.o_valid | rd_in.o_ready       # the output register takes ``nxt``
+    n_ctx = nxt.tag[:cbits]
+    in_pkt = Signal(beat_w)                     # beats of the packet loaded so far
+    rd_ok, rd_count = Signal(), Signal(beat_w)
+    with m.If(load):
+        m.d.sync += [rd_ok.eq((nxt.tag < N) & (state[n_ctx] == _State.WAIT_RD)
+                              & (in_pkt < c_beats.read(n_ctx))),
+                     rd_count.eq(in_pkt)]
+        with m.If(nxt_valid):
+            m.d.sync += in_pkt.eq(Mux(nxt.last, 0, in_pkt + 1))
+    with m.Else():
+        m.d.sync += rd_ok.eq(rd_ok & (state[rd_ctx] == _State.WAIT_RD))
     m.d.comb += [
         stg_rdm.valid.eq(rd_in.o_valid & rd_ok),
         stg_rdm.payload.ctx.eq(rd_ctx), stg_rdm.payload.n.eq(rd_count),
@@ -37,6 +59,4 @@ def build(m, top, u):
         stg_rdm.payload.keep.eq(rd.keep),
         rd_in.o_ready.eq(Mux(rd_ok, stg_rdm.ready, 1)),   # stray data is dropped
     ]
-    with m.If(rd_in.o_valid & rd_in.o_ready):
-        m.d.sync += rd_count.eq(Mux(rd.last, 0, rd_count + 1))
     u.give(rd_count=rd_count, rd_ctx=rd_ctx, rd_tail=rd_tail)

@@ -51,6 +51,9 @@ class PageAllocator(Elaboratable):
         Give back a page of ``push_ss`` that a command held.
     taken : Out(16)
         Pages reserved and not given back, over every subsystem (registered).
+    cfg_load : Out(1)
+        High in the cycle a configuration loads a window (``room`` and ``none`` of
+        any subsystem may change at the next clock edge).
 
     State (attributes, so that a proof can state invariants over it): ``base``,
     ``usable``, ``sp`` (pages on the stack), ``mark`` (pages handed out
@@ -71,6 +74,7 @@ class PageAllocator(Elaboratable):
         self.pop_en, self.pop_ss, self.pop_page = Signal(), Signal(8), Signal(pb)
         self.push_en, self.push_ss, self.push_page = Signal(), Signal(8), Signal(pb)
         self.taken = Signal(16)
+        self.cfg_load = Signal()
         self.base = Array(Signal(pb, name=f"pg_base{i}") for i in range(ns))
         self.usable = Array(Signal(name=f"pg_usable{i}") for i in range(ns))
         self.sp = Array(Signal(pb + 1, name=f"pg_sp{i}") for i in range(ns))
@@ -86,7 +90,7 @@ class PageAllocator(Elaboratable):
         sp, mark, avail = self.sp, self.mark, self.avail
 
         # configuration: read the entry the cycle after the pulse, load a cycle later
-        pending, loaded = Signal(), Signal()
+        pending, loaded = Signal(), self.cfg_load
         index = Signal(8)
         m.d.sync += [pending.eq(self.cfg_valid), loaded.eq(pending)]
         with m.If(self.cfg_valid):

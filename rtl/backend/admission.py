@@ -74,10 +74,21 @@ def build(m, top, u):
     pt_pop = Signal()               # a page taken this cycle: written to the table next
     m.d.sync += [pt_wr.en.eq(pt_pop), pt_wr.addr.eq(Cat(alloc_k[:pt_bits], adm_ctx)),
                  pt_wr.data.eq(pages.pop_page)]
+    # the page check of the command in the slice's output register, registered: a
+    # command that moves data is admitted the cycle after its check (its subsystem's
+    # count then known from registers alone), one that moves none does not wait for it.
+    # The check is stale, and not used, in the cycle after the output register loads
+    # (it was of the previous command), after a reservation (the count then falls; the
+    # admission is in ALLOC then anyway) and after a window's configuration; a page
+    # given back only raises the count, so a check before it stays safe
+    pg_room, pg_none, pg_fresh = Signal(), Signal(), Signal()
+    m.d.sync += [pg_room.eq(pages.room), pg_none.eq(pages.none),
+                 pg_fresh.eq(cmd_slice.o_valid & ~cmd_slice.o_ready & ~pages.reserve_en
+                             & ~pages.cfg_load)]
     with m.FSM(name="admit"):
         with m.State("IDLE"):
             ready = cmd_slice.o_valid & free.r_rdy & ~filling
-            with m.If(ready & (dataless | pages.room | pages.none)):
+            with m.If(ready & (dataless | (pg_fresh & (pg_room | pg_none)))):
                 m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1),
                              cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
                 m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), c_late[a_ctx].eq(0),
@@ -85,7 +96,7 @@ def build(m, top, u):
                              adm_icd.eq(cmd.icd), adm_in.eq(data_in)]
                 gen.write(a_ctx, gen.read(a_ctx) + 1)
                 c_stg.write(a_ctx, Cat(cmd.subsystem,
-                                       Mux(dataless | pages.none, 0,
+                                       Mux(dataless | pg_none, 0,
                                            cmd_slice.o_data.pages)))
                 c_beats.write(a_ctx, cmd_slice.o_data.beats)
                 c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
@@ -101,7 +112,7 @@ def build(m, top, u):
                         m.d.sync += [push_v.eq(1), push_ctx.eq(a_ctx)]
                     with m.Else():
                         m.next = "QUEUE"
-                with m.Elif(pages.none):
+                with m.Elif(pg_none):
                     m.d.sync += state[a_ctx].eq(_State.RETIRING)
                     m.next = "INTERNAL"
                 with m.Else():

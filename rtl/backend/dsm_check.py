@@ -40,10 +40,13 @@ def build(m, top, u):
         m.d.comb += [t_chk.eq(c_dsm.read(rd_ctx)), t_fire.eq(t_chk.on), t_ctx.eq(rd_ctx),
                      t_beat.eq(rd_count), t_data.eq(stg_rdm.payload.data)]
     ck_v, ck_ctx, ck_nsze = Signal(), Signal(cbits), Signal(64)
-    ck_en = Signal(lanes)
+    ck_beat, ck_nr = Signal(beat_w), Signal(8)
     ck_slba = [Signal(64, name=f"ck_slba{j}") for j in range(lanes)]
     ck_len = [Signal(32, name=f"ck_len{j}") for j in range(lanes)]
-    m.d.sync += [ck_v.eq(t_fire), ck_ctx.eq(t_ctx), ck_nsze.eq(t_chk.nsze)]
+    # stage 1 holds the beat's index and the range count; stage 2 compares them (beside
+    # the range's end) rather than stage 0, where they follow the merge's choice
+    m.d.sync += [ck_v.eq(t_fire), ck_ctx.eq(t_ctx), ck_nsze.eq(t_chk.nsze),
+                 ck_beat.eq(t_beat), ck_nr.eq(t_chk.nr)]
     if W == 64:
         # a range's attributes and length in an even beat, its SLBA in the next one; each
         # source keeps its own half (their beats may alternate)
@@ -53,13 +56,13 @@ def build(m, top, u):
                 m.d.sync += half[0].eq(t_data[32:64])
             with m.Else():
                 m.d.sync += half[1].eq(t_data[32:64])
-        m.d.sync += [ck_en.eq(t_beat[0] & ((t_beat >> 1) <= t_chk.nr)),
-                     ck_slba[0].eq(t_data), ck_len[0].eq(Mux(t_adm, half[0], half[1]))]
+        m.d.sync += [ck_slba[0].eq(t_data), ck_len[0].eq(Mux(t_adm, half[0], half[1]))]
+        ck_en = [ck_beat[0] & ((ck_beat >> 1) <= ck_nr)]
     else:
         for j in range(lanes):
             lane = t_data[128 * j:128 * (j + 1)]
-            m.d.sync += [ck_en[j].eq(t_beat * lanes + j <= t_chk.nr),
-                         ck_slba[j].eq(lane[64:]), ck_len[j].eq(lane[32:64])]
+            m.d.sync += [ck_slba[j].eq(lane[64:]), ck_len[j].eq(lane[32:64])]
+        ck_en = [ck_beat * lanes + j <= ck_nr for j in range(lanes)]
     past = Cat(*(ck_en[j] & (ck_slba[j] + ck_len[j] > ck_nsze) for j in range(lanes)))
     dsm_set = Signal(N)
     with m.If(ck_v & past.any()):

@@ -100,7 +100,11 @@ def _merge(m, name, sources, sink):
 
     A source offered on ``sink`` and not taken stays chosen (a register) until taken,
     even if an earlier source becomes valid meanwhile: ``sink`` keeps its payload while
-    it waits (the stream rules)."""
+    it waits (the stream rules).
+
+    Returns ``first_room``: the first source would be taken in this cycle if offered
+    (from ``sink.ready`` and the lock registers, not from any source's ``valid``), so
+    that a producer can decide before offering."""
     locked = Signal(name=f"{name}_locked")
     lock = Signal(range(len(sources)), name=f"{name}_lock")
     choice = Signal.like(lock, name=f"{name}_choice")
@@ -116,6 +120,9 @@ def _merge(m, name, sources, sink):
                 m.d.comb += [sink.valid.eq(src.valid), sink.payload.eq(src.payload),
                              src.ready.eq(sink.ready)]
     m.d.sync += [locked.eq(sink.valid & ~sink.ready), lock.eq(choice)]
+    first_room = Signal(name=f"{name}_first_room")
+    m.d.comb += first_room.eq(sink.ready & ~(locked & (lock != 0)))
+    return first_room
 
 
 def _fifo_stream(m, name, layout, depth, *, fall_through=False):

@@ -176,7 +176,10 @@ def build(m, top, u):
         return ~(stg_done - fence)[15]
     submit_adm = stream.Signature(cbits).create()
     submit_sts = stream.Signature(cbits).create()
-    _merge(m, "submit", [submit_adm, submit_sts], submit_w)
+    # RDMA statuses first: the status unit takes a status only when it has room on both
+    # of its outputs, known from registers (its ``ready`` then does not depend on the
+    # status's context)
+    sts_sub_room = _merge(m, "submit", [submit_sts, submit_adm], submit_w)
     u.give(c_beats=c_beats, c_dsm=c_dsm, c_dw0=c_dw0, c_late=c_late, c_queue=c_queue,
            c_start=c_start, c_stg=c_stg, cm_ret=cm_ret, cm_sub=cm_sub, cm_wr=cm_wr, cnt_r=cnt_r,
            cnt_w=cnt_w, dsm_bad=dsm_bad, ev_q_w=ev_q_w, ev_ret=ev_ret, filling=filling, fin=fin,
@@ -185,5 +188,5 @@ def build(m, top, u):
            rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
            release_now=release_now, state=state, stg_adm=stg_adm, stg_done=stg_done,
            stg_prp=stg_prp, stg_rdm=stg_rdm, submit_adm=submit_adm, submit_r=submit_r,
-           submit_sts=submit_sts, to_zombie=to_zombie, wr_issued=wr_issued, wr_next=wr_next,
-           written=written)
+           submit_sts=submit_sts, sts_sub_room=sts_sub_room, to_zombie=to_zombie,
+           wr_issued=wr_issued, wr_next=wr_next, written=written)

@@ -23,23 +23,30 @@ def build(m, top, u):
     q_state = state[q_ctx]
     q_match = ((q_ctx < N) & (cid[cbits:] == gen.read(q_ctx))
                & (c_queue.read(q_ctx) == cq.queue))
-    q_live = q_match & (q_state == _State.SUBMITTED)
-    q_zombie = q_match & (q_state == _State.ZOMBIE)
+    # the context's RETIRING is written from registers the cycle after its CQE is taken
+    # (``ret_v``/``ret_ctx``): a second CQE for it in that cycle finds it pending, and
+    # the timeout scanner does not give it up (its race check)
+    ret_v, ret_ctx = Signal(), Signal(cbits)
+    pending = ret_v & (ret_ctx == q_ctx)
+    q_live = q_match & (q_state == _State.SUBMITTED) & ~pending
+    q_zombie = q_match & (q_state == _State.ZOMBIE) & ~pending
     q_pending_timeout = q_match & (q_state == _State.TIMED_OUT)
+    # a CQE is taken when the retirement FIFO has room (a register), whatever it names:
+    # i_cqe.ready does not depend on the CQE's context
+    room = fin_cqe_w.ready
     cqe_taken = Signal()
-    with m.If(top.i_cqe.valid & (q_live | q_zombie)):
+    m.d.comb += [top.i_cqe.ready.eq(room), cqe_taken.eq(top.i_cqe.valid & room)]
+    with m.If(cqe_taken & (q_live | q_zombie)):
         m.d.comb += [fin_cqe_w.valid.eq(1), fin_cqe_w.payload.ctx.eq(q_ctx),
                      fin_cqe_w.payload.kind.eq(Mux(q_live, _Kind.CQE, _Kind.ZOMBIE)),
                      fin_cqe_w.payload.status.eq(cq.cqe.status.as_value()[1:]),
-                     fin_cqe_w.payload.dw0.eq(cq.cqe.dw0),
-                     top.i_cqe.ready.eq(fin_cqe_w.ready), cqe_taken.eq(fin_cqe_w.ready)]
-        with m.If(fin_cqe_w.ready):
-            m.d.sync += state[q_ctx].eq(_State.RETIRING)
-    with m.Else():
-        m.d.comb += [top.i_cqe.ready.eq(1), cqe_taken.eq(top.i_cqe.valid)]
-        with m.If(top.i_cqe.valid & q_pending_timeout):
-            m.d.sync += c_late[q_ctx].eq(1)
+                     fin_cqe_w.payload.dw0.eq(cq.cqe.dw0)]
+    m.d.sync += [ret_v.eq(cqe_taken & (q_live | q_zombie)), ret_ctx.eq(q_ctx)]
+    with m.If(ret_v):
+        m.d.sync += state[ret_ctx].eq(_State.RETIRING)
+    with m.If(cqe_taken & q_pending_timeout):
+        m.d.sync += c_late[q_ctx].eq(1)
     m.d.comb += [queues.cqe_en.eq(cqe_taken & (cq.queue < p.backend_queues)),
                  queues.cqe_owned.eq(q_live | q_zombie | q_pending_timeout),
                  queues.cqe_q.eq(cq.queue), queues.cqe_sqhd.eq(cq.cqe.sqhd)]
-    u.give(q_ctx=q_ctx)
+    u.give(q_ctx=q_ctx, ret_ctx=ret_ctx, ret_v=ret_v)

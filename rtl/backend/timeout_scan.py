@@ -15,8 +15,8 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, state) = u.take(
-        "c_queue c_start cbits fin_scan_w now q_ctx queues state")
+    (c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, ret_ctx, ret_v, state) = u.take(
+        "c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v state")
     # --- timeout scanner -------------------------------------------------------------------
     # three stages: the first reads context ``scan`` (state, queue, submission time)
     # into registers, the second looks its queue up (timeout, failure) and works out a
@@ -34,7 +34,9 @@ def build(m, top, u):
     abandoned = timed & (age > Cat(0, queues.look_timeout))
     chk_ctx, chk_hit, chk_failed = Signal(cbits), Signal(), Signal()
     chk_zombie, chk_q = Signal(), Signal(8)
-    racing = top.i_cqe.valid & (q_ctx == chk_ctx)
+    # (a CQE for it now, or one taken in the cycle before, whose state write is pending)
+    racing = ((top.i_cqe.valid & (q_ctx == chk_ctx))
+              | (ret_v & (ret_ctx == chk_ctx)))
     chk_state = Mux(chk_zombie, _State.ZOMBIE, _State.SUBMITTED)
     give_up = chk_hit & (state[chk_ctx] == chk_state) & ~racing
     with m.If(give_up):

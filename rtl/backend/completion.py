@@ -14,8 +14,8 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (N, c_late, c_queue, cbits, fin_cqe_w, gen, p, queues, state) = u.take(
-        "N c_late c_queue cbits fin_cqe_w gen p queues state")
+    (N, c_late, c_queue, cbits, fin_cqe_w, gen, p, queues, scan_ctx, scan_v, state) = u.take(
+        "N c_late c_queue cbits fin_cqe_w gen p queues scan_ctx scan_v state")
     # --- completions ------------------------------------------------------------------------
     cq = top.i_cqe.payload
     cid = cq.cqe.cid
@@ -24,16 +24,19 @@ def build(m, top, u):
     q_match = ((q_ctx < N) & (cid[cbits:] == gen.read(q_ctx))
                & (c_queue.read(q_ctx) == cq.queue))
     # the context's RETIRING is written from registers the cycle after its CQE is taken
-    # (``ret_v``/``ret_ctx``): a second CQE for it in that cycle finds it pending, and
-    # the timeout scanner does not give it up (its race check)
+    # (``ret_v``/``ret_ctx``), and the timeout scanner's give-up likewise (``scan_v``/
+    # ``scan_ctx``): a CQE for a context with a state write pending waits that cycle (a
+    # compare of its CID with two registers), and the scanner does not give up a context
+    # whose CQE is here or pending (its race check)
     ret_v, ret_ctx = Signal(), Signal(cbits)
-    pending = ret_v & (ret_ctx == q_ctx)
-    q_live = q_match & (q_state == _State.SUBMITTED) & ~pending
-    q_zombie = q_match & (q_state == _State.ZOMBIE) & ~pending
+    hold = (ret_v & (ret_ctx == q_ctx)) | (scan_v & (scan_ctx == q_ctx))
+    q_live = q_match & (q_state == _State.SUBMITTED)
+    q_zombie = q_match & (q_state == _State.ZOMBIE)
     q_pending_timeout = q_match & (q_state == _State.TIMED_OUT)
-    # a CQE is taken when the retirement FIFO has room (a register), whatever it names:
-    # i_cqe.ready does not depend on the CQE's context
-    room = fin_cqe_w.ready
+    # a CQE is taken when the retirement FIFO has room (a register) and no state write
+    # is pending for its context, whatever it names: i_cqe.ready does not depend on the
+    # context's state
+    room = fin_cqe_w.ready & ~hold
     cqe_taken = Signal()
     m.d.comb += [top.i_cqe.ready.eq(room), cqe_taken.eq(top.i_cqe.valid & room)]
     with m.If(cqe_taken & (q_live | q_zombie)):

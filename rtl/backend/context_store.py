@@ -66,6 +66,9 @@ def build(m, top, u):
     c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
     c_dsm = _CtxField(m, "ctx_dsm", _DsmCheck, N)    # what the DSM range check needs
     dsm_bad = Signal(N)             # a DSM range of the context lies past nsze
+    # the timeout scanner's state write, applied from these registers the cycle after
+    # its give-up (the scanner drives them; completion holds a CQE for that context)
+    scan_v, scan_ctx = Signal(), Signal(cbits)
     now = Signal(32)
     m.d.sync += now.eq(now + 1)
 
@@ -186,7 +189,8 @@ def build(m, top, u):
            fin_adm_w=fin_adm_w, fin_cqe_w=fin_cqe_w, fin_scan_w=fin_scan_w, fin_sts_w=fin_sts_w,
            fin_sub_w=fin_sub_w, free=free, gen=gen, now=now, page_of=page_of, pt_wr=pt_wr,
            rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
-           release_now=release_now, state=state, stg_adm=stg_adm, stg_done=stg_done,
+           release_now=release_now, scan_ctx=scan_ctx, scan_v=scan_v, state=state,
+           stg_adm=stg_adm, stg_done=stg_done,
            stg_prp=stg_prp, stg_rdm=stg_rdm, submit_adm=submit_adm, submit_r=submit_r,
            submit_sts=submit_sts, sts_sub_room=sts_sub_room, to_zombie=to_zombie,
            wr_issued=wr_issued, wr_next=wr_next, written=written)

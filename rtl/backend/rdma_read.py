@@ -30,11 +30,12 @@ def build(m, top, u):
     # context waits for READ data and the packet has not yet brought all of the command's
     # beats), and ``rd_count``, its index in the packet. The beat count's LUT-memory read
     # and its compare thus end in a flip-flop instead of driving the slice's enables.
-    # While the beat waits, ``rd_ok`` follows the context's state: a status that ends
-    # the READ (only after the packet's last beat has left the slice, the status unit
-    # holding it back until then; earlier only if the transport breaks its contract)
-    # lets through at most the beat offered in the cycle the state changes, counted by
-    # the staging-write fences like every beat before it.
+    # While the beat waits, ``rd_ok`` falls when the status unit ends its context's READ
+    # (``rd_kill``, registers the status unit sets in the cycle it takes the status; it
+    # is the only unit that ends WAIT_RD). Under the transport's contract no beat of the
+    # packet is left in the slice then (the status waits for the last one); if the
+    # transport breaks it, at most the beat offered in the cycle after the status goes
+    # through, counted by the staging-write fences like every beat before it.
     rd = rd_in.o_data
     rd_ctx = rd.tag[:cbits]
     nxt = Signal.like(rd_in.i_data)
@@ -50,8 +51,9 @@ def build(m, top, u):
                      rd_count.eq(in_pkt)]
         with m.If(nxt_valid):
             m.d.sync += in_pkt.eq(Mux(nxt.last, 0, in_pkt + 1))
+    rd_kill_v, rd_kill_ctx = Signal(), Signal(cbits)
     with m.Else():
-        m.d.sync += rd_ok.eq(rd_ok & (state[rd_ctx] == _State.WAIT_RD))
+        m.d.sync += rd_ok.eq(rd_ok & ~(rd_kill_v & (rd_kill_ctx == rd_ctx)))
     m.d.comb += [
         stg_rdm.valid.eq(rd_in.o_valid & rd_ok),
         stg_rdm.payload.ctx.eq(rd_ctx), stg_rdm.payload.n.eq(rd_count),
@@ -59,4 +61,5 @@ def build(m, top, u):
         stg_rdm.payload.keep.eq(rd.keep),
         rd_in.o_ready.eq(Mux(rd_ok, stg_rdm.ready, 1)),   # stray data is dropped
     ]
-    u.give(rd_count=rd_count, rd_ctx=rd_ctx, rd_tail=rd_tail)
+    u.give(rd_count=rd_count, rd_ctx=rd_ctx, rd_kill_ctx=rd_kill_ctx, rd_kill_v=rd_kill_v,
+           rd_tail=rd_tail)

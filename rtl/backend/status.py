@@ -13,8 +13,8 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    N, cbits, fin_sts_w, rd_tail, state, sts_sub_room, submit_sts = u.take(
-        "N cbits fin_sts_w rd_tail state sts_sub_room submit_sts")
+    N, cbits, fin_sts_w, rd_kill_ctx, rd_kill_v, rd_tail, state, sts_sub_room, submit_sts = u.take(
+        "N cbits fin_sts_w rd_kill_ctx rd_kill_v rd_tail state sts_sub_room submit_sts")
     # --- RDMA status dispatcher ----------------------------------------------------------
     # a status waits while the data's input slice holds a packet's last beat (it may be
     # the last beat of this status's packet, which came in before it: the status must
@@ -31,6 +31,8 @@ def build(m, top, u):
     s_ctx = sts.tag[:cbits]
     s_state = state[s_ctx]
     s_known = (sts.tag < N) & ((s_state == _State.WAIT_RD) | (s_state == _State.WAIT_WR))
+    # the READ data unit drops a waiting beat of the context from the next cycle on
+    m.d.sync += [rd_kill_v.eq(top.i_rdma_sts.valid & room), rd_kill_ctx.eq(s_ctx)]
     with m.If(top.i_rdma_sts.valid & room & s_known):
         with m.If((s_state == _State.WAIT_RD) & (sts.status == 0)):
             m.d.comb += [submit_sts.valid.eq(1), submit_sts.payload.eq(s_ctx)]

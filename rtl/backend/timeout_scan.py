@@ -15,8 +15,9 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, ret_ctx, ret_v, state) = u.take(
-        "c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v state")
+    (c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, ret_ctx, ret_v, scan_ctx, scan_v,
+     state) = u.take(
+        "c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v scan_ctx scan_v state")
     # --- timeout scanner -------------------------------------------------------------------
     # three stages: the first reads context ``scan`` (state, queue, submission time)
     # into registers, the second looks its queue up (timeout, failure) and works out a
@@ -44,12 +45,15 @@ def build(m, top, u):
                      fin_scan_w.payload.kind.eq(Mux(chk_zombie, _Kind.ZOMBIE,
                                                     _Kind.TIMEOUT)),
                      fin_scan_w.payload.failed.eq(chk_failed & ~chk_zombie)]
-        with m.If(fin_scan_w.ready):
-            m.d.sync += state[chk_ctx].eq(Mux(chk_zombie, _State.RETIRING,
-                                              _State.TIMED_OUT))
-            # the queue counts the command lost in this same cycle: a CQE for it from
-            # now on no longer matches the context, and gives the CQ slot back
-            m.d.comb += [queues.lose_en.eq(chk_zombie), queues.lose_q.eq(chk_q)]
+    # the give-up's state write and the queue's lost count are applied the cycle after,
+    # from registers; a CQE for the context waits that cycle (completion's hold), so
+    # that from then on it no longer matches the context and gives the CQ slot back
+    scan_zombie, scan_q = Signal(), Signal(8)
+    m.d.sync += [scan_v.eq(give_up & fin_scan_w.ready), scan_ctx.eq(chk_ctx),
+                 scan_zombie.eq(chk_zombie), scan_q.eq(chk_q)]
+    with m.If(scan_v):
+        m.d.sync += state[scan_ctx].eq(Mux(scan_zombie, _State.RETIRING, _State.TIMED_OUT))
+        m.d.comb += [queues.lose_en.eq(scan_zombie), queues.lose_q.eq(scan_q)]
     with m.If(~give_up | fin_scan_w.ready):
         m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(c_queue.read(scan)),
                      rd_start.eq(c_start.read(scan)), rd_state.eq(state[scan]),

@@ -1,6 +1,6 @@
 """The back end's shared layouts, enumerations and stream helpers."""
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Cat, Mux, Signal
 from amaranth.lib import data, enum, fifo, stream
 
 from ..formats import (
@@ -120,9 +120,14 @@ def _merge(m, name, sources, sink):
                 m.d.comb += [sink.valid.eq(src.valid), sink.payload.eq(src.payload),
                              src.ready.eq(sink.ready)]
     m.d.sync += [locked.eq(sink.valid & ~sink.ready), lock.eq(choice)]
-    first_room = Signal(name=f"{name}_first_room")
-    m.d.comb += first_room.eq(sink.ready & ~(locked & (lock != 0)))
-    return first_room
+    rooms = []
+    for i in range(len(sources)):
+        room = Signal(name=f"{name}_room{i}")
+        earlier = [src.valid for src in sources[:i]]
+        free = ~(Cat(*earlier).any()) if earlier else 1
+        m.d.comb += room.eq(sink.ready & Mux(locked, lock == i, free))
+        rooms.append(room)
+    return rooms[0] if len(rooms) == 1 else rooms
 
 
 def _fifo_stream(m, name, layout, depth, *, fall_through=False):

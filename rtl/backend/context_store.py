@@ -135,7 +135,7 @@ def build(m, top, u):
     stg_prp = stream.Signature(iw_layout).create()
     stg_any = stream.Signature(iw_layout).create()
     # a PRP list entry first
-    _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any)
+    stg_rdm_room = _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any)[1]
     # two register stages to o_stg_wr: the merged beat (stg_in), then the beat with its
     # offset, its page read from the page table by stg_in's registers (stg_out); each a
     # slice, so that o_stg_wr and the sources' ready come from flip-flops
@@ -182,7 +182,7 @@ def build(m, top, u):
     # RDMA statuses first: the status unit takes a status only when it has room on both
     # of its outputs, known from registers (its ``ready`` then does not depend on the
     # status's context)
-    sts_sub_room = _merge(m, "submit", [submit_sts, submit_adm], submit_w)
+    sts_sub_room = _merge(m, "submit", [submit_sts, submit_adm], submit_w)[0]
     u.give(c_beats=c_beats, c_dsm=c_dsm, c_dw0=c_dw0, c_late=c_late, c_queue=c_queue,
            c_start=c_start, c_stg=c_stg, cm_ret=cm_ret, cm_sub=cm_sub, cm_wr=cm_wr, cnt_r=cnt_r,
            cnt_w=cnt_w, dsm_bad=dsm_bad, ev_q_w=ev_q_w, ev_ret=ev_ret, filling=filling, fin=fin,
@@ -191,6 +191,7 @@ def build(m, top, u):
            rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
            release_now=release_now, scan_ctx=scan_ctx, scan_v=scan_v, state=state,
            stg_adm=stg_adm, stg_done=stg_done,
-           stg_prp=stg_prp, stg_rdm=stg_rdm, submit_adm=submit_adm, submit_r=submit_r,
+           stg_prp=stg_prp, stg_rdm=stg_rdm, stg_rdm_room=stg_rdm_room, submit_adm=submit_adm,
+           submit_r=submit_r,
            submit_sts=submit_sts, sts_sub_room=sts_sub_room, to_zombie=to_zombie,
            wr_issued=wr_issued, wr_next=wr_next, written=written)

@@ -14,8 +14,8 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    N, W, beat_w, c_beats, cbits, state, stg_rdm = u.take(
-        "N W beat_w c_beats cbits state stg_rdm")
+    N, W, beat_w, c_beats, cbits, state, stg_rdm, stg_rdm_room = u.take(
+        "N W beat_w c_beats cbits state stg_rdm stg_rdm_room")
     # --- RDMA READ data into the context's pages -------------------------------------------
     # the data enters through a register slice (i_rdma_rd.ready from a flip-flop, the
     # beat and its tag from flip-flops); the status unit holds a status back while a
@@ -59,7 +59,7 @@ def build(m, top, u):
         stg_rdm.payload.ctx.eq(rd_ctx), stg_rdm.payload.n.eq(rd_count),
         stg_rdm.payload.data.eq(rd.data),
         stg_rdm.payload.keep.eq(rd.keep),
-        rd_in.o_ready.eq(Mux(rd_ok, stg_rdm.ready, 1)),   # stray data is dropped
+        rd_in.o_ready.eq(Mux(rd_ok, stg_rdm_room, 1)),   # stray data is dropped
     ]
     u.give(rd_count=rd_count, rd_ctx=rd_ctx, rd_kill_ctx=rd_kill_ctx, rd_kill_v=rd_kill_v,
            rd_tail=rd_tail)

@@ -100,6 +100,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# ast.parse from the worker threads: CPython 3.11 raises "AST constructor recursion
+# depth mismatch" when two threads parse at once
+_PARSE_LOCK = threading.Lock()
+
 __all__ = ["PRESETS", "Site", "Mutant", "enumerate_sites", "apply", "sample", "run_campaign",
            "add_arguments", "main"]
 
@@ -756,7 +760,8 @@ def _run_mutant(procs, site, n, base, work, tests, tops, reference, timeout, rev
     try:
         mutated = apply(text, site)
         try:
-            ast.parse(mutated)
+            with _PARSE_LOCK:       # CPython 3.11's parser is not safe across threads
+                ast.parse(mutated)
         except SyntaxError as exc:
             m.status, m.detail = "invalid", f"syntax: {exc}"
             return m

@@ -102,9 +102,9 @@ def _merge(m, name, sources, sink):
     even if an earlier source becomes valid meanwhile: ``sink`` keeps its payload while
     it waits (the stream rules).
 
-    Returns ``first_room``: the first source would be taken in this cycle if offered
-    (from ``sink.ready`` and the lock registers, not from any source's ``valid``), so
-    that a producer can decide before offering."""
+    Returns one flag per source: that source would be taken in this cycle if offered
+    (from ``sink.ready``, the lock registers and the earlier sources' ``valid``, not
+    from its own), so that a producer can decide before offering."""
     locked = Signal(name=f"{name}_locked")
     lock = Signal(range(len(sources)), name=f"{name}_lock")
     choice = Signal.like(lock, name=f"{name}_choice")
@@ -127,7 +127,7 @@ def _merge(m, name, sources, sink):
         free = ~(Cat(*earlier).any()) if earlier else 1
         m.d.comb += room.eq(sink.ready & Mux(locked, lock == i, free))
         rooms.append(room)
-    return rooms[0] if len(rooms) == 1 else rooms
+    return rooms
 
 
 def _fifo_stream(m, name, layout, depth, *, fall_through=False):

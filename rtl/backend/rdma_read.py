@@ -45,13 +45,13 @@ def build(m, top, u):
     n_ctx = nxt.tag[:cbits]
     in_pkt = Signal(beat_w)                     # beats of the packet loaded so far
     rd_ok, rd_count = Signal(), Signal(beat_w)
+    rd_kill_v, rd_kill_ctx = Signal(), Signal(cbits)   # driven by the status unit
     with m.If(load):
         m.d.sync += [rd_ok.eq((nxt.tag < N) & (state[n_ctx] == _State.WAIT_RD)
                               & (in_pkt < c_beats.read(n_ctx))),
                      rd_count.eq(in_pkt)]
         with m.If(nxt_valid):
             m.d.sync += in_pkt.eq(Mux(nxt.last, 0, in_pkt + 1))
-    rd_kill_v, rd_kill_ctx = Signal(), Signal(cbits)
     with m.Else():
         m.d.sync += rd_ok.eq(rd_ok & ~(rd_kill_v & (rd_kill_ctx == rd_ctx)))
     m.d.comb += [

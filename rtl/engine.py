@@ -19,12 +19,12 @@ from .axi_arbiter import AxiWriteArbiter, axi4_master_ports
 from .backend import Backend
 from .cdc import AxiPortCrossing
 from .control import AXIL_PORTS, ControlPlane
-from .formats import QPN_WIDTH, BackendCommand, ExcSideband, RdmaCommand, SqRequest
+from .formats import QPN_WIDTH, BackendCommand, ExcSideband, RdmaCommand
 from .front import Front
 from .msix import MsixMatch
 from .params import EngineParams
 from .parser import CapsuleParser
-from .stream_util import HoldRegister, RegisterSlice
+from .stream_util import RegisterSlice
 
 __all__ = ["Engine", "EngineFront", "BACKEND_CMD_TDATA_WIDTH", "RESP_TUSER_WIDTH",
            "RDMA_CMD_TDATA_WIDTH", "PCIE_ID_WIDTH", "SPLIT_DOMAINS"]
@@ -373,18 +373,9 @@ class Engine(wiring.Component):
                 outer, inner = getattr(self, f"m_axi_stg_{name}"), getattr(stg_axi,
                                                                            f"m_axi_stg_{name}")
                 m.d.comb += (inner.eq(outer) if direction == "i" else outer.eq(inner))
-        # SQEs reach the SQ writer through a one-entry register: the writer's ready (its
-        # input register leaving, after its batch and record checks) no longer runs into the
-        # back end's submission and back to the writer's 520-bit input enables (30.6 ns, the
-        # worst path after the back end's admission). Submission offers an SQE every third
-        # cycle at most, so the register's every-other-cycle rate costs nothing.
-        sqe_reg = m.submodules.sqe_reg = HoldRegister(SqRequest)
-        m.d.comb += [
-            sqe_reg.i_valid.eq(backend.o_sqe.valid), sqe_reg.i_data.eq(backend.o_sqe.payload),
-            backend.o_sqe.ready.eq(sqe_reg.i_ready),
-            sq.i_sqe.valid.eq(sqe_reg.o_valid), sq.i_sqe.payload.eq(sqe_reg.o_data),
-            sqe_reg.o_ready.eq(sq.i_sqe.ready),
-        ]
+        # the SQ writer's ready is a flip-flop and it writes the SQE into its slot RAM when
+        # taken, so the back end's SQE goes to it directly
+        wiring.connect(m, backend.o_sqe, sq.i_sqe)
         wiring.connect(m, cq.o_cqe, backend.i_cqe)
         # MSI-X messages name queues by their data value (BackendQueueEntry.msix_data), loaded
         # when the back end loads the queue's entry

@@ -4,8 +4,9 @@ Behaviour is specified in ``docs/backend.md`` (section "SQ writer"). The writer
 is a pipeline; every stage works on a different SQE or doorbell:
 
 ===========  ================================================================
-input        ``i_sqe`` is registered (one SQE, ``s1``) while the queue's
-             table entry and tail are read (one cycle)
+input        ``i_sqe`` is written into a free slot of a two-slot ring (the SQE
+             into a LUT RAM, its queue into a register); the oldest, ``s1``, has
+             its queue's table entry and tail read (one cycle)
 check        the entry's checks (usable, the tail's wrap, the ring slot
              address, the batch limit) are registered once; an SQE starts
              from them, at the earliest two cycles after it entered ``s1``;
@@ -14,7 +15,8 @@ start        the SQE gets its ring slot (the queue's tail advances) and its
              batch: it joins the *open* batch of its queue, wherever that
              batch is in the doorbell FIFO, or opens a new one; an SQE for a
              queue that is not usable gets no slot and no bus access
-write        one write at a time on W (an SQE burst of ``64 / B`` beats or a
+write        one write at a time on W (an SQE burst of ``64 / B`` beats read from
+             its slot, which is free once its last beat is taken, or a
              doorbell beat), its AW issued from a register in the cycle the
              write starts; the next write starts in the cycle the last W beat
              of the previous one is taken, so W carries no bubbles
@@ -50,6 +52,8 @@ __all__ = ["SqWriter", "AXI_BURST_INCR", "DOORBELL_SIZE"]
 
 AXI_BURST_INCR = 1
 DOORBELL_SIZE = 2        # AxSIZE of the doorbell write: 4 bytes
+_SLOTS = 4               # SQE slots of the ring (a power of two) ...
+_HELD = 2                # ... of which at most this many hold SQEs (waiting or on W)
 _SQE_SHIFT = 6           # log2(SQE_BYTES)
 assert 1 << _SQE_SHIFT == SQE_BYTES
 
@@ -87,17 +91,18 @@ class SqWriter(wiring.Component):
     Interface attributes (one clock domain; every stream obeys the Amaranth stream rules)
     -------------------------------------------------------------------------------------
     i_sqe : In(stream.Signature(SqRequest))
-        One SQE for backend queue ``queue``, copied into a register when taken.
-        ``ready`` is high while that register is empty or its SQE leaves it
-        in this cycle (it then depends combinationally on ``m_axi_awready``
-        and ``m_axi_wready``); in steady state one SQE is
-        taken per ``max(2, 64 / (data_width / 8))`` cycles (the check stage).
+        One SQE for backend queue ``queue``, written into a free slot when taken.
+        ``ready`` is a flip-flop: high while a slot will be free (two slots: the
+        SQEs taken and not yet started or reported, and the one whose beats W
+        is sending). An SQE taken in cycle t into an empty ring is ``s1`` from t+1; in
+        steady state one SQE is taken per ``max(2, 64 / (data_width / 8))``
+        cycles (the check stage).
     bq_rd_addr, bq_rd_en : Out(8), Out(1)
         Backend queue table read: ``en`` is high with ``addr`` = the queue of
-        the SQE held in the input register until its checks are registered
-        (re-read every cycle until then), and otherwise of the SQE offered on
-        ``i_sqe``, so an SQE taken as its predecessor leaves finds its entry
-        read.
+        the SQE in ``s1`` until its checks are registered (re-read every cycle
+        until then), and otherwise of the next SQE (in the second slot, else
+        the one offered on ``i_sqe``), so that the SQE after ``s1`` finds its
+        entry read. ``addr`` comes from registers and ``i_sqe.payload.queue``.
     bq_rd_data : In(BackendQueueEntry)
         The entry, sampled the cycle after ``en`` (a synchronous table read
         port). Used: ``valid``, ``sq_addr``, ``sq_entries``, ``sq_db_addr``,
@@ -121,7 +126,8 @@ class SqWriter(wiring.Component):
         cycle the write's first W beat becomes valid; a write starts only once
         the previous AW was taken.
     m_axi_w* : AXI4 write data (master)
-        Beats in the order of the AWs, from registers. SQE: the 64 bytes
+        Beats in the order of the AWs: the SQE's slot RAM read at registered
+        addresses (slot, beat), or the doorbell beat built from registers. SQE: the 64 bytes
         little-endian, byte ``n`` in lane ``n % (data_width/8)`` of beat
         ``n // (data_width/8)``, ``wstrb`` all ones. Doorbell: the new tail
         (zero-extended to 32 bits) in the four byte lanes of ``sq_db_addr``
@@ -209,20 +215,49 @@ class SqWriter(wiring.Component):
             m.d.comb += init_hit[q].eq(self.init_valid & (self.init_queue == q))
         m.d.sync += needs_init.eq((needs_init & ~started) | init_hit)
 
-        # --- input register: the SQE whose entry and tail are being read ------------------
-        s1_valid = Signal()
-        s1 = Signal(SqRequest)
+        # --- input: a ring of SQE slots -----------------------------------------------------
+        # An SQE is written into a free slot when taken (its 64 bytes into a LUT RAM, its
+        # queue into a register) and stays there until its last W beat is taken (or, for a
+        # queue that is not usable, until it is reported). The head slot is ``s1``: the SQE
+        # whose checks are read and registered. ``ready`` is a flip-flop, and neither the
+        # RAM's write enable nor the 512-bit data depends on when the head leaves (that
+        # decision runs through the batches and the AXI write channels).
+        N = _SLOTS
+        nb = (N - 1).bit_length()
+        m.submodules.sqes = sqes = memory.Memory(shape=SQE_BYTES * 8, depth=N, init=[])
+        sqe_wr = sqes.write_port()
+        sqe_rd = sqes.read_port(domain="comb")
+        slot_queue = Array(Signal(8, name=f"slot_queue{i}") for i in range(N))
+        wr_ptr = Signal(nb)                       # the slot the next SQE taken goes to
+        hd_ptr = Signal(nb)                       # the head slot (s1)
+        count = Signal(range(N + 1))              # SQEs in slots hd_ptr .. wr_ptr - 1
+        s1_valid = Signal()                       # count != 0, a register
+        q1 = Signal(8)                            # slot_queue[hd_ptr], a register
         s1_go = Signal()                          # s1 leaves (started or reported unusable)
+        in_ready = Signal(init=1)
         take = Signal()
         m.d.comb += [
-            self.i_sqe.ready.eq(~s1_valid | s1_go),
-            take.eq(self.i_sqe.valid & self.i_sqe.ready),
+            self.i_sqe.ready.eq(in_ready),
+            take.eq(self.i_sqe.valid & in_ready),
+            sqe_wr.addr.eq(wr_ptr), sqe_wr.data.eq(self.i_sqe.payload.sqe.as_value()),
+            sqe_wr.en.eq(take),
+        ]
+        count_n = Signal(range(N + 1))
+        hd_n = Signal(nb)
+        m.d.comb += [count_n.eq(count + take - s1_go), hd_n.eq(hd_ptr + s1_go)]
+        with m.If(take):
+            m.d.sync += [slot_queue[wr_ptr].eq(self.i_sqe.payload.queue), wr_ptr.eq(wr_ptr + 1)]
+        m.d.sync += [
+            count.eq(count_n), hd_ptr.eq(hd_n), s1_valid.eq(count_n != 0),
+            q1.eq(Mux(take & (count == s1_go), self.i_sqe.payload.queue,
+                      slot_queue[hd_n])),
         ]
         # the table entry and tail are read for the SQE in s1 until its checks are registered,
-        # else for the one offered: the address never depends on whether s1 leaves in this
-        # cycle (that decision runs through the AXI write channels)
+        # else for the next SQE (the second slot, or the one offered), so that the SQE that
+        # follows s1 finds its entry read
         chk_valid = Signal()
-        rd_queue = Mux(s1_valid & ~chk_valid, s1.queue, self.i_sqe.payload.queue)
+        nxt_queue = Mux(count >= 2, slot_queue[(hd_ptr + 1)[:nb]], self.i_sqe.payload.queue)
+        rd_queue = Mux(s1_valid & ~chk_valid, q1, nxt_queue)
         rd_queue_r = Signal(8)
         m.d.sync += rd_queue_r.eq(rd_queue)
         m.d.comb += [
@@ -230,13 +265,8 @@ class SqWriter(wiring.Component):
             self.bq_rd_en.eq(self.i_sqe.valid | s1_valid),
             tail_rd.addr.eq(rd_queue),
         ]
-        with m.If(take):
-            m.d.sync += [s1.eq(self.i_sqe.payload), s1_valid.eq(1)]
-        with m.Elif(s1_go):
-            m.d.sync += s1_valid.eq(0)
 
         entry = self.bq_rd_data
-        q1 = s1.queue
         flag_of = (needs_init >> q1)[0]
         start_tail = Mux(flag_of, entry.sq_tail_init, tail_rd.data)
         usable = (entry.valid & (q1 < nq) & (start_tail < entry.sq_entries)
@@ -304,8 +334,15 @@ class SqWriter(wiring.Component):
         cw_busy = Signal()
         cw_db = Signal()
         cw_beat = Signal(range(max(beats, 2)))
-        cw_data = Signal(beats * W)
-        cw_strb = Signal(B)
+        cw_slot = Signal(nb)                      # the SQE's slot
+        cw_tail = Signal(16)                      # the doorbell's tail ...
+        cw_lane = Signal(max(1, beat_size - 2))   # ... and its 32-bit lane in the beat
+        # the doorbell beat: the tail in the 4 byte lanes of sq_db_addr within the beat
+        if B > 4:
+            db_word = (Cat(cw_tail, Const(0, 16)) << (cw_lane * 32))[:W]
+            db_strb = (Const(0xF, B) << (cw_lane * 4))[:B]
+        else:
+            db_word, db_strb = Cat(cw_tail, Const(0, 16)), Const(0xF, 4)
         aw_req = Signal()
         aw_addr = Signal(64)
         aw_len = Signal(8)
@@ -321,8 +358,9 @@ class SqWriter(wiring.Component):
             self.m_axi_awsize.eq(aw_size),
             self.m_axi_awburst.eq(AXI_BURST_INCR),
             self.m_axi_wvalid.eq(cw_busy),
-            self.m_axi_wdata.eq(cw_data.word_select(cw_beat, W)),
-            self.m_axi_wstrb.eq(Mux(cw_db, cw_strb, (1 << B) - 1)),
+            sqe_rd.addr.eq(cw_slot),
+            self.m_axi_wdata.eq(Mux(cw_db, db_word, sqe_rd.data.word_select(cw_beat, W))),
+            self.m_axi_wstrb.eq(Mux(cw_db, db_strb, (1 << B) - 1)),
             self.m_axi_wlast.eq(cw_last),
             self.m_axi_bready.eq(1),
         ]
@@ -349,29 +387,22 @@ class SqWriter(wiring.Component):
         sqe_go = can_start & ~db_go & sqe_ready
         m.d.comb += s1_go.eq(sqe_go | bad_ready)
 
-        # doorbell beat: the tail in the 4 lanes of sq_db_addr within the beat
         m.d.comb += db_addr_rd.addr.eq(ring_ptr)
         ring_db_addr = db_addr_rd.data
-        ring_tail = b_tail[ring_ptr]
-        if B > 4:
-            lane_word = ring_db_addr[2:beat_size]
-            db_data = (Cat(ring_tail, Const(0, 16)) << (lane_word * 32))[:W]
-            db_strb = (Const(0xF, B) << (lane_word * 4))[:B]
-        else:
-            db_data, db_strb = Cat(ring_tail, Const(0, 16)), Const(0xF, 4)
 
         with m.If(db_go | sqe_go):
             m.d.sync += [aw_req.eq(1), cw_busy.eq(1), cw_beat.eq(0), cw_db.eq(db_go)]
         with m.If(db_go):
             m.d.sync += [
                 aw_addr.eq(ring_db_addr), aw_len.eq(0), aw_size.eq(DOORBELL_SIZE),
-                cw_data.eq(db_data), cw_strb.eq(db_strb),
-                ring_ptr.eq(ring_ptr + 1),
+                cw_tail.eq(b_tail[ring_ptr]), ring_ptr.eq(ring_ptr + 1),
             ]
+            if B > 4:
+                m.d.sync += cw_lane.eq(ring_db_addr[2:beat_size])
         with m.If(sqe_go):
             m.d.sync += [
                 aw_addr.eq(chk_slot_addr), aw_len.eq(beats - 1), aw_size.eq(beat_size),
-                cw_data.eq(s1.sqe.as_value()),
+                cw_slot.eq(hd_ptr),
             ]
             m.d.comb += [tail_wr.addr.eq(q1), tail_wr.data.eq(chk_next_tail), tail_wr.en.eq(1)]
             for q in range(nq):
@@ -380,6 +411,16 @@ class SqWriter(wiring.Component):
                 m.d.sync += alloc_ptr.eq(alloc_ptr + 1)
                 m.d.comb += [db_addr_wr.addr.eq(alloc_ptr), db_addr_wr.data.eq(chk_db_addr),
                              db_addr_wr.en.eq(1)]
+        # the writer holds at most ``_HELD`` SQEs (in s1 .. wr_ptr - 1, or on W): more
+        # would let batches grow under load, and every command waits for its batch's
+        # doorbell (at 512 bits four slots took Flush from 0.333 to 0.3308 commands a
+        # cycle). The ring has more slots than that, so the slot taken next is never
+        # the one W reads. ``ready`` is worked out for the next cycle from next values.
+        w_holds = cw_busy & ~cw_db
+        w_holds_n = Signal()
+        m.d.comb += w_holds_n.eq(sqe_go | (w_holds & ~(w_fire & cw_last)))
+        m.d.sync += in_ready.eq(count_n + w_holds_n < _HELD)
+
         m.d.comb += [
             bfifo.w_en.eq(db_go | sqe_go),
             bfifo.w_data.eq(Cat(db_go, Mux(db_go, ring_ptr, target))),

@@ -4,7 +4,7 @@ from amaranth.hdl import Mux, Signal
 
 
 def build(m, top, u):
-    """Resource use (debug registers USE_*)
+    """Resource use (debug registers USE_*), from registered events
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
@@ -15,11 +15,22 @@ def build(m, top, u):
     live, zombies, zombie_pages = Signal(16), Signal(16), Signal(16)
     admitted = free.r_en & ~filling
     freed_zombie = release_en & release_zombie
+    # the events are registered and added to the sums the cycle after, so that no
+    # hand-shake decision (a response leaving, a context admitted) runs into the 16-bit
+    # adders; the outputs add the registered events back, so they are exact
+    adm_r, rel_r, tz_r, fz_r, zpg_sub = Signal(), Signal(), Signal(), Signal(), Signal()
+    zpg_add = Signal.like(r_stg.pages)
+    live_s, zombies_s, zpages_s = Signal(16), Signal(16), Signal(16)
     m.d.sync += [
-        live.eq(live + admitted - (release_en & ~freed_zombie) - to_zombie),
-        zombies.eq(zombies + to_zombie - freed_zombie),
-        zombie_pages.eq(zombie_pages + Mux(to_zombie, r_stg.pages, 0)
-                        - Mux(pages.push_en & push_zombie, 1, 0)),
+        adm_r.eq(admitted), rel_r.eq(release_en & ~freed_zombie), tz_r.eq(to_zombie),
+        fz_r.eq(freed_zombie), zpg_add.eq(Mux(to_zombie, r_stg.pages, 0)),
+        zpg_sub.eq(pages.push_en & push_zombie),
+        live_s.eq(live), zombies_s.eq(zombies), zpages_s.eq(zombie_pages),
+    ]
+    m.d.comb += [
+        live.eq(live_s + adm_r - rel_r - tz_r),
+        zombies.eq(zombies_s + tz_r - fz_r),
+        zombie_pages.eq(zpages_s + zpg_add - zpg_sub),
     ]
     m.d.comb += [top.use_live.eq(live), top.use_zombies.eq(zombies),
                  top.use_pages.eq(pages.taken), top.use_zombie_pages.eq(zombie_pages),

@@ -1,6 +1,6 @@
 """The back end's status unit (``Backend.elaborate`` builds the units in order)."""
 
-from amaranth.hdl import Mux
+from amaranth.hdl import Mux, Signal
 
 from .common import (
     _Kind,
@@ -16,32 +16,44 @@ def build(m, top, u):
     N, cbits, fin_sts_w, rd_kill_ctx, rd_kill_v, rd_tail, state, sts_sub_room, submit_sts = u.take(
         "N cbits fin_sts_w rd_kill_ctx rd_kill_v rd_tail state sts_sub_room submit_sts")
     # --- RDMA status dispatcher ----------------------------------------------------------
-    # a status waits while the data's input slice holds a packet's last beat (it may be
+    # Two stages. The first takes a status and classifies it from its context's state
+    # into a register (to submission: a READ's success; to retirement: a READ's failure,
+    # a WRITE's outcome; dropped: a status for no descriptor). The second offers it and
+    # writes the context's state when it is taken. Only this unit moves a context out of
+    # WAIT_RD or WAIT_WR, so the state it classified is still the context's when the
+    # second stage acts; a second status for a context held in the second stage is
+    # dropped (its state is leaving WAIT_RD / WAIT_WR).
+    # A status waits while the data's input slice holds a packet's last beat (it may be
     # the last beat of this status's packet, which came in before it: the status must
     # not make the command ready before its last beat is issued to staging, counted by
-    # the submission fence). The status itself is taken as it comes (no slice): a
-    # status a cycle later fails a QP a cycle later, and a capsule of that QP right
-    # behind the failing one would then be served (the model discards it).
-    # The status is taken when both of its outputs have room (from registers): its
-    # ``ready`` depends on neither its tag nor its context's state. A status for no
-    # descriptor is dropped.
-    room = ~rd_tail & sts_sub_room & fin_sts_w.ready
+    # the submission fence). ``ready`` comes from registers: the second stage is empty or
+    # its output has room (the merge's and the FIFO's flags).
+    sb_v, sb_sub, sb_ctx, sb_kind = Signal(), Signal(), Signal(cbits), Signal(_Kind)
+    sb_go = Signal()              # the second stage's status is taken
+    m.d.comb += sb_go.eq(sb_v & Mux(sb_sub, sts_sub_room, fin_sts_w.ready))
+    room = ~rd_tail & (~sb_v | sb_go)
     m.d.comb += top.i_rdma_sts.ready.eq(room)
     sts = top.i_rdma_sts.payload
+    take = top.i_rdma_sts.valid & room
     s_ctx = sts.tag[:cbits]
     s_state = state[s_ctx]
-    s_known = (sts.tag < N) & ((s_state == _State.WAIT_RD) | (s_state == _State.WAIT_WR))
+    s_rd = s_state == _State.WAIT_RD
+    s_known = ((sts.tag < N) & (s_rd | (s_state == _State.WAIT_WR))
+               & ~(sb_v & (sb_ctx == s_ctx)))
     # the READ data unit drops a waiting beat of the context from the next cycle on
-    m.d.sync += [rd_kill_v.eq(top.i_rdma_sts.valid & room), rd_kill_ctx.eq(s_ctx)]
-    with m.If(top.i_rdma_sts.valid & room & s_known):
-        with m.If((s_state == _State.WAIT_RD) & (sts.status == 0)):
-            m.d.comb += [submit_sts.valid.eq(1), submit_sts.payload.eq(s_ctx)]
-            m.d.sync += state[s_ctx].eq(_State.READY)
-        with m.Else():
-            m.d.comb += [
-                fin_sts_w.valid.eq(1), fin_sts_w.payload.ctx.eq(s_ctx),
-                fin_sts_w.payload.kind.eq(Mux(s_state == _State.WAIT_RD, _Kind.RD_ERR,
-                                              Mux(sts.status == 0, _Kind.WR_OK,
-                                                  _Kind.WR_ERR))),
-            ]
-            m.d.sync += state[s_ctx].eq(_State.RETIRING)
+    m.d.sync += [rd_kill_v.eq(take), rd_kill_ctx.eq(s_ctx)]
+    with m.If(take):
+        m.d.sync += [
+            sb_v.eq(s_known), sb_ctx.eq(s_ctx), sb_sub.eq(s_rd & (sts.status == 0)),
+            sb_kind.eq(Mux(s_rd, _Kind.RD_ERR, Mux(sts.status == 0, _Kind.WR_OK,
+                                                   _Kind.WR_ERR))),
+        ]
+    with m.Elif(sb_go):
+        m.d.sync += sb_v.eq(0)
+    m.d.comb += [
+        submit_sts.valid.eq(sb_v & sb_sub), submit_sts.payload.eq(sb_ctx),
+        fin_sts_w.valid.eq(sb_v & ~sb_sub), fin_sts_w.payload.ctx.eq(sb_ctx),
+        fin_sts_w.payload.kind.eq(sb_kind),
+    ]
+    with m.If(sb_go):
+        m.d.sync += state[sb_ctx].eq(Mux(sb_sub, _State.READY, _State.RETIRING))

@@ -54,9 +54,9 @@ backend.Backend          Out o_event (2), o_rdma_cmd (9), o_stg_wr (11),  11    
                          o_stg_rd, o_sqe, o_qp_fail; In i_cmd, i_data,
                          i_rdma_rd, i_rdma_sts, i_stg_rd, i_sq_done,
                          i_cqe, i_cq_error
-backend.Backend          Out o_event (2), o_sqe (5), o_rdma_cmd (6),      9      9, 12 (*)   -
+backend.Backend          Out o_event (2), o_sqe (5), o_rdma_cmd (6),      9      9, 13 (*)   -
   (``backend_tiny``:     o_stg_wr (8), o_resp (7), o_ns_count (9),
-  ``P_TINY``, memories   o_qp_fail (11), o_qp_error, o_rdma_wr, o_stg_rd
+  ``P_TINY``, memories   o_qp_fail (12), o_qp_error, o_rdma_wr, o_stg_rd
   mapped)                (not by 12); In i_cmd, i_rdma_rd, i_rdma_sts,
                          i_sq_done, i_cqe, i_cq_error (0), i_data (6),
                          i_stg_rd (not by 12)
@@ -135,10 +135,11 @@ Not covered:
   and ``o_resp`` from step 7 (one waiting cycle) within its steps 0 .. 8; ``o_ns_count``
   (first valid by step 9) and ``o_qp_fail`` (by step 10) are covered but lie past it
   (z3 needs over a minute for step 8 alone, about twice that for each step further:
-  a 14-step run was stopped in step 8). Its covers: a run of 8 steps with every input
+  a 14-step run was stopped in step 8). Its covers: a run of 9 steps with every input
   free (``o_event``, ``o_sqe``, ``o_rdma_cmd``, ``o_stg_wr``, ``o_resp``, ``i_data`` and
-  the inputs taken at step 0), and a run of 11 for ``o_ns_count`` (9) and ``o_qp_fail``
-  (10) with ``i_stg_rd`` and ``i_cq_error`` held idle (40 s instead of minutes). In a
+  the inputs taken at step 0), and a run of 13 for ``o_ns_count`` (9) and ``o_qp_fail``
+  (12: the RDMA status unit's second stage added a step) with ``i_stg_rd`` and
+  ``i_cq_error`` held idle (40 s instead of minutes). In a
   12-step exploration with everything free ``o_qp_error``, ``o_rdma_wr``, ``o_stg_rd`` and
   ``i_stg_rd`` are not reached (the RDMA WRITE of a Read's data needs its CQE and
   retirement first; ``o_qp_error`` an RDMA error status for a command with a response
@@ -273,7 +274,7 @@ BACKEND_TINY_BMC = 9
 BACKEND_TINY_COVERS = [
     (9, ("o_event", "o_sqe", "o_rdma_cmd", "o_stg_wr", "o_resp", "i_cmd", "i_data",
          "i_rdma_rd", "i_rdma_sts", "i_sq_done", "i_cqe", "i_cq_error"), ()),
-    (12, ("o_ns_count", "o_qp_fail"), ("i_stg_rd__valid", "i_cq_error__valid"))]
+    (13, ("o_ns_count", "o_qp_fail"), ("i_stg_rd__valid", "i_cq_error__valid"))]
 MAPPED = {"backend_tiny"}
 
 _STAGING_AXI_QUIET = ("s_axi_p2p_awvalid", "s_axi_p2p_wvalid", "s_axi_p2p_arvalid")

@@ -25,10 +25,11 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (B, N, beat_shift, beat_w, c_beats, c_dsm, c_late, c_stg, cbits, cm_wr, filling, fin_adm_w,
-     free, gen, pages, pt_bits, pt_wr, rdma_adm, state, stg_adm, submit_adm, submit_r) = u.take(
-        "B N beat_shift beat_w c_beats c_dsm c_late c_stg cbits cm_wr filling fin_adm_w free "
-        "gen pages pt_bits pt_wr rdma_adm state stg_adm submit_adm submit_r")
+    (B, N, beat_shift, beat_w, c_beats, c_dsm, c_late, c_pick, c_stg, cbits, cm_wr, filling,
+     fin_adm_w, free, gen, p, pages, pt_bits, pt_wr, rdma_adm, state, stg_adm, submit_adm,
+     submit_r) = u.take(
+        "B N beat_shift beat_w c_beats c_dsm c_late c_pick c_stg cbits cm_wr filling fin_adm_w "
+        "free gen p pages pt_bits pt_wr rdma_adm state stg_adm submit_adm submit_r")
     # --- admission -----------------------------------------------------------------------
     # the command enters through a register slice that also carries its decision bits
     # (worked out from the input), so admission starts from flip-flops
@@ -99,6 +100,7 @@ def build(m, top, u):
                                        Mux(dataless | pg_none, 0,
                                            cmd_slice.o_data.pages)))
                 c_beats.write(a_ctx, cmd_slice.o_data.beats)
+                c_pick.write(a_ctx, Cat(cmd.queues[:p.backend_queues], cmd.slot))
                 c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
                                        cmd.nsze))
                 m.d.comb += dsm_clr.eq(1 << a_ctx)

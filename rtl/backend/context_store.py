@@ -1,7 +1,7 @@
 """The back end's context store unit (``Backend.elaborate`` builds the units in order)."""
 
 from amaranth.hdl import Array, C, Cat, Mux, Signal
-from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import Out
 
 from ..formats import (
@@ -65,6 +65,9 @@ def build(m, top, u):
     c_start = _CtxField(m, "ctx_start", 32, N)       # submission time
     c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
     c_dsm = _CtxField(m, "ctx_dsm", _DsmCheck, N)    # what the DSM range check needs
+    # what submission's queue pick needs (the command memory's port is synchronous)
+    c_pick = _CtxField(m, "ctx_pick", data.StructLayout({
+        "queues": p.backend_queues, "slot": max(1, (p.namespaces - 1).bit_length())}), N)
     dsm_bad = Signal(N)             # a DSM range of the context lies past nsze
     # the timeout scanner's state write, applied from these registers the cycle after
     # its give-up (the scanner drives them; completion holds a CQE for that context)
@@ -183,7 +186,7 @@ def build(m, top, u):
     # of its outputs, known from registers (its ``ready`` then does not depend on the
     # status's context)
     sts_sub_room = _merge(m, "submit", [submit_sts, submit_adm], submit_w)[0]
-    u.give(c_beats=c_beats, c_dsm=c_dsm, c_dw0=c_dw0, c_late=c_late, c_queue=c_queue,
+    u.give(c_beats=c_beats, c_dsm=c_dsm, c_pick=c_pick, c_dw0=c_dw0, c_late=c_late, c_queue=c_queue,
            c_start=c_start, c_stg=c_stg, cm_ret=cm_ret, cm_sub=cm_sub, cm_wr=cm_wr, cnt_r=cnt_r,
            cnt_w=cnt_w, dsm_bad=dsm_bad, ev_q_w=ev_q_w, ev_ret=ev_ret, filling=filling, fin=fin,
            fin_adm_w=fin_adm_w, fin_cqe_w=fin_cqe_w, fin_scan_w=fin_scan_w, fin_sts_w=fin_sts_w,

@@ -103,11 +103,20 @@ class _Queues(Elaboratable):
                 with m.If(self.fail_en & (self.fail_q == q)):
                     m.d.sync += failed[q].eq(1)
 
+        # ``room`` comes from a register, worked out from the state of the cycle before;
+        # a queue that was configured, submitted to or failed in that cycle has no room
+        # for one cycle (its register does not show that yet). A CQE's room shows a cycle
+        # later, as if the CQE had come a cycle later.
+        room_r, room_n, stale = Signal(NQ), Signal(NQ), Signal(NQ)
+        m.d.sync += [room_r.eq(room_n), stale.eq(Cat(
+            (loaded & (index == q)) | (self.submit_en & (self.submit_q == q))
+            | (self.fail_en & (self.fail_q == q)) for q in range(NQ)))]
         room = Signal(NQ)
+        m.d.comb += room.eq(room_r & ~stale)
         for q in range(NQ):
             used = Mux(tail[q] >= head[q], tail[q] - head[q], tail[q] + entries[q] - head[q])
             # a free SQ slot, and room in the CQ for one more completion
-            m.d.comb += [room[q].eq(valid[q] & ~failed[q] & (used + 1 < entries[q])
+            m.d.comb += [room_n[q].eq(valid[q] & ~failed[q] & (used + 1 < entries[q])
                                     & (outstanding[q] + 1 < cq_entries[q])),
                          self.poll[q].eq(valid[q] & polling[q] & (outstanding[q] != lost[q]))]
         cand = Signal(NQ)

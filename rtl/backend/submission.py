@@ -24,11 +24,11 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (B, beat_shift, bypass, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad, fin_sub_w,
-     gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_v, queues, state, stg_done,
-     stg_prp, sub_idle, submit_r, wr_issued, wr_next, written) = u.take(
-        "B beat_shift bypass c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w gen now "
-        "p page_of pb_bits pg_bits pt_bits push_ctx push_v queues state stg_done stg_prp "
+    (B, beat_shift, bypass, c_pick, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad,
+     fin_sub_w, gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_v, queues,
+     state, stg_done, stg_prp, sub_idle, submit_r, wr_issued, wr_next, written) = u.take(
+        "B beat_shift bypass c_pick c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w "
+        "gen now p page_of pb_bits pg_bits pt_bits push_ctx push_v queues state stg_done stg_prp "
         "sub_idle submit_r wr_issued wr_next written")
     # --- submission ------------------------------------------------------------------------
     sub_ctx = Signal(cbits)
@@ -37,8 +37,13 @@ def build(m, top, u):
                  cm_sub.en.eq(1)]
     scmd = cm_sub.data
     npages = Signal(14)
+    # the queue pick works from registers: the command's allowed queues and its
+    # namespace's round-robin start are loaded in IDLE, from the context it takes (a
+    # LUT memory read at ``sub_ctx_n``); neither changes while the command is in PICK
+    # (``ns_rr`` is written only as an SQE leaves)
+    pick_mask_r, pick_from_r = Signal(p.backend_queues), Signal(8)
     m.d.comb += [npages.eq((scmd.nbytes + PAGE - 1) >> 12),
-                 queues.pick_mask.eq(scmd.queues[:p.backend_queues])]
+                 queues.pick_mask.eq(pick_mask_r), queues.pick_from.eq(pick_from_r)]
     # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
     # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
     # (``sub_ctx``, ``sub_k``: registers; the table is read at their next values,
@@ -59,7 +64,6 @@ def build(m, top, u):
     m.submodules.prp_q = prp_q = RegisterSlice(data.StructLayout(
         {"page": pg_bits, "k": 14, "last": 1}))
     ns_rr = Array(Signal(8, name=f"ns_rr{i}") for i in range(p.namespaces))
-    m.d.comb += queues.pick_from.eq(ns_rr[scmd.slot])
     per_beat = B // 8
     sub_queue = Signal(8)
     refusal = Signal(15)          # the status FAIL answers
@@ -71,6 +75,8 @@ def build(m, top, u):
         with m.State("IDLE"):
             m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
             m.d.comb += sub_k_n.eq(0)
+            nxt = c_pick.read(sub_ctx_n)
+            m.d.sync += [pick_mask_r.eq(nxt.queues), pick_from_r.eq(ns_rr[nxt.slot])]
             with m.If(submit_r.valid):
                 m.d.comb += sub_ctx_n.eq(submit_r.payload)
                 m.next = "PICK"

@@ -4,9 +4,9 @@ Behaviour is specified in ``docs/backend.md`` (section "SQ writer"). The writer
 is a pipeline; every stage works on a different SQE or doorbell:
 
 ===========  ================================================================
-input        ``i_sqe`` is written into a free slot of a two-slot ring (the SQE
-             into a LUT RAM, its queue into a register); the oldest, ``s1``, has
-             its queue's table entry and tail read (one cycle)
+input        ``i_sqe`` is written into a free slot of a four-slot ring (the SQE
+             into a LUT RAM, its queue into a register; at most two SQEs held);
+             the oldest, ``s1``, has its queue's table entry and tail read
 check        the entry's checks (usable, the tail's wrap, the ring slot
              address, the batch limit) are registered once; an SQE starts
              from them, at the earliest two cycles after it entered ``s1``;
@@ -92,9 +92,10 @@ class SqWriter(wiring.Component):
     -------------------------------------------------------------------------------------
     i_sqe : In(stream.Signature(SqRequest))
         One SQE for backend queue ``queue``, written into a free slot when taken.
-        ``ready`` is a flip-flop: high while a slot will be free (two slots: the
-        SQEs taken and not yet started or reported, and the one whose beats W
-        is sending). An SQE taken in cycle t into an empty ring is ``s1`` from t+1; in
+        ``ready`` is a flip-flop: high while the writer will hold fewer than two
+        SQEs (those taken and not yet started or reported, and the one whose
+        beats W is sending). An SQE taken in cycle t into an empty ring is ``s1``
+        from t+1; in
         steady state one SQE is taken per ``max(2, 64 / (data_width / 8))``
         cycles (the check stage).
     bq_rd_addr, bq_rd_en : Out(8), Out(1)

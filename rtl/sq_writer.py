@@ -415,12 +415,16 @@ class SqWriter(wiring.Component):
         # the writer holds at most ``_HELD`` SQEs (in s1 .. wr_ptr - 1, or on W): more
         # would let batches grow under load, and every command waits for its batch's
         # doorbell (at 512 bits four slots took Flush from 0.333 to 0.3308 commands a
-        # cycle). The ring has more slots than that, so the slot taken next is never
-        # the one W reads. ``ready`` is worked out for the next cycle from next values.
+        # cycle). The slot taken next must not be the one W still reads: SQEs for an
+        # unusable queue pass W while it stalls and move the ring round to it. ``ready``
+        # is worked out for the next cycle from next values.
         w_holds = cw_busy & ~cw_db
         w_holds_n = Signal()
         m.d.comb += w_holds_n.eq(sqe_go | (w_holds & ~(w_fire & cw_last)))
-        m.d.sync += in_ready.eq(count_n + w_holds_n < _HELD)
+        cw_slot_n = Mux(sqe_go, hd_ptr, cw_slot)
+        wr_n = (wr_ptr + take)[:nb]
+        m.d.sync += in_ready.eq((count_n + w_holds_n < _HELD)
+                                & ~(w_holds_n & (cw_slot_n == wr_n)))
 
         m.d.comb += [
             bfifo.w_en.eq(db_go | sqe_go),

@@ -9,6 +9,7 @@ with idle cycles a batch may end early, and each doorbell must still close a
 batch the specification allows.
 """
 
+import itertools
 import os
 import random
 from collections import Counter
@@ -267,6 +268,25 @@ async def run_unusable_queue_reports_failure(dut):
     assert {db.addr for db in tb.space.doorbells} == {tb.db_addr(0)}
     if strict:
         assert [db.value for db in tb.space.doorbells] == [6]      # queue 0's 5 SQEs
+
+
+@cocotb.test()
+async def run_unusable_sqes_pass_while_w_stalls(dut):
+    """W held not ready while an SQE waits on it: SQEs for an unusable queue pass it and
+    are reported, and the next usable SQE takes a free slot, never the one W still reads
+    (both SQEs reach their rings intact)."""
+    tb, strict = await _start(dut)
+    await tb.configure(0, entries=8)
+    await tb.configure(1, entries=8, valid=0)
+    # W alone is held (the other channels keep the traffic's pauses)
+    tb.axi.w_channel.set_pause_generator(itertools.chain(itertools.repeat(1, 100),
+                                                         itertools.repeat(0)))
+    sequence = [0, 1, 1, 1, 1, 0]
+    for q in sequence:
+        tb.submit(q)
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    assert _oks(tb) == [int(q == 0) for q in sequence]
 
 
 @cocotb.test()

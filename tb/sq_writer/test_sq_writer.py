@@ -30,6 +30,7 @@ DIRECTED = [
     "run_init_restarts_tail",
     "run_init_during_batch_ends_it",
     "run_unusable_queue_reports_failure",
+    "run_unusable_sqes_pass_while_w_stalls",
     "run_round_robin_coalescing",
     "run_init_while_busy",
 ]

@@ -534,6 +534,30 @@ async def run_doorbell_request_while_engine_takes(dut):
         await tb.settle()
 
 
+@cocotb.test()
+async def run_doorbell_slot_kept_across_queues(dut):
+    """A drain that ends by placing its doorbell request while the write engine is busy and
+    picks another queue in the same cycle: that queue's doorbell waits for the slot rather
+    than replacing the first queue's request (each queue's head is written)."""
+    tb = await _start(dut)
+    ssds = [tb.add_queue(q, entries=8) for q in range(3)]
+    tb.axi.b_latency = (300, 300)           # the first doorbell holds the write engine
+    ssds[0].post()
+    await ssds[0].msix()
+    await tb.wait_until(lambda: tb.emitted[0], 2000, "queue 0's CQE missing")
+    for ssd in ssds[1:]:
+        ssd.post()
+        ssd.post()
+    await ssds[1].msix()
+    await ssds[2].msix()                    # pending when queue 1's drain ends
+    await tb.wait_until(lambda: len(tb.emitted[2]) == 2, 2000, "queue 2's CQEs missing")
+    await ClockCycles(dut.clk, 20)
+    assert tb.mem.doorbell_log == [], "a doorbell was written before the first B"
+    tb.axi.b_latency = (0, 0)
+    await tb.settle(timeout=4000)
+    assert [tb.doorbells(q) for q in range(3)] == [[1], [2], [2]]
+
+
 def _throughput_limit(tb):
     return tb.params.data_width in (128, 512)
 

@@ -34,6 +34,7 @@ BEHAVIOURS = [
     "restart_reads_like_a_new_run",
     "restart_with_nothing_taken",
     "doorbell_request_while_engine_takes",
+    "doorbell_slot_kept_across_queues",
 ]
 
 # behaviours also run with 40 % paused cycles on every input and output channel

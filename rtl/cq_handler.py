@@ -5,7 +5,10 @@ format and the phase-tag rule are in ``nvme-facts.md``. One queue is served at
 a time:
 
 1. pick a queue: one whose MSI-X message is pending (round robin), or, when no
-   MSI-X message is pending, one whose ``poll`` bit is set (round robin);
+   MSI-X message is pending, one whose ``poll`` bit is set (round robin). The
+   choice is made a cycle ahead into registers: from the pending bits, a message
+   arriving in that cycle (chosen directly when none was pending before it; else it
+   joins the round robin from the next choice on) and ``poll``;
 2. read its ``BackendQueueEntry`` (ring address, size, doorbell address);
 3. read the CQEs from the head in bursts of up to 64 bytes (never past the
    ring end or a 4 KiB boundary; after the ring end the next burst starts at
@@ -19,13 +22,16 @@ a time:
    CQEs were consumed: the write is handed to a doorbell engine that works
    beside the reads (the next drain starts while its response is awaited).
 
-Per queue the block keeps the head, the expected phase, a "fresh" bit (set by
-reset and by ``init_valid``: the next service starts at ``cq_head_init`` with
-phase 1) and the MSI-X pending bit.
+Per queue the block keeps the head and the expected phase (a LUT memory, read
+as the queue is picked, written as its drain ends), a "fresh" bit (set by reset
+and by ``init_valid``: the next service starts at ``cq_head_init`` with phase 1)
+and the MSI-X pending bit. The reader keeps its next slot with the slot's page
+offset and its distance to the ring end, the checker its slot likewise, so the
+burst sizing and the wrap start from registers.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .formats import CQE_BYTES, BackendQueueEntry, CqCompletion, Cqe
@@ -125,10 +131,11 @@ class CqHandler(wiring.Component):
     poll : In(backend_queues)
         Level, one bit per queue: queues in polling mode with commands
         outstanding. Served round robin while no MSI-X message is pending,
-        and only if their entry has ``polling`` = 1.
+        and only if their entry has ``polling`` = 1. Sampled into the
+        registered choice: a bit that rises is picked from the next cycle on.
     bq_rd_addr, bq_rd_en : Out ; bq_rd_data : In(BackendQueueEntry)
         Table read port. ``en`` is a one-cycle pulse with the queue index on
-        ``addr`` when a queue is picked (in IDLE, or the last cycle of the
+        ``addr`` (from a register) when a queue is picked (in IDLE, or the last cycle of the
         previous drain); ``data`` is sampled the next cycle (the handler keeps
         the fields it needs, so ``data`` need not be held) and the first
         ``arvalid`` follows one cycle later. A queue whose entry has ``valid``
@@ -198,8 +205,11 @@ class CqHandler(wiring.Component):
         axi = self
 
         # --- per-queue state ---------------------------------------------------------------
-        heads = Array(Signal(16, name=f"head{i}") for i in range(N))
-        phases = Signal(N, name="phases")                 # expected phase per queue
+        # head and expected phase per queue (LUT RAM, read through its output register)
+        m.submodules.heads = heads = memory.Memory(
+            shape=data.StructLayout({"head": 16, "phase": 1}), depth=N, init=[])
+        head_wr = heads.write_port()
+        head_rd = heads.read_port()
         fresh = Signal(N, init=(1 << N) - 1)              # next service starts from the entry
         pending = Signal(N)                               # MSI-X message pending
 
@@ -210,17 +220,21 @@ class CqHandler(wiring.Component):
         cq_addr = Signal(AXI_ADDR_WIDTH - 4)              # in 16-byte units
         cq_entries = Signal(16)
         db_addr = Signal(AXI_ADDR_WIDTH - 2)              # in 4-byte units
-        rr = Signal(8)                                    # last queue picked
+        above = Signal(N, init=((1 << N) - 1) & ~1)       # the queues after the last picked
         # reader (AR side)
         ar_slot = Signal(16)                              # first slot of the next burst
+        ar_lo = Signal(8)                                 # ... its page offset (16-byte units)
+        ar_left = Signal(16)                              # ... slots from it to the ring end
         run_issued = Signal()                             # a burst was issued in this run
         ar_held = Signal()                                # arvalid up, not yet accepted
         ar_addr_r = Signal(AXI_ADDR_WIDTH)
         ar_len_r = Signal(8)
         live = Signal(8)                                  # beats due to the checker
-        disc = Signal(8)                                  # beats due that are dropped
+        due = Signal(8)                                   # beats due in all (live + dropped)
         # checker (R side)
         chk_slot = Signal(16)                             # slot of the entry awaited = head
+        chk_lo = Signal(8)                                # ... its page offset (16-byte units)
+        chk_left = Signal(16)                             # ... slots from it to the ring end
         chk_phase = Signal()                              # its expected phase
         matched = Signal(2)                               # entries taken in this run (saturating)
         lo = Signal(64)                                   # 64-bit bus: first half of the CQE
@@ -234,6 +248,7 @@ class CqHandler(wiring.Component):
         # doorbell request slot and write engine
         dbq_v = Signal()
         dbq_q = Signal(8)
+        dbq_mine = Signal()                               # dbq_q == cur, kept as a register
         dbq_addr = Signal(AXI_ADDR_WIDTH - 2)
         dbq_val = Signal(16)
         wq = Signal(8)
@@ -258,48 +273,86 @@ class CqHandler(wiring.Component):
         with m.If(self.i_msix.valid & ~msix_ok & (self.bad_msix != 0xFFFF)):
             m.d.sync += self.bad_msix.eq(self.bad_msix + 1)
 
-        # --- pick: MSI-X pending first, then polled queues; round robin after ``rr`` --------
-        req = Signal(N)
-        m.d.comb += req.eq(Mux(pending.any(), pending, self.poll))
-        above = Cat(*(Const(i, 8) > rr for i in range(N)))
-        hi = Signal(N)
-        m.d.comb += hi.eq(req & above)
-        pick_from = Signal(N)
-        m.d.comb += pick_from.eq(Mux(hi.any(), hi, req))
-        sel = Signal(8)
-        for i in reversed(range(N)):        # the lowest set bit wins (last assignment)
-            with m.If(pick_from[i]):
-                m.d.comb += sel.eq(i)
+        # --- pick: MSI-X pending first, then polled queues; round robin after the last -----
+        # The choice is made a cycle ahead into registers, from the pending bits, this
+        # cycle's message (chosen when no message was pending before it) and this cycle's
+        # ``poll``. A clear happens only on a pick (the next state is LOAD) or a restart (the
+        # next state is RUN): neither state picks, so a stale choice is never used.
+        msix_set = Signal(N)
+        init_set = Signal(N)
+        for i in range(N):
+            m.d.comb += [
+                msix_set[i].eq(self.i_msix.valid & (self.i_msix.payload == i)),
+                init_set[i].eq(self.init_valid & (self.init_queue == i)),
+            ]
+
+        def lowest(bits):
+            return bits & ~(bits - 1)
+
+        def round_robin(bits, name):
+            after = Signal(N, name=f"{name}_after")
+            m.d.comb += after.eq(bits & above)
+            return Mux(after.any(), lowest(after), lowest(bits))
+        pick_bit = Signal(N)
+        with m.If(pending.any()):
+            m.d.comb += pick_bit.eq(round_robin(pending, "pending"))
+        with m.Elif(msix_set.any()):
+            m.d.comb += pick_bit.eq(msix_set)
+        with m.Else():
+            m.d.comb += pick_bit.eq(round_robin(self.poll, "poll"))
+        pk_bit = Signal(N)                  # the registered choice, one-hot
+        pk_any = Signal()                   # a queue is to be served
+        pk_msix = Signal()                  # ... for its MSI-X message (else polled)
+        m.d.sync += [pk_bit.eq(pick_bit),
+                     pk_any.eq(pending.any() | msix_set.any() | self.poll.any()),
+                     pk_msix.eq(pending.any() | msix_set.any())]
+        pk_sel = Signal(8)                  # ... its index
+        for i in range(N):
+            with m.If(pk_bit[i]):
+                m.d.comb += pk_sel.eq(i)
         cur_bit = Signal(N)
         m.d.comb += cur_bit.eq(Const(1, N) << cur[:max(1, (N - 1).bit_length())])
 
         pend_clr = Signal(N)                # cleared this cycle (a pick or a resumed drain)
         fresh_clr = Signal(N)               # cleared this cycle (a service loaded the entry)
-        pick = Signal()                     # pick ``sel`` this cycle
+        pick = Signal()                     # pick ``pk_sel`` this cycle (only when ``pk_any``)
+        in_idle = Signal()
+        # the picked queue's head and phase, read as it is picked; when a drain ends and picks
+        # its own queue again, the memory is written in that cycle and the drain's own values
+        # (unchanged until LOAD) are used instead
+        reuse = Signal()
+        m.d.comb += [head_rd.addr.eq(pk_sel), head_rd.en.eq(pick), head_wr.addr.eq(cur),
+                     head_wr.data.head.eq(chk_slot), head_wr.data.phase.eq(chk_phase)]
+        pk_head = Mux(reuse, chk_slot, head_rd.data.head)
+        pk_phase = Mux(reuse, chk_phase, head_rd.data.phase)
+        m.d.comb += self.bq_rd_addr.eq(pk_sel)
         with m.If(pick):
-            m.d.comb += self.bq_rd_addr.eq(sel)
             m.d.comb += self.bq_rd_en.eq(1)
-            m.d.sync += [cur.eq(sel), rr.eq(sel), from_poll.eq(~pending.any()), cancel.eq(0)]
-            with m.If(pending.any()):
-                for i in range(N):
-                    with m.If(sel == i):
-                        m.d.comb += pend_clr[i].eq(1)
+            m.d.sync += [cur.eq(pk_sel), above.eq(~(pk_bit | (pk_bit - 1))),
+                         from_poll.eq(~pk_msix), cancel.eq(0),
+                         reuse.eq(~in_idle & (pk_bit & cur_bit).any())]
+            with m.If(pk_msix):
+                m.d.comb += pend_clr.eq(pk_bit)
 
-        # --- the next burst: from ``ar_slot`` to the end of its 64-byte group, the ring or
-        #     the 4 KiB page, whichever comes first -------------------------------------------
+        # --- the next burst: from its slot to the end of its 64-byte group, the ring or the
+        #     4 KiB page, whichever comes first. Beside the slot the reader keeps its page
+        #     offset (``ar_lo``) and its distance to the ring end (``ar_left``), so the choice
+        #     starts from registers; the full address is summed beside it.
         unit = Signal(AXI_ADDR_WIDTH - 4)
         m.d.comb += unit.eq(cq_addr + ar_slot)
-        lane0 = unit[:epb_log2] if epb > 1 else Const(0, 1)
-        n_grp = Signal(4)
+        lane0 = ar_lo[:epb_log2] if epb > 1 else Const(0, 1)
+        n_grp = Signal(3)                   # to the end of the 64-byte group: 1 to 4
         m.d.comb += n_grp.eq(BURST_CQES - lane0)
-        n_page = Signal(9)
-        m.d.comb += n_page.eq(256 - unit[:8])
-        n_ring = Signal(16)
-        m.d.comb += n_ring.eq(cq_entries - ar_slot)
-        n_gp = Signal(4)
-        m.d.comb += n_gp.eq(Mux(n_page < n_grp, n_page, n_grp))
-        n = Signal(4)
-        m.d.comb += n.eq(Mux(n_ring < n_gp, n_ring, n_gp))
+        # to the 4 KiB page end: fewer than 4 slots only in the page's last 64 bytes
+        n_gp = Signal(3)
+        m.d.comb += n_gp.eq(n_grp)
+        with m.If(ar_lo[2:].all() & ((BURST_CQES - ar_lo[:2]) < n_grp)):
+            m.d.comb += n_gp.eq(BURST_CQES - ar_lo[:2])
+        n_ring = ar_left
+        ring_le = Signal()                  # the ring ends within the burst
+        m.d.comb += ring_le.eq((n_ring[3:] == 0) & (n_ring[:3] <= n_gp))
+        n = Signal(3)
+        m.d.comb += n.eq(Mux(ring_le, n_ring[:3], n_gp))
         beats = Signal(8)
         if bpe > 1:
             m.d.comb += beats.eq(n * bpe)
@@ -310,8 +363,7 @@ class CqHandler(wiring.Component):
         else:
             m.d.comb += beats.eq(n)
             nb_addr = Cat(Const(0, 4), unit)
-        ar_next = Mux(n == n_ring, 0, ar_slot + n)
-
+        ar_wrap = ring_le
         fsm_run = Signal()
         issue = Signal()
         m.d.comb += issue.eq(fsm_run & ~cancel & ~ar_held
@@ -325,17 +377,21 @@ class CqHandler(wiring.Component):
             axi.m_axi_arlen.eq(Mux(ar_held, ar_len_r, beats - 1)),
         ]
         with m.If(issue):
-            m.d.sync += [ar_slot.eq(ar_next), run_issued.eq(1)]
+            m.d.sync += [ar_slot.eq(Mux(ar_wrap, 0, ar_slot + n)),
+                         ar_lo.eq(Mux(ar_wrap, cq_addr[:8], ar_lo + n)),
+                         ar_left.eq(Mux(ar_wrap, cq_entries, ar_left - n)), run_issued.eq(1)]
             with m.If(~axi.m_axi_arready):
-                m.d.sync += [ar_held.eq(1), ar_addr_r.eq(nb_addr), ar_len_r.eq(beats - 1)]
+                m.d.sync += ar_held.eq(1)
+        with m.If(~ar_held):                # kept for a burst that waits for ``arready``
+            m.d.sync += [ar_addr_r.eq(nb_addr), ar_len_r.eq(beats - 1)]
         with m.If(ar_held & axi.m_axi_arready):
             m.d.sync += ar_held.eq(0)
 
         # --- checker: one CQE a cycle from the R beats ------------------------------------------
         if epb > 1:
-            chk_lane = (cq_addr[:epb_log2] + chk_slot[:epb_log2])[:epb_log2]
+            chk_lane = chk_lo[:epb_log2]
             ent = axi.m_axi_rdata.word_select(chk_lane, cqe_bits)
-            beat_end = (chk_lane == epb - 1) | (chk_slot == cq_entries - 1)
+            beat_end = (chk_lane == epb - 1) | (chk_left == 1)
         elif bpe > 1:
             ent = Cat(lo, axi.m_axi_rdata)
             beat_end = Const(1)
@@ -344,7 +400,7 @@ class CqHandler(wiring.Component):
             beat_end = Const(1)
         ent_cqe = Cqe(ent)
         ent_err = axi.m_axi_rresp[1] | (lo_err if bpe > 1 else 0)
-        wrap = (chk_slot + 1) == cq_entries
+        wrap = chk_left == 1
         restart_ok = (pending.bit_select(cur, 1) & ~(pending & ~cur_bit).any() & ~stop_c)
 
         r_fire = axi.m_axi_rvalid & axi.m_axi_rready
@@ -352,7 +408,8 @@ class CqHandler(wiring.Component):
         take = Signal()                     # the CQE goes into the o_cqe register
         restart = Signal()                  # ... and the drain resumes at the same entry
         to_end = Signal()
-        with m.If(disc != 0):
+        dropping = due != live              # beats of ended runs still due
+        with m.If(dropping):
             m.d.comb += axi.m_axi_rready.eq(1)
         with m.Elif(fsm_run & (live != 0) & ~stop_c):
             with m.If(axi.m_axi_rvalid):
@@ -379,14 +436,13 @@ class CqHandler(wiring.Component):
             m.d.comb += [stop.eq(1), to_end.eq(1)]
 
         # beat accounting
-        live_dec = r_fire & (disc == 0)
-        disc_dec = r_fire & (disc != 0)
+        live_dec = r_fire & ~dropping
         add = Mux(issue, beats, 0)
-        with m.If(stop):
-            m.d.sync += [disc.eq(disc - disc_dec + live - live_dec + add), live.eq(0),
-                         rbeat.eq(0)]
+        m.d.sync += due.eq(due - r_fire + add)
+        with m.If(stop):                    # the run's beats still due are dropped
+            m.d.sync += [live.eq(0), rbeat.eq(0)]
         with m.Else():
-            m.d.sync += [disc.eq(disc - disc_dec), live.eq(live - live_dec + add)]
+            m.d.sync += live.eq(live - live_dec + add)
 
         # o_cqe register
         m.d.comb += [self.o_cqe.valid.eq(obuf_v), self.o_cqe.payload.queue.eq(cur),
@@ -396,34 +452,39 @@ class CqHandler(wiring.Component):
 
         # --- doorbell request: once a run ended, for the CQEs taken (all transferred) ----------
         w_take = Signal()
-        slot_ok = ~dbq_v | ((dbq_q == cur) & ~w_take)
+        slot_ok = ~dbq_v | (dbq_mine & ~w_take)
         db_place = Signal()
         m.d.comb += db_place.eq(db_arm & moved & ~stop_c & ~obuf_v & slot_ok)
         with m.If(db_arm & (~moved | stop_c)):
             m.d.sync += db_arm.eq(0)
         with m.If(db_place):
-            m.d.sync += [dbq_v.eq(1), dbq_q.eq(cur), dbq_addr.eq(db_addr), dbq_val.eq(chk_slot),
+            m.d.sync += [dbq_v.eq(1), dbq_q.eq(cur), dbq_mine.eq(1),
+                         dbq_addr.eq(db_addr), dbq_val.eq(chk_slot),
                          moved.eq(0), db_arm.eq(0)]
         with m.If(stop_c):
             m.d.sync += moved.eq(0)
+        with m.If(pick):                    # the slot's queue against the one picked
+            m.d.sync += dbq_mine.eq(Mux(db_place, (pk_bit & cur_bit).any(), dbq_q == pk_sel))
 
         with m.If(take):
             m.d.sync += [obuf.eq(ent), obuf_v.eq(1), moved.eq(1), rbeat.eq(0),
                          chk_slot.eq(Mux(wrap, 0, chk_slot + 1)), chk_phase.eq(chk_phase ^ wrap),
+                         chk_lo.eq(Mux(wrap, cq_addr[:8], chk_lo + 1)),
+                         chk_left.eq(Mux(wrap, cq_entries, chk_left - 1)),
                          matched.eq(Mux(matched == 3, 3, matched + 1))]
         with m.If(restart):
-            for i in range(N):
-                with m.If(cur == i):
-                    m.d.comb += pend_clr[i].eq(1)
-            m.d.sync += [ar_slot.eq(chk_slot), run_issued.eq(0), matched.eq(0)]
+            m.d.comb += pend_clr.eq(cur_bit)
+        with m.If(stop):                    # the next run (if any) starts at the entry awaited
+            m.d.sync += [ar_slot.eq(chk_slot), ar_lo.eq(chk_lo), ar_left.eq(chk_left),
+                         run_issued.eq(0), matched.eq(0)]
 
         # --- session FSM ---------------------------------------------------------------------
         entry = self.bq_rd_data
         rd_load = Signal()
         with m.FSM(name="cq") as fsm:
             with m.State("IDLE"):
-                m.d.comb += pick.eq(req.any())
-                with m.If(req.any()):
+                m.d.comb += [pick.eq(pk_any), in_idle.eq(1)]
+                with m.If(pk_any):
                     m.next = "LOAD"
 
             with m.State("LOAD"):
@@ -431,13 +492,16 @@ class CqHandler(wiring.Component):
                 skip = (~entry.valid | (entry.cq_entries == 0)
                         | (from_poll & ~entry.polling) | stop_c)
                 is_fresh = fresh.bit_select(cur, 1)
-                head = Mux(is_fresh, entry.cq_head_init, heads[cur])
+                head = Mux(is_fresh, entry.cq_head_init, pk_head)
+                first_left = (entry.cq_entries - head)[:16]
+                first_lo = (entry.cq_addr[4:12] + head[:8])[:8]
                 m.d.sync += [
                     cq_addr.eq(entry.cq_addr[4:]),
                     cq_entries.eq(entry.cq_entries),
                     db_addr.eq(entry.cq_db_addr[2:]),
-                    chk_slot.eq(head), ar_slot.eq(head),
-                    chk_phase.eq(Mux(is_fresh, 1, phases.bit_select(cur, 1))),
+                    chk_slot.eq(head), chk_lo.eq(first_lo), chk_left.eq(first_left),
+                    ar_slot.eq(head), ar_lo.eq(first_lo), ar_left.eq(first_left),
+                    chk_phase.eq(is_fresh | pk_phase),
                     run_issued.eq(0), matched.eq(0), moved.eq(0), db_arm.eq(0), rbeat.eq(0),
                 ]
                 with m.If(skip):
@@ -456,15 +520,14 @@ class CqHandler(wiring.Component):
             with m.State("END"):
                 m.d.comb += in_service.eq(1)
                 m.d.comb += rd_load.eq(rd_err_p & ~oerr_v)
+                # (a doorbell due waits for the request slot; once the drain is cancelled,
+                # ``db_arm`` is cleared and the drain ends the cycle after)
                 done = (~obuf_v & (~rd_err_p | rd_load)
-                        & (~(db_arm & moved & ~stop_c) | db_place))
+                        & (~db_arm | ~moved | cancel | slot_ok))
                 with m.If(done):
-                    m.d.sync += heads[cur].eq(chk_slot)
-                    for i in range(N):
-                        with m.If(cur == i):
-                            m.d.sync += phases[i].eq(chk_phase)
-                    m.d.comb += pick.eq(req.any())
-                    with m.If(req.any()):
+                    m.d.comb += head_wr.en.eq(1)
+                    m.d.comb += pick.eq(pk_any)
+                    with m.If(pk_any):
                         m.next = "LOAD"
                     with m.Else():
                         m.next = "IDLE"
@@ -518,17 +581,10 @@ class CqHandler(wiring.Component):
             m.d.sync += dbq_v.eq(0)
 
         # --- per-queue bit updates: a new message / init wins over a clear -------------------
-        msix_set = Signal(N)
-        init_set = Signal(N)
-        for i in range(N):
-            m.d.comb += [
-                msix_set[i].eq(self.i_msix.valid & (self.i_msix.payload == i)),
-                init_set[i].eq(self.init_valid & (self.init_queue == i)),
-            ]
         m.d.sync += [
             pending.eq((pending & ~pend_clr) | msix_set),
             fresh.eq((fresh & ~fresh_clr) | init_set),
         ]
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | req.any() | ~wfsm.ongoing("IDLE")
-                                 | dbq_v | (disc != 0) | oerr_v)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | pending.any() | self.poll.any()
+                                 | ~wfsm.ongoing("IDLE") | dbq_v | dropping | oerr_v)
         return m

@@ -32,9 +32,10 @@ properties are 1-inductive), for every reachable state:
 - the head (CQEs taken) never passes the CQEs posted; every doorbell value is a slot
   of the ring, moves the head, and releases no more than the CQEs taken, so never more
   than the SSD posted (it never passes the SSD's tail);
-- the handler's expected phase, in service (``chk_phase``) and per queue between
-  services (``phases``), and its head (``chk_slot``, ``head0``) equal the consumer's:
-  slot = CQEs emitted modulo the ring, phase = 1 xor the parity of its wraps;
+- the handler's expected phase and head, in service (``chk_phase``, ``chk_slot``) and per
+  queue between services (the ``heads`` memory: what was last written to it, which the
+  memory is assumed to return the cycle after a read), equal the consumer's: slot = CQEs
+  emitted modulo the ring, phase = 1 xor the parity of its wraps;
 - the AXI requests are legal for the model: bursts inside the ring, not crossing
   4 KiB, at most 15 beats due, ``araddr`` held while waiting; doorbells are one 4-byte
   write at a time to ``cq_db_addr``.
@@ -263,6 +264,17 @@ def _harness(dut, invariants=True, white_box=True):
                      consumed.eq(consumed + pos(db_val)), db_slot.eq(db_val)]
 
     # --- the handler's head and expected phase ---------------------------------------------
+    # Between services they are in a memory (``heads``), which a property cannot read: the
+    # harness keeps what was last written to it, and the memory is assumed to return that
+    # the cycle after a read (its contract; the port is not transparent).
+    wr_en, wr_data = s["head_wr__en"], s["head_wr__data"]
+    sh_head, sh_phase = Signal(16), Signal()        # the memory's row 0
+    rd_due, rd_head, rd_phase = Signal(), Signal(16), Signal()
+    with m.If(wr_en):
+        m.d.sync += [sh_head.eq(wr_data[:16]), sh_phase.eq(wr_data[16])]
+    m.d.sync += [rd_due.eq(s["head_rd__en"]), rd_head.eq(sh_head), rd_phase.eq(sh_phase)]
+    with m.If(rd_due):
+        m.d.comb += Assume(s["head_rd__data"] == Cat(rd_head, rd_phase))
     state = s["cq_state"]            # IDLE 0, LOAD 1, RUN 2, END 3
     fresh = s["fresh"]
     with m.If((state >= 2) & white_box):
@@ -272,7 +284,7 @@ def _harness(dut, invariants=True, white_box=True):
         with m.If(fresh[0]):
             m.d.comb += [Assert(emitted == 0), Assert(o_slot == 0), Assert(o_phase)]
         with m.Else():
-            m.d.comb += [Assert(s["head0"] == o_slot), Assert(s["phases"][0] == o_phase)]
+            m.d.comb += [Assert(sh_head == o_slot), Assert(sh_phase == o_phase)]
 
     if invariants:
         _invariants(m, dut, s, locals())
@@ -296,7 +308,8 @@ def _invariants(m, dut, s, h):
     """Auxiliary invariants relating the handler's state to the environment's."""
     E, nxt, ahead, pos = h["E"], h["nxt"], h["ahead"], h["pos"]
     state, started = h["state"], h["started"]
-    live, disc, chk_slot = s["live"], s["disc"], s["chk_slot"]
+    live, due, chk_slot = s["live"], s["due"], s["chk_slot"]
+    disc = (due - live)[:8]          # beats due that are dropped
     db_state = s["db_state"]         # IDLE 0, WRITE 1, RESPONSE 2, ERROR 3
     run = state == 2
     a = []
@@ -315,7 +328,7 @@ def _invariants(m, dut, s, h):
           Assert(h["tail"] == ahead(h["t_slot"], h["pt"])),
           Assert(h["sph"] == h["t_phase"] ^ (h["t_slot"] + h["pt"] >= E)),
           Assert(h["t_slot"] == ahead(h["db_slot"], h["tc"])),
-          Assert(live + disc == h["nf"]), Assert(live <= 8), Assert(disc <= 7),
+          Assert(due == h["nf"]), Assert(live <= due), Assert(live <= 8), Assert(disc <= 7),
           Assert(s["ar_held"] == h["a_pend"])]
     with m.If(h["fresh"][0]):
         m.d.comb += [Assert(state <= 1), Assert(h["consumed"] == 0), Assert(h["db_slot"] == 0),
@@ -326,7 +339,21 @@ def _invariants(m, dut, s, h):
     with m.If(state >= 2):
         m.d.comb += [Assert(s["cq_entries"] == E),
                      Assert(s["cq_addr"] == dut.bq_rd_data.cq_addr[4:]),
-                     Assert(s["db_addr"] == DB_ADDR >> 2)]
+                     Assert(s["db_addr"] == DB_ADDR >> 2),
+                     # the slots' page offsets and distances to the ring end
+                     Assert(s["ar_lo"] == (h["base"] + s["ar_slot"])[:8]),
+                     Assert(s["ar_left"] == E - s["ar_slot"]),
+                     Assert(s["chk_lo"] == (h["base"] + chk_slot)[:8]),
+                     Assert(s["chk_left"] == E - chk_slot)]
+    # the registered pick (one queue: chosen whenever one is to be served); a LOAD that
+    # follows a drain of the same queue takes its head and phase from the drain's registers
+    a += [Assert(s["pk_bit"][0] == s["pk_any"]), Assert(~s["dbq_v"] | s["dbq_mine"])]
+    with m.If((state == 1) & s["reuse"]):
+        m.d.comb += [Assert(chk_slot == h["sh_head"]), Assert(s["chk_phase"] == h["sh_phase"]),
+                     Assert(~h["fresh"][0])]
+    with m.If((state == 1) & ~s["reuse"]):
+        m.d.comb += [Assert(h["rd_due"]), Assert(h["rd_head"] == h["sh_head"]),
+                     Assert(h["rd_phase"] == h["sh_phase"])]
     with m.If(~run):
         m.d.comb += Assert(live == 0)
     with m.If(state <= 1):

@@ -290,6 +290,31 @@ async def run_unusable_sqes_pass_while_w_stalls(dut):
 
 
 @cocotb.test()
+async def run_writes_outstanding_up_to_the_limit(dut):
+    """B held back for 400 cycles: the writer issues SQE writes until ``max_writes`` (16)
+    await their response, and not one more; once B flows every write completes."""
+    tb, strict = await _start(dut)
+    for q in range(4):
+        await tb.configure(q, entries=64)
+    # B alone is held (the other channels keep the traffic's pauses); the slave queues
+    # every write meanwhile (its channel queues hold 2 by default)
+    for ch in (tb.axi.aw_channel, tb.axi.w_channel, tb.axi.b_channel):
+        ch.queue_occupancy_limit = 1024
+    tb.axi.b_channel.set_pause_generator(itertools.chain(itertools.repeat(1, 400),
+                                                         itertools.repeat(0)))
+    for i in range(40):
+        tb.submit(i % 4)
+    for _ in range(380):
+        await RisingEdge(dut.clk)
+    aws = sum(1 for h in tb.handshakes if h[0] == "aw")
+    bs = sum(1 for h in tb.handshakes if h[0] == "b")
+    assert (aws, bs) == (16, 0), f"{aws} writes issued, {bs} answered while B is held"
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    assert all(_oks(tb))
+
+
+@cocotb.test()
 async def run_round_robin_coalescing(dut):
     """Nine SQEs for each of four queues, round robin: the first eight of each queue share
     a doorbell (batches full in turn), the ninth ones are rung when the input runs dry."""

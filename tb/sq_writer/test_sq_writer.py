@@ -33,6 +33,7 @@ DIRECTED = [
     "run_unusable_sqes_pass_while_w_stalls",
     "run_round_robin_coalescing",
     "run_init_while_busy",
+    "run_writes_outstanding_up_to_the_limit",
 ]
 
 

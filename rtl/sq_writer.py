@@ -27,8 +27,11 @@ doorbells    a FIFO of batches {queue, tail, SQE writes outstanding, error,
              records}, in the order they were opened; the oldest batch not
              yet rung is rung when its SQE writes have all answered and the
              batch is *closed* (full: ``max_batch`` SQEs or ``sq_entries - 1``;
-             its queue re-initialised) or a later batch is closed or no SQE is
-             ready to be written (the writer would otherwise leave W idle)
+             its queue re-initialised; applied the cycle after, when no SQE can
+             start) or a later batch is closed or no SQE is ready to be written
+             (the writer would otherwise leave W idle). Which batch ``s1``
+             joins is its queue compared with each batch's a cycle ahead, masked
+             with the batches' current state
 done         a FIFO of one record per SQE in ``i_sqe`` order; the head record
              is given out once its batch's doorbell answered (at once for an
              unusable queue); a batch leaves the doorbell FIFO when its last
@@ -81,7 +84,9 @@ class SqWriter(wiring.Component):
         (a power of two, 2..64).
     records : int
         Depth of the ``o_done`` record FIFO: SQEs taken and not yet reported
-        (a power of two, 4..1024).
+        (a power of two, 4..1024). An SQE starts only while the FIFO holds at
+        most ``records - 3`` records (its room is a register, from a level a
+        cycle old), so ``records - 2`` SQEs are reported at most.
 
     Raises
     ------
@@ -307,6 +312,7 @@ class SqWriter(wiring.Component):
         b_tail = Array(Signal(16, name=f"b_tail{i}") for i in range(D))
         b_count = Array(Signal(8, name=f"b_count{i}") for i in range(D))   # SQEs, then records
         b_outst = Array(Signal(range(max_batch + 1), name=f"b_outst{i}") for i in range(D))
+        b_quiet = Signal(D, init=(1 << D) - 1)    # b_outst == 0, kept as a register
         # SQEs it still takes before it is full: min(max_batch, sq_entries - 1) - count
         b_left = [Signal(8, name=f"b_left{i}") for i in range(D)]
         m.submodules.db_addrs = db_addrs = memory.Memory(shape=64, depth=D, init=[])
@@ -316,9 +322,15 @@ class SqWriter(wiring.Component):
         ring_ptr = Signal(sw)                     # oldest batch not yet rung
         free_ptr = Signal(sw)                     # oldest batch
 
-        match = Signal(D)
+        # the open batch of s1's queue, found a cycle ahead: the queue compare is registered
+        # (``match_q``) and masked with the batches' current state. It is never a cycle
+        # stale for the SQE that starts: a batch opens only when an SQE starts, and the SQE
+        # after it starts two cycles after it enters s1 at the earliest.
+        match_q = Signal(D)
         for i in range(D):
-            m.d.comb += match[i].eq(b_alloc[i] & ~b_closed[i] & (b_queue[i] == q1))
+            m.d.sync += match_q[i].eq(b_queue[i] == q1)
+        match = Signal(D)
+        m.d.comb += match.eq(match_q & b_alloc & ~b_closed)
         join = match.any()
         join_idx = Signal(sw)
         for i in range(D):
@@ -330,6 +342,15 @@ class SqWriter(wiring.Component):
         # --- B responses expected, records to give out -----------------------------------
         m.submodules.bfifo = bfifo = fifo.SyncFIFO(width=1 + sw, depth=self.max_writes)
         m.submodules.rfifo = rfifo = fifo.SyncFIFOBuffered(width=1 + 8 + sw, depth=self.records)
+        # room in both, as registers: exact for the B FIFO (worked out from its next level),
+        # two entries short for the record FIFO (its level a cycle old: it grows by one a
+        # cycle at most, and its inner level, which sets ``w_rdy``, is at most its level)
+        bq_room = Signal(init=1)
+        rec_room = Signal(init=1)
+        m.d.sync += [
+            bq_room.eq(bfifo.r_en | Mux(bfifo.w_en, bfifo.level < self.max_writes - 1, bq_room)),
+            rec_room.eq(rfifo.level < self.records - 2),
+        ]
 
         # --- write unit: one write at a time on W, AW from a register ----------------------
         cw_busy = Signal()
@@ -372,14 +393,13 @@ class SqWriter(wiring.Component):
             with m.If(cw_last):
                 m.d.sync += cw_busy.eq(0)
         can_start = ((~cw_busy | (w_fire & cw_last)) & (~aw_req | self.m_axi_awready)
-                     & bfifo.w_rdy)
+                     & bq_room)
 
         # the SQE in s1 is ready to start / to be reported; the oldest unrung batch is ready
         checking = s1_valid & ~chk_valid
-        sqe_ready = s1_valid & chk_valid & chk_usable & (join | can_open) & rfifo.w_rdy
-        bad_ready = s1_valid & chk_valid & ~chk_usable & rfifo.w_rdy
-        ring_ok = (b_alloc.bit_select(ring_ptr, 1) & ~b_rung.bit_select(ring_ptr, 1)
-                   & (b_outst[ring_ptr] == 0))
+        sqe_ready = s1_valid & chk_valid & chk_usable & (join | can_open) & rec_room
+        bad_ready = s1_valid & chk_valid & ~chk_usable & rec_room
+        ring_ok = (b_alloc & ~b_rung & b_quiet).bit_select(ring_ptr, 1)
         # a closed batch's doorbell goes before a ready SQE, except when an SQE is one beat
         # (512 bits): the next SQE then spends a cycle in its checks, and the doorbell takes
         # that idle cycle of W instead of delaying the SQE
@@ -469,7 +489,9 @@ class SqWriter(wiring.Component):
                 hit[i].eq(sqe_go & Mux(join, match[i], alloc_ptr == i)),
                 full[i].eq(Mux(join, b_left[i] == 1, chk_open_full)),
             ]
-        ev = Signal(D)                            # batch i closes, and every older one
+        ev = Signal(D)                            # batch i closes, and every older one ...
+        ev_r = Signal(D)                          # ... from the next cycle: no SQE starts in
+        m.d.sync += ev_r.eq(ev)                   # it, and the batch's writes are in flight
         rel = [Signal(sw, name=f"b_rel{i}") for i in range(D)]    # age: 0 = oldest
         for i in range(D):
             m.d.comb += [
@@ -481,8 +503,9 @@ class SqWriter(wiring.Component):
             hit_sqe = hit[i]
             b_sqe_i = b_fire & ~b_is_db & (b_idx == i)
             b_db_i = b_fire & b_is_db & (b_idx == i)
-            closes = Cat(ev[k] & (rel[i] <= rel[k]) for k in range(D)).any()
-            m.d.sync += b_outst[i].eq(b_outst[i] + hit_sqe - b_sqe_i)
+            closes = Cat(ev_r[k] & (rel[i] <= rel[k]) for k in range(D)).any()
+            outst_n = (b_outst[i] + hit_sqe - b_sqe_i)[:len(b_outst[i])]
+            m.d.sync += [b_outst[i].eq(outst_n), b_quiet[i].eq(outst_n == 0)]
             with m.If(b_fire & (b_idx == i) & self.m_axi_bresp[1]):
                 m.d.sync += b_err[i].eq(1)
             with m.If(b_db_i):
@@ -503,7 +526,7 @@ class SqWriter(wiring.Component):
                     m.d.sync += [
                         b_count[i].eq(1), b_left[i].eq(chk_limit - 1),
                         b_alloc[i].eq(1), b_queue[i].eq(q1), b_err[i].eq(0),
-                        b_rung[i].eq(0), b_answered[i].eq(0), b_closed[i].eq(ev[i]),
+                        b_rung[i].eq(0), b_answered[i].eq(0), b_closed[i].eq(0),
                     ]
 
         m.d.comb += self.busy.eq(self.i_sqe.valid | s1_valid | cw_busy | aw_req | b_alloc.any()

@@ -283,13 +283,14 @@ class Front(wiring.Component):
         ns_enabled = (op_bits & ns.ops).any()
         # the block count and the end LBA need only the command: summed in S2, from the
         # in-flight FIFO's output register, so S3's checks start from registers
-        nblocks = Signal(17)
+        # (and the byte count, with the namespace's block size from the lookup answer)
         lba_end = Signal(66)
-        with m.If(s2_go):
-            m.d.sync += [nblocks.eq(fl.cmd.cdw.rw.nlb + 1),
-                         lba_end.eq(fl.cmd.cdw.rw.slba + fl.cmd.cdw.rw.nlb + 1)]
         nbytes = Signal(33)
-        m.d.comb += nbytes.eq(nblocks << ns.lba_shift)
+        # (loaded whenever S3 is free: when no command enters, S3 is empty and they are
+        # not used; so they stay off the wide enable of the S3 command register)
+        with m.If(s3_free):
+            m.d.sync += [nbytes.eq((fl.cmd.cdw.rw.nlb + 1) << ns_answer.entry.lba_shift),
+                         lba_end.eq(fl.cmd.cdw.rw.slba + fl.cmd.cdw.rw.nlb + 1)]
         out_of_range = lba_end > ns.nsze
         too_big = nbytes > ss.max_io_size
         length_bad = cmd.sgl_length != nbytes

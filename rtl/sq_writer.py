@@ -27,8 +27,10 @@ doorbells    a FIFO of batches {queue, tail, SQE writes outstanding, error,
              records}, in the order they were opened; the oldest batch not
              yet rung is rung when its SQE writes have all answered and the
              batch is *closed* (full: ``max_batch`` SQEs or ``sq_entries - 1``;
-             its queue re-initialised; applied the cycle after, when no SQE can
-             start) or a later batch is closed or no SQE is ready to be written
+             its queue re-initialised; registered with the batches' ages of that
+             cycle and applied from the next, in which no SQE can start and the
+             doorbell decision sees it) or a later batch is closed or no SQE is
+             ready to be written
              (the writer would otherwise leave W idle). Which batch ``s1``
              joins is its queue compared with each batch's a cycle ahead, masked
              with the batches' current state
@@ -403,7 +405,9 @@ class SqWriter(wiring.Component):
         # a closed batch's doorbell goes before a ready SQE, except when an SQE is one beat
         # (512 bits): the next SQE then spends a cycle in its checks, and the doorbell takes
         # that idle cycle of W instead of delaying the SQE
-        closed_first = b_closed.bit_select(ring_ptr, 1) & (~sqe_ready if beats == 1 else 1)
+        closing = Signal(D)                       # closes registered the cycle before (below)
+        closed_first = ((b_closed | closing).bit_select(ring_ptr, 1)
+                        & (~sqe_ready if beats == 1 else 1))
         db_go = can_start & ring_ok & (closed_first | ~(sqe_ready | checking))
         sqe_go = can_start & ~db_go & sqe_ready
         m.d.comb += s1_go.eq(sqe_go | bad_ready)
@@ -489,21 +493,26 @@ class SqWriter(wiring.Component):
                 hit[i].eq(sqe_go & Mux(join, match[i], alloc_ptr == i)),
                 full[i].eq(Mux(join, b_left[i] == 1, chk_open_full)),
             ]
-        ev = Signal(D)                            # batch i closes, and every older one ...
-        ev_r = Signal(D)                          # ... from the next cycle: no SQE starts in
-        m.d.sync += ev_r.eq(ev)                   # it, and the batch's writes are in flight
-        rel = [Signal(sw, name=f"b_rel{i}") for i in range(D)]    # age: 0 = oldest
+        # A close is registered (``ev_r``, with the ages of that cycle: ``ev_free``) and
+        # applied from the next cycle, in which no SQE can start (a close comes from an SQE
+        # starting or an ``init_valid``, each of which clears ``chk_valid``); the doorbell
+        # decision sees it in that cycle through ``closing``, as it saw ``b_closed`` before.
+        ev = Signal(D)                            # batch i closes, and every older one
+        ev_r = Signal(D)
+        ev_free = Signal(sw)                      # free_ptr in the cycle of the close
+        m.d.sync += [ev_r.eq(ev), ev_free.eq(free_ptr)]
+        rel = [Signal(sw, name=f"b_rel{i}") for i in range(D)]    # age then: 0 = oldest
         for i in range(D):
             m.d.comb += [
-                rel[i].eq(i - free_ptr),
+                rel[i].eq(i - ev_free),
                 ev[i].eq((hit[i] & (full[i] | init_q1))
                          | (b_alloc[i] & self.init_valid & (self.init_queue == b_queue[i]))),
+                closing[i].eq(Cat(ev_r[k] & (rel[i] <= rel[k]) for k in range(D)).any()),
             ]
         for i in range(D):
             hit_sqe = hit[i]
             b_sqe_i = b_fire & ~b_is_db & (b_idx == i)
             b_db_i = b_fire & b_is_db & (b_idx == i)
-            closes = Cat(ev_r[k] & (rel[i] <= rel[k]) for k in range(D)).any()
             outst_n = (b_outst[i] + hit_sqe - b_sqe_i)[:len(b_outst[i])]
             m.d.sync += [b_outst[i].eq(outst_n), b_quiet[i].eq(outst_n == 0)]
             with m.If(b_fire & (b_idx == i) & self.m_axi_bresp[1]):
@@ -514,7 +523,7 @@ class SqWriter(wiring.Component):
                 m.d.sync += b_count[i].eq(b_count[i] - 1)
             with m.If(free_go & (free_ptr == i)):
                 m.d.sync += b_alloc[i].eq(0)
-            with m.If(closes | (db_go & (ring_ptr == i))):
+            with m.If(closing[i] | (db_go & (ring_ptr == i))):
                 m.d.sync += b_closed[i].eq(1)
             with m.If(db_go & (ring_ptr == i)):
                 m.d.sync += b_rung[i].eq(1)

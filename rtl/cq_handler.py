@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from .formats import CQE_BYTES, BackendQueueEntry, CqCompletion, Cqe
 from .params import EngineParams
+from .stream_util import round_robin_onehot
 
 __all__ = ["CqHandler", "CqError", "AXI_ADDR_WIDTH"]
 
@@ -285,21 +286,13 @@ class CqHandler(wiring.Component):
                 msix_set[i].eq(self.i_msix.valid & (self.i_msix.payload == i)),
                 init_set[i].eq(self.init_valid & (self.init_queue == i)),
             ]
-
-        def lowest(bits):
-            return bits & ~(bits - 1)
-
-        def round_robin(bits, name):
-            after = Signal(N, name=f"{name}_after")
-            m.d.comb += after.eq(bits & above)
-            return Mux(after.any(), lowest(after), lowest(bits))
         pick_bit = Signal(N)
         with m.If(pending.any()):
-            m.d.comb += pick_bit.eq(round_robin(pending, "pending"))
+            m.d.comb += pick_bit.eq(round_robin_onehot(m, pending, above, "pending"))
         with m.Elif(msix_set.any()):
             m.d.comb += pick_bit.eq(msix_set)
         with m.Else():
-            m.d.comb += pick_bit.eq(round_robin(self.poll, "poll"))
+            m.d.comb += pick_bit.eq(round_robin_onehot(m, self.poll, above, "poll"))
         pk_bit = Signal(N)                  # the registered choice, one-hot
         pk_any = Signal()                   # a queue is to be served
         pk_msix = Signal()                  # ... for its MSI-X message (else polled)

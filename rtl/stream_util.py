@@ -461,3 +461,18 @@ class ReplicatedEnable(Elaboratable):
         m = Module()
         m.d.sync += [q.eq(self.d) for q in self.q]
         return m
+
+
+def round_robin_onehot(m, requests, after, name):
+    """The first request after the last one served, else the first at all, one-hot.
+
+    ``after`` (a register, as wide as ``requests``) has a bit set for each index after the
+    last one served; the caller loads it as ``~(served | (served - 1))`` from the one-hot
+    ``served``. Unlike :func:`round_robin` the result is one-hot and the rotation is a mask
+    (no index compares), so a choice registered a cycle ahead starts from flip-flops.
+    Returns a value (comb); ``name`` names the masked requests."""
+    def lowest(bits):
+        return bits & ~(bits - 1)
+    masked = Signal(len(requests), name=f"{name}_after")
+    m.d.comb += masked.eq(requests & after)
+    return Mux(masked.any(), lowest(masked), lowest(requests))

@@ -124,7 +124,7 @@ PRESETS = {
         "tops": ["nvmf_cq_handler:data_width=128"],
         "count": 40,
         "equivalent": {
-            "rtl/cq_handler.py:440:67:drop-assign": (
+            "rtl/cq_handler.py:498:67:drop-assign": (
                 "run_issued.eq(0), matched.eq(0), moved.eq(0), db_arm.eq(0), rbeat.eq(0),",
                 "db_arm is already 0 in LOAD: it is set only in RUN (at a stop), and END "
                 "leaves only when done, in the cycle that clears it (by db_place, or because "
@@ -137,7 +137,7 @@ PRESETS = {
         "tops": ["nvmf_sq_writer:data_width=128"],
         "count": 30,
         "equivalent": {
-            "rtl/sq_writer.py:411:49:const+1": (
+            "rtl/sq_writer.py:481:49:const+1": (
                 "free_go = (b_alloc.bit_select(free_ptr, 1) & b_answered.bit_select(free_ptr, 1)",
                 "a 2-bit slice of b_alloc ANDed with the 1-bit b_answered slice (zero-extended): "
                 "the added upper bit is always 0, so free_go is the same"),
@@ -149,20 +149,20 @@ PRESETS = {
         "tops": ["nvmf_engine_front:data_width=128"],
         "count": 30,
         "equivalent": {
-            "rtl/front.py:174:57:const+1": (
+            "rtl/front.py:187:57:const+1": (
                 "m.d.comb += head_next.eq(Mux((old.sq_head + 1)[:16] == qp.sqsize, 0, "
                 "old.sq_head + 1))",
                 "the 17-bit compare differs from the 16-bit one only when sq_head is 65535; "
                 "then the 16-bit one wraps to 0 (sqsize 0) and the 17-bit one stores 65536 "
                 "in the 16-bit sq_head, which is 0 too"),
-            "rtl/front.py:325:61:const-1": (
+            "rtl/front.py:357:61:const-1": (
                 "width=data.Layout.cast(ExcSideband).size, depth=4)",
                 "a FIFO's depth (the QP-error sideband): every writer waits on its level and "
                 "every reader on its valid, so the depth changes when, never what, comes out"),
-            "rtl/front.py:330:64:const+1": (
+            "rtl/front.py:362:64:const+1": (
                 "width=data.Layout.cast(BackendCommand).size, depth=4)",
                 "a FIFO's depth (the served commands): as above, timing only"),
-            "rtl/front.py:336:49:const-1": (
+            "rtl/front.py:368:49:const-1": (
                 "width=data.Layout.cast(CountRequest(16)).size, depth=4)",
                 "one bit less of the subsystem-count FIFO drops the top bit of its last "
                 "field, the 16-bit amount, which is always 1 there"),

@@ -173,3 +173,14 @@ def test_ci_sample_kills_and_classifies(tmp_path, capsys):
     assert "| 2 | 0 | 0 | 2 | 0 | 0 | 2/2 = 100.0 % |" in md and "None." in md
     print(f"CI sample: {seconds:.1f} s")
     assert seconds < 300
+
+
+def test_every_reviewed_equivalent_still_points_at_its_line():
+    """A reviewed equivalent is keyed by file, line and column: when an edit above it moves
+    the line, its key must move too, or the mutant is reported as a survivor again."""
+    for name, preset in PRESETS.items():
+        sites = {s.id: s for s in enumerate_sites(ROOT, preset["files"])}
+        for site_id, (line, _why) in preset.get("equivalent", {}).items():
+            assert site_id in sites and sites[site_id].source_line.strip() == line.strip(), \
+                f"preset {name}: {site_id} no longer points at {line!r}: move its key"
+

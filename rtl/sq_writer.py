@@ -13,8 +13,10 @@ check        the entry's checks (usable, the tail's wrap, the ring slot
              meanwhile the table and tail are read for the next SQE
 start        the SQE gets its ring slot (the queue's tail advances) and its
              batch: it joins the *open* batch of its queue, wherever that
-             batch is in the doorbell FIFO, or opens a new one; an SQE for a
-             queue that is not usable gets no slot and no bus access
+             batch is in the doorbell FIFO (found from its queue compared with
+             each batch's a cycle ahead, masked with the batches' current
+             state), or opens a new one; an SQE for a queue that is not usable
+             gets no slot and no bus access
 write        one write at a time on W (an SQE burst of ``64 / B`` beats read from
              its slot, which is free once its last beat is taken, or a
              doorbell beat), its AW issued from a register in the cycle the
@@ -30,10 +32,8 @@ doorbells    a FIFO of batches {queue, tail, SQE writes outstanding, error,
              its queue re-initialised; registered with the batches' ages of that
              cycle and applied from the next, in which no SQE can start and the
              doorbell decision sees it) or a later batch is closed or no SQE is
-             ready to be written
-             (the writer would otherwise leave W idle). Which batch ``s1``
-             joins is its queue compared with each batch's a cycle ahead, masked
-             with the batches' current state
+             ready to be written (the writer would otherwise leave W
+             idle)
 done         a FIFO of one record per SQE in ``i_sqe`` order; the head record
              is given out once its batch's doorbell answered (at once for an
              unusable queue); a batch leaves the doorbell FIFO when its last
@@ -88,7 +88,7 @@ class SqWriter(wiring.Component):
         Depth of the ``o_done`` record FIFO: SQEs taken and not yet reported
         (a power of two, 4..1024). An SQE starts only while the FIFO holds at
         most ``records - 3`` records (its room is a register, from a level a
-        cycle old), so ``records - 2`` SQEs are reported at most.
+        cycle old), so the FIFO never holds more than ``records - 2``.
 
     Raises
     ------

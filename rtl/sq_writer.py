@@ -19,9 +19,11 @@ start        the SQE gets its ring slot (the queue's tail advances) and its
              gets no slot and no bus access
 write        one write at a time on W (an SQE burst of ``64 / B`` beats read from
              its slot, which is free once its last beat is taken, or a
-             doorbell beat), its AW issued from a register in the cycle the
-             write starts; the next write starts in the cycle the last W beat
-             of the previous one is taken, so W carries no bubbles
+             doorbell beat), its AW through a register slice (offered from the
+             cycle after the write starts; a second AW waits in the slice's spare
+             entry while the first is not taken); the next write starts in the
+             cycle the last W beat of the previous one is taken, so W carries no
+             bubbles
 responses    a FIFO of expected B responses (kind, batch); each SQE response
              counts its batch's writes down, a doorbell response completes
              its batch
@@ -47,11 +49,12 @@ is rung as soon as W would otherwise be idle, so a lone SQE waits for nothing.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .formats import SQE_BYTES, BackendQueueEntry, SqDone, SqRequest
 from .params import EngineParams
+from .stream_util import RegisterSlice
 
 __all__ = ["SqWriter", "AXI_BURST_INCR", "DOORBELL_SIZE"]
 
@@ -129,10 +132,13 @@ class SqWriter(wiring.Component):
     m_axi_aw* : AXI4 write address (master)
         ``awid`` = 0; ``awburst`` = INCR. SQE: ``awaddr`` = ``sq_addr + tail * 64``,
         ``awlen`` = beats - 1, ``awsize`` = log2(data_width / 8). Doorbell:
-        ``awaddr`` = ``sq_db_addr``, ``awlen`` = 0, ``awsize`` = 2. ``awvalid``
-        comes from a register (never depends on ``awready``) and rises in the
-        cycle the write's first W beat becomes valid; a write starts only once
-        the previous AW was taken.
+        ``awaddr`` = ``sq_db_addr``, ``awlen`` = 0, ``awsize`` = 2. AW leaves a
+        register slice: ``awvalid`` and the address come from flip-flops, and
+        ``awready`` reaches only the slice. A write's AW is offered from the cycle
+        its first W beat becomes valid, unless the previous AW is still waiting:
+        then it waits in the slice behind it (its W beats may go first, after
+        the previous write's). A write starts only while the slice has room, so
+        at most two AWs wait and the start decision never sees ``awready``.
     m_axi_w* : AXI4 write data (master)
         Beats in the order of the AWs: the SQE's slot RAM read at registered
         addresses (slot, beat), or the doorbell beat built from registers. SQE: the 64 bytes
@@ -367,19 +373,19 @@ class SqWriter(wiring.Component):
             db_strb = (Const(0xF, B) << (cw_lane * 4))[:B]
         else:
             db_word, db_strb = Cat(cw_tail, Const(0, 16)), Const(0xF, 4)
-        aw_req = Signal()
-        aw_addr = Signal(64)
-        aw_len = Signal(8)
-        aw_size = Signal(3)
-        aw_fire = aw_req & self.m_axi_awready
+        # AW leaves through a register slice: a write's AW waits there (in the spare entry
+        # while the one before it is still offered), so the start decision needs only the
+        # slice's registered room, never ``awready``
+        m.submodules.aw_q = aw_q = RegisterSlice(data.StructLayout(
+            {"addr": 64, "len": 8, "size": 3}))
         w_fire = cw_busy & self.m_axi_wready
         cw_last = cw_db | (cw_beat == beats - 1)
         m.d.comb += [
             self.m_axi_awid.eq(0),
-            self.m_axi_awvalid.eq(aw_req),
-            self.m_axi_awaddr.eq(aw_addr),
-            self.m_axi_awlen.eq(aw_len),
-            self.m_axi_awsize.eq(aw_size),
+            self.m_axi_awvalid.eq(aw_q.o_valid), aw_q.o_ready.eq(self.m_axi_awready),
+            self.m_axi_awaddr.eq(aw_q.o_data.addr),
+            self.m_axi_awlen.eq(aw_q.o_data.len),
+            self.m_axi_awsize.eq(aw_q.o_data.size),
             self.m_axi_awburst.eq(AXI_BURST_INCR),
             self.m_axi_wvalid.eq(cw_busy),
             sqe_rd.addr.eq(cw_slot),
@@ -388,14 +394,11 @@ class SqWriter(wiring.Component):
             self.m_axi_wlast.eq(cw_last),
             self.m_axi_bready.eq(1),
         ]
-        with m.If(aw_fire):
-            m.d.sync += aw_req.eq(0)
         with m.If(w_fire):
             m.d.sync += cw_beat.eq(cw_beat + 1)
             with m.If(cw_last):
                 m.d.sync += cw_busy.eq(0)
-        can_start = ((~cw_busy | (w_fire & cw_last)) & (~aw_req | self.m_axi_awready)
-                     & bq_room)
+        can_start = (~cw_busy | (w_fire & cw_last)) & aw_q.i_ready & bq_room
 
         # the SQE in s1 is ready to start / to be reported; the oldest unrung batch is ready
         checking = s1_valid & ~chk_valid
@@ -415,20 +418,20 @@ class SqWriter(wiring.Component):
         m.d.comb += db_addr_rd.addr.eq(ring_ptr)
         ring_db_addr = db_addr_rd.data
 
+        m.d.comb += [
+            aw_q.i_valid.eq(db_go | sqe_go),
+            aw_q.i_data.addr.eq(Mux(db_go, ring_db_addr, chk_slot_addr)),
+            aw_q.i_data.len.eq(Mux(db_go, 0, beats - 1)),
+            aw_q.i_data.size.eq(Mux(db_go, DOORBELL_SIZE, beat_size)),
+        ]
         with m.If(db_go | sqe_go):
-            m.d.sync += [aw_req.eq(1), cw_busy.eq(1), cw_beat.eq(0), cw_db.eq(db_go)]
+            m.d.sync += [cw_busy.eq(1), cw_beat.eq(0), cw_db.eq(db_go)]
         with m.If(db_go):
-            m.d.sync += [
-                aw_addr.eq(ring_db_addr), aw_len.eq(0), aw_size.eq(DOORBELL_SIZE),
-                cw_tail.eq(b_tail[ring_ptr]), ring_ptr.eq(ring_ptr + 1),
-            ]
+            m.d.sync += [cw_tail.eq(b_tail[ring_ptr]), ring_ptr.eq(ring_ptr + 1)]
             if B > 4:
                 m.d.sync += cw_lane.eq(ring_db_addr[2:beat_size])
         with m.If(sqe_go):
-            m.d.sync += [
-                aw_addr.eq(chk_slot_addr), aw_len.eq(beats - 1), aw_size.eq(beat_size),
-                cw_slot.eq(hd_ptr),
-            ]
+            m.d.sync += cw_slot.eq(hd_ptr)
             m.d.comb += [tail_wr.addr.eq(q1), tail_wr.data.eq(chk_next_tail), tail_wr.en.eq(1)]
             for q in range(nq):
                 m.d.comb += started[q].eq(q1 == q)
@@ -538,6 +541,6 @@ class SqWriter(wiring.Component):
                         b_rung[i].eq(0), b_answered[i].eq(0), b_closed[i].eq(0),
                     ]
 
-        m.d.comb += self.busy.eq(self.i_sqe.valid | s1_valid | cw_busy | aw_req | b_alloc.any()
-                                 | rfifo.r_rdy | rfifo.level.any())
+        m.d.comb += self.busy.eq(self.i_sqe.valid | s1_valid | cw_busy | aw_q.o_valid
+                                 | b_alloc.any() | rfifo.r_rdy | rfifo.level.any())
         return m

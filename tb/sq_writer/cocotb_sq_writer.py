@@ -315,6 +315,31 @@ async def run_writes_outstanding_up_to_the_limit(dut):
 
 
 @cocotb.test()
+async def run_two_writes_wait_for_aw(dut):
+    """AW held for 300 cycles: the writer starts a write, then a second one whose AW waits
+    behind the first, sends the W beats of both and starts no third; once AW flows every
+    write completes."""
+    tb, strict = await _start(dut)
+    for q in range(2):
+        await tb.configure(q, entries=64)
+    # AW alone is held; the slave takes the W beats meanwhile
+    for ch in (tb.axi.aw_channel, tb.axi.w_channel, tb.axi.b_channel):
+        ch.queue_occupancy_limit = 1024
+    tb.axi.aw_channel.set_pause_generator(itertools.chain(itertools.repeat(1, 300),
+                                                          itertools.repeat(0)))
+    for i in range(8):
+        tb.submit(i % 2)
+    for _ in range(280):
+        await RisingEdge(dut.clk)
+    aws = sum(1 for h in tb.handshakes if h[0] == "aw")
+    lasts = sum(1 for h in tb.handshakes if h[0] == "w" and h[2])
+    assert (aws, lasts) == (0, 2), f"{aws} AW and {lasts} W bursts taken while AW is held"
+    await tb.wait_done()
+    Scoreboard(tb).check(strict)
+    assert all(_oks(tb))
+
+
+@cocotb.test()
 async def run_round_robin_coalescing(dut):
     """Nine SQEs for each of four queues, round robin: the first eight of each queue share
     a doorbell (batches full in turn), the ninth ones are rung when the input runs dry."""

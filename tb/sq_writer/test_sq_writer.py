@@ -34,6 +34,7 @@ DIRECTED = [
     "run_round_robin_coalescing",
     "run_init_while_busy",
     "run_writes_outstanding_up_to_the_limit",
+    "run_two_writes_wait_for_aw",
 ]
 
 

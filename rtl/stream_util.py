@@ -476,3 +476,55 @@ def round_robin_onehot(m, requests, after, name):
     masked = Signal(len(requests), name=f"{name}_after")
     m.d.comb += masked.eq(requests & after)
     return Mux(masked.any(), lowest(masked), lowest(requests))
+
+
+class HeadFifo(Elaboratable):
+    """A fall-through FIFO whose head is a register.
+
+    The ports of :class:`amaranth.lib.fifo.SyncFIFO` (``w_en``, ``w_data``, ``w_rdy``,
+    ``r_en``, ``r_data``, ``r_rdy``; a write or read without its flag is ignored), with
+    the same timing: ``depth`` items fit, an item written in cycle t is offered from
+    t+1, and ``w_rdy`` does not depend on the cycle's read (a full FIFO read in cycle t
+    takes a write from t+1). But ``r_data`` and ``r_rdy`` come from flip-flops, where
+    SyncFIFO's are a LUT-RAM read and a compare of its level: the head is a register,
+    loaded from the storage (``depth - 1`` entries) when it holds items, else straight
+    from ``w_data``. A reader that decides from the head (an address, a multiplexer
+    select) starts from a register.
+    """
+
+    def __init__(self, width, depth):
+        _positive(self, "depth", depth)
+        self.width, self.depth = width, depth
+        self.w_en = Signal()
+        self.w_data = Signal(width)
+        self.w_rdy = Signal()
+        self.r_en = Signal()
+        self.r_data = Signal(width)
+        self.r_rdy = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        free = ~self.r_rdy | self.r_en          # the head register takes an item now
+        if self.depth == 1:
+            m.d.comb += self.w_rdy.eq(~self.r_rdy)
+            with m.If(~self.r_rdy):
+                m.d.sync += [self.r_data.eq(self.w_data), self.r_rdy.eq(self.w_en)]
+            with m.Elif(self.r_en):
+                m.d.sync += self.r_rdy.eq(0)
+            return m
+        m.submodules.storage = storage = fifo.SyncFIFO(width=self.width, depth=self.depth - 1)
+        # the storage is empty whenever the head is: an item goes to the head register
+        # when the head is free and the storage empty, else to the storage
+        direct = free & ~storage.r_rdy
+        m.d.comb += [
+            self.w_rdy.eq(storage.w_rdy),
+            storage.w_en.eq(self.w_en & ~direct),
+            storage.w_data.eq(self.w_data),
+            storage.r_en.eq(free),
+        ]
+        with m.If(free):
+            m.d.sync += [
+                self.r_data.eq(Mux(storage.r_rdy, storage.r_data, self.w_data)),
+                self.r_rdy.eq(storage.r_rdy | self.w_en),
+            ]
+        return m

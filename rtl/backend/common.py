@@ -7,6 +7,7 @@ from ..formats import (
     PAGE_BYTES,
     NsCounters,
 )
+from ..stream_util import HeadFifo
 
 PAGE = PAGE_BYTES
 
@@ -134,10 +135,14 @@ def _fifo_stream(m, name, layout, depth, *, fall_through=False):
     """A FIFO with stream views: returns (write side, read side) stream interfaces.
 
     Registered output (an entry is readable two cycles after its write) unless
-    ``fall_through``: then readable the cycle after (``SyncFIFO``, LUT-memory read)."""
+    ``fall_through``: then readable the cycle after, from a head register
+    (:class:`~rtl.stream_util.HeadFifo`: the timing of ``SyncFIFO``, without its
+    LUT-memory read and level compare in front of the reader)."""
     width = layout if isinstance(layout, int) else data.Layout.cast(layout).size
-    kind = fifo.SyncFIFO if fall_through else fifo.SyncFIFOBuffered
-    f = kind(width=width, depth=depth)
+    if fall_through:
+        f = HeadFifo(width, depth)
+    else:
+        f = fifo.SyncFIFOBuffered(width=width, depth=depth)
     m.submodules[name] = f
     w = stream.Signature(layout).flip().create()
     r = stream.Signature(layout).create()

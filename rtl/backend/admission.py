@@ -26,10 +26,11 @@ def build(m, top, u):
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
     (B, N, beat_shift, beat_w, c_beats, c_dsm, c_late, c_pick, c_stg, cbits, cm_wr, filling,
-     fin_adm_w, free, gen, p, pages, pt_bits, pt_wr, rdma_adm, state, stg_adm, submit_adm,
-     submit_r) = u.take(
+     fin_adm_w, free, gen, p, pages, pt_bits, pt_wr, rdma_adm, state, stg_adm, stg_adm_room,
+     submit_adm, submit_r) = u.take(
         "B N beat_shift beat_w c_beats c_dsm c_late c_pick c_stg cbits cm_wr filling fin_adm_w "
-        "free gen p pages pt_bits pt_wr rdma_adm state stg_adm submit_adm submit_r")
+        "free gen p pages pt_bits pt_wr rdma_adm state stg_adm stg_adm_room submit_adm "
+        "submit_r")
     # --- admission -----------------------------------------------------------------------
     # the command enters through a register slice that also carries its decision bits
     # (worked out from the input), so admission starts from flip-flops
@@ -153,9 +154,11 @@ def build(m, top, u):
                 stg_adm.payload.ctx.eq(adm_ctx), stg_adm.payload.n.eq(copy_n),
                 stg_adm.payload.data.eq(beat.data),
                 stg_adm.payload.keep.eq(beat.keep),
-                top.i_data.ready.eq(stg_adm.ready & ~pt_wr.en),
+                # (the merge's room for it, which does not depend on its own ``valid``:
+                # the same as its ``ready`` whenever it is offered)
+                top.i_data.ready.eq(stg_adm_room & ~pt_wr.en),
             ]
-            with m.If(top.i_data.valid & stg_adm.ready & ~pt_wr.en):
+            with m.If(top.i_data.valid & stg_adm_room & ~pt_wr.en):
                 m.d.sync += copy_n.eq(copy_n + 1)
                 with m.If(beat.last):
                     m.next = "QUEUE"

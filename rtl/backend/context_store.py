@@ -138,7 +138,7 @@ def build(m, top, u):
     stg_prp = stream.Signature(iw_layout).create()
     stg_any = stream.Signature(iw_layout).create()
     # a PRP list entry first
-    stg_rdm_room = _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any)[1]
+    _, stg_rdm_room, stg_adm_room = _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any)
     # two register stages to o_stg_wr: the merged beat (stg_in), then the beat with its
     # offset, its page read from the page table by stg_in's registers (stg_out); each a
     # slice, so that o_stg_wr and the sources' ready come from flip-flops
@@ -194,7 +194,8 @@ def build(m, top, u):
            rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
            release_now=release_now, scan_ctx=scan_ctx, scan_v=scan_v, state=state,
            stg_adm=stg_adm, stg_done=stg_done,
-           stg_prp=stg_prp, stg_rdm=stg_rdm, stg_rdm_room=stg_rdm_room, submit_adm=submit_adm,
+           stg_prp=stg_prp, stg_rdm=stg_rdm, stg_rdm_room=stg_rdm_room, stg_adm_room=stg_adm_room,
+           submit_adm=submit_adm,
            submit_r=submit_r,
            submit_sts=submit_sts, sts_sub_room=sts_sub_room, to_zombie=to_zombie,
            wr_issued=wr_issued, wr_next=wr_next, written=written)

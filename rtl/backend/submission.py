@@ -38,12 +38,14 @@ def build(m, top, u):
     scmd = cm_sub.data
     npages = Signal(14)
     # the queue pick works from registers: the command's allowed queues and its
-    # namespace's round-robin start are loaded in IDLE, from the context it takes (a
-    # LUT memory read at ``sub_ctx_n``); neither changes while the command is in PICK
-    # (``ns_rr`` is written only as an SQE leaves)
+    # namespace's round-robin start are loaded in IDLE, from the context it takes;
+    # neither changes while the command is in PICK (``ns_rr`` is written only as an SQE
+    # leaves). Both contexts it may take are read, each from a register (the queue's
+    # head, admission's push), and the choice comes after the reads
     pick_mask_r, pick_from_r = Signal(p.backend_queues), Signal(8)
     m.d.comb += [npages.eq((scmd.nbytes + PAGE - 1) >> 12),
                  queues.pick_mask.eq(pick_mask_r), queues.pick_from.eq(pick_from_r)]
+    pk_queued, pk_pushed = c_pick.read(submit_r.payload), c_pick.read(push_ctx)
     # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
     # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
     # (``sub_ctx``, ``sub_k``: registers; the table is read at their next values,
@@ -75,8 +77,11 @@ def build(m, top, u):
         with m.State("IDLE"):
             m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
             m.d.comb += sub_k_n.eq(0)
-            nxt = c_pick.read(sub_ctx_n)
-            m.d.sync += [pick_mask_r.eq(nxt.queues), pick_from_r.eq(ns_rr[nxt.slot])]
+            m.d.sync += [
+                pick_mask_r.eq(Mux(submit_r.valid, pk_queued.queues, pk_pushed.queues)),
+                pick_from_r.eq(Mux(submit_r.valid, ns_rr[pk_queued.slot],
+                                   ns_rr[pk_pushed.slot])),
+            ]
             with m.If(submit_r.valid):
                 m.d.comb += sub_ctx_n.eq(submit_r.payload)
                 m.next = "PICK"

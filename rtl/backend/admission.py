@@ -87,12 +87,14 @@ def build(m, top, u):
     m.d.sync += [pg_room.eq(pages.room), pg_none.eq(pages.none),
                  pg_fresh.eq(cmd_slice.o_valid & ~cmd_slice.o_ready & ~pages.reserve_en
                              & ~pages.cfg_load)]
+    # the command memory is written only here: its address and data do not depend on
+    # the decision to write (only its enable does)
+    m.d.comb += [cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd)]
     with m.FSM(name="admit"):
         with m.State("IDLE"):
             ready = cmd_slice.o_valid & free.r_rdy & ~filling
             with m.If(ready & (dataless | (pg_fresh & (pg_room | pg_none)))):
-                m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1),
-                             cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd), cm_wr.en.eq(1)]
+                m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1), cm_wr.en.eq(1)]
                 m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), c_late[a_ctx].eq(0),
                              alloc_k.eq(0), alloc_n.eq(cmd_slice.o_data.pages),
                              adm_icd.eq(cmd.icd), adm_in.eq(data_in)]

@@ -1,6 +1,6 @@
 """The back end's context store unit (``Backend.elaborate`` builds the units in order)."""
 
-from amaranth.hdl import Array, C, Cat, Mux, Signal
+from amaranth.hdl import Array, C, Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import Out
 
@@ -26,13 +26,13 @@ from .common import (
 class _CtxField:
     """One field of every context in a LUT memory (instead of a register per context).
 
-    One write port (:meth:`write`, called in the branch that writes; the value is
+    One writer (:meth:`write`, called once, in the branch that writes; the value is
     stored at the clock edge, as a ``sync`` assignment would be) and one
     combinational read port per reader (:meth:`read`: data in the same cycle).
     """
 
     def __init__(self, m, name, shape, depth):
-        self._m = m
+        self._m, self._name = m, name
         self._mem = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
         self._wp = self._mem.write_port()
 
@@ -42,7 +42,12 @@ class _CtxField:
         return port.data
 
     def write(self, addr, value):
-        self._m.d.comb += [self._wp.addr.eq(addr), self._wp.data.eq(value), self._wp.en.eq(1)]
+        # only the enable follows the branch: the address and data are driven from a
+        # module of their own, outside any condition, so that the decision to write
+        # does not gate every data bit (a second writer is an error: two drivers)
+        wr = self._m.submodules[f"{self._name}_wr"] = Module()
+        wr.d.comb += [self._wp.addr.eq(addr), self._wp.data.eq(value)]
+        self._m.d.comb += self._wp.en.eq(1)
 
 
 def build(m, top, u):

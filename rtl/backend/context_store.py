@@ -108,7 +108,8 @@ def build(m, top, u):
     # free contexts: a FIFO that the reset fills with every index
     m.submodules.free = free = fifo.SyncFIFOBuffered(width=cbits, depth=N)
     filled = Signal(cbits + 1)
-    filling = filled != N
+    filling = Signal(init=1)        # filled != N, as a register (retirement's and
+    m.d.sync += filling.eq((filled + filling) != N)     # admission's decisions use it)
     release_en, release_ctx = Signal(), Signal(cbits)
     to_zombie = Signal()            # retirement keeps a given-up context as a zombie
     release_now = Signal()          # retirement releases (or keeps as zombie) its context

@@ -179,6 +179,7 @@ def _piece(name):
     from rtl.stream_util import (
         CreditFifo,
         FlagFifo,
+        HeadFifo,
         PipelinedMemory,
         RegisterSlice,
         ReplicatedEnable,
@@ -187,6 +188,9 @@ def _piece(name):
     if name == "flag_fifo_33x147":          # StagingAxi's write buffer at 128 bits
         dut = FlagFifo(147, 33)
         ports = [dut.w_en, dut.w_data, dut.w_rdy, dut.w_rdy2, dut.r_en, dut.r_data, dut.r_rdy]
+    elif name == "head_fifo_32x35":          # the back end's reclaim queue
+        dut = HeadFifo(35, 32)
+        ports = [dut.w_en, dut.w_data, dut.w_rdy, dut.r_en, dut.r_data, dut.r_rdy]
     elif name == "register_slice_145":      # a 128-bit beat with keep and last: 3 parts
         dut = RegisterSlice(145)
         ports = [dut.i_valid, dut.i_ready, dut.i_data, dut.o_valid, dut.o_ready, dut.o_data]
@@ -209,7 +213,7 @@ def _piece(name):
 
 
 PIECES = ["round_robin_merge_4x128", "credit_fifo_16x128", "pipelined_memory_512x36",
-          "replicated_enable_4", "flag_fifo_33x147", "register_slice_145"]
+          "replicated_enable_4", "flag_fifo_33x147", "register_slice_145", "head_fifo_32x35"]
 
 
 @pytest.mark.fpga

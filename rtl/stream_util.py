@@ -489,7 +489,8 @@ class HeadFifo(Elaboratable):
     SyncFIFO's are a LUT-RAM read and a compare of its level: the head is a register,
     loaded from the storage (``depth - 1`` entries) when it holds items, else straight
     from ``w_data``. A reader that decides from the head (an address, a multiplexer
-    select) starts from a register.
+    select) starts from a register. As with SyncFIFO, ``r_data`` means nothing while
+    ``r_rdy`` is low (here it is the previous cycle's ``w_data``).
     """
 
     def __init__(self, width, depth):

@@ -505,14 +505,13 @@ class HeadFifo(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        free = ~self.r_rdy | self.r_en          # the head register takes an item now
-        if self.depth == 1:
-            m.d.comb += self.w_rdy.eq(~self.r_rdy)
-            with m.If(~self.r_rdy):
-                m.d.sync += [self.r_data.eq(self.w_data), self.r_rdy.eq(self.w_en)]
-            with m.Elif(self.r_en):
-                m.d.sync += self.r_rdy.eq(0)
+        if self.depth == 1:                 # the head alone: a HoldRegister
+            m.submodules.head = head = HoldRegister(self.width)
+            m.d.comb += [head.i_valid.eq(self.w_en), self.w_rdy.eq(head.i_ready),
+                         head.i_data.eq(self.w_data), self.r_rdy.eq(head.o_valid),
+                         self.r_data.eq(head.o_data), head.o_ready.eq(self.r_en)]
             return m
+        free = ~self.r_rdy | self.r_en          # the head register takes an item now
         m.submodules.storage = storage = fifo.SyncFIFO(width=self.width, depth=self.depth - 1)
         # the storage is empty whenever the head is: an item goes to the head register
         # when the head is free and the storage empty, else to the storage

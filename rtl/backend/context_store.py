@@ -32,7 +32,7 @@ class _CtxField:
     """
 
     def __init__(self, m, name, shape, depth):
-        self._m, self._name = m, name
+        self._m, self._name, self._written = m, name, False
         self._mem = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
         self._wp = self._mem.write_port()
 
@@ -44,7 +44,10 @@ class _CtxField:
     def write(self, addr, value):
         # only the enable follows the branch: the address and data are driven from a
         # module of their own, outside any condition, so that the decision to write
-        # does not gate every data bit (a second writer is an error: two drivers)
+        # does not gate every data bit
+        if self._written:
+            raise ValueError(f"context field {self._name} already has its one writer")
+        self._written = True
         wr = self._m.submodules[f"{self._name}_wr"] = Module()
         wr.d.comb += [self._wp.addr.eq(addr), self._wp.data.eq(value)]
         self._m.d.comb += self._wp.en.eq(1)

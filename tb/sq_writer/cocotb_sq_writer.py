@@ -42,6 +42,16 @@ def _oks(tb):
     return [rec["ok"] for rec, _ in tb.done]
 
 
+def _hold_alone(tb, channel, cycles):
+    """Hold one AXI channel of the slave for ``cycles`` cycles (the other channels keep
+    the traffic's pauses). The slave's channel queues (2 entries by default) are made
+    deep, so that it takes and keeps every transfer of the channels that still move."""
+    for ch in (tb.axi.aw_channel, tb.axi.w_channel, tb.axi.b_channel):
+        ch.queue_occupancy_limit = 1024
+    channel.set_pause_generator(itertools.chain(itertools.repeat(1, cycles),
+                                                itertools.repeat(0)))
+
+
 def _slot(tb, addr):
     off = addr - RING_BASE
     return bytes(tb.space.ring[off:off + SQE_BYTES])
@@ -296,12 +306,7 @@ async def run_writes_outstanding_up_to_the_limit(dut):
     tb, strict = await _start(dut)
     for q in range(4):
         await tb.configure(q, entries=64)
-    # B alone is held (the other channels keep the traffic's pauses); the slave queues
-    # every write meanwhile (its channel queues hold 2 by default)
-    for ch in (tb.axi.aw_channel, tb.axi.w_channel, tb.axi.b_channel):
-        ch.queue_occupancy_limit = 1024
-    tb.axi.b_channel.set_pause_generator(itertools.chain(itertools.repeat(1, 400),
-                                                         itertools.repeat(0)))
+    _hold_alone(tb, tb.axi.b_channel, 400)
     for i in range(40):
         tb.submit(i % 4)
     for _ in range(380):
@@ -322,11 +327,7 @@ async def run_two_writes_wait_for_aw(dut):
     tb, strict = await _start(dut)
     for q in range(2):
         await tb.configure(q, entries=64)
-    # AW alone is held; the slave takes the W beats meanwhile
-    for ch in (tb.axi.aw_channel, tb.axi.w_channel, tb.axi.b_channel):
-        ch.queue_occupancy_limit = 1024
-    tb.axi.aw_channel.set_pause_generator(itertools.chain(itertools.repeat(1, 300),
-                                                          itertools.repeat(0)))
+    _hold_alone(tb, tb.axi.aw_channel, 300)
     for i in range(8):
         tb.submit(i % 2)
     for _ in range(280):

@@ -3,8 +3,9 @@
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value
 from amaranth.lib import fifo, memory, stream
 
-__all__ = ["popcount", "min_value", "keep_mask", "round_robin", "RegisterSlice", "HoldRegister",
-           "RoundRobinMerge", "CreditFifo", "FlagFifo", "PipelinedMemory", "ReplicatedEnable"]
+__all__ = ["popcount", "min_value", "keep_mask", "round_robin", "round_robin_onehot",
+           "RegisterSlice", "HoldRegister", "RoundRobinMerge", "CreditFifo", "FlagFifo",
+           "PipelinedMemory", "ReplicatedEnable", "HeadFifo"]
 
 
 def _positive(owner, name, value):

@@ -222,7 +222,7 @@ PRESETS = {
         "tops": ["rtl.stream_util:RegisterSlice(4)", "rtl.stream_util:HoldRegister(4)"],
         "count": 0,
         "equivalent": {
-            "rtl/stream_util.py:115:71:drop-assign": (
+            "rtl/stream_util.py:116:71:drop-assign": (
                 "m.d.sync += [o_data[lo:hi].eq(spare_bits[lo:hi]), o_valid[k].eq(1),",
                 "RegisterSlice: the spare entry fills only while o_valid is high and o_valid "
                 "cannot fall while it is full (spare_valid implies o_valid, an invariant the "

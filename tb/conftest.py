@@ -2,7 +2,9 @@
 
 Simulator builds are per xdist worker; grouping the tests of one launcher
 module and one simulator onto the same worker (``--dist loadgroup``, set by
-``bootstrap.sh test``) builds each top once instead of once per worker.
+``bootstrap.sh test``) builds each top once instead of once per worker. A test
+with a ``config`` parameter other than ``default`` builds its own top, so its group
+also names the configuration: the long replay module then spreads over both workers.
 """
 
 import pytest
@@ -13,4 +15,7 @@ def pytest_collection_modifyitems(config, items):
         callspec = getattr(item, "callspec", None)
         sim = callspec.params.get("sim") if callspec else None
         if sim is not None:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{sim}"))
+            config = callspec.params.get("config")
+            own = config not in (None, "default")
+            group = f"{item.module.__name__}-{sim}" + (f"-{config}" if own else "")
+            item.add_marker(pytest.mark.xdist_group(group))

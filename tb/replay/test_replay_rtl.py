@@ -142,11 +142,11 @@ def _generated(tmp_path, name, target, lines):
     return target_path, trace_path
 
 
-# A random workload of sim/traffic/tracegen.py per simulator: Verilator a few hundred capsules in
-# bursts of up to 64, every size up to max_io_size (128 KiB in both subsystems with seed 12,
-# whose ssd1 is polled); Icarus a short one (it is ~100x slower).
+# A random workload of sim/traffic/tracegen.py per simulator: Verilator 150 capsules in bursts
+# of up to 64, every size up to max_io_size (128 KiB in both subsystems with seed 12, whose ssd1
+# is polled; three commands of 128 KiB); Icarus a short one (it is ~100x slower).
 RANDOM_WORKLOADS = {
-    "verilator": {"seed": 12, "capsules": 250, "max_qd": 64},
+    "verilator": {"seed": 12, "capsules": 150, "max_qd": 64},
     "icarus": {"seed": 5, "capsules": 24, "max_qd": 12, "max_blocks": 16},
 }
 
@@ -268,7 +268,7 @@ def test_control_lines_under_load_match_the_model_and_the_generator(tmp_path, si
 
 
 # Large commands outstanding together: (config, Writes) per simulator
-LARGE_WORKLOADS = {"verilator": [("wide512", 24)], "icarus": [("wide512", 24)]}
+LARGE_WORKLOADS = {"verilator": [("wide512", 16)], "icarus": [("wide512", 16)]}
 
 
 @pytest.mark.cocotb

@@ -137,9 +137,11 @@ class ControlPlane(wiring.Component):
     ss_rd_addr, ss_rd_en, ss_rd_data : subsystem lookup
         Index in, ``SubsystemEntry`` the cycle after ``en``.
     qp_cfg_valid, qp_cfg_qpn; bq_cfg_*; ss_cfg_* : Out
-        Pulse, from a register, the cycle after a QP, backend-queue or
-        subsystem entry is written (a table command, or the reset sweep for
-        every index): the datapath resets what it keeps for that object.
+        Pulse, from a register, the cycle after the table takes a QP,
+        backend-queue or subsystem entry (a table command, or the reset sweep
+        for every index); the tables take writes through a register, so that is
+        two cycles after the command writes: the datapath resets what it keeps
+        for that object.
     bq_rd_*, bq2_rd_*, bq3_rd_*, ss2_rd_* : more table read ports for the back end.
     ns_req, ns_resp : namespace lookup streams
         ``NsLookupRequest`` in, ``NsLookupResponse`` out two cycles later.
@@ -190,12 +192,17 @@ class ControlPlane(wiring.Component):
             m.d.comb += (inner.eq(port) if direction == "i" else port.eq(inner))
 
         # --- tables ------------------------------------------------------------------------
+        # every table takes its writes through a register (write_register): the command
+        # state's choices end there, not at the write enables of a few hundred LUT-RAM cells
+        wreg = {"write_register": True}
         tables = {
-            T.SUBSYSTEM: Table(SubsystemEntry, p.subsystems, 16, read_ports=3),
-            T.QP: Table(QpEntry, p.qp_count, QPN_WIDTH, read_ports=3),
-            T.BACKEND_QUEUE: Table(BackendQueueEntry, p.backend_queues, 16, read_ports=4),
-            T.NS_INDEX: Table(NsIndexEntry, p.subsystems * p.srq_namespaces, 16, read_ports=2),
-            T.NAMESPACE: Table(NamespaceEntry, p.namespaces, 16, read_ports=2),
+            T.SUBSYSTEM: Table(SubsystemEntry, p.subsystems, 16, read_ports=3, **wreg),
+            T.QP: Table(QpEntry, p.qp_count, QPN_WIDTH, read_ports=3, **wreg),
+            T.BACKEND_QUEUE: Table(BackendQueueEntry, p.backend_queues, 16, read_ports=4,
+                                   **wreg),
+            T.NS_INDEX: Table(NsIndexEntry, p.subsystems * p.srq_namespaces, 16, read_ports=2,
+                              **wreg),
+            T.NAMESPACE: Table(NamespaceEntry, p.namespaces, 16, read_ports=2, **wreg),
         }
         for kind, table in tables.items():
             m.submodules[f"table_{kind.name.lower()}"] = table
@@ -303,14 +310,19 @@ class ControlPlane(wiring.Component):
             bank.block["CMD"].eq(busy),
         ]
 
-        # the configuration pulses leave through registers, the cycle after the table write:
-        # the command checks behind them reach no datapath hand-shake in the same cycle
+        # the configuration pulses leave through two registers: the table takes the write
+        # through its own register, and the pulse comes the cycle after that, as a reader
+        # triggered by it needs; the command checks behind them reach no datapath
+        # hand-shake in the same cycle
         qp_cfg_valid, qp_cfg_qpn = Signal(), Signal.like(self.qp_cfg_qpn)
         bq_cfg_valid, bq_cfg_index = Signal(), Signal.like(self.bq_cfg_index)
         ss_cfg_valid, ss_cfg_index = Signal(), Signal.like(self.ss_cfg_index)
-        m.d.sync += [self.qp_cfg_valid.eq(qp_cfg_valid), self.qp_cfg_qpn.eq(qp_cfg_qpn),
-                     self.bq_cfg_valid.eq(bq_cfg_valid), self.bq_cfg_index.eq(bq_cfg_index),
-                     self.ss_cfg_valid.eq(ss_cfg_valid), self.ss_cfg_index.eq(ss_cfg_index)]
+        pulses = [(self.qp_cfg_valid, qp_cfg_valid), (self.qp_cfg_qpn, qp_cfg_qpn),
+                  (self.bq_cfg_valid, bq_cfg_valid), (self.bq_cfg_index, bq_cfg_index),
+                  (self.ss_cfg_valid, ss_cfg_valid), (self.ss_cfg_index, ss_cfg_index)]
+        for out, now in pulses:
+            held = Signal.like(now, name=f"{now.name}_q")
+            m.d.sync += [held.eq(now), out.eq(held)]
 
         with m.FSM(name="cmd"):
             with m.State("SWEEP"):

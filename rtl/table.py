@@ -40,12 +40,17 @@ class Table(wiring.Component):
         The entry, the cycle after ``en``; held while ``en`` is low. A write in
         the same cycle is not seen by that read (it returns the old entry).
     wr_addr, wr_en, wr_data : In
-        Write one whole entry (atomic for every reader).
+        Write one whole entry (atomic for every reader). Without ``write_register`` the
+        memory takes it at the end of the cycle with ``wr_en``; with it, at the end of
+        the next cycle: the write (its range check done) is registered first, so that
+        the memory's write enable, address and data come straight from flip-flops.
     """
 
-    def __init__(self, shape, depth, addr_width, read_ports=1, block_ram=None):
+    def __init__(self, shape, depth, addr_width, read_ports=1, block_ram=None,
+                 write_register=False):
         self.shape = shape
         self.depth = depth
+        self.write_register = write_register
         self.block_ram = depth >= 64 if block_ram is None else block_ram
         self.read_ports = read_ports
         members = {"wr_addr": In(addr_width), "wr_en": In(1), "wr_data": In(shape)}
@@ -64,8 +69,10 @@ class Table(wiring.Component):
         rows = n + 1 if self.block_ram else n
         m.submodules.mem = mem = memory.Memory(shape=self.shape, depth=rows, init=[])
         wr = mem.write_port()
-        m.d.comb += [wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
-                     wr.en.eq(self.wr_en & (self.wr_addr < n))]
+        # the write, its address range checked: taken now, or a cycle later from registers
+        write = [wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
+                 wr.en.eq(self.wr_en & (self.wr_addr < n))]
+        m.d["sync" if self.write_register else "comb"] += write
         for i in range(self.read_ports):
             addr, en, out = self.rd(i)
             keep = (addr < n) & ~getattr(self, f"rd{i}_zero")

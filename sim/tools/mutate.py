@@ -194,13 +194,13 @@ PRESETS = {
         "tops": ["nvmf_control"],
         "count": 30,
         "equivalent": {
-            "rtl/control.py:343:29:drop-assign": (
+            "rtl/control.py:355:29:drop-assign": (
                 "m.d.comb += busy.eq(1)",
                 "CHECK: busy is a combinational Signal(init=1), and a comb signal that no "
                 "statement of the active branch assigns takes its init value, so it is 1 "
                 "there either way (run_cmd_busy_covers_the_whole_command checks busy in "
                 "the cycle after the CMD write)"),
-            "rtl/control.py:386:29:drop-assign": (
+            "rtl/control.py:398:29:drop-assign": (
                 "m.d.comb += busy.eq(1)",
                 "READ: as in CHECK, busy is 1 there without the assignment (its init), so "
                 "CMD writes stay refused (the same test checks a second CMD write)"),
@@ -209,7 +209,7 @@ PRESETS = {
                 "a constant field's read value as 33 bits instead of 32: a field's reset "
                 "fits the field, so bit 32 is 0, and _read_value only feeds the 32-bit "
                 "rdata, which drops it"),
-            "rtl/table.py:64:20:const+1": (
+            "rtl/table.py:69:20:const+1": (
                 "rows = n + 1 if self.block_ram else n",
                 "a block-RAM table one row deeper (n + 2): the write enable needs "
                 "wr_addr < n and a read port's address is Mux(keep, addr, n) with keep "

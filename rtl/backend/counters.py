@@ -16,8 +16,11 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (cnt_r, cnt_w, is_read, job, nblocks, rcmd, status) = u.take(
-        "cnt_r cnt_w is_read job nblocks rcmd status")
+    # the record goes in with the response (RESPOND): the command is retirement's kept copy
+    (cnt_r, cnt_w, job, rcmd, status) = u.take("cnt_r cnt_w job rkept status")
+    is_read = rcmd.opcode == Opcode.READ.value
+    nblocks = Signal(17)
+    m.d.comb += nblocks.eq(rcmd.cdw.rw.nlb + 1)
     # --- namespace counters: up to three increments a response, from a FIFO ----------------
     executed = (job.kind == _Kind.CQE) | (job.kind == _Kind.WR_OK)
     kind_field = Signal(4)

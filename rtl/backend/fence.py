@@ -12,7 +12,8 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    job, rcmd, release_now = u.take("job rcmd release_now")
+    # a release is in RESPOND or FREE: the command is retirement's kept copy
+    job, rcmd, release_now = u.take("job rkept release_now")
     # the command fence: outcomes of served commands, per epoch
     outcome = release_now & (job.kind != _Kind.ZOMBIE)
     for e in range(2):

@@ -26,30 +26,38 @@ def build(m, top, u):
         "B beat_shift c_beats c_stg cbits cm_ret fin")
     # --- retirement ------------------------------------------------------------------------
     job = Signal(_Finish)
-    m.d.comb += [cm_ret.addr.eq(Mux(fin.valid & fin.ready, fin.payload.ctx, job.ctx)),
+    # In IDLE and RESPOND (``look_ahead``, from the state register alone) the command
+    # memory's port reads the context of the finish record offered, taken or not, so that
+    # the take (o_resp.ready, the counters' room) does not choose its address. What
+    # RESPOND and a release use of the command is kept in ``rkept``, loaded in every
+    # other state; the other states read the job's own context (``rcmd``)
+    look_ahead, responding = Signal(), Signal()
+    m.d.comb += [cm_ret.addr.eq(Mux(look_ahead, fin.payload.ctx, job.ctx)),
                  cm_ret.en.eq(1)]
     rcmd = cm_ret.data
+    rkept = Signal.like(rcmd, name="rkept")
+    with m.If(~responding):
+        m.d.sync += rkept.eq(rcmd)
     rctx = job.ctx[:cbits]
     r_beats = c_beats.read(rctx)
     r_stg = c_stg.read(rctx)
     status = Signal(15)           # {DNR, M, CRD, SCT, SC}: the status field without P
     is_read = rcmd.opcode == Opcode.READ.value
-    nblocks = Signal(17)
-    m.d.comb += nblocks.eq(rcmd.cdw.rw.nlb + 1)
 
     resp = top.o_resp.payload
     m.d.comb += [
-        resp.cqe.sqhd.eq(rcmd.sqhd), resp.cqe.sqid.eq(rcmd.sqid), resp.cqe.cid.eq(rcmd.cid),
+        resp.cqe.sqhd.eq(rkept.sqhd), resp.cqe.sqid.eq(rkept.sqid), resp.cqe.cid.eq(rkept.cid),
         resp.cqe.status.as_value()[1:].eq(status),
-        resp.qpn.eq(rcmd.qpn), resp.invalidate.eq(rcmd.sgl_invalidate),
-        resp.rkey.eq(Mux(rcmd.sgl_invalidate, rcmd.sgl_key, 0)),
+        resp.qpn.eq(rkept.qpn), resp.invalidate.eq(rkept.sgl_invalidate),
+        resp.rkey.eq(Mux(rkept.sgl_invalidate, rkept.sgl_key, 0)),
     ]
     wr_keep = Signal(B)
     tail_bytes = Signal(beat_shift + 1)
     m.d.comb += tail_bytes.eq(Mux(rcmd.nbytes[:beat_shift] == 0, B,
                                   rcmd.nbytes[:beat_shift]))
-    u.give(is_read=is_read, job=job, nblocks=nblocks, r_beats=r_beats, r_stg=r_stg, rcmd=rcmd,
-           rctx=rctx, resp=resp, status=status, tail_bytes=tail_bytes, wr_keep=wr_keep)
+    u.give(is_read=is_read, job=job, look_ahead=look_ahead, r_beats=r_beats, r_stg=r_stg,
+           rcmd=rcmd, rctx=rctx, resp=resp, responding=responding, rkept=rkept, status=status,
+           tail_bytes=tail_bytes, wr_keep=wr_keep)
 
 
 def build_retire_fsm(m, top, u):
@@ -59,14 +67,14 @@ def build_retire_fsm(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (c_dw0, c_queue, cnt_w, ev_ret, filling, fin, is_read, job, mov_w, rcmd, rctx, release_now,
-     resp, state, status) = u.take(
-        "c_dw0 c_queue cnt_w ev_ret filling fin is_read job mov_w rcmd rctx release_now resp "
-        "state status")
+    (c_dw0, c_queue, cnt_w, ev_ret, filling, fin, is_read, job, look_ahead, mov_w, rcmd, rctx,
+     release_now, resp, responding, state, status) = u.take(
+        "c_dw0 c_queue cnt_w ev_ret filling fin is_read job look_ahead mov_w rcmd rctx "
+        "release_now resp responding state status")
 
     with m.FSM(name="retire"):
         with m.State("IDLE"):
-            m.d.comb += fin.ready.eq(1)
+            m.d.comb += [fin.ready.eq(1), look_ahead.eq(1)]
             with m.If(fin.valid):
                 m.d.sync += job.eq(fin.payload)
                 m.next = "DECIDE"
@@ -138,7 +146,8 @@ def build_retire_fsm(m, top, u):
                 m.next = "FREE"
         with m.State("RESPOND"):
             # the response, the counters' record and the context's release in one cycle;
-            # the next job is taken in the same cycle
+            # the next job is taken in the same cycle. The command is ``rkept`` here
+            m.d.comb += [look_ahead.eq(1), responding.eq(1)]
             m.d.comb += resp.cqe.dw0.eq(Mux(job.kind == _Kind.WR_OK, c_dw0.read(rctx),
                                             job.dw0))
             m.d.comb += top.o_resp.valid.eq(cnt_w.ready & ~filling)

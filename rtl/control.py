@@ -338,7 +338,7 @@ class ControlPlane(wiring.Component):
                              ss_cfg_index.eq(sweep)]
                 m.d.sync += sweep.eq(sweep + 1)
                 with m.If(sweep == sweep_depth - 1):
-                    m.next = "IDLE"
+                    m.next = "LAND"
             with m.State("IDLE"):
                 m.d.comb += busy.eq(0)
                 with m.If(bank.wstb["CMD"]):
@@ -387,7 +387,7 @@ class ControlPlane(wiring.Component):
                     m.d.comb += [qp_cfg_valid.eq(sel[T.QP]), qp_cfg_qpn.eq(index),
                                  bq_cfg_valid.eq(sel[T.BACKEND_QUEUE]), bq_cfg_index.eq(index),
                                  ss_cfg_valid.eq(sel[T.SUBSYSTEM]), ss_cfg_index.eq(index)]
-                    m.next = "IDLE"
+                    m.next = "LAND"
                 with m.Elif(chk_read):
                     m.d.comb += load_result.eq(1)
                     m.next = "READ"
@@ -404,6 +404,11 @@ class ControlPlane(wiring.Component):
                         with m.Case(kind.value):
                             with m.If(c.csr_done):
                                 m.next = "IDLE"
+            with m.State("LAND"):
+                # the table takes the write from its register in this cycle; busy (its
+                # init, 1, as no statement here assigns it) until then, so that a command
+                # done is a command every lookup sees
+                m.next = "IDLE"
 
         # --- event queue -----------------------------------------------------------------------
         m.submodules.events = events = fifo.SyncFIFOBuffered(width=_size(Event),

@@ -37,8 +37,8 @@ class Table(wiring.Component):
         With ``en``: the read returns zero instead of the entry (free: the output
         register's reset, or the spare zero row of block RAM).
     rd{i}_data : Out(shape)
-        The entry, the cycle after ``en``; held while ``en`` is low. A write in
-        the same cycle is not seen by that read (it returns the old entry).
+        The entry, the cycle after ``en``; held while ``en`` is low. A write the
+        memory takes in the cycle of ``en`` is not seen by that read (the old entry).
     wr_addr, wr_en, wr_data : In
         Write one whole entry (atomic for every reader). Without ``write_register`` the
         memory takes it at the end of the cycle with ``wr_en``; with it, at the end of

@@ -620,6 +620,79 @@ async def run_cmd_busy_covers_the_whole_command(dut):
     assert outcomes == {0, 2}, f"responses seen to the second CMD: {outcomes}"
 
 
+@cocotb.test()
+async def run_cmd_done_means_every_lookup_sees_the_write(dut):
+    """Once CMD_STATUS.busy reads 0 after a table WRITE, a lookup made in the cycle of that
+    status read or later returns the new entry (the table takes the write from its
+    register before the command ends). The QP lookup port reads the written QPN in every
+    cycle; status reads follow the CMD write back to back from delays 0 to 9, so that one
+    of them falls in the first cycle with busy = 0."""
+    tb = TB(dut)
+    await tb.cycle_reset()
+    await _wait_sweep(tb)
+    cmd = tb.model.regmap["CMD"].offset
+    status = tb.model.regmap["CMD_STATUS"].offset
+    arg0 = tb.model.regmap["ARG[0]"].offset
+    looked = {}             # cycle -> the entry a lookup made in that cycle returned
+    taken = {"w": [], "r": []}   # cycles of accepted CSR writes and reads
+
+    async def monitor():
+        cycle, last = 0, None
+        while True:
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            cycle += 1
+            if last is not None:
+                looked[last] = int(dut.qp_rd_data.value)
+            last = cycle if int(dut.qp_rd_en.value) else None
+            if int(dut.s_axil_csr_awvalid.value) and int(dut.s_axil_csr_awready.value):
+                taken["w"].append(cycle)
+            if int(dut.s_axil_csr_arvalid.value) and int(dut.s_axil_csr_arready.value):
+                taken["r"].append(cycle)
+
+    cocotb.start_soon(monitor())
+    offsets = {0: set(), 1: set()}   # cycles after the CMD write of reads showing busy 0 / 1
+    for delay in range(10):
+        qpn = (1 + delay) % tb.params.qp_count
+        entry = 0x5A00 + 17 * delay + 1
+        dut.qp_rd_addr.value = qpn
+        dut.qp_rd_en.value = 1
+        await tb.axil.write(arg0, entry.to_bytes(4, "little"))
+        await ClockCycles(dut.clk, 3)
+        assert looked[max(looked)] != entry, f"QPN {qpn} holds {entry:#x} before its WRITE"
+        word = (qpn << 16) | (T.QP.value << 8) | CmdOp.WRITE.value
+        task = cocotb.start_soon(tb.axil.write(cmd, word.to_bytes(4, "little")))
+        await ClockCycles(dut.clk, delay)
+        first_read = len(taken["r"])
+        reads = []
+        for _ in range(8):
+            reads.append(int.from_bytes((await tb.axil.read(status, 4)).data, "little"))
+        assert int((await task).resp) == 0
+        t_w = taken["w"][-1]
+        await ClockCycles(dut.clk, 3)
+        dut.qp_rd_en.value = 0
+        await ClockCycles(dut.clk, 2)
+        assert looked[max(looked)] == entry, (
+            f"QPN {qpn}: the lookup returns {looked[max(looked)]:#x} after the WRITE, "
+            f"not {entry:#x}")
+        after = [(c, v) for c, v in zip(taken["r"][first_read:], reads, strict=True)
+                 if c > t_w]
+        done = [c for c, v in after if not v & 1]
+        assert done, f"delay {delay}: no status read showed the command done"
+        for c in done:
+            stale = [x for x in sorted(looked) if x >= c and looked[x] != entry]
+            assert not stale, (
+                f"delay {delay}: status read in cycle {c} shows busy = 0, but lookups made "
+                f"in cycles {stale[:4]} return {looked[stale[0]]:#x}, not {entry:#x}")
+        for c, v in after:
+            offsets[v & 1].add(c - t_w)
+    # the command's timing is the same every time: the status reads, counted from the CMD
+    # write, showed busy = 1 up to some cycle and busy = 0 from the very next one
+    assert offsets[1] and max(offsets[1]) + 1 == min(offsets[0]), (
+        f"no status read fell in the first cycle with busy = 0: busy at {sorted(offsets[1])}, "
+        f"done at {sorted(offsets[0])} cycles after the CMD write")
+
+
 async def _ns_lookup_once(tb, subsystem, fe_nsid):
     dut = tb.dut
     dut.ns_resp__ready.value = 1

@@ -27,6 +27,7 @@ TESTS = [
     "run_every_table_read_port_matches_model",
     "run_config_pulses_follow_table_writes",
     "run_cmd_busy_covers_the_whole_command",
+    "run_cmd_done_means_every_lookup_sees_the_write",
     "run_out_of_range_lookups_are_not_found_whatever_the_tables_hold",
 ]
 

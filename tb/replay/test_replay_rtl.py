@@ -181,9 +181,17 @@ UNNAMED = {"onchip512": ("[engine]\ndata_width = 512\nstaging_mode = \"onchip\"\
            "staging64m": ("[engine]\nstaging_bytes = 67108864\n", 32 << 20)}
 
 
+# Which shapes each simulator runs: all of them on Icarus; on Verilator, whose build of each
+# shape takes about 2.5 minutes of the CI run, the named ones, and the two unnamed shapes too
+# with NVMF_REPLAY_ALL_SHAPES=1 (docs/verification.md)
+SHAPES = ["small", "wide512", "onchip", "onchip512", "staging64m"]
+VERILATOR_SHAPES = SHAPES if os.environ.get("NVMF_REPLAY_ALL_SHAPES") else [
+    c for c in SHAPES if c not in UNNAMED]
+
+
 @pytest.mark.cocotb
-@pytest.mark.parametrize("config", ["small", "wide512", "onchip", "onchip512", "staging64m"])
-@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("sim, config", [("icarus", c) for c in SHAPES]
+                         + [("verilator", c) for c in VERILATOR_SHAPES])
 def test_named_configuration_runs_a_random_workload(tmp_path, sim, config):
     """The configuration's [engine] table in the TARGET (a smaller shape where its tables
     are small): the model's results and counters, and the generator's own shadow."""

@@ -1,10 +1,12 @@
 """pytest configuration shared by every testbench launcher.
 
-Simulator builds are per xdist worker; grouping the tests of one launcher
-module and one simulator onto the same worker (``--dist loadgroup``, set by
-``bootstrap.sh test``) builds each top once instead of once per worker. A test
-with a ``config`` parameter other than ``default`` builds its own top, so its group
-also names the configuration: the long replay module then spreads over both workers.
+Simulator builds are shared by the xdist workers (``sim/cosim/harness.py``: one
+builds a top while the others wait on its lock). Grouping the tests of one
+launcher module and one simulator onto the same worker (``--dist loadgroup``, set
+by ``bootstrap.sh test``) keeps the other worker from waiting on that build. A
+test with a ``config`` parameter other than ``default`` builds its own top, so its
+group also names the configuration: the long replay module then spreads over both
+workers.
 """
 
 import pytest

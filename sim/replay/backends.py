@@ -6,7 +6,6 @@ runs inside one cocotb run (:mod:`sim.cosim.replay_bench`).
 import abc
 import asyncio
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -260,10 +259,8 @@ class RtlBackend(Backend):
         return self._whole_traces_only()
 
     def _build_dir(self, params, waves):
-        from sim.cosim.harness import build_root
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        tag = params.tag() + ("_waves" if waves else "")
-        return build_root() / "sim" / worker / self.name / self.TOP / tag
+        from sim.cosim.harness import build_dir
+        return build_dir(self.name, self.TOP, params, waves)
 
     def run(self, target, target_path, trace_path, stream, say):
         """Run the trace; write the results to ``stream``; return the exit status."""
@@ -319,11 +316,9 @@ class RtlBackend(Backend):
 
     def _copy_waves(self, params, say):
         bdir = self._build_dir(params, True)
-        candidates = [bdir / f"{self.TOP}.fst", bdir / "run" / self.TESTCASE / "dump.vcd"]
-        found = [p for p in candidates if p.exists()]
-        if not found:
-            found = sorted((p for ext in ("*.fst", "*.vcd") for p in bdir.rglob(ext)),
-                           key=lambda p: p.stat().st_mtime)[-1:]
+        # the newest waveform of this build's run directories: this run's
+        found = sorted((p for ext in ("*.fst", "*.vcd") for p in (bdir / "run").rglob(ext)),
+                       key=lambda p: p.stat().st_mtime)[-1:]
         if not found:
             say(f"--waves {self.waves}: the simulator wrote no waveform in {bdir}")
             return

@@ -35,7 +35,6 @@ the simulation speed.
 """
 
 import json
-import os
 import re
 import sys
 import tempfile
@@ -224,10 +223,6 @@ def _describe(sc):
 def _run_engine_once(sim, params, scenario_list, profile, clocks=None, deep=False):
     from sim.cosim.harness import run_cocotb
 
-    if "PYTEST_CURRENT_TEST" not in os.environ:
-        # from the command line: a build directory of its own (build/sim/bench/...), so
-        # that a test run going on in the same checkout does not rebuild under it
-        os.environ.setdefault("PYTEST_XDIST_WORKER", "bench")
     with tempfile.TemporaryDirectory() as tmp:
         report, log = Path(tmp) / "report.json", Path(tmp) / "sim.log"
         env = {"NVMF_BENCH": json.dumps({"scenarios": scenario_list, "deep": deep}),

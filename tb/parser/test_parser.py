@@ -77,3 +77,14 @@ CORNER_CASES = [
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_parser_corner_case(sim, width, testcase):
     _run(sim, width, testcase)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_waves_are_written_in_the_run_directory(sim):
+    """``NVMF_WAVES``: Icarus's FST or Verilator's VCD lands in the test's run directory."""
+    results = run_cocotb(sim, TOP, EngineParams(data_width=128), MODULE,
+                         testcase="run_directed_case", waves=True,
+                         extra_env={"NVMF_CASE": sorted(CASES)[0]})
+    dump = results.parent / (f"{TOP}.fst" if sim == "icarus" else "dump.vcd")
+    assert dump.exists() and dump.stat().st_size > 0, f"no waveform at {dump}"

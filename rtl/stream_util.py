@@ -383,6 +383,10 @@ class PipelinedMemory(Elaboratable):
     ----------
     shape, depth, init : as :class:`amaranth.lib.memory.Memory`
     read_ports : number of read ports (each its own address and output registers)
+    attrs : the memory's attributes, for the synthesis tool (for example
+        ``{"ram_style": "block", "no_rw_check": 1}`` for a memory in block RAM
+        whose reader never reads an address in the cycle it is written, or does not
+        use what it reads then)
 
     Attributes
     ----------
@@ -406,8 +410,9 @@ class PipelinedMemory(Elaboratable):
             self.data = Signal(shape, name=f"rd{k}_data")
             self.valid = Signal(name=f"rd{k}_valid")
 
-    def __init__(self, shape, depth, *, init=(), read_ports=1):
+    def __init__(self, shape, depth, *, init=(), read_ports=1, attrs=None):
         self.shape, self.depth, self.init = shape, depth, list(init)
+        self.attrs = dict(attrs or {})
         self.w_addr = Signal(range(max(depth, 2)))
         self.w_data = Signal(shape)
         self.w_en = Signal()
@@ -416,7 +421,7 @@ class PipelinedMemory(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.mem = mem = memory.Memory(shape=self.shape, depth=self.depth,
-                                               init=self.init)
+                                               init=self.init, attrs=self.attrs)
         wp = mem.write_port()
         m.d.comb += [wp.addr.eq(self.w_addr), wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
         for port in self.read:

@@ -11,6 +11,7 @@ from ..formats import (
 from ..pages import PAGE_SHIFT
 from ..stream_util import RegisterSlice
 from .common import (
+    NPAGES_BITS,
     PAGE,
     _Kind,
     _State,
@@ -36,16 +37,20 @@ def build(m, top, u):
     # (worked out from the input), so admission starts from flip-flops
     in_cmd = top.i_cmd.payload
     admit_layout = data.StructLayout({"cmd": BackendCommand, "dataless": 1, "data_in": 1,
-                                      "beats": beat_w, "pages": pt_bits + 1})
+                                      "beats": beat_w, "pages": pt_bits + 1,
+                                      "npages": NPAGES_BITS, "fence_wr": 1})
     m.submodules.cmd_slice = cmd_slice = RegisterSlice(admit_layout)
     m.d.comb += [
         cmd_slice.i_valid.eq(top.i_cmd.valid), top.i_cmd.ready.eq(cmd_slice.i_ready),
         cmd_slice.i_data.cmd.eq(in_cmd),
         # a command that moves no data (Flush, Write Zeroes) takes no staging page
         cmd_slice.i_data.dataless.eq((in_cmd.nbytes == 0) & ~in_cmd.icd),
+        cmd_slice.i_data.fence_wr.eq(
+            (in_cmd.opcode == Opcode.WRITE.value) | (in_cmd.opcode == Opcode.DSM.value)),
         cmd_slice.i_data.data_in.eq(
             ((in_cmd.opcode == Opcode.WRITE.value) | (in_cmd.opcode == Opcode.DSM.value))
             & (in_cmd.nbytes != 0)),
+        cmd_slice.i_data.npages.eq((in_cmd.nbytes + PAGE - 1) >> PAGE_SHIFT),
         cmd_slice.i_data.beats.eq((in_cmd.nbytes + B - 1) >> beat_shift),
     ]
     in_pages = Signal(pt_bits + 2)
@@ -90,6 +95,10 @@ def build(m, top, u):
     # the command memory is written only here: its address and data do not depend on
     # the decision to write (only its enable does)
     m.d.comb += [cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd)]
+    pick = Signal(c_pick.shape)
+    m.d.comb += [pick.queues.eq(cmd.queues), pick.slot.eq(cmd.slot),
+                 pick.npages.eq(cmd_slice.o_data.npages),
+                 pick.fence_wr.eq(cmd_slice.o_data.fence_wr)]
     with m.FSM(name="admit"):
         with m.State("IDLE"):
             ready = cmd_slice.o_valid & free.r_rdy & ~filling
@@ -103,7 +112,7 @@ def build(m, top, u):
                                        Mux(dataless | pg_none, 0,
                                            cmd_slice.o_data.pages)))
                 c_beats.write(a_ctx, cmd_slice.o_data.beats)
-                c_pick.write(a_ctx, Cat(cmd.queues[:p.backend_queues], cmd.slot))
+                c_pick.write(a_ctx, pick)
                 c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
                                        cmd.nsze))
                 m.d.comb += dsm_clr.eq(1 << a_ctx)
@@ -185,5 +194,5 @@ def build(m, top, u):
                          fin_adm_w.payload.ctx.eq(adm_ctx)]
             with m.If(fin_adm_w.ready):
                 m.next = "IDLE"
-    u.give(adm_cmd=adm_cmd, adm_ctx=adm_ctx, bypass=bypass, copy_n=copy_n, dsm_clr=dsm_clr,
+    u.give(adm_cmd=adm_cmd, adm_ctx=adm_ctx, copy_n=copy_n, dsm_clr=dsm_clr,
            push_ctx=push_ctx, push_v=push_v, sub_idle=sub_idle)

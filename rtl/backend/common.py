@@ -10,6 +10,7 @@ from ..formats import (
 from ..stream_util import HeadFifo
 
 PAGE = PAGE_BYTES
+NPAGES_BITS = 14                # a command's data pages, (nbytes + PAGE - 1) >> 12
 
 
 def max_command_pages(params):

@@ -10,8 +10,9 @@ from ..formats import (
     RdmaCommand,
     StagingWrite,
 )
-from ..stream_util import RegisterSlice
+from ..stream_util import PipelinedMemory, RegisterSlice
 from .common import (
+    NPAGES_BITS,
     _CountRecord,
     _DsmCheck,
     _fifo_stream,
@@ -33,6 +34,7 @@ class _CtxField:
 
     def __init__(self, m, name, shape, depth):
         self._m, self._name, self._written = m, name, False
+        self.shape = shape
         self._mem = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
         self._wp = self._mem.write_port()
 
@@ -51,6 +53,19 @@ class _CtxField:
         wr = self._m.submodules[f"{self._name}_wr"] = Module()
         wr.d.comb += [self._wp.addr.eq(addr), self._wp.data.eq(value)]
         self._m.d.comb += self._wp.en.eq(1)
+
+
+# the fields of the command that submission sends in the SQE (its copy, ``sub_mem``)
+_SUBMIT_CMD = data.StructLayout({name: BackendCommand.as_shape()[name].shape for name in (
+    "opcode", "backend_nsid", "cdw", "nbytes", "slot")})
+
+
+def _PICK(p):
+    """What submission's IDLE and PICK read of a context, from a LUT memory."""
+    return data.StructLayout({
+        "queues": p.backend_queues, "slot": max(1, (p.namespaces - 1).bit_length()),
+        "npages": NPAGES_BITS,      # data pages: (nbytes + 4095) >> 12
+        "fence_wr": 1})             # a Write or DSM: the SQE waits for its data writes
 
 
 def build(m, top, u):
@@ -73,9 +88,10 @@ def build(m, top, u):
     c_start = _CtxField(m, "ctx_start", 32, N)       # submission time
     c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
     c_dsm = _CtxField(m, "ctx_dsm", _DsmCheck, N)    # what the DSM range check needs
-    # what submission's queue pick needs (the command memory's port is synchronous)
-    c_pick = _CtxField(m, "ctx_pick", data.StructLayout({
-        "queues": p.backend_queues, "slot": max(1, (p.namespaces - 1).bit_length())}), N)
+    # what submission's queue pick and PICK state need (its copy of the command comes
+    # two cycles after its address): the allowed queues, the namespace slot, the data
+    # pages, whether the SQE waits for the command's own data writes
+    c_pick = _CtxField(m, "ctx_pick", _PICK(p), N)
     dsm_bad = Signal(N)             # a DSM range of the context lies past nsze
     # the timeout scanner's state write, applied from these registers the cycle after
     # its give-up (the scanner drives them; completion holds a CQE for that context)
@@ -85,6 +101,17 @@ def build(m, top, u):
 
     m.submodules.ctx_mem = ctx_mem = memory.Memory(shape=BackendCommand, depth=N, init=[])
     cm_wr = ctx_mem.write_port()
+    # submission's copy of what it sends in the SQE: a block RAM read through a register
+    # (data two cycles after the address: submission gives the address in IDLE and
+    # uses the data from SQE on). Only admission writes it, and only to a free context;
+    # a read in the cycle of a write is of no context submission goes on with
+    # (``no_rw_check``: Yosys adds no collision logic)
+    m.submodules.sub_mem = sub_mem = PipelinedMemory(
+        _SUBMIT_CMD, N, attrs={"ram_style": "block", "no_rw_check": 1})
+    m.d.comb += [sub_mem.w_addr.eq(cm_wr.addr), sub_mem.w_en.eq(cm_wr.en)]
+    m.d.comb += [getattr(sub_mem.w_data, name).eq(getattr(cm_wr.data, name))
+                 for name in _SUBMIT_CMD.members]
+    cm_sub = sub_mem.read[0]
     # the page table: page k of context c at entry c * 2**pt_bits + k; written by
     # admission, one copy per reader, each read through a synchronous port (a block RAM
     # on the FPGA: no LUT-RAM multiplexer after it, and its write data and address go to
@@ -105,7 +132,6 @@ def build(m, top, u):
                      rp.addr.eq(Cat(k[:pt_bits], ctx)), rp.en.eq(en)]
         return rp.data
 
-    cm_sub = ctx_mem.read_port()
     cm_ret = ctx_mem.read_port()
 
     # free contexts: a FIFO that the reset fills with every index

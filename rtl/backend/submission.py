@@ -5,12 +5,11 @@ from amaranth.lib import data
 
 from ..formats import (
     NvmeStatus,
-    Opcode,
 )
 from ..pages import PAGE_SHIFT
 from ..stream_util import RegisterSlice
 from .common import (
-    PAGE,
+    NPAGES_BITS,
     _engine_status,
     _Kind,
     _State,
@@ -24,34 +23,34 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (B, beat_shift, bypass, c_pick, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad,
+    (B, beat_shift, c_pick, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad,
      fin_sub_w, gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_v, queues,
      state, stg_done, stg_prp, sub_idle, submit_r, wr_issued, wr_next, written) = u.take(
-        "B beat_shift bypass c_pick c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w "
+        "B beat_shift c_pick c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w "
         "gen now p page_of pb_bits pg_bits pt_bits push_ctx push_v queues state stg_done stg_prp "
         "sub_idle submit_r wr_issued wr_next written")
     # --- submission ------------------------------------------------------------------------
     sub_ctx = Signal(cbits)
-    m.d.comb += [cm_sub.addr.eq(Mux(submit_r.valid & submit_r.ready, submit_r.payload,
-                                    Mux(bypass, push_ctx, sub_ctx))),
-                 cm_sub.en.eq(1)]
+    # sub_ctx and sub_k: registers; the page table and submission's copy of the command
+    # are read at their next values, sub_ctx_n and sub_k_n. The page is there a cycle
+    # later, with them; the command (``scmd``, a block RAM read through a register) two
+    # cycles later, from SQE on: what IDLE and PICK need of it comes from ``c_pick``
+    sub_ctx_n, sub_k_n = Signal(cbits), Signal(pt_bits + 1)
+    m.d.comb += [cm_sub.addr.eq(sub_ctx_n), cm_sub.en.eq(1)]
     scmd = cm_sub.data
-    npages = Signal(14)
     # the queue pick works from registers: the command's allowed queues and its
     # namespace's round-robin start are loaded in IDLE, from the context it takes;
     # neither changes while the command is in PICK (``ns_rr`` is written only as an SQE
     # leaves). Both contexts it may take are read, each from a register (the queue's
-    # head, admission's push), and the choice comes after the reads
+    # head, admission's push), and the choice comes after the reads; so are its data
+    # pages and whether its SQE waits for its data writes
     pick_mask_r, pick_from_r = Signal(p.backend_queues), Signal(8)
-    m.d.comb += [npages.eq((scmd.nbytes + PAGE - 1) >> 12),
-                 queues.pick_mask.eq(pick_mask_r), queues.pick_from.eq(pick_from_r)]
+    npages, fence_wr = Signal(NPAGES_BITS), Signal()
+    m.d.comb += [queues.pick_mask.eq(pick_mask_r), queues.pick_from.eq(pick_from_r)]
     pk_queued, pk_pushed = c_pick.read(submit_r.payload), c_pick.read(push_ctx)
     # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
     # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
-    # (``sub_ctx``, ``sub_k``: registers; the table is read at their next values,
-    # ``sub_ctx_n`` and ``sub_k_n``, so that its data is there with them)
     sub_k = Signal(pt_bits + 1)
-    sub_ctx_n, sub_k_n = Signal(cbits), Signal(pt_bits + 1)
     m.d.comb += [sub_ctx_n.eq(sub_ctx), sub_k_n.eq(sub_k)]
     m.d.sync += [sub_ctx.eq(sub_ctx_n), sub_k.eq(sub_k_n)]
     sub_page = page_of(sub_ctx_n, sub_k_n)
@@ -77,10 +76,13 @@ def build(m, top, u):
         with m.State("IDLE"):
             m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
             m.d.comb += sub_k_n.eq(0)
+            pk = Mux(submit_r.valid, pk_queued.as_value(), pk_pushed.as_value())
             m.d.sync += [
                 pick_mask_r.eq(Mux(submit_r.valid, pk_queued.queues, pk_pushed.queues)),
                 pick_from_r.eq(Mux(submit_r.valid, ns_rr[pk_queued.slot],
                                    ns_rr[pk_pushed.slot])),
+                npages.eq(c_pick.shape(pk).npages),
+                fence_wr.eq(c_pick.shape(pk).fence_wr),
             ]
             with m.If(submit_r.valid):
                 m.d.comb += sub_ctx_n.eq(submit_r.payload)
@@ -104,9 +106,7 @@ def build(m, top, u):
                     m.d.comb += sub_k_n.eq(1)
                     # a Write's data is all issued (READY comes after its last beat);
                     # other commands wait for no write
-                    m.d.sync += sub_fence.eq(Mux(
-                        (scmd.opcode == Opcode.WRITE.value)
-                        | (scmd.opcode == Opcode.DSM.value), wr_next, stg_done))
+                    m.d.sync += sub_fence.eq(Mux(fence_wr, wr_next, stg_done))
                     m.next = "SQE"
             with m.Elif(~queues.alive):
                 m.d.sync += refusal.eq(_engine_status(NvmeStatus.NS_NOT_READY))

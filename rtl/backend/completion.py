@@ -14,29 +14,31 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (N, c_late, c_queue, cbits, fin_cqe_w, gen, p, queues, scan_ctx, scan_v, state) = u.take(
-        "N c_late c_queue cbits fin_cqe_w gen p queues scan_ctx scan_v state")
+    (N, c_late, c_queue, cbits, fin_cqe_w, gen, p, queues, scan_ctx, scan_v, scan_zombie,
+     state) = u.take(
+        "N c_late c_queue cbits fin_cqe_w gen p queues scan_ctx scan_v scan_zombie state")
     # --- completions ------------------------------------------------------------------------
     cq = top.i_cqe.payload
     cid = cq.cqe.cid
     q_ctx = cid[:cbits]
-    q_state = state[q_ctx]
     q_match = ((q_ctx < N) & (cid[cbits:] == gen.read(q_ctx))
                & (c_queue.read(q_ctx) == cq.queue))
     # the context's RETIRING is written from registers the cycle after its CQE is taken
     # (``ret_v``/``ret_ctx``), and the timeout scanner's give-up likewise (``scan_v``/
-    # ``scan_ctx``): a CQE for a context with a state write pending waits that cycle (a
-    # compare of its CID with two registers), and the scanner does not give up a context
-    # whose CQE is here or pending (its race check)
+    # ``scan_ctx``): a CQE for a context with a state write pending sees the state to be
+    # written (a compare of its CID with two registers chooses it), so that
+    # i_cqe.ready comes from the retirement FIFO's room alone, a register
     ret_v, ret_ctx = Signal(), Signal(cbits)
-    hold = (ret_v & (ret_ctx == q_ctx)) | (scan_v & (scan_ctx == q_ctx))
-    q_live = q_match & (q_state == _State.SUBMITTED)
-    q_zombie = q_match & (q_state == _State.ZOMBIE)
-    q_pending_timeout = q_match & (q_state == _State.TIMED_OUT)
-    # a CQE is taken when the retirement FIFO has room (a register) and no state write
-    # is pending for its context, whatever it names: i_cqe.ready does not depend on the
-    # context's state
-    room = fin_cqe_w.ready & ~hold
+    # (as three flags, so that the compares run beside the state's read: neither
+    # forwarded state is SUBMITTED or ZOMBIE; the scanner's is TIMED_OUT or RETIRING)
+    hit_ret, hit_scan = ret_v & (ret_ctx == q_ctx), scan_v & (scan_ctx == q_ctx)
+    stored = ~hit_ret & ~hit_scan
+    q_state = state[q_ctx]
+    q_live = q_match & stored & (q_state == _State.SUBMITTED)
+    q_zombie = q_match & stored & (q_state == _State.ZOMBIE)
+    q_pending_timeout = q_match & ((stored & (q_state == _State.TIMED_OUT))
+                                   | (~hit_ret & hit_scan & ~scan_zombie))
+    room = fin_cqe_w.ready
     cqe_taken = Signal()
     m.d.comb += [top.i_cqe.ready.eq(room), cqe_taken.eq(top.i_cqe.valid & room)]
     with m.If(cqe_taken & (q_live | q_zombie)):
@@ -49,7 +51,11 @@ def build(m, top, u):
         m.d.sync += state[ret_ctx].eq(_State.RETIRING)
     with m.If(cqe_taken & q_pending_timeout):
         m.d.sync += c_late[q_ctx].eq(1)
-    m.d.comb += [queues.cqe_en.eq(cqe_taken & (cq.queue < p.backend_queues)),
+    # the queue store learns of the CQE (its SQ head, one command fewer outstanding) from
+    # registers, the cycle after it is taken: the context's reads and the CID match end
+    # at flip-flops here, not in the queues' counters. Its credit shows a cycle later
+    # (a queue's room already comes from a register), never earlier
+    m.d.sync += [queues.cqe_en.eq(cqe_taken & (cq.queue < p.backend_queues)),
                  queues.cqe_owned.eq(q_live | q_zombie | q_pending_timeout),
                  queues.cqe_q.eq(cq.queue), queues.cqe_sqhd.eq(cq.cqe.sqhd)]
     u.give(q_ctx=q_ctx, ret_ctx=ret_ctx, ret_v=ret_v)

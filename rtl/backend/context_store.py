@@ -95,7 +95,7 @@ def build(m, top, u):
     dsm_bad = Signal(N)             # a DSM range of the context lies past nsze
     # the timeout scanner's state write, applied from these registers the cycle after
     # its give-up (the scanner drives them; completion holds a CQE for that context)
-    scan_v, scan_ctx = Signal(), Signal(cbits)
+    scan_v, scan_ctx, scan_zombie = Signal(), Signal(cbits), Signal()
     now = Signal(32)
     m.d.sync += now.eq(now + 1)
 
@@ -227,7 +227,8 @@ def build(m, top, u):
            fin_adm_w=fin_adm_w, fin_cqe_w=fin_cqe_w, fin_scan_w=fin_scan_w, fin_sts_w=fin_sts_w,
            fin_sub_w=fin_sub_w, free=free, gen=gen, now=now, page_of=page_of, pt_wr=pt_wr,
            rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
-           release_now=release_now, scan_ctx=scan_ctx, scan_v=scan_v, state=state,
+           release_now=release_now, scan_ctx=scan_ctx, scan_v=scan_v, scan_zombie=scan_zombie,
+           state=state,
            stg_adm=stg_adm, stg_done=stg_done,
            stg_prp=stg_prp, stg_rdm=stg_rdm, stg_rdm_room=stg_rdm_room, stg_adm_room=stg_adm_room,
            submit_adm=submit_adm,

@@ -16,8 +16,10 @@ def build(m, top, u):
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
     (c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, ret_ctx, ret_v, scan_ctx, scan_v,
+     scan_zombie,
      state) = u.take(
-        "c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v scan_ctx scan_v state")
+        "c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v scan_ctx scan_v "
+        "scan_zombie state")
     # --- timeout scanner -------------------------------------------------------------------
     # three stages: the first reads context ``scan`` (state, queue, submission time)
     # into registers, the second looks its queue up (timeout, failure) and works out a
@@ -46,9 +48,10 @@ def build(m, top, u):
                                                     _Kind.TIMEOUT)),
                      fin_scan_w.payload.failed.eq(chk_failed & ~chk_zombie)]
     # the give-up's state write and the queue's lost count are applied the cycle after,
-    # from registers; a CQE for the context waits that cycle (completion's hold), so
-    # that from then on it no longer matches the context and gives the CQ slot back
-    scan_zombie, scan_q = Signal(), Signal(8)
+    # from registers; a CQE for the context in that cycle sees the state to be written
+    # (completion forwards it), so that from then on it no longer matches the context
+    # and gives the CQ slot back
+    scan_q = Signal(8)
     m.d.sync += [scan_v.eq(give_up & fin_scan_w.ready), scan_ctx.eq(chk_ctx),
                  scan_zombie.eq(chk_zombie), scan_q.eq(chk_q)]
     with m.If(scan_v):

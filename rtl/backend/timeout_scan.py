@@ -41,7 +41,10 @@ def build(m, top, u):
     racing = ((top.i_cqe.valid & (q_ctx == chk_ctx))
               | (ret_v & (ret_ctx == chk_ctx)))
     chk_state = Mux(chk_zombie, _State.ZOMBIE, _State.SUBMITTED)
-    give_up = chk_hit & (state[chk_ctx] == chk_state) & ~racing
+    # a give-up the retirement FIFO has no room for is not made: the scanner never
+    # stalls (its stages' enables are constant), and the context is looked at again in
+    # the next sweep, ``contexts`` cycles later
+    give_up = chk_hit & (state[chk_ctx] == chk_state) & ~racing & fin_scan_w.ready
     with m.If(give_up):
         m.d.comb += [fin_scan_w.valid.eq(1), fin_scan_w.payload.ctx.eq(chk_ctx),
                      fin_scan_w.payload.kind.eq(Mux(chk_zombie, _Kind.ZOMBIE,
@@ -52,18 +55,17 @@ def build(m, top, u):
     # (completion forwards it), so that from then on it no longer matches the context
     # and gives the CQ slot back
     scan_q = Signal(8)
-    m.d.sync += [scan_v.eq(give_up & fin_scan_w.ready), scan_ctx.eq(chk_ctx),
+    m.d.sync += [scan_v.eq(give_up), scan_ctx.eq(chk_ctx),
                  scan_zombie.eq(chk_zombie), scan_q.eq(chk_q)]
     with m.If(scan_v):
         m.d.sync += state[scan_ctx].eq(Mux(scan_zombie, _State.RETIRING, _State.TIMED_OUT))
         m.d.comb += [queues.lose_en.eq(scan_zombie), queues.lose_q.eq(scan_q)]
-    with m.If(~give_up | fin_scan_w.ready):
-        m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(c_queue.read(scan)),
-                     rd_start.eq(c_start.read(scan)), rd_state.eq(state[scan]),
-                     chk_ctx.eq(rd_ctx),
-                     chk_hit.eq(((rd_state == _State.SUBMITTED)
-                                 & (expired | queues.look_failed))
-                                | ((rd_state == _State.ZOMBIE) & abandoned)),
-                     chk_zombie.eq(rd_state == _State.ZOMBIE),
-                     chk_q.eq(rd_q),
-                     chk_failed.eq(queues.look_failed)]
+    m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(c_queue.read(scan)),
+                 rd_start.eq(c_start.read(scan)), rd_state.eq(state[scan]),
+                 chk_ctx.eq(rd_ctx),
+                 chk_hit.eq(((rd_state == _State.SUBMITTED)
+                             & (expired | queues.look_failed))
+                            | ((rd_state == _State.ZOMBIE) & abandoned)),
+                 chk_zombie.eq(rd_state == _State.ZOMBIE),
+                 chk_q.eq(rd_q),
+                 chk_failed.eq(queues.look_failed)]

@@ -94,7 +94,8 @@ def build(m, top, u):
     c_pick = _CtxField(m, "ctx_pick", _PICK(p), N)
     dsm_bad = Signal(N)             # a DSM range of the context lies past nsze
     # the timeout scanner's state write, applied from these registers the cycle after
-    # its give-up (the scanner drives them; completion holds a CQE for that context)
+    # its give-up (the scanner drives them; a CQE for that context in that cycle sees,
+    # in completion, the state they write)
     scan_v, scan_ctx, scan_zombie = Signal(), Signal(cbits), Signal()
     now = Signal(32)
     m.d.sync += now.eq(now + 1)

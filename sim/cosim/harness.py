@@ -151,20 +151,25 @@ def _built_for_use(runner, sim, toplevel, params, bdir, waves):
         build_args += ["-s", _ICARUS_DUMP]
     binary = bdir / ("sim.vvp" if sim == "icarus" else toplevel)
     stamp = bdir / "build.stamp"
+
+    def fresh():
+        """The build's digest, and whether the build in ``bdir`` is made from it."""
+        digest = _build_digest(sim, toplevel, params, bdir, build_args, waves)
+        return digest, (digest is not None and binary.exists() and stamp.exists()
+                        and stamp.read_text() == digest)
+
     with open(bdir.parent / f"{bdir.name}.lock", "a+") as lock:
         while True:
             fcntl.flock(lock, fcntl.LOCK_SH)
-            digest = _build_digest(sim, toplevel, params, bdir, build_args, waves)
-            if digest is not None and stamp.exists() and stamp.read_text() == digest \
-                    and binary.exists():
+            if fresh()[1]:
                 break
             fcntl.flock(lock, fcntl.LOCK_UN)
             fcntl.flock(lock, fcntl.LOCK_EX)
             sources = _verilog(bdir / "rtl", params, toplevel)
             if icarus_waves:
                 sources = sources + [_icarus_dump_module(bdir / "rtl", toplevel)]
-            digest = _build_digest(sim, toplevel, params, bdir, build_args, waves)
-            if not (stamp.exists() and stamp.read_text() == digest and binary.exists()):
+            digest, built = fresh()
+            if not built:
                 stamp.unlink(missing_ok=True)
                 runner.build(
                     sources=sources,

@@ -10,16 +10,16 @@ from .common import (
 
 def build(m, top, u):
     """The timeout scanner, in three stages: the first reads context ``scan`` (state, queue,
-    submission time) into registers, the second works out its verdict, the third gives
-    the context up.
+    submission time, late-CQE flag) into registers, the second works out its verdict, the
+    third gives the context up (a zombie's without counting it lost when its CQE came).
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, ret_ctx, ret_v, scan_ctx, scan_v,
-     scan_zombie,
+    (c_late, c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, ret_ctx, ret_v, scan_ctx,
+     scan_v, scan_zombie,
      state) = u.take(
-        "c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v scan_ctx scan_v "
-        "scan_zombie state")
+        "c_late c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v scan_ctx "
+        "scan_v scan_zombie state")
     # --- timeout scanner -------------------------------------------------------------------
     # three stages: the first reads context ``scan`` (state, queue, submission time)
     # into registers, the second looks its queue up (timeout, failure) and works out a
@@ -29,6 +29,10 @@ def build(m, top, u):
     # arrives in that cycle
     scan = Signal(cbits)
     rd_ctx, rd_q, rd_start, rd_state = Signal(cbits), Signal(8), Signal(32), Signal(_State)
+    # a zombie whose CQE came in the very cycle retirement released it (the CQE found
+    # it TIMED_OUT and set ``c_late``, one cycle too late for retirement's ``keep``): its
+    # CQE will not come again, so it is freed at once and its command is not lost
+    rd_late, chk_late, scan_late = Signal(), Signal(), Signal()
     m.d.comb += queues.look_q.eq(rd_q)
     age = Signal(32)
     m.d.comb += age.eq(now - rd_start)
@@ -44,7 +48,8 @@ def build(m, top, u):
     # a give-up the retirement FIFO has no room for is not made: the scanner never
     # stalls (its stages' enables are constant), and the context is looked at again in
     # the next sweep, ``contexts`` cycles later
-    give_up = chk_hit & (state[chk_ctx] == chk_state) & ~racing & fin_scan_w.ready
+    give_up = ((chk_hit | (chk_zombie & chk_late)) & (state[chk_ctx] == chk_state) & ~racing
+               & fin_scan_w.ready)
     with m.If(give_up):
         m.d.comb += [fin_scan_w.valid.eq(1), fin_scan_w.payload.ctx.eq(chk_ctx),
                      fin_scan_w.payload.kind.eq(Mux(chk_zombie, _Kind.ZOMBIE,
@@ -56,16 +61,18 @@ def build(m, top, u):
     # and gives the CQ slot back
     scan_q = Signal(8)
     m.d.sync += [scan_v.eq(give_up), scan_ctx.eq(chk_ctx),
-                 scan_zombie.eq(chk_zombie), scan_q.eq(chk_q)]
+                 scan_zombie.eq(chk_zombie), scan_q.eq(chk_q), scan_late.eq(chk_late)]
     with m.If(scan_v):
         m.d.sync += state[scan_ctx].eq(Mux(scan_zombie, _State.RETIRING, _State.TIMED_OUT))
-        m.d.comb += [queues.lose_en.eq(scan_zombie), queues.lose_q.eq(scan_q)]
+        m.d.comb += [queues.lose_en.eq(scan_zombie & ~scan_late), queues.lose_q.eq(scan_q)]
     m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(c_queue.read(scan)),
                  rd_start.eq(c_start.read(scan)), rd_state.eq(state[scan]),
+                 rd_late.eq(c_late[scan]),
                  chk_ctx.eq(rd_ctx),
                  chk_hit.eq(((rd_state == _State.SUBMITTED)
                              & (expired | queues.look_failed))
                             | ((rd_state == _State.ZOMBIE) & abandoned)),
+                 chk_late.eq(rd_late),
                  chk_zombie.eq(rd_state == _State.ZOMBIE),
                  chk_q.eq(rd_q),
                  chk_failed.eq(queues.look_failed)]

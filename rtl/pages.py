@@ -43,21 +43,27 @@ class PageAllocator(Elaboratable):
         exist (``none``).
     reserve_en
         Reserve ``need`` pages of ``need_ss`` (only while ``room``): they are then
-        taken one by one with ``pop_en``.
+        taken one by one with ``pop_en``. The reservation is taken into registers
+        (``res_v``, ``res_ss``, ``res_need``) and applied to ``avail`` from them a cycle
+        later: ``room`` is first fresh two cycles after a ``reserve_en`` (a reserver does
+        not look at it in the cycle after one, while ``res_v``), and the decision to
+        reserve never reaches the count's adder.
     pop_en, pop_ss -> pop_page
         Take a reserved page of ``pop_ss``: ``pop_page`` (combinational) is the page
         taken in a cycle with ``pop_en``. Never in the same cycle as ``push_en``.
     push_en, push_ss, push_page
         Give back a page of ``push_ss`` that a command held.
     taken : Out(16)
-        Pages reserved and not given back, over every subsystem (registered).
+        Pages reserved and not given back, over every subsystem (registered; a
+        reservation counts from two cycles after its ``reserve_en``).
     cfg_load : Out(1)
         High in the cycle a configuration loads a window (``room`` and ``none`` of
         any subsystem may change at the next clock edge).
 
     State (attributes, so that a proof can state invariants over it): ``base``,
     ``usable``, ``sp`` (pages on the stack), ``mark`` (pages handed out
-    from the watermark), ``avail`` (pages neither held nor reserved), per subsystem.
+    from the watermark), ``avail`` (pages neither held nor reserved, less the
+    reservation in ``res_*`` until it is applied), per subsystem.
     """
 
     def __init__(self, params=None):
@@ -71,6 +77,7 @@ class PageAllocator(Elaboratable):
         self.need_ss, self.need = Signal(8), Signal(pb + 1)
         self.room, self.none = Signal(), Signal()
         self.reserve_en = Signal()
+        self.res_v, self.res_ss, self.res_need = Signal(), Signal(8), Signal(pb + 1)
         self.pop_en, self.pop_ss, self.pop_page = Signal(), Signal(8), Signal(pb)
         self.push_en, self.push_ss, self.push_page = Signal(), Signal(8), Signal(pb)
         self.taken = Signal(16)
@@ -134,7 +141,7 @@ class PageAllocator(Elaboratable):
             with m.Else():
                 pop = self.pop_en & (pop_s == i)
                 push = self.push_en & (push_s == i)
-                reserve = self.reserve_en & (self.need_ss == i)
+                reserve = self.res_v & (self.res_ss == i)
                 with m.If(pop & (sp[i] != 0)):
                     m.d.sync += [sp[i].eq(sp[i] - 1), top[i].eq(top[i] - 1),
                                  nxt[i].eq(top[i])]
@@ -143,14 +150,16 @@ class PageAllocator(Elaboratable):
                 with m.Elif(push):
                     m.d.sync += [sp[i].eq(sp[i] + 1), top[i].eq(nxt[i]),
                                  nxt[i].eq(nxt[i] + 1)]
-                m.d.sync += avail[i].eq(avail[i] - Mux(reserve, self.need, 0) + push)
+                m.d.sync += avail[i].eq(avail[i] - Mux(reserve, self.res_need, 0) + push)
 
+        m.d.sync += [self.res_v.eq(self.reserve_en), self.res_ss.eq(self.need_ss),
+                     self.res_need.eq(self.need)]
         ss = self.need_ss
         m.d.comb += [
             self.none.eq((ss >= NS) | ~usable[ss]),
             self.room.eq((ss < NS) & usable[ss] & (avail[ss] >= self.need)),
         ]
         given = Signal(16)
-        m.d.comb += given.eq(Mux(self.reserve_en, self.need, 0))
+        m.d.comb += given.eq(Mux(self.res_v, self.res_need, 0))
         m.d.sync += self.taken.eq(self.taken + given - self.push_en)
         return m

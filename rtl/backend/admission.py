@@ -87,11 +87,13 @@ def build(m, top, u):
     # The check is stale, and not used, in the cycle after the output register loads
     # (it was of the previous command), after a reservation (the count then falls; the
     # admission is in ALLOC then anyway) and after a window's configuration; a page
-    # given back only raises the count, so a check before it stays safe
+    # given back only raises the count, so a check before it stays safe. The allocator
+    # applies a reservation to the count a cycle after it (from registers): the check
+    # made in that cycle (``res_v``) is stale too
     pg_room, pg_none, pg_fresh = Signal(), Signal(), Signal()
     m.d.sync += [pg_room.eq(pages.room), pg_none.eq(pages.none),
                  pg_fresh.eq(cmd_slice.o_valid & ~cmd_slice.o_ready & ~pages.reserve_en
-                             & ~pages.cfg_load)]
+                             & ~pages.res_v & ~pages.cfg_load)]
     # the command memory is written only here: its address and data do not depend on
     # the decision to write (only its enable does)
     m.d.comb += [cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd)]

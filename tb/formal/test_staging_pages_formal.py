@@ -14,7 +14,8 @@ The allocator is checked alone, for one subsystem of a four-page staging memory
   (re)configured only while no command holds or has reserved a page of it, and nothing is
   reserved, taken or given back from the pulse until the entry is loaded;
 - admission (``docs/backend.md``): reserves ``need`` pages (1 .. 4) of subsystem 0 only
-  while ``room``, one command at a time, then takes exactly that many with ``pop_en``,
+  while ``room`` and not in the cycle after a reservation (``res_v``: ``room`` is stale
+  then), one command at a time, then takes exactly that many with ``pop_en``,
   never in a cycle with ``push_en``; the reclaimer gives back (``push_en``) only a page
   a command holds.
 
@@ -25,8 +26,9 @@ the buffer leaves the staging memory), and checks in every cycle:
 
 - a page taken lies in the window and is held by no command;
 - conservation: the allocator's free count (``avail``) plus the pages held plus those
-  reserved is the window's page count, ``room`` and ``none`` are what that count says,
-  and ``taken`` (``USE_STAGING.pages``) is held plus reserved;
+  reserved is the window's page count (a reservation reaches ``avail`` a cycle after
+  it is made: the count then includes it once more), ``room`` and ``none`` are what that
+  count says, and ``taken`` (``USE_STAGING.pages``) is held plus reserved (likewise);
 - ``Cover``: every page of a four-page window held, a page taken from the stack (given
   back earlier) rather than from the watermark, a page given back and a command reserved
   in the same cycle, a page taken after a reconfiguration; and two planted bugs (a page
@@ -99,7 +101,8 @@ def _harness(bug=None):
     m.d.comb += [Assume(~(busy0 & (dut.reserve_en | dut.pop_en | dut.push_en))),
                  Assume(~(dut.cfg_valid & (dut.cfg_index == 0) & ((held != 0) | (resv != 0))))]
     with m.If(dut.reserve_en):
-        m.d.comb += [Assume(dut.need_ss == 0), Assume(dut.room), Assume(resv == 0)]
+        m.d.comb += [Assume(dut.need_ss == 0), Assume(dut.room), Assume(resv == 0),
+                     Assume(~dut.res_v)]
     with m.If(dut.pop_en):
         m.d.comb += [Assume(dut.pop_ss == 0), Assume(resv != 0), Assume(~dut.push_en)]
     with m.If(dut.push_en):
@@ -117,9 +120,12 @@ def _harness(bug=None):
                      Assert(~held.bit_select(page, 1))]
     started = Signal()
     m.d.sync += started.eq(1)
+    # (a reservation reaches ``avail`` and ``taken`` a cycle after the shadow's ``resv``:
+    # ``pending`` is it in that cycle)
+    pending = Mux(dut.res_v, dut.res_need, 0)
     with m.If(started & ~busy0):
-        m.d.comb += [Assert(dut.avail[0] + count + resv == n),
-                     Assert(dut.taken == count + resv)]
+        m.d.comb += [Assert(dut.avail[0] + count + resv == n + pending),
+                     Assert(dut.taken + pending == count + resv)]
         with m.If(dut.need_ss == 0):
             m.d.comb += [Assert(dut.none == (n == 0)),
                          Assert(dut.room == ((n != 0) & (dut.avail[0] >= dut.need)))]

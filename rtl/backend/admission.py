@@ -89,7 +89,8 @@ def build(m, top, u):
     # admission is in ALLOC then anyway) and after a window's configuration; a page
     # given back only raises the count, so a check before it stays safe. The allocator
     # applies a reservation to the count a cycle after it (from registers): the check
-    # made in that cycle (``res_v``) is stale too
+    # made in that cycle (``res_v``) is stale too (admission is then in ALLOC's
+    # successor, never IDLE, so the flag only states the rule)
     pg_room, pg_none, pg_fresh = Signal(), Signal(), Signal()
     m.d.sync += [pg_room.eq(pages.room), pg_none.eq(pages.none),
                  pg_fresh.eq(cmd_slice.o_valid & ~cmd_slice.o_ready & ~pages.reserve_en

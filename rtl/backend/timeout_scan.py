@@ -21,12 +21,12 @@ def build(m, top, u):
         "c_late c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v scan_ctx "
         "scan_v scan_zombie state")
     # --- timeout scanner -------------------------------------------------------------------
-    # three stages: the first reads context ``scan`` (state, queue, submission time)
-    # into registers, the second looks its queue up (timeout, failure) and works out a
-    # verdict register, the third gives up the context if it is still in the state read
-    # (the same submission: only submission writes the time, and a context cannot be
-    # released, admitted and submitted again within the two cycles) and no CQE for it
-    # arrives in that cycle
+    # three stages: the first reads context ``scan`` (state, queue, submission time,
+    # late-CQE flag) into registers, the second looks its queue up (timeout, failure)
+    # and works out a verdict register, the third gives up the context if it is still in
+    # the state read (the same submission: only submission writes the time, and a context
+    # cannot be released, admitted and submitted again within the two cycles) and no CQE
+    # for it arrives in that cycle
     scan = Signal(cbits)
     rd_ctx, rd_q, rd_start, rd_state = Signal(cbits), Signal(8), Signal(32), Signal(_State)
     # a zombie whose CQE came in the very cycle retirement released it (the CQE found

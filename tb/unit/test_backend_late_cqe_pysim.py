@@ -17,6 +17,8 @@ namespace slot 0 served by backend queue 0, every output taken at once, the othe
 idle.
 """
 
+import functools
+
 import pytest
 from amaranth.sim import Simulator
 
@@ -36,8 +38,8 @@ def _command(number):
 
 class _Bench:
     """The back end's neighbours, cycle by cycle: the configuration table's read port, the
-    SQ writer (takes every SQE), the consumers of every output, and a record of SQEs,
-    responses and the resource-use outputs."""
+    SQ writer (takes every SQE), the consumers of every output, and a record of SQEs and
+    responses."""
 
     def __init__(self, dut):
         self.dut = dut
@@ -72,30 +74,26 @@ class _Bench:
         for _ in range(8):
             await self.step(ctx)
 
-    async def send(self, ctx, number):
-        dut = self.dut
-        ctx.set(dut.i_cmd.payload, _command(number))
-        ctx.set(dut.i_cmd.valid, 1)
+    async def offer(self, ctx, port, payload):
+        """Offers ``payload`` on input stream ``port`` until taken; the cycle it was taken
+        in."""
+        ctx.set(port.payload, payload)
+        ctx.set(port.valid, 1)
         while True:
-            ready = ctx.get(dut.i_cmd.ready)
+            ready = ctx.get(port.ready)
             await self.step(ctx)
             if ready:
                 break
-        ctx.set(dut.i_cmd.valid, 0)
+        ctx.set(port.valid, 0)
+        return self.cycle
+
+    async def send(self, ctx, number):
+        await self.offer(ctx, self.dut.i_cmd, _command(number))
 
     async def complete(self, ctx, cid):
         """Offers the CQE of ``cid`` until taken; the cycle it was taken in."""
-        dut = self.dut
-        ctx.set(dut.i_cqe.payload, {"queue": 0, "cqe": {"cid": cid, "sqhd": self.tail,
-                                                        "dw0": 0x600D}})
-        ctx.set(dut.i_cqe.valid, 1)
-        while True:
-            ready = ctx.get(dut.i_cqe.ready)
-            await self.step(ctx)
-            if ready:
-                break
-        ctx.set(dut.i_cqe.valid, 0)
-        return self.cycle
+        return await self.offer(ctx, self.dut.i_cqe, {
+            "queue": 0, "cqe": {"cid": cid, "sqhd": self.tail, "dw0": 0x600D}})
 
     async def until(self, ctx, done, budget, what):
         for _ in range(budget):
@@ -105,16 +103,36 @@ class _Bench:
         raise AssertionError(f"{what}: not within {budget} cycles")
 
 
-def _run(offset):
-    """The timed-out command's CQE is offered ``offset`` cycles after the cycle its
-    response is first offered (negative: before)."""
+def _simulate(bench):
+    """Runs ``bench(ctx, dut, tb)`` against a fresh smallest back end; its result."""
     dut = Backend(PARAMS)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    found = {}
+    out = []
 
-    async def bench(ctx):
-        tb = _Bench(dut)
+    async def testbench(ctx):
+        out.append(await bench(ctx, dut, _Bench(dut)))
+
+    sim.add_testbench(testbench)
+    sim.run()
+    return out[0]
+
+
+@functools.cache
+def _response_cycle():
+    """The cycle the first command's timeout response is offered, with no CQE."""
+    async def bench(ctx, dut, tb):
+        await tb.configure(ctx)
+        await tb.send(ctx, 1)
+        await tb.until(ctx, lambda: tb.resps, 6 * TIMEOUT, "the timeout's response")
+        return tb.resps[0][0]
+    return _simulate(bench)
+
+
+def _run(offset):
+    """The timed-out command's CQE is offered ``offset`` cycles after the cycle its
+    response is first offered (negative: before); the responses, as (cid, sc, dw0)."""
+    async def bench(ctx, dut, tb):
         await tb.configure(ctx)
         # a first command, never answered by the SSD in time
         await tb.send(ctx, 1)
@@ -123,7 +141,7 @@ def _run(offset):
         if offset < 0:
             # the response is offered TIMEOUT + a few cycles after the SQE: run until
             # ``-offset`` cycles before it (found by a first run without a CQE)
-            await tb.until(ctx, lambda: tb.cycle >= found_response - 1 + offset,
+            await tb.until(ctx, lambda: tb.cycle >= _response_cycle() - 1 + offset,
                            4 * TIMEOUT, "the cycle before the response")
         else:
             await tb.until(ctx, lambda: tb.resps, 4 * TIMEOUT, "the timeout's response")
@@ -148,31 +166,11 @@ def _run(offset):
         await tb.until(ctx, lambda: len(tb.resps) == 2, 50, "the second response")
         await tb.until(ctx, lambda: not ctx.get(dut.queues_busy), 8, "queue idle")
         assert ctx.get(dut.poll) == 0, "an idle polled queue is still polled"
-        found["resps"] = [(cid_, sc, dw0) for _, cid_, sc, dw0 in tb.resps]
+        return [(cid_, sc, dw0) for _, cid_, sc, dw0 in tb.resps]
 
-    found_response = _response_cycle() if offset < 0 else None
-    sim.add_testbench(bench)
-    sim.run()
-    return found["resps"]
-
-
-def _response_cycle():
-    """The cycle the first command's timeout response is offered, with no CQE."""
-    dut = Backend(PARAMS)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    out = []
-
-    async def bench(ctx):
-        tb = _Bench(dut)
-        await tb.configure(ctx)
-        await tb.send(ctx, 1)
-        await tb.until(ctx, lambda: tb.resps, 6 * TIMEOUT, "the timeout's response")
-        out.append(tb.resps[0][0])
-
-    sim.add_testbench(bench)
-    sim.run()
-    return out[0]
+    if offset < 0:
+        _response_cycle()           # (its own simulation, before this one starts)
+    return _simulate(bench)
 
 
 @pytest.mark.parametrize("offset", range(-3, 7))

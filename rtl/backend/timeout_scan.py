@@ -31,7 +31,8 @@ def build(m, top, u):
     rd_ctx, rd_q, rd_start, rd_state = Signal(cbits), Signal(8), Signal(32), Signal(_State)
     # a zombie whose CQE came in the very cycle retirement released it (the CQE found
     # it TIMED_OUT and set ``c_late``, one cycle too late for retirement's ``keep``): its
-    # CQE will not come again, so it is freed at once and its command is not lost
+    # CQE will not come again, so it is freed when the scan reaches it (not after twice
+    # the timeout) and its command is not counted lost
     rd_late, chk_late, scan_late = Signal(), Signal(), Signal()
     m.d.comb += queues.look_q.eq(rd_q)
     age = Signal(32)

@@ -53,13 +53,20 @@ class AxiWriteArbiter(Elaboratable):
     inputs : list of ports (``awaddr`` ... ``bready`` from the masters' side)
     output : the shared port (to the AXI slave)
 
-    Timing: while no burst is in progress, the first master after the last
-    granted one (round robin) with ``awvalid`` high is connected in the same
-    cycle (its AW and W may hand over at once); it keeps the port until its
-    AW and its ``wlast`` beat have handed over. A master must present AW no
-    later than its first W beat (W beats of a master without ``awvalid`` wait).
-    ``bvalid`` / ``bresp`` reach the master whose AW is the oldest without a B,
-    combinationally; ``bready`` comes back from it.
+    Timing: the shared port is connected to one master at a time, the one in the
+    ``grant`` register, so no master's ``awready`` / ``wready`` depends on another
+    master's ``valid`` (the grant is a register, not a choice made in the cycle
+    ``awvalid`` rises). The granted master keeps the port until its AW and its
+    ``wlast`` beat have handed over. In the cycle a burst ends, and in any cycle the
+    granted master offers no AW and has no burst begun, ``grant`` moves to the first
+    master after it (round robin) with ``awvalid`` high, and back to master 0 when
+    none is: so a burst that waits behind another starts in the cycle after its
+    ``wlast`` (no idle cycle between bursts), master 0 starts at once on an idle
+    port, and another master on an idle port starts the cycle after it raises
+    ``awvalid``. Master 0 is the latency-critical one (the SQ writer). A master's W
+    beats pass with or after its AW, never before. ``bvalid`` / ``bresp`` reach the
+    master whose AW is the oldest without a B, combinationally; ``bready`` comes back
+    from it.
     """
 
     def __init__(self, masters, data_width, outstanding=16):
@@ -73,42 +80,42 @@ class AxiWriteArbiter(Elaboratable):
         m = Module()
         n = len(self.inputs)
         out = self.output
-        busy = Signal()                     # a burst holds the port
-        grant = Signal(range(n))            # its master
-        last = Signal(range(n))             # the master granted last (round robin)
+        grant = Signal(range(n))            # the master connected (a register)
         aw_done, w_done = Signal(), Signal()
-
-        # round robin among the masters with AW waiting, first after ``last``
-        chosen = Signal(range(n))
-        found = Signal()
-        round_robin(m, [port.awvalid for port in self.inputs], last, chosen, found)
-        cur = Signal(range(n))
-        active = Signal()
-        m.d.comb += [cur.eq(Mux(busy, grant, chosen)), active.eq(busy | found)]
 
         m.submodules.order = order = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()),
                                                    depth=self.outstanding)
+        g_awvalid = Signal()
+        aw_ok = Signal()                    # W may pass: its AW is offered or done
+        m.d.comb += aw_ok.eq(aw_done | g_awvalid)
         for k, port in enumerate(self.inputs):
-            with m.If(active & (cur == k)):
+            with m.If(grant == k):
                 m.d.comb += [
+                    g_awvalid.eq(port.awvalid),
                     out.awaddr.eq(port.awaddr), out.awlen.eq(port.awlen),
                     out.awsize.eq(port.awsize), out.awburst.eq(port.awburst),
                     out.awvalid.eq(port.awvalid & ~aw_done & order.w_rdy),
                     port.awready.eq(out.awready & ~aw_done & order.w_rdy),
                     out.wdata.eq(port.wdata), out.wstrb.eq(port.wstrb), out.wlast.eq(port.wlast),
-                    out.wvalid.eq(port.wvalid & ~w_done), port.wready.eq(out.wready & ~w_done),
+                    out.wvalid.eq(port.wvalid & ~w_done & aw_ok),
+                    port.wready.eq(out.wready & ~w_done & aw_ok),
                 ]
         aw_fire = out.awvalid & out.awready
         w_end = out.wvalid & out.wready & out.wlast
-        m.d.comb += [order.w_data.eq(cur), order.w_en.eq(aw_fire)]
-        with m.If(active):
-            with m.If(~busy):
-                m.d.sync += last.eq(cur)
-            with m.If((aw_done | aw_fire) & (w_done | w_end)):
-                m.d.sync += [busy.eq(0), aw_done.eq(0), w_done.eq(0)]
-            with m.Else():
-                m.d.sync += [busy.eq(1), grant.eq(cur), aw_done.eq(aw_done | aw_fire),
-                             w_done.eq(w_done | w_end)]
+        end = (aw_done | aw_fire) & (w_done | w_end)
+        m.d.comb += [order.w_data.eq(grant), order.w_en.eq(aw_fire)]
+        with m.If(end):
+            m.d.sync += [aw_done.eq(0), w_done.eq(0)]
+        with m.Else():
+            m.d.sync += [aw_done.eq(aw_done | aw_fire), w_done.eq(w_done | w_end)]
+
+        # the next grant: chosen from this cycle's requests into the register only
+        chosen = Signal(range(n))
+        found = Signal()
+        round_robin(m, [port.awvalid for port in self.inputs], grant, chosen, found)
+        free = end | ~(aw_done | w_done | g_awvalid)
+        with m.If(free):
+            m.d.sync += grant.eq(Mux(found, chosen, 0))
 
         # B responses, in AW order, to the master of the oldest AW
         head = order.r_data

@@ -72,12 +72,24 @@ def build(m, top, u):
     # context, so it has room whenever the register is to be loaded again); an idle
     # submission with nothing queued takes it straight from the register (``bypass``)
     push_v, push_ctx = Signal(), Signal(cbits)
+    # its namespace slot, loaded whenever the register may be loaded (not under the
+    # accept decision: the free list's ``r_rdy`` already enables 254 flip-flops)
+    push_slot = Signal.like(submit_adm.payload.slot)
+    in_queue = Signal()             # admission is in QUEUE (pushes ``adm_ctx``)
+    # the admitted command's slot for QUEUE's push: loaded in every IDLE cycle, so that it
+    # holds the accepted command's (``adm_cmd``'s enable is the accept decision)
+    adm_slot, in_idle = Signal.like(push_slot), Signal()
+    with m.If(in_idle):
+        m.d.sync += adm_slot.eq(cmd.slot)
     sub_idle, bypass = Signal(), Signal()
     m.d.comb += [bypass.eq(sub_idle & ~submit_r.valid & push_v),
-                 submit_adm.valid.eq(push_v & ~bypass), submit_adm.payload.eq(push_ctx)]
+                 submit_adm.valid.eq(push_v & ~bypass), submit_adm.payload.ctx.eq(push_ctx),
+                 submit_adm.payload.slot.eq(push_slot)]
     push_free = ~push_v | submit_adm.ready | bypass
     with m.If(submit_adm.ready | bypass):
         m.d.sync += push_v.eq(0)
+    with m.If(push_free):
+        m.d.sync += push_slot.eq(Mux(in_queue, adm_slot, cmd.slot))
     pt_pop = Signal()               # a page taken this cycle: written to the table next
     m.d.sync += [pt_wr.en.eq(pt_pop), pt_wr.addr.eq(Cat(alloc_k[:pt_bits], adm_ctx)),
                  pt_wr.data.eq(pages.pop_page)]
@@ -104,6 +116,7 @@ def build(m, top, u):
                  pick.fence_wr.eq(cmd_slice.o_data.fence_wr)]
     with m.FSM(name="admit"):
         with m.State("IDLE"):
+            m.d.comb += in_idle.eq(1)
             ready = cmd_slice.o_valid & free.r_rdy & ~filling
             with m.If(ready & (dataless | (pg_fresh & (pg_room | pg_none)))):
                 m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1), cm_wr.en.eq(1)]
@@ -189,6 +202,7 @@ def build(m, top, u):
             with m.If(rdma_adm.ready):
                 m.next = "IDLE"
         with m.State("QUEUE"):
+            m.d.comb += in_queue.eq(1)
             with m.If(push_free):
                 m.d.sync += [push_v.eq(1), push_ctx.eq(adm_ctx)]
                 m.next = "IDLE"
@@ -198,4 +212,4 @@ def build(m, top, u):
             with m.If(fin_adm_w.ready):
                 m.next = "IDLE"
     u.give(adm_cmd=adm_cmd, adm_ctx=adm_ctx, copy_n=copy_n, dsm_clr=dsm_clr,
-           push_ctx=push_ctx, push_v=push_v, sub_idle=sub_idle)
+           push_ctx=push_ctx, push_slot=push_slot, push_v=push_v, sub_idle=sub_idle)

@@ -150,7 +150,10 @@ def build(m, top, u):
         m.d.comb += [free.w_data.eq(release_ctx), free.w_en.eq(release_en)]
 
     # queues between units
-    submit_w, submit_r = _fifo_stream(m, "submit_q", cbits, N, fall_through=True)
+    # a context for submission and its namespace slot (submission's round-robin start is
+    # read at the slot from the FIFO's head register, not through ``c_pick``)
+    submit_layout = data.StructLayout({"ctx": cbits, "slot": _PICK(p)["slot"].shape})
+    submit_w, submit_r = _fifo_stream(m, "submit_q", submit_layout, N, fall_through=True)
     fin_adm_w, fin_adm_r = _fifo_stream(m, "fin_adm", _Finish, 2)
     fin_sts_w, fin_sts_r = _fifo_stream(m, "fin_sts", _Finish, 2)
     fin_sub_w, fin_sub_r = _fifo_stream(m, "fin_sub", _Finish, 2)
@@ -216,8 +219,8 @@ def build(m, top, u):
     def written(fence):
         """Every staging write up to ``fence`` is written."""
         return ~(stg_done - fence)[15]
-    submit_adm = stream.Signature(cbits).create()
-    submit_sts = stream.Signature(cbits).create()
+    submit_adm = stream.Signature(submit_layout).create()
+    submit_sts = stream.Signature(submit_layout).create()
     # RDMA statuses first: the status unit takes a status only when it has room on both
     # of its outputs, known from registers (its ``ready`` then does not depend on the
     # status's context)

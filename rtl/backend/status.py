@@ -13,8 +13,9 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    N, cbits, fin_sts_w, rd_kill_ctx, rd_kill_v, rd_tail, state, sts_sub_room, submit_sts = u.take(
-        "N cbits fin_sts_w rd_kill_ctx rd_kill_v rd_tail state sts_sub_room submit_sts")
+    (N, c_pick, cbits, fin_sts_w, rd_kill_ctx, rd_kill_v, rd_tail, state, sts_sub_room,
+     submit_sts) = u.take("N c_pick cbits fin_sts_w rd_kill_ctx rd_kill_v rd_tail state "
+                          "sts_sub_room submit_sts")
     # --- RDMA status dispatcher ----------------------------------------------------------
     # Two stages. The first takes a status and classifies it from its context's state
     # into a register (to submission: a READ's success; to retirement: a READ's failure,
@@ -29,6 +30,7 @@ def build(m, top, u):
     # the submission fence). ``ready`` comes from registers: the second stage is empty or
     # its output has room (the merge's and the FIFO's flags).
     sb_v, sb_sub, sb_ctx, sb_kind = Signal(), Signal(), Signal(cbits), Signal(_Kind)
+    sb_slot = Signal.like(submit_sts.payload.slot)     # the command's namespace slot
     sb_go = Signal()              # the second stage's status is taken
     m.d.comb += sb_go.eq(sb_v & Mux(sb_sub, sts_sub_room, fin_sts_w.ready))
     room = ~rd_tail & (~sb_v | sb_go)
@@ -45,13 +47,15 @@ def build(m, top, u):
     with m.If(take):
         m.d.sync += [
             sb_v.eq(s_known), sb_ctx.eq(s_ctx), sb_sub.eq(s_rd & (sts.status == 0)),
+            sb_slot.eq(c_pick.read(s_ctx).slot),
             sb_kind.eq(Mux(s_rd, _Kind.RD_ERR, Mux(sts.status == 0, _Kind.WR_OK,
                                                    _Kind.WR_ERR))),
         ]
     with m.Elif(sb_go):
         m.d.sync += sb_v.eq(0)
     m.d.comb += [
-        submit_sts.valid.eq(sb_v & sb_sub), submit_sts.payload.eq(sb_ctx),
+        submit_sts.valid.eq(sb_v & sb_sub), submit_sts.payload.ctx.eq(sb_ctx),
+        submit_sts.payload.slot.eq(sb_slot),
         fin_sts_w.valid.eq(sb_v & ~sb_sub), fin_sts_w.payload.ctx.eq(sb_ctx),
         fin_sts_w.payload.kind.eq(sb_kind),
     ]

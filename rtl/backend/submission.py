@@ -24,11 +24,11 @@ def build(m, top, u):
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
     (B, beat_shift, c_pick, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad,
-     fin_sub_w, gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_v, queues,
-     state, stg_done, stg_prp, sub_idle, submit_r, wr_issued, wr_next, written) = u.take(
+     fin_sub_w, gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_slot, push_v,
+     queues, state, stg_done, stg_prp, sub_idle, submit_r, wr_issued, wr_next, written) = u.take(
         "B beat_shift c_pick c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w "
-        "gen now p page_of pb_bits pg_bits pt_bits push_ctx push_v queues state stg_done stg_prp "
-        "sub_idle submit_r wr_issued wr_next written")
+        "gen now p page_of pb_bits pg_bits pt_bits push_ctx push_slot push_v queues state "
+        "stg_done stg_prp sub_idle submit_r wr_issued wr_next written")
     # --- submission ------------------------------------------------------------------------
     sub_ctx = Signal(cbits)
     # sub_ctx and sub_k: registers; the page table and submission's copy of the command
@@ -43,11 +43,14 @@ def build(m, top, u):
     # neither changes while the command is in PICK (``ns_rr`` is written only as an SQE
     # leaves). Both contexts it may take are read, each from a register (the queue's
     # head, admission's push), and the choice comes after the reads; so are its data
-    # pages and whether its SQE waits for its data writes
+    # pages and whether its SQE waits for its data writes. The round-robin start is read
+    # at the namespace slot that comes with the context (the queue's head register,
+    # admission's ``push_slot``), not at ``c_pick``'s slot: the 32-to-1 read of
+    # ``ns_rr`` then starts from flip-flops, not from a LUT-RAM read
     pick_mask_r, pick_from_r = Signal(p.backend_queues), Signal(8)
     npages, fence_wr = Signal(NPAGES_BITS), Signal()
     m.d.comb += [queues.pick_mask.eq(pick_mask_r), queues.pick_from.eq(pick_from_r)]
-    pk_queued, pk_pushed = c_pick.read(submit_r.payload), c_pick.read(push_ctx)
+    pk_queued, pk_pushed = c_pick.read(submit_r.payload.ctx), c_pick.read(push_ctx)
     # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
     # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
     sub_k = Signal(pt_bits + 1)
@@ -79,13 +82,13 @@ def build(m, top, u):
             pk = Mux(submit_r.valid, pk_queued.as_value(), pk_pushed.as_value())
             m.d.sync += [
                 pick_mask_r.eq(Mux(submit_r.valid, pk_queued.queues, pk_pushed.queues)),
-                pick_from_r.eq(Mux(submit_r.valid, ns_rr[pk_queued.slot],
-                                   ns_rr[pk_pushed.slot])),
+                pick_from_r.eq(Mux(submit_r.valid, ns_rr[submit_r.payload.slot],
+                                   ns_rr[push_slot])),
                 npages.eq(c_pick.shape(pk).npages),
                 fence_wr.eq(c_pick.shape(pk).fence_wr),
             ]
             with m.If(submit_r.valid):
-                m.d.comb += sub_ctx_n.eq(submit_r.payload)
+                m.d.comb += sub_ctx_n.eq(submit_r.payload.ctx)
                 m.next = "PICK"
             with m.Elif(push_v):
                 m.d.comb += sub_ctx_n.eq(push_ctx)

@@ -61,10 +61,15 @@ class AxiWriteArbiter(Elaboratable):
     granted master offers no AW and has no burst begun, ``grant`` moves to the first
     master after it (round robin) with ``awvalid`` high, and back to master 0 when
     none is: so a burst that waits behind another starts in the cycle after its
-    ``wlast`` (no idle cycle between bursts), master 0 starts at once on an idle
-    port, and another master on an idle port starts the cycle after it raises
-    ``awvalid``. Master 0 is the latency-critical one (the SQ writer). A master's W
-    beats pass with or after its AW, never before. ``bvalid`` / ``bresp`` reach the
+    ``wlast`` (no idle cycle between bursts), master 0 starts at once on a port idle
+    for a cycle (the grant parks on it then), and a master on an idle port without the
+    grant starts the cycle after it raises ``awvalid``. A burst that ends with its AW hand-shake
+    counts its own ``awvalid`` in the choice, so the grant stays on its master when no
+    other master asks in that cycle: master 0 asking in the very next cycle then waits
+    one cycle too. Master 0 is the latency-critical one (the SQ writer). A master's W
+    beats pass only while its own ``awvalid`` is up or its AW has handed over; while
+    the order FIFO is full its AW waits and its W beats may reach the port first (AXI
+    allows it). ``bvalid`` / ``bresp`` reach the
     master whose AW is the oldest without a B, combinationally; ``bready`` comes back
     from it.
     """
@@ -86,7 +91,7 @@ class AxiWriteArbiter(Elaboratable):
         m.submodules.order = order = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()),
                                                    depth=self.outstanding)
         g_awvalid = Signal()
-        aw_ok = Signal()                    # W may pass: its AW is offered or done
+        aw_ok = Signal()                    # W may pass: its master offers AW or it is done
         m.d.comb += aw_ok.eq(aw_done | g_awvalid)
         for k, port in enumerate(self.inputs):
             with m.If(grant == k):

@@ -263,8 +263,13 @@ class SqWriter(wiring.Component):
             m.d.sync += [slot_queue[wr_ptr].eq(self.i_sqe.payload.queue), wr_ptr.eq(wr_ptr + 1)]
         m.d.sync += [
             count.eq(count_n), hd_ptr.eq(hd_n), s1_valid.eq(count_n != 0),
-            q1.eq(Mux(take & (count == s1_go), self.i_sqe.payload.queue,
-                      slot_queue[hd_n])),
+            # the new head's queue with ``s1_go`` as the last select (it comes from the
+            # start decision): the candidates come from registers and the input
+            q1.eq(Mux(s1_go,
+                      Mux(take & (count == 1), self.i_sqe.payload.queue,
+                          slot_queue[(hd_ptr + 1)[:nb]]),
+                      Mux(take & (count == 0), self.i_sqe.payload.queue,
+                          slot_queue[hd_ptr]))),
         ]
         # the table entry and tail are read for the SQE in s1 until its checks are registered,
         # else for the next SQE (the second slot, or the one offered), so that the SQE that
@@ -415,8 +420,19 @@ class SqWriter(wiring.Component):
         sqe_go = can_start & ~db_go & sqe_ready
         m.d.comb += s1_go.eq(sqe_go | bad_ready)
 
-        m.d.comb += db_addr_rd.addr.eq(ring_ptr)
-        ring_db_addr = db_addr_rd.data
+        # the doorbell address of batch ``ring_ptr``, a register, so that the AW slice and
+        # the doorbell lane take it from a flip-flop, not through the LUT RAM's read. It is
+        # loaded when the doorbell is rung, from the RAM read at the next batch (an address
+        # register, ``ring_nxt``), and when a batch opens at ``ring_ptr`` (every batch rung),
+        # from the checks' register that the RAM is written from in that cycle. ``db_go``
+        # and ``sqe_go`` are exclusive, so the RAM is never written while it is read here.
+        ring_db_addr = Signal(64)
+        ring_nxt = Signal(sw, init=1)             # ring_ptr + 1
+        m.d.comb += db_addr_rd.addr.eq(ring_nxt)
+        with m.If(db_go):
+            m.d.sync += [ring_db_addr.eq(db_addr_rd.data), ring_nxt.eq(ring_nxt + 1)]
+        with m.Elif(sqe_go & ~join & (alloc_ptr == ring_ptr)):
+            m.d.sync += ring_db_addr.eq(chk_db_addr)
 
         m.d.comb += [
             aw_q.i_valid.eq(db_go | sqe_go),
@@ -496,21 +512,28 @@ class SqWriter(wiring.Component):
                 hit[i].eq(sqe_go & Mux(join, match[i], alloc_ptr == i)),
                 full[i].eq(Mux(join, b_left[i] == 1, chk_open_full)),
             ]
-        # A close is registered (``ev_r``, with the ages of that cycle: ``ev_free``) and
-        # applied from the next cycle, in which no SQE can start (a close comes from an SQE
-        # starting or an ``init_valid``, each of which clears ``chk_valid``); the doorbell
-        # decision sees it in that cycle through ``closing``, as it saw ``b_closed`` before.
+        # A close is registered (``ev_r``) and applied from the next cycle, in which no SQE
+        # can start (a close comes from an SQE starting or an ``init_valid``, each of which
+        # clears ``chk_valid``); the doorbell decision sees it in that cycle through
+        # ``closing``, as it saw ``b_closed`` before. Which batches are older is registered
+        # with it, from ``free_ptr`` of the close's cycle: ``older[(i, k)]`` (i < k) says
+        # that batch i is older than batch k, so ``closing`` is an AND-OR of flip-flops.
         ev = Signal(D)                            # batch i closes, and every older one
         ev_r = Signal(D)
-        ev_free = Signal(sw)                      # free_ptr in the cycle of the close
-        m.d.sync += [ev_r.eq(ev), ev_free.eq(free_ptr)]
-        rel = [Signal(sw, name=f"b_rel{i}") for i in range(D)]    # age then: 0 = oldest
+        m.d.sync += ev_r.eq(ev)
+        older = {}
+        for i in range(D):
+            for k in range(i + 1, D):
+                older[i, k] = Signal(name=f"b_older{i}_{k}")
+                m.d.sync += older[i, k].eq((i - free_ptr)[:sw] < (k - free_ptr)[:sw])
+
+        def older_eq(i, k):                       # batch i is batch k or older
+            return Const(1) if i == k else older[i, k] if i < k else ~older[k, i]
         for i in range(D):
             m.d.comb += [
-                rel[i].eq(i - ev_free),
                 ev[i].eq((hit[i] & (full[i] | init_q1))
                          | (b_alloc[i] & self.init_valid & (self.init_queue == b_queue[i]))),
-                closing[i].eq(Cat(ev_r[k] & (rel[i] <= rel[k]) for k in range(D)).any()),
+                closing[i].eq(Cat(ev_r[k] & older_eq(i, k) for k in range(D)).any()),
             ]
         for i in range(D):
             hit_sqe = hit[i]

@@ -114,13 +114,37 @@ def build(m, top, u):
     m.d.comb += [pick.queues.eq(cmd.queues), pick.slot.eq(cmd.slot),
                  pick.npages.eq(cmd_slice.o_data.npages),
                  pick.fence_wr.eq(cmd_slice.o_data.fence_wr)]
+    # Admission's writes to a context's per-context registers are applied the cycle
+    # after, from registers (``adm_ctx`` and the flags below), so that its decisions
+    # enable a few flip-flops instead of 32 contexts' registers: at the accept, the late
+    # flag and the DSM verdict are cleared (``acc_v``), and a command that moves no data
+    # becomes READY, one with no page RETIRING; at the end of ALLOC the command becomes
+    # READY or WAIT_RD (``st_v``: the state in ``st_state``, worked out every cycle from
+    # registers; a context that takes pages stays FREE until then). No unit acts on the
+    # context in the cycle between: it is off the free list, its push to submission is
+    # in a register (submission writes the state cycles later), its RDMA READ is not yet
+    # asked for, and the other units act only on WAIT_RD, WAIT_WR, SUBMITTED, TIMED_OUT
+    # or ZOMBIE, which it is in neither cycle. ``adm_ctx`` changes only at an accept,
+    # which never follows an accept or ALLOC's end in the next cycle.
+    acc_v, st_v, st_state = Signal(), Signal(), Signal(_State)
+    in_alloc = Signal()             # admission is in ALLOC
+    m.d.sync += [acc_v.eq(0), st_v.eq(0),
+                 st_state.eq(Mux(in_alloc,
+                                 Mux(~adm_icd & adm_in, _State.WAIT_RD, _State.READY),
+                                 Mux(dataless, _State.READY, _State.RETIRING)))]
+    with m.If(acc_v):
+        m.d.sync += c_late[adm_ctx].eq(0)
+        m.d.comb += dsm_clr.eq(1 << adm_ctx)
+    with m.If(st_v):
+        m.d.sync += state[adm_ctx].eq(st_state)
     with m.FSM(name="admit"):
         with m.State("IDLE"):
             m.d.comb += in_idle.eq(1)
             ready = cmd_slice.o_valid & free.r_rdy & ~filling
             with m.If(ready & (dataless | (pg_fresh & (pg_room | pg_none)))):
                 m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1), cm_wr.en.eq(1)]
-                m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), c_late[a_ctx].eq(0),
+                m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), acc_v.eq(1),
+                             st_v.eq(dataless | pg_none),
                              alloc_k.eq(0), alloc_n.eq(cmd_slice.o_data.pages),
                              adm_icd.eq(cmd.icd), adm_in.eq(data_in)]
                 gen.write(a_ctx, gen.read(a_ctx) + 1)
@@ -131,19 +155,16 @@ def build(m, top, u):
                 c_pick.write(a_ctx, pick)
                 c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
                                        cmd.nsze))
-                m.d.comb += dsm_clr.eq(1 << a_ctx)
                 m.d.sync += copy_n.eq(0)
                 # a command with nothing to bring in goes to submission next (from QUEUE
                 # when the push register is still taken); one with data takes its pages
                 # first (ALLOC), one a cycle
                 with m.If(dataless):
-                    m.d.sync += state[a_ctx].eq(_State.READY)
                     with m.If(push_free):
                         m.d.sync += [push_v.eq(1), push_ctx.eq(a_ctx)]
                     with m.Else():
                         m.next = "QUEUE"
                 with m.Elif(pg_none):
-                    m.d.sync += state[a_ctx].eq(_State.RETIRING)
                     m.next = "INTERNAL"
                 with m.Else():
                     # the context stays FREE (no unit acts on it: no READ data or
@@ -155,15 +176,15 @@ def build(m, top, u):
             # into the page table from registers the cycle after (COPY waits for it;
             # RDMA READ data and submission come later)
             m.d.comb += pages.pop_ss.eq(adm_cmd.subsystem)
+            m.d.comb += in_alloc.eq(1)
+
             def after_alloc():
+                m.d.sync += st_v.eq(1)          # READY or WAIT_RD (``st_state``)
                 with m.If(adm_icd):
-                    m.d.sync += state[adm_ctx].eq(_State.READY)
                     m.next = "COPY"
                 with m.Elif(adm_in):
-                    m.d.sync += state[adm_ctx].eq(_State.WAIT_RD)
                     m.next = "RDMA"
                 with m.Else():
-                    m.d.sync += state[adm_ctx].eq(_State.READY)
                     m.next = "QUEUE"
             with m.If(alloc_k == alloc_n):
                 after_alloc()           # no page (in-capsule data of zero bytes)

@@ -54,12 +54,12 @@ backend.Backend          Out o_event (2), o_rdma_cmd (9), o_stg_wr (11),  11    
                          o_stg_rd, o_sqe, o_qp_fail; In i_cmd, i_data,
                          i_rdma_rd, i_rdma_sts, i_stg_rd, i_sq_done,
                          i_cqe, i_cq_error
-backend.Backend          Out o_event (2), o_sqe (5), o_rdma_cmd (6),      9      9, 13 (*)   -
+backend.Backend          Out o_event (2), o_sqe (5), o_rdma_cmd (6),      9      9, 14 (*)   -
   (``backend_tiny``:     o_stg_wr (8), o_resp (7), o_ns_count (9),
-  ``P_TINY``, memories   o_qp_fail (12), o_qp_error, o_rdma_wr, o_stg_rd
-  mapped)                (not by 12); In i_cmd, i_rdma_rd, i_rdma_sts,
+  ``P_TINY``, memories   o_qp_fail (13), o_qp_error, o_rdma_wr, o_stg_rd
+  mapped)                (not by 13); In i_cmd, i_rdma_rd, i_rdma_sts,
                          i_sq_done, i_cqe, i_cq_error (0), i_data (6),
-                         i_stg_rd (not by 12)
+                         i_stg_rd (not by 13)
 backend._merge           Out o (1); In first, second                      4      4           -
   (``_Merge``)
 sq_writer.SqWriter       Out o_done (4); In i_sqe                         16     6           -
@@ -274,7 +274,9 @@ BACKEND_TINY_BMC = 9
 BACKEND_TINY_COVERS = [
     (9, ("o_event", "o_sqe", "o_rdma_cmd", "o_stg_wr", "o_resp", "i_cmd", "i_data",
          "i_rdma_rd", "i_rdma_sts", "i_sq_done", "i_cqe", "i_cq_error"), ()),
-    (13, ("o_ns_count", "o_qp_fail"), ("i_stg_rd__valid", "i_cq_error__valid"))]
+    # (14: a READ's status is taken from the cycle after admission's WAIT_RD write, which
+    # comes from registers the cycle after ALLOC ends, as the descriptor is first offered)
+    (14, ("o_ns_count", "o_qp_fail"), ("i_stg_rd__valid", "i_cq_error__valid"))]
 MAPPED = {"backend_tiny"}
 
 _STAGING_AXI_QUIET = ("s_axi_p2p_awvalid", "s_axi_p2p_wvalid", "s_axi_p2p_arvalid")

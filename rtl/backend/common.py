@@ -97,7 +97,7 @@ def _engine_status(entry):
     return sc.value | (sct.value << 8) | (dnr << 14)
 
 
-def _merge(m, name, sources, sink):
+def _merge(m, name, sources, sink, early=None):
     """Fixed-priority merge of streams into ``sink`` (earlier sources first).
 
     A source offered on ``sink`` and not taken stays chosen (a register) until taken,
@@ -106,7 +106,12 @@ def _merge(m, name, sources, sink):
 
     Returns one flag per source: that source would be taken in this cycle if offered
     (from ``sink.ready``, the lock registers and the earlier sources' ``valid``, not
-    from its own), so that a producer can decide before offering."""
+    from its own), so that a producer can decide before offering.
+
+    ``early``, when given (a signal of the payload's shape), is driven with
+    ``sink.payload`` whenever ``sink.valid`` is high, chosen without the last
+    source's ``valid`` (the last source is the default): a consumer that needs only
+    the payload when it is valid reads it without the last producer's decision."""
     locked = Signal(name=f"{name}_locked")
     lock = Signal(range(len(sources)), name=f"{name}_lock")
     choice = Signal.like(lock, name=f"{name}_choice")
@@ -122,6 +127,17 @@ def _merge(m, name, sources, sink):
                 m.d.comb += [sink.valid.eq(src.valid), sink.payload.eq(src.payload),
                              src.ready.eq(sink.ready)]
     m.d.sync += [locked.eq(sink.valid & ~sink.ready), lock.eq(choice)]
+    if early is not None:
+        pick = Signal.like(lock, name=f"{name}_early")
+        m.d.comb += pick.eq(Mux(locked, lock, len(sources) - 1))
+        with m.If(~locked):
+            for i in reversed(range(len(sources) - 1)):
+                with m.If(sources[i].valid):
+                    m.d.comb += pick.eq(i)
+        with m.Switch(pick):
+            for i, src in enumerate(sources):
+                with m.Case(i):
+                    m.d.comb += early.eq(src.payload)
     rooms = []
     for i in range(len(sources)):
         room = Signal(name=f"{name}_room{i}")

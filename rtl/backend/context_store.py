@@ -177,7 +177,11 @@ def build(m, top, u):
     stg_prp = stream.Signature(iw_layout).create()
     stg_any = stream.Signature(iw_layout).create()
     # a PRP list entry first
-    _, stg_rdm_room, stg_adm_room = _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any)
+    # (``stg_early``: the merged beat chosen without admission's ``valid``, for the page
+    # table's read address below)
+    stg_early = Signal(iw_layout)
+    _, stg_rdm_room, stg_adm_room = _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any,
+                                           early=stg_early)
     # two register stages to o_stg_wr: the merged beat (stg_in), then the beat with its
     # offset, its page read from the page table by stg_in's registers (stg_out); each a
     # slice, so that o_stg_wr and the sources' ready come from flip-flops
@@ -185,9 +189,11 @@ def build(m, top, u):
     m.submodules.stg_out = stg_out = RegisterSlice(StagingWrite(W))
     iw = stg_in.o_data
     # the page is read as stg_in loads its output register (from its spare entry or its
-    # input), so that it is there with the beat
+    # input), so that it is there with the beat. The input's context and index come from
+    # the merge's early choice, the same beat whenever one is offered: admission's COPY
+    # decision (its state, the in-capsule data's ``valid``) does not reach the address
     iw_next = Signal(iw_layout)
-    m.d.comb += iw_next.eq(Mux(stg_in.spare_valid, stg_in.spare, stg_in.i_data))
+    m.d.comb += iw_next.eq(Mux(stg_in.spare_valid, stg_in.spare, stg_early))
     iw_page = page_of(iw_next.ctx, iw_next.n >> pb_bits,
                       en=~stg_in.o_valid | stg_in.o_ready)
     m.d.comb += [

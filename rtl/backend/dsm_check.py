@@ -32,13 +32,22 @@ def build(m, top, u):
     t_fire, t_ctx, t_beat, t_data = Signal(), Signal(cbits), Signal(beat_w), Signal(W)
     t_chk = Signal(_DsmCheck)
     t_adm = Signal()                # the beat is in-capsule data (else RDMA READ data)
-    with m.If(stg_adm.valid & stg_adm.ready):
-        m.d.comb += [t_fire.eq(adm_cmd.opcode == Opcode.DSM.value), t_ctx.eq(adm_ctx),
-                     t_beat.eq(copy_n), t_data.eq(stg_adm.payload.data), t_adm.eq(1),
-                     t_chk.nr.eq(adm_cmd.cdw.dsm.nr), t_chk.nsze.eq(adm_cmd.nsze)]
-    with m.Elif(stg_rdm.valid & stg_rdm.ready):
-        m.d.comb += [t_chk.eq(c_dsm.read(rd_ctx)), t_fire.eq(t_chk.on), t_ctx.eq(rd_ctx),
+    # The merge takes one beat a cycle. Only ``t_fire`` and ``t_adm`` follow the
+    # in-capsule beat's hand-shake; the beat's fields are chosen by the RDMA READ beat's
+    # (admission's are the default: they matter only when ``t_fire``), so that
+    # admission's COPY decision does not select the 64-bit fields
+    adm_fire = stg_adm.valid & stg_adm.ready
+    rdm_fire = stg_rdm.valid & stg_rdm.ready
+    rdm_chk = c_dsm.read(rd_ctx)
+    m.d.comb += [t_adm.eq(adm_fire),
+                 t_fire.eq(Mux(adm_fire, adm_cmd.opcode == Opcode.DSM.value,
+                               rdm_fire & rdm_chk.on))]
+    with m.If(rdm_fire):
+        m.d.comb += [t_chk.eq(rdm_chk), t_ctx.eq(rd_ctx),
                      t_beat.eq(rd_count), t_data.eq(stg_rdm.payload.data)]
+    with m.Else():
+        m.d.comb += [t_ctx.eq(adm_ctx), t_beat.eq(copy_n), t_data.eq(stg_adm.payload.data),
+                     t_chk.nr.eq(adm_cmd.cdw.dsm.nr), t_chk.nsze.eq(adm_cmd.nsze)]
     ck_v, ck_ctx, ck_nsze = Signal(), Signal(cbits), Signal(64)
     ck_beat, ck_nr = Signal(beat_w), Signal(8)
     ck_slba = [Signal(64, name=f"ck_slba{j}") for j in range(lanes)]

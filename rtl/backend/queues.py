@@ -23,7 +23,8 @@ class _Queues(Elaboratable):
     whose CQ slot stays reserved until a CQE for no command arrives on that queue and
     takes its place). A queue with lost commands is not busy and is polled only for
     the commands it still has; ``fail_en``
-    marks ``fail_q`` failed (``fail_new`` pulses the first time).
+    marks ``fail_q`` failed. ``first_q`` -> ``first``, two combinational look-ups
+    (one per failure reporter): the queue exists and has not failed yet.
     ``look_q`` -> ``look_timeout`` / ``look_failed``; ``poll``: queues in
     polling mode with commands outstanding.
     """
@@ -40,7 +41,8 @@ class _Queues(Elaboratable):
         self.cqe_en, self.cqe_q, self.cqe_sqhd = Signal(), Signal(8), Signal(16)
         self.cqe_owned = Signal()
         self.lose_en, self.lose_q = Signal(), Signal(8)
-        self.fail_en, self.fail_q, self.fail_new = Signal(), Signal(8), Signal()
+        self.fail_en, self.fail_q = Signal(), Signal(8)
+        self.first_q, self.first = [Signal(8), Signal(8)], [Signal(), Signal()]
         self.look_q, self.look_timeout, self.look_failed = Signal(8), Signal(32), Signal()
         self.poll = Signal(nq)
         self.busy = Signal()                # a working queue has SQ entries or CQEs to come
@@ -142,6 +144,7 @@ class _Queues(Elaboratable):
         m.d.comb += [
             self.look_timeout.eq(timeout[self.look_q]),
             self.look_failed.eq(failed[self.look_q]),
-            self.fail_new.eq(self.fail_en & (self.fail_q < NQ) & ~failed[self.fail_q]),
         ]
+        for q_in, first in zip(self.first_q, self.first, strict=True):
+            m.d.comb += first.eq((q_in < NQ) & ~failed[q_in])
         return m

@@ -54,6 +54,8 @@ def build(m, top, u):
     # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
     # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
     sub_k = Signal(pt_bits + 1)
+    pick_1st = Signal()           # PICK's first cycle: page 0 is read
+    m.d.sync += pick_1st.eq(0)
     m.d.comb += [sub_ctx_n.eq(sub_ctx), sub_k_n.eq(sub_k)]
     m.d.sync += [sub_ctx.eq(sub_ctx_n), sub_k.eq(sub_k_n)]
     sub_page = page_of(sub_ctx_n, sub_k_n)
@@ -89,12 +91,20 @@ def build(m, top, u):
             ]
             with m.If(submit_r.valid):
                 m.d.comb += sub_ctx_n.eq(submit_r.payload.ctx)
+                m.d.sync += pick_1st.eq(1)
                 m.next = "PICK"
             with m.Elif(push_v):
                 m.d.comb += sub_ctx_n.eq(push_ctx)
+                m.d.sync += pick_1st.eq(1)
                 m.next = "PICK"
         with m.State("PICK"):
-            m.d.sync += prp1_page.eq(sub_page)
+            # page 0 (read at the address IDLE gave) is kept in PICK's first cycle; from
+            # then on the table is read at the page the next state needs (the list page,
+            # else page 1), whether or not a queue is picked in that cycle, so that the
+            # pick's outcome does not reach the table's address
+            with m.If(pick_1st):
+                m.d.sync += prp1_page.eq(sub_page)
+            m.d.comb += sub_k_n.eq(Mux(npages > 2, npages, 1))
             with m.If(ck_v & (ck_ctx == sub_ctx)):
                 pass                # its last range is still being checked
             with m.Elif(queues.pick_ok & dsm_bad.bit_select(sub_ctx, 1)):
@@ -103,10 +113,8 @@ def build(m, top, u):
             with m.Elif(queues.pick_ok):
                 m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1)]
                 with m.If(npages > 2):
-                    m.d.comb += sub_k_n.eq(npages)
                     m.next = "LIST"
                 with m.Else():
-                    m.d.comb += sub_k_n.eq(1)
                     # a Write's data is all issued (READY comes after its last beat);
                     # other commands wait for no write
                     m.d.sync += sub_fence.eq(Mux(fence_wr, wr_next, stg_done))

@@ -42,16 +42,32 @@ def build(m, top, u):
     m.d.comb += nxt.eq(Mux(rd_in.spare_valid, rd_in.spare, rd_in.i_data))
     nxt_valid = rd_in.spare_valid | rd_in.i_valid
     load = ~rd_in.o_valid | rd_in.o_ready       # the output register takes ``nxt``
+    # The beat count is compared once per packet: its first beat is checked against the
+    # count being non-zero, and the count left (``pkt_left``, ``pkt_more``: registers
+    # set at that beat) answers for the packet's later beats, which must carry the first
+    # beat's tag (an AXI4-Stream packet has one TID; a beat with another is dropped).
+    # So no carry chain lies between the beat count's LUT-memory read and ``rd_ok``.
     n_ctx = nxt.tag[:cbits]
     in_pkt = Signal(beat_w)                     # beats of the packet loaded so far
+    pkt_first = Signal(init=1)                  # in_pkt == 0: the next beat starts one
+    pkt_ctx = Signal(cbits)                     # the packet's context (its first tag)
+    pkt_left = Signal(beat_w)                   # its command's beats not yet brought ...
+    pkt_more = Signal()                         # ... != 0
     rd_ok, rd_count = Signal(), Signal(beat_w)
     rd_kill_v, rd_kill_ctx = Signal(), Signal(cbits)   # driven by the status unit
+    beats = c_beats.read(n_ctx)
     with m.If(load):
         m.d.sync += [rd_ok.eq((nxt.tag < N) & (state[n_ctx] == _State.WAIT_RD)
-                              & (in_pkt < c_beats.read(n_ctx))),
+                              & Mux(pkt_first, beats != 0,
+                                    (n_ctx == pkt_ctx) & pkt_more)),
                      rd_count.eq(in_pkt)]
         with m.If(nxt_valid):
-            m.d.sync += in_pkt.eq(Mux(nxt.last, 0, in_pkt + 1))
+            m.d.sync += [in_pkt.eq(Mux(nxt.last, 0, in_pkt + 1)), pkt_first.eq(nxt.last)]
+            with m.If(pkt_first):
+                m.d.sync += [pkt_ctx.eq(n_ctx), pkt_left.eq(beats - 1), pkt_more.eq(beats > 1)]
+            with m.Else():
+                m.d.sync += [pkt_left.eq(pkt_left - pkt_more),
+                             pkt_more.eq(pkt_more & (pkt_left > 1))]
     with m.Else():
         m.d.sync += rd_ok.eq(rd_ok & ~(rd_kill_v & (rd_kill_ctx == rd_ctx)))
     m.d.comb += [

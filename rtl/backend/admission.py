@@ -121,11 +121,14 @@ def build(m, top, u):
     # becomes READY, one with no page RETIRING; at the end of ALLOC the command becomes
     # READY or WAIT_RD (``st_v``: the state in ``st_state``, worked out every cycle from
     # registers; a context that takes pages stays FREE until then). No unit acts on the
-    # context in the cycle between: it is off the free list, its push to submission is
-    # in a register (submission writes the state cycles later), its RDMA READ is not yet
-    # asked for, and the other units act only on WAIT_RD, WAIT_WR, SUBMITTED, TIMED_OUT
-    # or ZOMBIE, which it is in neither cycle. ``adm_ctx`` changes only at an accept,
-    # which never follows an accept or ALLOC's end in the next cycle.
+    # context in the cycle between: it is off the free list; its push to submission is
+    # in a register (submission reads the DSM verdict in PICK two cycles after the accept
+    # at the earliest, when the clear shows, and writes the state later still); its RDMA
+    # READ is offered from that cycle on and answered after it is taken (a status or
+    # data beat in that very cycle would find the context FREE and be dropped); and the
+    # other units act only on WAIT_RD, WAIT_WR, SUBMITTED, TIMED_OUT or ZOMBIE, which it
+    # is in neither cycle. ``adm_ctx`` changes only at an accept; one in the next cycle
+    # loads it at the end of that cycle, after the write that reads it.
     acc_v, st_v, st_state = Signal(), Signal(), Signal(_State)
     in_alloc = Signal()             # admission is in ALLOC
     m.d.sync += [acc_v.eq(0), st_v.eq(0),

@@ -49,7 +49,7 @@ def build(m, top, u):
     # So no carry chain lies between the beat count's LUT-memory read and ``rd_ok``.
     n_ctx = nxt.tag[:cbits]
     in_pkt = Signal(beat_w)                     # beats of the packet loaded so far
-    pkt_first = Signal(init=1)                  # in_pkt == 0: the next beat starts one
+    pkt_first = Signal(init=1)                  # the beat before was a last (or none yet)
     pkt_ctx = Signal(cbits)                     # the packet's context (its first tag)
     pkt_left = Signal(beat_w)                   # its command's beats not yet brought ...
     pkt_more = Signal()                         # ... != 0

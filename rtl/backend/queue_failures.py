@@ -16,13 +16,13 @@ def build(m, top, u):
     # --- queue failures: SQ writer or CQ handler errors ------------------------------------
     fail_q = Signal(8)
     fail = Signal()
-    with m.If(top.i_sq_done.valid & ~top.i_sq_done.payload.ok):
+    sq_fail = top.i_sq_done.valid & ~top.i_sq_done.payload.ok
+    with m.If(sq_fail):
         m.d.comb += [fail.eq(1), fail_q.eq(top.i_sq_done.payload.queue)]
     with m.Elif(top.i_cq_error.valid):
         m.d.comb += [fail.eq(1), fail_q.eq(top.i_cq_error.payload.queue)]
     # whether the failure is a queue's first is worked out for each reporter beside the
     # choice between them (its queue's flag read at its own queue), not after it
-    sq_fail = top.i_sq_done.valid & ~top.i_sq_done.payload.ok
     m.d.comb += [queues.first_q[0].eq(top.i_sq_done.payload.queue),
                  queues.first_q[1].eq(top.i_cq_error.payload.queue)]
     first = Mux(sq_fail, queues.first[0], queues.first[1])
@@ -31,6 +31,4 @@ def build(m, top, u):
                  ev_q_w.payload.kind.eq(EventType.NVME_PCI_ERR),
                  ev_q_w.payload.object.eq(fail_q),
                  top.i_sq_done.ready.eq(top.i_sq_done.payload.ok | ev_q_w.ready),
-                 top.i_cq_error.ready.eq(~(top.i_sq_done.valid
-                                            & ~top.i_sq_done.payload.ok)
-                                          & ev_q_w.ready)]
+                 top.i_cq_error.ready.eq(~sq_fail & ev_q_w.ready)]

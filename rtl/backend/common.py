@@ -148,6 +148,28 @@ def _merge(m, name, sources, sink, early=None):
     return rooms
 
 
+def _merge_registered(m, name, sources, sink):
+    """Fixed-priority merge of streams into a register that offers ``sink`` (earlier
+    sources first): ``sink.valid`` and ``sink.payload`` are flip-flops, so that a
+    consumer that reads a memory at ``sink.payload`` starts from a register.
+
+    The register takes when it is empty or taken (``sink.ready``); it then takes the
+    earliest valid source. A record offered by a source in cycle t is offered on
+    ``sink`` from t+1: fall-through source FIFOs (``_fifo_stream(...,
+    fall_through=True)``) with this merge have the latency of buffered FIFOs with
+    :func:`_merge`."""
+    take = Signal(name=f"{name}_take")
+    m.d.comb += take.eq(~sink.valid | sink.ready)
+    with m.If(take):
+        m.d.sync += sink.valid.eq(Cat(*(src.valid for src in sources)).any())
+        for i in reversed(range(len(sources))):
+            with m.If(sources[i].valid):
+                m.d.sync += sink.payload.eq(sources[i].payload)
+    for i, src in enumerate(sources):
+        earlier = [s.valid for s in sources[:i]]
+        m.d.comb += src.ready.eq(take & (~Cat(*earlier).any() if earlier else 1))
+
+
 def _fifo_stream(m, name, layout, depth, *, fall_through=False):
     """A FIFO with stream views: returns (write side, read side) stream interfaces.
 

@@ -19,6 +19,7 @@ from .common import (
     _Finish,
     _InternalWrite,
     _merge,
+    _merge_registered,
     _StagingRef,
     _State,
 )
@@ -154,15 +155,17 @@ def build(m, top, u):
     # read at the slot from the FIFO's head register, not through ``c_pick``)
     submit_layout = data.StructLayout({"ctx": cbits, "slot": _PICK(p)["slot"].shape})
     submit_w, submit_r = _fifo_stream(m, "submit_q", submit_layout, N, fall_through=True)
-    fin_adm_w, fin_adm_r = _fifo_stream(m, "fin_adm", _Finish, 2)
-    fin_sts_w, fin_sts_r = _fifo_stream(m, "fin_sts", _Finish, 2)
-    fin_sub_w, fin_sub_r = _fifo_stream(m, "fin_sub", _Finish, 2)
-    fin_cqe_w, fin_cqe_r = _fifo_stream(m, "fin_cqe", _Finish, 4)
-    fin_scan_w, fin_scan_r = _fifo_stream(m, "fin_scan", _Finish, 2)
+    # the finish records: fall-through FIFOs into a registered merge (retirement reads
+    # the command memory at the merge register's context, not through its choice)
+    fin_adm_w, fin_adm_r = _fifo_stream(m, "fin_adm", _Finish, 2, fall_through=True)
+    fin_sts_w, fin_sts_r = _fifo_stream(m, "fin_sts", _Finish, 2, fall_through=True)
+    fin_sub_w, fin_sub_r = _fifo_stream(m, "fin_sub", _Finish, 2, fall_through=True)
+    fin_cqe_w, fin_cqe_r = _fifo_stream(m, "fin_cqe", _Finish, 4, fall_through=True)
+    fin_scan_w, fin_scan_r = _fifo_stream(m, "fin_scan", _Finish, 2, fall_through=True)
     fin = stream.Signature(_Finish).create()
     # RDMA statuses first: each releases a context and its pages, and CQEs arriving in a
     # burst would otherwise hold them back (4 KiB Reads at 128 with a bursty SSD: 0.67 -> 1)
-    _merge(m, "fin", [fin_sts_r, fin_cqe_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
+    _merge_registered(m, "fin", [fin_sts_r, fin_cqe_r, fin_scan_r, fin_sub_r, fin_adm_r], fin)
     cnt_w, cnt_r = _fifo_stream(m, "count_q", _CountRecord, 4)
     ev_q_w, ev_q_r = _fifo_stream(m, "ev_queue", Event, 4)
     ev_ret = stream.Signature(Event).create()

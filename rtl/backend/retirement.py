@@ -26,12 +26,13 @@ def build(m, top, u):
         "B beat_shift c_beats c_stg cbits cm_ret fin")
     # --- retirement ------------------------------------------------------------------------
     job = Signal(_Finish)
-    # In IDLE and RESPOND (``look_ahead``, from the state register alone) the command
-    # memory's port reads the context of the finish record offered, taken or not, so that
-    # the take (o_resp.ready, the counters' room) does not choose its address. What
+    # In IDLE and RESPOND (``look_ahead``, a register set with each move to either) the
+    # command memory's port reads the context of the finish record offered (the ``fin``
+    # merge's register), taken or not, so that the take (o_resp.ready, the counters'
+    # room) does not choose its address, which comes from flip-flops through one LUT. What
     # RESPOND and a release use of the command is kept in ``rkept``, loaded in every
     # other state; the other states read the job's own context (``rcmd``)
-    look_ahead, responding = Signal(), Signal()
+    look_ahead, responding = Signal(init=1), Signal()
     m.d.comb += [cm_ret.addr.eq(Mux(look_ahead, fin.payload.ctx, job.ctx)),
                  cm_ret.en.eq(1)]
     rcmd = cm_ret.data
@@ -72,12 +73,16 @@ def build_retire_fsm(m, top, u):
         "c_dw0 c_queue cnt_w ev_ret filling fin is_read job look_ahead mov_w rcmd rctx "
         "release_now resp responding state status")
 
+    def go(state):
+        m.next = state
+        m.d.sync += look_ahead.eq(state in ("IDLE", "RESPOND"))
+
     with m.FSM(name="retire"):
         with m.State("IDLE"):
-            m.d.comb += [fin.ready.eq(1), look_ahead.eq(1)]
+            m.d.comb += fin.ready.eq(1)
             with m.If(fin.valid):
                 m.d.sync += job.eq(fin.payload)
-                m.next = "DECIDE"
+                go("DECIDE")
         with m.State("DECIDE"):
             with m.Switch(job.kind):
                 with m.Case(_Kind.CQE):
@@ -89,65 +94,65 @@ def build_retire_fsm(m, top, u):
                         with m.If(mov_w.ready):
                             m.d.sync += state[rctx].eq(_State.WAIT_WR)
                             c_dw0.write(rctx, job.dw0)
-                            m.next = "IDLE"
+                            go("IDLE")
                     with m.Else():
-                        m.next = "RESPOND"
+                        go("RESPOND")
                 with m.Case(_Kind.WR_OK):
                     m.d.sync += status.eq(0)
-                    m.next = "RESPOND"
+                    go("RESPOND")
                 with m.Case(_Kind.RD_ERR):
                     m.d.sync += status.eq(_engine_status(NvmeStatus.DATA_TRANSFER_ERROR))
-                    m.next = "EVENT_FATAL"
+                    go("EVENT_FATAL")
                 with m.Case(_Kind.WR_ERR):
-                    m.next = "QP_ERROR"
+                    go("QP_ERROR")
                 with m.Case(_Kind.TIMEOUT):
                     m.d.sync += status.eq(_engine_status(NvmeStatus.INTERNAL_ERROR))
                     with m.If(job.failed):
-                        m.next = "RESPOND"
+                        go("RESPOND")
                     with m.Else():
-                        m.next = "EVENT_TIMEOUT"
+                        go("EVENT_TIMEOUT")
                 with m.Case(_Kind.ZOMBIE):
-                    m.next = "FREE"
+                    go("FREE")
                 with m.Case(_Kind.INTERNAL):
                     m.d.sync += status.eq(_engine_status(NvmeStatus.INTERNAL_ERROR))
-                    m.next = "RESPOND"
+                    go("RESPOND")
                 with m.Case(_Kind.REFUSED):
                     m.d.sync += status.eq(job.status)
-                    m.next = "RESPOND"
+                    go("RESPOND")
         with m.State("EVENT_FATAL"):
             m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
                          ev_ret.payload.object.eq(rcmd.qpn)]
             with m.If(ev_ret.ready):
-                m.next = "QP_FAIL_RD"
+                go("QP_FAIL_RD")
         with m.State("QP_FAIL_RD"):
             # the failed RDMA READ puts the QP in error (later capsules are discarded)
             m.d.comb += [top.o_qp_fail.valid.eq(1), top.o_qp_fail.payload.qpn.eq(rcmd.qpn)]
             with m.If(top.o_qp_fail.ready):
-                m.next = "RESPOND"
+                go("RESPOND")
         with m.State("EVENT_TIMEOUT"):
             m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.NVME_TIMEOUT),
                          ev_ret.payload.object.eq(c_queue.read(rctx))]
             with m.If(ev_ret.ready):
-                m.next = "RESPOND"
+                go("RESPOND")
         with m.State("QP_ERROR"):
             m.d.comb += [top.o_qp_error.valid.eq(1),
                          top.o_qp_error.payload.qpn.eq(rcmd.qpn),
                          top.o_qp_error.payload.reason.eq(Reason.RDMA_ERROR)]
             with m.If(top.o_qp_error.ready):
-                m.next = "QP_ERROR_EVENT"
+                go("QP_ERROR_EVENT")
         with m.State("QP_ERROR_EVENT"):
             m.d.comb += [ev_ret.valid.eq(1), ev_ret.payload.kind.eq(EventType.QP_FATAL),
                          ev_ret.payload.object.eq(rcmd.qpn)]
             with m.If(ev_ret.ready):
-                m.next = "QP_FAIL_WR"
+                go("QP_FAIL_WR")
         with m.State("QP_FAIL_WR"):
             m.d.comb += [top.o_qp_fail.valid.eq(1), top.o_qp_fail.payload.qpn.eq(rcmd.qpn)]
             with m.If(top.o_qp_fail.ready):
-                m.next = "FREE"
+                go("FREE")
         with m.State("RESPOND"):
             # the response, the counters' record and the context's release in one cycle;
             # the next job is taken in the same cycle. The command is ``rkept`` here
-            m.d.comb += [look_ahead.eq(1), responding.eq(1)]
+            m.d.comb += responding.eq(1)
             m.d.comb += resp.cqe.dw0.eq(Mux(job.kind == _Kind.WR_OK, c_dw0.read(rctx),
                                             job.dw0))
             m.d.comb += top.o_resp.valid.eq(cnt_w.ready & ~filling)
@@ -156,11 +161,11 @@ def build_retire_fsm(m, top, u):
                 m.d.comb += fin.ready.eq(1)
                 with m.If(fin.valid):
                     m.d.sync += job.eq(fin.payload)
-                    m.next = "DECIDE"
+                    go("DECIDE")
                 with m.Else():
-                    m.next = "IDLE"
+                    go("IDLE")
         with m.State("FREE"):
             # no response (a late CQE, a failed RDMA WRITE): release only
             with m.If(~filling):
                 m.d.comb += release_now.eq(1)
-                m.next = "IDLE"
+                go("IDLE")

@@ -140,6 +140,12 @@ def build(m, top, u):
         m.d.comb += dsm_clr.eq(1 << adm_ctx)
     with m.If(st_v):
         m.d.sync += state[adm_ctx].eq(st_state)
+    # the in-capsule beat for the staging write, offered in COPY; its payload is driven
+    # in every state (from registers and the input), so that the state does not gate the
+    # page table's read address behind the write merge
+    m.d.comb += [stg_adm.payload.ctx.eq(adm_ctx), stg_adm.payload.n.eq(copy_n),
+                 stg_adm.payload.data.eq(top.i_data.payload.data),
+                 stg_adm.payload.keep.eq(top.i_data.payload.keep)]
     with m.FSM(name="admit"):
         with m.State("IDLE"):
             m.d.comb += in_idle.eq(1)
@@ -202,9 +208,6 @@ def build(m, top, u):
             beat = top.i_data.payload
             m.d.comb += [
                 stg_adm.valid.eq(top.i_data.valid & ~pt_wr.en),
-                stg_adm.payload.ctx.eq(adm_ctx), stg_adm.payload.n.eq(copy_n),
-                stg_adm.payload.data.eq(beat.data),
-                stg_adm.payload.keep.eq(beat.keep),
                 # (the merge's room for it, which does not depend on its own ``valid``:
                 # the same as its ``ready`` whenever it is offered)
                 top.i_data.ready.eq(stg_adm_room & ~pt_wr.en),

@@ -41,11 +41,13 @@ def build(m, top, u):
     room = fin_cqe_w.ready
     cqe_taken = Signal()
     m.d.comb += [top.i_cqe.ready.eq(room), cqe_taken.eq(top.i_cqe.valid & room)]
-    with m.If(cqe_taken & (q_live | q_zombie)):
-        m.d.comb += [fin_cqe_w.valid.eq(1), fin_cqe_w.payload.ctx.eq(q_ctx),
-                     fin_cqe_w.payload.kind.eq(Mux(q_live, _Kind.CQE, _Kind.ZOMBIE)),
-                     fin_cqe_w.payload.status.eq(cq.cqe.status.as_value()[1:]),
-                     fin_cqe_w.payload.dw0.eq(cq.cqe.dw0)]
+    # (the record's fields are driven whether or not it is offered: its FIFO's head
+    # register takes them without the offer's decision in front)
+    m.d.comb += [fin_cqe_w.valid.eq(cqe_taken & (q_live | q_zombie)),
+                 fin_cqe_w.payload.ctx.eq(q_ctx),
+                 fin_cqe_w.payload.kind.eq(Mux(q_zombie, _Kind.ZOMBIE, _Kind.CQE)),
+                 fin_cqe_w.payload.status.eq(cq.cqe.status.as_value()[1:]),
+                 fin_cqe_w.payload.dw0.eq(cq.cqe.dw0)]
     m.d.sync += [ret_v.eq(cqe_taken & (q_live | q_zombie)), ret_ctx.eq(q_ctx)]
     with m.If(ret_v):
         m.d.sync += state[ret_ctx].eq(_State.RETIRING)

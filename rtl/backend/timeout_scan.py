@@ -51,11 +51,10 @@ def build(m, top, u):
     # the next sweep, ``contexts`` cycles later
     give_up = ((chk_hit | (chk_zombie & chk_late)) & (state[chk_ctx] == chk_state) & ~racing
                & fin_scan_w.ready)
-    with m.If(give_up):
-        m.d.comb += [fin_scan_w.valid.eq(1), fin_scan_w.payload.ctx.eq(chk_ctx),
-                     fin_scan_w.payload.kind.eq(Mux(chk_zombie, _Kind.ZOMBIE,
-                                                    _Kind.TIMEOUT)),
-                     fin_scan_w.payload.failed.eq(chk_failed & ~chk_zombie)]
+    # (the record's fields come from registers whether or not it is offered)
+    m.d.comb += [fin_scan_w.valid.eq(give_up), fin_scan_w.payload.ctx.eq(chk_ctx),
+                 fin_scan_w.payload.kind.eq(Mux(chk_zombie, _Kind.ZOMBIE, _Kind.TIMEOUT)),
+                 fin_scan_w.payload.failed.eq(chk_failed & ~chk_zombie)]
     # the give-up's state write and the queue's lost count are applied the cycle after,
     # from registers; a CQE for the context in that cycle sees the state to be written
     # (completion forwards it), so that from then on it no longer matches the context

@@ -125,8 +125,15 @@ def build(m, top, u):
     def page_of(ctx, k, en=1):
         """The page of entry ``k`` of context ``ctx``, in the cycle after the one in which
         ``ctx`` and ``k`` are given with ``en``; held while ``en`` is low. A read in the
-        cycle of an entry's write returns the entry as it was."""
-        copy = memory.Memory(shape=pg_bits, depth=N << pt_bits, init=[])
+        cycle of an entry's write returns no defined value on the FPGA (``no_rw_check``:
+        Yosys adds no collision logic, which compared the read address with the write's
+        into a flip-flop, a register-to-register path of 9 levels). Only admission
+        writes, and only entries of the context it is allocating; no unit uses a read of
+        that context's entries until its ALLOC ends (COPY waits out the cycle of the
+        last write, ``~pt_wr.en``): a colliding read is a look-ahead whose data is not
+        used."""
+        copy = memory.Memory(shape=pg_bits, depth=N << pt_bits, init=[],
+                             attrs={"no_rw_check": 1})
         m.submodules[f"page_table{len(tables)}"] = copy
         tables.append(copy)
         wp, rp = copy.write_port(), copy.read_port()

@@ -109,7 +109,8 @@ def build(m, top, u):
                              & ~pages.res_v & ~pages.cfg_load)]
     # the command memory is written only here: its address and data do not depend on
     # the decision to write (only its enable does)
-    m.d.comb += [cm_wr.addr.eq(a_ctx), cm_wr.data.eq(cmd)]
+    m.d.comb += [cm_wr.addr.eq(a_ctx), cm_wr.data.cmd.eq(cmd),
+                 cm_wr.data.read_out.eq((cmd.opcode == Opcode.READ.value) & (cmd.nbytes != 0))]
     pick = Signal(c_pick.shape)
     m.d.comb += [pick.queues.eq(cmd.queues), pick.slot.eq(cmd.slot),
                  pick.npages.eq(cmd_slice.o_data.npages),

@@ -101,7 +101,11 @@ def build(m, top, u):
     now = Signal(32)
     m.d.sync += now.eq(now + 1)
 
-    m.submodules.ctx_mem = ctx_mem = memory.Memory(shape=BackendCommand, depth=N, init=[])
+    # the command memory (retirement's copy): the command and a flag that admission
+    # computes as it writes it (a Read with data: its data goes out through the mover),
+    # so that retirement's decision starts from the read register, not from a compare
+    m.submodules.ctx_mem = ctx_mem = memory.Memory(
+        shape=data.StructLayout({"cmd": BackendCommand, "read_out": 1}), depth=N, init=[])
     cm_wr = ctx_mem.write_port()
     # submission's copy of what it sends in the SQE: a block RAM read through a register
     # (data two cycles after the address: submission gives the address in IDLE and
@@ -111,7 +115,7 @@ def build(m, top, u):
     m.submodules.sub_mem = sub_mem = PipelinedMemory(
         _SUBMIT_CMD, N, attrs={"ram_style": "block", "no_rw_check": 1})
     m.d.comb += [sub_mem.w_addr.eq(cm_wr.addr), sub_mem.w_en.eq(cm_wr.en)]
-    m.d.comb += [getattr(sub_mem.w_data, name).eq(getattr(cm_wr.data, name))
+    m.d.comb += [getattr(sub_mem.w_data, name).eq(getattr(cm_wr.data.cmd, name))
                  for name in _SUBMIT_CMD.members]
     cm_sub = sub_mem.read[0]
     # the page table: page k of context c at entry c * 2**pt_bits + k; written by

@@ -5,7 +5,6 @@ from amaranth.hdl import Mux, Signal
 from ..formats import (
     EventType,
     NvmeStatus,
-    Opcode,
     Reason,
 )
 from .common import (
@@ -35,7 +34,7 @@ def build(m, top, u):
     look_ahead, responding = Signal(init=1), Signal()
     m.d.comb += [cm_ret.addr.eq(Mux(look_ahead, fin.payload.ctx, job.ctx)),
                  cm_ret.en.eq(1)]
-    rcmd = cm_ret.data
+    rcmd = cm_ret.data.cmd
     rkept = Signal.like(rcmd, name="rkept")
     with m.If(~responding):
         m.d.sync += rkept.eq(rcmd)
@@ -43,7 +42,11 @@ def build(m, top, u):
     r_beats = c_beats.read(rctx)
     r_stg = c_stg.read(rctx)
     status = Signal(15)           # {DNR, M, CRD, SCT, SC}: the status field without P
-    is_read = rcmd.opcode == Opcode.READ.value
+    # the DECIDE of a CQE: whether the data goes out through the mover, from registers
+    # (admission's flag in the command memory; the SSD's status compared as the job loads)
+    job_ok = Signal()
+    out_now = Signal()
+    m.d.comb += out_now.eq(job_ok & cm_ret.data.read_out)
 
     resp = top.o_resp.payload
     m.d.comb += [
@@ -56,9 +59,9 @@ def build(m, top, u):
     tail_bytes = Signal(beat_shift + 1)
     m.d.comb += tail_bytes.eq(Mux(rcmd.nbytes[:beat_shift] == 0, B,
                                   rcmd.nbytes[:beat_shift]))
-    u.give(is_read=is_read, job=job, look_ahead=look_ahead, r_beats=r_beats, r_stg=r_stg,
-           rcmd=rcmd, rctx=rctx, resp=resp, responding=responding, rkept=rkept, status=status,
-           tail_bytes=tail_bytes, wr_keep=wr_keep)
+    u.give(job=job, job_ok=job_ok, look_ahead=look_ahead, out_now=out_now, r_beats=r_beats,
+           r_stg=r_stg, rcmd=rcmd, rctx=rctx, resp=resp, responding=responding, rkept=rkept,
+           status=status, tail_bytes=tail_bytes, wr_keep=wr_keep)
 
 
 def build_retire_fsm(m, top, u):
@@ -68,10 +71,10 @@ def build_retire_fsm(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (c_dw0, c_queue, cnt_w, ev_ret, filling, fin, is_read, job, look_ahead, mov_w, rcmd, rctx,
-     release_now, resp, responding, state, status) = u.take(
-        "c_dw0 c_queue cnt_w ev_ret filling fin is_read job look_ahead mov_w rcmd rctx "
-        "release_now resp responding state status")
+    (c_dw0, c_queue, cnt_w, ev_ret, filling, fin, job, job_ok, look_ahead, mov_w, out_now,
+     rcmd, rctx, release_now, resp, responding, state, status) = u.take(
+        "c_dw0 c_queue cnt_w ev_ret filling fin job job_ok look_ahead mov_w out_now rcmd "
+        "rctx release_now resp responding state status")
 
     def go(state):
         m.next = state
@@ -81,13 +84,13 @@ def build_retire_fsm(m, top, u):
         with m.State("IDLE"):
             m.d.comb += fin.ready.eq(1)
             with m.If(fin.valid):
-                m.d.sync += job.eq(fin.payload)
+                m.d.sync += [job.eq(fin.payload), job_ok.eq(fin.payload.status == 0)]
                 go("DECIDE")
         with m.State("DECIDE"):
             with m.Switch(job.kind):
                 with m.Case(_Kind.CQE):
                     m.d.sync += status.eq(job.status)
-                    with m.If((job.status == 0) & is_read & (rcmd.nbytes != 0)):
+                    with m.If(out_now):
                         # the data goes out through the mover; the response waits for
                         # the RDMA WRITE's status (WR_OK)
                         m.d.comb += mov_w.valid.eq(1)
@@ -160,7 +163,7 @@ def build_retire_fsm(m, top, u):
                 m.d.comb += [cnt_w.valid.eq(1), release_now.eq(1)]
                 m.d.comb += fin.ready.eq(1)
                 with m.If(fin.valid):
-                    m.d.sync += job.eq(fin.payload)
+                    m.d.sync += [job.eq(fin.payload), job_ok.eq(fin.payload.status == 0)]
                     go("DECIDE")
                 with m.Else():
                     go("IDLE")

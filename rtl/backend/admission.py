@@ -26,12 +26,12 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (B, N, beat_shift, beat_w, c_beats, c_dsm, c_late, c_pick, c_stg, cbits, cm_wr, filling,
-     fin_adm_w, free, gen, p, pages, pt_bits, pt_wr, rdma_adm, state, stg_adm, stg_adm_room,
-     submit_adm, submit_r) = u.take(
-        "B N beat_shift beat_w c_beats c_dsm c_late c_pick c_stg cbits cm_wr filling fin_adm_w "
-        "free gen p pages pt_bits pt_wr rdma_adm state stg_adm stg_adm_room submit_adm "
-        "submit_r")
+    (B, N, beat_shift, beat_w, c_beats, c_dsm, c_late, c_pick, c_rdm, c_stg, cbits, cm_wr,
+     filling, fin_adm_w, free, gen, p, pages, pt_bits, pt_wr, rdma_adm, state, stg_adm,
+     stg_adm_room, submit_adm, submit_r) = u.take(
+        "B N beat_shift beat_w c_beats c_dsm c_late c_pick c_rdm c_stg cbits cm_wr filling "
+        "fin_adm_w free gen p pages pt_bits pt_wr rdma_adm state stg_adm stg_adm_room "
+        "submit_adm submit_r")
     # --- admission -----------------------------------------------------------------------
     # the command enters through a register slice that also carries its decision bits
     # (worked out from the input), so admission starts from flip-flops
@@ -162,6 +162,9 @@ def build(m, top, u):
                                        Mux(dataless | pg_none, 0,
                                            cmd_slice.o_data.pages)))
                 c_beats.write(a_ctx, cmd_slice.o_data.beats)
+                c_rdm.write(a_ctx, Cat(cmd_slice.o_data.beats - 1,
+                                       cmd_slice.o_data.beats != 0,
+                                       cmd_slice.o_data.beats > 1))
                 c_pick.write(a_ctx, pick)
                 c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
                                        cmd.nsze))

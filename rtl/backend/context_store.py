@@ -86,6 +86,12 @@ def build(m, top, u):
     c_queue = _CtxField(m, "ctx_queue", 8, N)        # backend queue it was submitted to
     c_stg = _CtxField(m, "ctx_stg", _StagingRef(pg_bits), N)  # its staging pages
     c_beats = _CtxField(m, "ctx_beats", beat_w, N)   # data beats
+    # what the RDMA READ beat check needs of the beat count, computed as it is written:
+    # the beats after a packet's first (``left``), and whether there are any (``nz``)
+    # and any after the first (``more``), so that no carry chain or compare follows
+    # the LUT-memory read
+    c_rdm = _CtxField(m, "ctx_rdm", data.StructLayout(
+        {"left": beat_w, "nz": 1, "more": 1}), N)
     c_start = _CtxField(m, "ctx_start", 32, N)       # submission time
     c_dw0 = _CtxField(m, "ctx_dw0", 32, N)           # CQE DW0 kept during the RDMA WRITE
     c_dsm = _CtxField(m, "ctx_dsm", _DsmCheck, N)    # what the DSM range check needs
@@ -246,6 +252,7 @@ def build(m, top, u):
     # status's context)
     sts_sub_room = _merge(m, "submit", [submit_sts, submit_adm], submit_w)[0]
     u.give(c_beats=c_beats, c_dsm=c_dsm, c_pick=c_pick, c_dw0=c_dw0, c_late=c_late, c_queue=c_queue,
+           c_rdm=c_rdm,
            c_start=c_start, c_stg=c_stg, cm_ret=cm_ret, cm_sub=cm_sub, cm_wr=cm_wr, cnt_r=cnt_r,
            cnt_w=cnt_w, dsm_bad=dsm_bad, ev_q_w=ev_q_w, ev_ret=ev_ret, filling=filling, fin=fin,
            fin_adm_w=fin_adm_w, fin_cqe_w=fin_cqe_w, fin_scan_w=fin_scan_w, fin_sts_w=fin_sts_w,

@@ -14,8 +14,8 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    N, W, beat_w, c_beats, cbits, state, stg_rdm, stg_rdm_room = u.take(
-        "N W beat_w c_beats cbits state stg_rdm stg_rdm_room")
+    N, W, beat_w, c_rdm, cbits, state, stg_rdm, stg_rdm_room = u.take(
+        "N W beat_w c_rdm cbits state stg_rdm stg_rdm_room")
     # --- RDMA READ data into the context's pages -------------------------------------------
     # the data enters through a register slice (i_rdma_rd.ready from a flip-flop, the
     # beat and its tag from flip-flops); the status unit holds a status back while a
@@ -55,16 +55,17 @@ def build(m, top, u):
     pkt_more = Signal()                         # ... != 0
     rd_ok, rd_count = Signal(), Signal(beat_w)
     rd_kill_v, rd_kill_ctx = Signal(), Signal(cbits)   # driven by the status unit
-    beats = c_beats.read(n_ctx)
+    beats = c_rdm.read(n_ctx)       # (the count's flags and less one, from admission)
     with m.If(load):
         m.d.sync += [rd_ok.eq((nxt.tag < N) & (state[n_ctx] == _State.WAIT_RD)
-                              & Mux(pkt_first, beats != 0,
+                              & Mux(pkt_first, beats.nz,
                                     (n_ctx == pkt_ctx) & pkt_more)),
                      rd_count.eq(in_pkt)]
         with m.If(nxt_valid):
             m.d.sync += [in_pkt.eq(Mux(nxt.last, 0, in_pkt + 1)), pkt_first.eq(nxt.last)]
             with m.If(pkt_first):
-                m.d.sync += [pkt_ctx.eq(n_ctx), pkt_left.eq(beats - 1), pkt_more.eq(beats > 1)]
+                m.d.sync += [pkt_ctx.eq(n_ctx), pkt_left.eq(beats.left),
+                             pkt_more.eq(beats.more)]
             with m.Else():
                 m.d.sync += [pkt_left.eq(pkt_left - pkt_more),
                              pkt_more.eq(pkt_more & (pkt_left > 1))]

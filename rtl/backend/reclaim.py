@@ -34,9 +34,14 @@ def build(m, top, u):
                  rec_w.payload.pages.eq(r_stg.pages),
                  rec_w.payload.zombie.eq(job.kind == _Kind.ZOMBIE),
                  rec_w.payload.fence.eq(wr_next)]
-    # (a context without pages goes back at once, as before there were pages)
-    direct = Signal()
+    # (a context without pages goes back to the free list without the reclaimer, from
+    # registers the cycle after its release: ``direct``, which the reclaimer gives way to)
+    direct, direct_ctx, direct_zombie = Signal(), Signal(cbits), Signal()
     release_zombie = Signal()       # the context released is a zombie's
+    m.d.sync += [direct.eq(0), direct_ctx.eq(rctx), direct_zombie.eq(job.kind == _Kind.ZOMBIE)]
+    with m.If(direct):
+        m.d.comb += [release_en.eq(1), release_ctx.eq(direct_ctx),
+                     release_zombie.eq(direct_zombie)]
     with m.If(release_now):
         with m.If(keep):
             m.d.comb += to_zombie.eq(1)
@@ -44,8 +49,7 @@ def build(m, top, u):
         with m.Else():
             m.d.sync += state[rctx].eq(_State.FREE)
             with m.If(r_stg.pages == 0):
-                m.d.comb += [direct.eq(1), release_en.eq(1), release_ctx.eq(rctx),
-                             release_zombie.eq(job.kind == _Kind.ZOMBIE)]
+                m.d.sync += direct.eq(1)
             with m.Else():
                 m.d.comb += rec_w.valid.eq(1)  # room: each context is in it at most once
     # page k is read from the table in one cycle and given back in the next (from

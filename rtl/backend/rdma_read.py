@@ -1,6 +1,6 @@
 """The back end's rdma read unit (``Backend.elaborate`` builds the units in order)."""
 
-from amaranth.hdl import Mux, Signal
+from amaranth.hdl import Cat, Mux, Signal
 
 from ..stream_util import RegisterSlice
 from .common import (
@@ -56,8 +56,12 @@ def build(m, top, u):
     rd_ok, rd_count = Signal(), Signal(beat_w)
     rd_kill_v, rd_kill_ctx = Signal(), Signal(cbits)   # driven by the status unit
     beats = c_rdm.read(n_ctx)       # (the count's flags and less one, from admission)
+    # which contexts wait for READ data: a flag per context, each from its state's
+    # flip-flops, so that the beat's tag selects one bit (not a state to compare)
+    waiting = Signal(N)
+    m.d.comb += waiting.eq(Cat(state[i] == _State.WAIT_RD for i in range(N)))
     with m.If(load):
-        m.d.sync += [rd_ok.eq((nxt.tag < N) & (state[n_ctx] == _State.WAIT_RD)
+        m.d.sync += [rd_ok.eq((nxt.tag < N) & waiting.bit_select(n_ctx, 1)
                               & Mux(pkt_first, beats.nz,
                                     (n_ctx == pkt_ctx) & pkt_more)),
                      rd_count.eq(in_pkt)]

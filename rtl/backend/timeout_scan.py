@@ -10,8 +10,9 @@ from .common import (
 
 def build(m, top, u):
     """The timeout scanner, in three stages: the first reads context ``scan`` (state, queue,
-    submission time, late-CQE flag) into registers, the second works out its verdict, the
-    third gives the context up (a zombie's without counting it lost when its CQE came).
+    age, late-CQE flag, its queue's timeout) into registers, the second works out its
+    verdict, the third gives the context up (a zombie's without counting it lost when its
+    CQE came).
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
@@ -21,25 +22,26 @@ def build(m, top, u):
         "c_late c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v scan_ctx "
         "scan_v scan_zombie state")
     # --- timeout scanner -------------------------------------------------------------------
-    # three stages: the first reads context ``scan`` (state, queue, submission time,
-    # late-CQE flag) into registers, the second looks its queue up (timeout, failure)
-    # and works out a verdict register, the third gives up the context if it is still in
-    # the state read (the same submission: only submission writes the time, and a context
-    # cannot be released, admitted and submitted again within the two cycles) and no CQE
-    # for it arrives in that cycle
+    # three stages: the first reads context ``scan`` (state, queue, late-CQE flag, its
+    # age: the time since its submission) and its queue's timeout and failure into
+    # registers, the second compares them into a verdict register, the third gives up
+    # the context if it is still in the state read (the same submission: only submission
+    # writes the time, and a context cannot be released, admitted and submitted again
+    # within the two cycles) and no CQE for it arrives in that cycle
     scan = Signal(cbits)
-    rd_ctx, rd_q, rd_start, rd_state = Signal(cbits), Signal(8), Signal(32), Signal(_State)
+    rd_ctx, rd_q, rd_age, rd_state = Signal(cbits), Signal(8), Signal(32), Signal(_State)
+    rd_tmo, rd_failed = Signal(32), Signal()
     # a zombie whose CQE came in the very cycle retirement released it (the CQE found
     # it TIMED_OUT and set ``c_late``, one cycle too late for retirement's ``keep``): its
     # CQE will not come again, so it is freed when the scan reaches it (not after twice
     # the timeout) and its command is not counted lost
     rd_late, chk_late, scan_late = Signal(), Signal(), Signal()
-    m.d.comb += queues.look_q.eq(rd_q)
-    age = Signal(32)
-    m.d.comb += age.eq(now - rd_start)
-    timed = queues.look_timeout != 0
-    expired = timed & (age > queues.look_timeout)
-    abandoned = timed & (age > Cat(0, queues.look_timeout))
+    # (the age is taken a cycle before the verdict: ``>=`` here is ``>`` of the age then)
+    s_q = c_queue.read(scan)
+    m.d.comb += queues.look_q.eq(s_q)
+    timed = rd_tmo != 0
+    expired = timed & (rd_age >= rd_tmo)
+    abandoned = timed & (rd_age >= Cat(0, rd_tmo))
     chk_ctx, chk_hit, chk_failed = Signal(cbits), Signal(), Signal()
     chk_zombie, chk_q = Signal(), Signal(8)
     # (a CQE for it now, or one taken in the cycle before, whose state write is pending)
@@ -65,14 +67,15 @@ def build(m, top, u):
     with m.If(scan_v):
         m.d.sync += state[scan_ctx].eq(Mux(scan_zombie, _State.RETIRING, _State.TIMED_OUT))
         m.d.comb += [queues.lose_en.eq(scan_zombie & ~scan_late), queues.lose_q.eq(scan_q)]
-    m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(c_queue.read(scan)),
-                 rd_start.eq(c_start.read(scan)), rd_state.eq(state[scan]),
+    m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(s_q),
+                 rd_age.eq(now - c_start.read(scan)), rd_state.eq(state[scan]),
+                 rd_tmo.eq(queues.look_timeout), rd_failed.eq(queues.look_failed),
                  rd_late.eq(c_late[scan]),
                  chk_ctx.eq(rd_ctx),
                  chk_hit.eq(((rd_state == _State.SUBMITTED)
-                             & (expired | queues.look_failed))
+                             & (expired | rd_failed))
                             | ((rd_state == _State.ZOMBIE) & abandoned)),
                  chk_late.eq(rd_late),
                  chk_zombie.eq(rd_state == _State.ZOMBIE),
                  chk_q.eq(rd_q),
-                 chk_failed.eq(queues.look_failed)]
+                 chk_failed.eq(rd_failed)]

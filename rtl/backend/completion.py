@@ -51,8 +51,14 @@ def build(m, top, u):
     m.d.sync += [ret_v.eq(cqe_taken & (q_live | q_zombie)), ret_ctx.eq(q_ctx)]
     with m.If(ret_v):
         m.d.sync += state[ret_ctx].eq(_State.RETIRING)
-    with m.If(cqe_taken & q_pending_timeout):
-        m.d.sync += c_late[q_ctx].eq(1)
+    # the late flag of a timed-out context whose CQE came is set from registers the cycle
+    # after (``late_v``/``late_ctx``); its readers (retirement's zombie decision, the
+    # timeout scanner) see the pending write too, so they see the CQE when they did
+    # when it was written at once
+    late_v, late_ctx = Signal(), Signal(cbits)
+    m.d.sync += [late_v.eq(cqe_taken & q_pending_timeout), late_ctx.eq(q_ctx)]
+    with m.If(late_v):
+        m.d.sync += c_late[late_ctx].eq(1)
     # the queue store learns of the CQE (its SQ head, one command fewer outstanding) from
     # registers, the cycle after it is taken: the context's reads and the CID match end
     # at flip-flops here, not in the queues' counters. Its credit shows a cycle later
@@ -60,4 +66,7 @@ def build(m, top, u):
     m.d.sync += [queues.cqe_en.eq(cqe_taken & (cq.queue < p.backend_queues)),
                  queues.cqe_owned.eq(q_live | q_zombie | q_pending_timeout),
                  queues.cqe_q.eq(cq.queue), queues.cqe_sqhd.eq(cq.cqe.sqhd)]
-    u.give(q_ctx=q_ctx, ret_ctx=ret_ctx, ret_v=ret_v)
+    def late(ctx):
+        """Whether the late flag of context ``ctx`` is set or is being set."""
+        return c_late[ctx] | (late_v & (late_ctx == ctx))
+    u.give(late=late, q_ctx=q_ctx, ret_ctx=ret_ctx, ret_v=ret_v)

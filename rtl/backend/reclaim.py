@@ -18,15 +18,15 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (N, c_late, cbits, filling, job, page_of, pages, pt_bits, r_stg, rctx, release_ctx,
+    (N, cbits, filling, job, late, page_of, pages, pt_bits, r_stg, rctx, release_ctx,
      release_en, release_now, state, to_zombie, wr_next, written) = u.take(
-        "N c_late cbits filling job page_of pages pt_bits r_stg rctx release_ctx "
+        "N cbits filling job late page_of pages pt_bits r_stg rctx release_ctx "
         "release_en release_now state to_zombie wr_next written")
     # release of the retiring context (RESPOND or FREE): kept as a zombie when given up
     # before its CQE came, else to the reclaimer, which gives its pages back one a cycle
     # and then returns the context to the free list (a context is never reused before
     # its page table has been read back)
-    keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~c_late[rctx]
+    keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~late(rctx)
     rec_layout = data.StructLayout({"ctx": cbits, "ss": 8, "pages": pt_bits + 1,
                                     "zombie": 1, "fence": 16})
     rec_w, rec_r = _fifo_stream(m, "reclaim_q", rec_layout, N, fall_through=True)

@@ -16,10 +16,9 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (c_late, c_queue, c_start, cbits, fin_scan_w, now, q_ctx, queues, ret_ctx, ret_v, scan_ctx,
-     scan_v, scan_zombie,
-     state) = u.take(
-        "c_late c_queue c_start cbits fin_scan_w now q_ctx queues ret_ctx ret_v scan_ctx "
+    (c_queue, c_start, cbits, fin_scan_w, late, now, q_ctx, queues, ret_ctx, ret_v, scan_ctx,
+     scan_v, scan_zombie, state) = u.take(
+        "c_queue c_start cbits fin_scan_w late now q_ctx queues ret_ctx ret_v scan_ctx "
         "scan_v scan_zombie state")
     # --- timeout scanner -------------------------------------------------------------------
     # three stages: the first reads context ``scan`` (state, queue, late-CQE flag, its
@@ -70,7 +69,7 @@ def build(m, top, u):
     m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(s_q),
                  rd_age.eq(now - c_start.read(scan)), rd_state.eq(state[scan]),
                  rd_tmo.eq(queues.look_timeout), rd_failed.eq(queues.look_failed),
-                 rd_late.eq(c_late[scan]),
+                 rd_late.eq(late(scan)),
                  chk_ctx.eq(rd_ctx),
                  chk_hit.eq(((rd_state == _State.SUBMITTED)
                              & (expired | rd_failed))

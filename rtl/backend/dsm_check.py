@@ -14,8 +14,9 @@ def build(m, top, u):
     """DSM range check: each range of the list as it enters staging (docs/engine.md
     section 3): stage 0 taps the beat written (in-capsule data or RDMA READ data: the
     staging write merge takes one a cycle), stage 1 holds its ranges in registers, stage
-    2 compares SLBA + length with nsze and marks the context; submission answers a
-    marked context LBA Out of Range, and waits while stage 1 holds its beat
+    2 adds SLBA and length, stage 3 compares the end with nsze and marks the context;
+    submission answers a marked context LBA Out of Range, and waits while stage 1 or 2
+    holds its beat
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
@@ -26,8 +27,10 @@ def build(m, top, u):
     # --- DSM range check: each range of the list as it enters staging ---------------------
     # (docs/engine.md section 3): stage 0 taps the beat written (in-capsule data or RDMA
     # READ data: the staging write merge takes one a cycle), stage 1 holds its ranges in
-    # registers, stage 2 compares SLBA + length with nsze and marks the context; submission
-    # answers a marked context LBA Out of Range, and waits while stage 1 holds its beat
+    # registers, stage 2 adds SLBA and length into registers (beside the range's index
+    # compared with the count), stage 3 compares the end with nsze and marks the context
+    # (one carry chain a stage); submission answers a marked context LBA Out of Range, and
+    # waits while stage 1 or 2 holds its beat
     lanes = max(1, W // 128)        # ranges a beat carries (at 64 bits: one in two beats)
     t_fire, t_ctx, t_beat, t_data = Signal(), Signal(cbits), Signal(beat_w), Signal(W)
     t_chk = Signal(_DsmCheck)
@@ -72,9 +75,14 @@ def build(m, top, u):
             lane = t_data[128 * j:128 * (j + 1)]
             m.d.sync += [ck_slba[j].eq(lane[64:]), ck_len[j].eq(lane[32:64])]
         ck_en = [ck_beat * lanes + j <= ck_nr for j in range(lanes)]
-    past = Cat(*(ck_en[j] & (ck_slba[j] + ck_len[j] > ck_nsze) for j in range(lanes)))
+    end_v, end_ctx, end_nsze, end_en = Signal(), Signal(cbits), Signal(64), Signal(lanes)
+    end = [Signal(65, name=f"ck_end{j}") for j in range(lanes)]
+    m.d.sync += [end_v.eq(ck_v), end_ctx.eq(ck_ctx), end_nsze.eq(ck_nsze),
+                 end_en.eq(Cat(*ck_en))]
+    m.d.sync += [end[j].eq(ck_slba[j] + ck_len[j]) for j in range(lanes)]
+    past = Cat(*(end_en[j] & (end[j] > end_nsze) for j in range(lanes)))
     dsm_set = Signal(N)
-    with m.If(ck_v & past.any()):
-        m.d.comb += dsm_set.eq(1 << ck_ctx)
+    with m.If(end_v & past.any()):
+        m.d.comb += dsm_set.eq(1 << end_ctx)
     m.d.sync += dsm_bad.eq((dsm_bad | dsm_set) & ~dsm_clr)
-    u.give(ck_ctx=ck_ctx, ck_v=ck_v)
+    u.give(ck_ctx=ck_ctx, ck_v=ck_v, end_ctx=end_ctx, end_v=end_v)

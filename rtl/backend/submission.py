@@ -23,12 +23,13 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (B, beat_shift, c_pick, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad,
-     fin_sub_w, gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_slot, push_v,
-     queues, state, stg_done, stg_prp, sub_idle, submit_r, wr_issued, wr_next, written) = u.take(
-        "B beat_shift c_pick c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad fin_sub_w "
-        "gen now p page_of pb_bits pg_bits pt_bits push_ctx push_slot push_v queues state "
-        "stg_done stg_prp sub_idle submit_r wr_issued wr_next written")
+    (B, beat_shift, c_pick, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad, end_ctx,
+     end_v, fin_sub_w, gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_slot,
+     push_v, queues, state, stg_done, stg_prp, sub_idle, submit_r, wr_issued, wr_next,
+     written) = u.take(
+        "B beat_shift c_pick c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad end_ctx end_v "
+        "fin_sub_w gen now p page_of pb_bits pg_bits pt_bits push_ctx push_slot push_v "
+        "queues state stg_done stg_prp sub_idle submit_r wr_issued wr_next written")
     # --- submission ------------------------------------------------------------------------
     sub_ctx = Signal(cbits)
     # sub_ctx and sub_k: registers; the page table and submission's copy of the command
@@ -105,7 +106,7 @@ def build(m, top, u):
             with m.If(pick_1st):
                 m.d.sync += prp1_page.eq(sub_page)
             m.d.comb += sub_k_n.eq(Mux(npages > 2, npages, 1))
-            with m.If(ck_v & (ck_ctx == sub_ctx)):
+            with m.If((ck_v & (ck_ctx == sub_ctx)) | (end_v & (end_ctx == sub_ctx))):
                 pass                # its last range is still being checked
             with m.Elif(queues.pick_ok & dsm_bad.bit_select(sub_ctx, 1)):
                 m.d.sync += refusal.eq(_engine_status(NvmeStatus.LBA_OUT_OF_RANGE))

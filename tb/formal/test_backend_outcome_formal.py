@@ -39,17 +39,18 @@ per command, its SQEs and responses, and checks in every cycle:
   command; ``o_qp_error`` needs a failed RDMA WRITE, absent here); a response names only
   a command that was sent;
 - ``Cover``: a command answered with its genuine CQE's DW0 (step 10), a command timed out
-  and answered Internal Error (step 14), a stale CQE taken while its context has a
+  and answered Internal Error (step 13), a stale CQE taken while its context has a
   command at the SSD (step 6), a context reused with a new generation (its second SQE,
-  step 15) and hit by the CQE of its previous command's generation (step 16), so a
+  step 16: a context without pages goes back to the free list the cycle after its
+  release) and hit by the CQE of its previous command's generation (step 17), so a
   vacuous check fails; planted bug: a back end that ignores the generation in the CID
   match (``_IgnoresGeneration``) must fail (it does, a stale DW0 answered at step 10).
 
 Scope: bounded (BMC from reset, 15 cycles: steps 0 to 14, ``DEPTH``; about two minutes
 of z3 on a shared machine, 16 take nearly four, each further step about doubles it).
 Within it commands are answered from their CQEs (from step 10) or timed out (from step
-14); a context's reuse (its second SQE, step 15) and the CQE of a retired command's
-generation reaching it (step 16) are only reached by the ``Cover`` run, past the bound.
+13); a context's reuse (its second SQE, step 16) and the CQE of a retired command's
+generation reaching it (step 17) are only reached by the ``Cover`` run, past the bound.
 So one outcome per command is shown for the first command of each context, and the stale
 CQEs that could retire a command within the bound carry generation 0 (older than any
 sent; the comparator is the same for every generation). Dataless commands only, no queue
@@ -81,7 +82,7 @@ PARAMS = EngineParams(data_width=64, qp_count=1, max_capsule_bytes=64, subsystem
 CBITS = 1                                      # context index bits of the CID (two contexts)
 SEQ = 3                                        # command numbers: 0 .. 7
 GOOD, STALE = 0x600D, 0x57A1E
-DEPTH = {"bmc": 15, "cover": 17}
+DEPTH = {"bmc": 15, "cover": 18}
 
 
 def _held(m, s, started):

@@ -162,7 +162,7 @@ def build(m, top, u):
                                        Mux(dataless | pg_none, 0,
                                            cmd_slice.o_data.pages)))
                 c_beats.write(a_ctx, cmd_slice.o_data.beats)
-                c_rdm.write(a_ctx, Cat(cmd_slice.o_data.beats - 1,
+                c_rdm.write(a_ctx, Cat((cmd_slice.o_data.beats - 1)[:beat_w],
                                        cmd_slice.o_data.beats != 0,
                                        cmd_slice.o_data.beats > 1))
                 c_pick.write(a_ctx, pick)

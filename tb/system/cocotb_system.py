@@ -16,8 +16,9 @@ from sim.traffic.capsules import icd_sgl, keyed_sgl, make_sqe
 
 @cocotb.test()
 async def run_write_then_read_back(dut):
-    """Writes (keyed and in-capsule) then reads of random blocks; every byte read equals
-    the byte written, every response succeeds with its CID."""
+    """Writes (keyed and in-capsule) then reads: three in four read back one write's
+    blocks (in a random order), the rest random blocks, written or not; every byte read
+    equals the byte written, every response succeeds with its CID."""
     tb = SystemTB(dut)
     await tb.reset()
     target = Target()
@@ -29,14 +30,25 @@ async def run_write_then_read_back(dut):
     cid = 0
     expected = {}
     starts = [rng.sample(range(0, 2048, 8), count), rng.sample(range(2048), count)]
+    written = []                      # (subsystem, slba, nlb) of each write
+    reread = 0                        # written blocks that reads compare
     for phase in ("write", "read"):
         sent = 0
+        again = rng.sample(written, len(written))
         for n in range(count):
             s = rng.randrange(2)
             lba_size = (512, 4096)[s]
             nlb = rng.randrange(1 if lba_size == 4096 else 8)
-            # writes never overlap each other; reads look at written and unwritten blocks
-            slba = starts[s][n] if phase == "write" else rng.randrange(2048)
+            # writes never overlap each other; most reads read one write's blocks back
+            # (so that every byte a write moved is compared), the others random blocks
+            if phase == "write":
+                slba = starts[s][n]
+                written.append((s, slba, nlb))
+            elif again and rng.random() < 0.75:
+                s, slba, nlb = again.pop()
+                lba_size = (512, 4096)[s]
+            else:
+                slba = rng.randrange(2048)
             length = (nlb + 1) * lba_size
             buf = 0x1000_0000 * (s + 1) + n * 8192          # a buffer of its own
             mem = target.memory[s]
@@ -63,6 +75,7 @@ async def run_write_then_read_back(dut):
                 zero = bytes(lba_size)
                 expected[cid] = (s, off, b"".join(shadow[s].get(slba + i, zero)
                                                   for i in range(nlb + 1)))
+                reread += sum(slba + i in shadow[s] for i in range(nlb + 1))
             await tb.source.send(AxiStreamFrame(capsule, tuser=s + 1))
             sent += 1
         responses = await _collect(tb, sent, 20000 + 2000 * sent)
@@ -73,10 +86,12 @@ async def run_write_then_read_back(dut):
                 s, off, want = expected[r["cid"]]
                 got = bytes(target.memory[s][off:off + len(want)])
                 assert got == want, f"cid {r['cid']}: read data differs from what was written"
+    assert reread > 0, "no read compared a written block"
     assert tb.exc.empty() and tb.qp_err.empty()
     await counters.check(tb, target)
-    tb.log.info("%d commands, %d SSD commands, %d RDMA READs, %d RDMA WRITEs", 2 * count,
-                sum(s.executed for s in target.ssds), tb.rdma.reads, tb.rdma.writes)
+    tb.log.info("%d commands, %d SSD commands, %d RDMA READs, %d RDMA WRITEs, %d written "
+                "blocks read back", 2 * count, sum(s.executed for s in target.ssds),
+                tb.rdma.reads, tb.rdma.writes, reread)
 
 
 async def _use(tb, name):

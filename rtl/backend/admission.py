@@ -158,16 +158,16 @@ def build(m, top, u):
                              alloc_k.eq(0), alloc_n.eq(cmd_slice.o_data.pages),
                              adm_icd.eq(cmd.icd), adm_in.eq(data_in)]
                 gen.write(a_ctx, gen.read(a_ctx) + 1)
-                c_stg.write(a_ctx, Cat(cmd.subsystem,
-                                       Mux(dataless | pg_none, 0,
-                                           cmd_slice.o_data.pages)))
+                c_stg.write(a_ctx, {"ss": cmd.subsystem,
+                                    "pages": Mux(dataless | pg_none, 0,
+                                                 cmd_slice.o_data.pages)})
                 c_beats.write(a_ctx, cmd_slice.o_data.beats)
-                c_rdm.write(a_ctx, Cat((cmd_slice.o_data.beats - 1)[:beat_w],
-                                       cmd_slice.o_data.beats != 0,
-                                       cmd_slice.o_data.beats > 1))
+                c_rdm.write(a_ctx, {"left": cmd_slice.o_data.beats - 1,
+                                    "nz": cmd_slice.o_data.beats != 0,
+                                    "more": cmd_slice.o_data.beats > 1})
                 c_pick.write(a_ctx, pick)
-                c_dsm.write(a_ctx, Cat(cmd.opcode == Opcode.DSM.value, cmd.cdw.dsm.nr,
-                                       cmd.nsze))
+                c_dsm.write(a_ctx, {"on": cmd.opcode == Opcode.DSM.value,
+                                    "nr": cmd.cdw.dsm.nr, "nsze": cmd.nsze})
                 m.d.sync += copy_n.eq(0)
                 # a command with nothing to bring in goes to submission next (from QUEUE
                 # when the push register is still taken); one with data takes its pages

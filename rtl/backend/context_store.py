@@ -45,6 +45,9 @@ class _CtxField:
         return port.data
 
     def write(self, addr, value):
+        """Write ``value`` at ``addr``: a value of the field's shape, or, for a field with
+        a layout, a dict that gives every member by name (each value is cast to its
+        member's shape, so the layout alone sets the bit positions)."""
         # only the enable follows the branch: the address and data are driven from a
         # module of their own, outside any condition, so that the decision to write
         # does not gate every data bit
@@ -52,6 +55,14 @@ class _CtxField:
             raise ValueError(f"context field {self._name} already has its one writer")
         self._written = True
         wr = self._m.submodules[f"{self._name}_wr"] = Module()
+        if isinstance(value, dict):
+            members = set(data.Layout.cast(self.shape).members)
+            if set(value) != members:
+                raise ValueError(f"context field {self._name}: members {sorted(members)} "
+                                 f"written as {sorted(value)}")
+            fields = Signal(self.shape, name=f"{self._name}_wdata")
+            wr.d.comb += [fields[name].eq(v) for name, v in value.items()]
+            value = fields
         wr.d.comb += [self._wp.addr.eq(addr), self._wp.data.eq(value)]
         self._m.d.comb += self._wp.en.eq(1)
 

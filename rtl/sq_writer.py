@@ -17,14 +17,13 @@ start        the SQE gets its ring slot (the queue's tail advances) and its
              each batch's a cycle ahead, masked with the batches' current
              state), or opens a new one; an SQE for a queue that is not usable
              gets no slot and no bus access
-write        one write at a time into a W register slice (an SQE burst of
-             ``64 / B`` beats read from its slot, the first in the cycle the
-             write starts, which is free once its last beat is read, or a
-             doorbell beat), its AW through a register slice (both offered from
-             the cycle after the write starts; a second AW waits in the slice's
-             spare entry while the first is not taken); the next write starts in
-             the cycle after the last beat of the previous one went into the W
-             slice, so W carries no bubbles
+write        one write at a time on W (an SQE burst of ``64 / B`` beats read from
+             its slot, which is free once its last beat is taken, or a
+             doorbell beat), its AW through a register slice (offered from the
+             cycle after the write starts; a second AW waits in the slice's spare
+             entry while the first is not taken); the next write starts in the
+             cycle the last W beat of the previous one is taken, so W carries no
+             bubbles
 responses    a FIFO of expected B responses (kind, batch); each SQE response
              counts its batch's writes down, a doorbell response completes
              its batch
@@ -62,7 +61,7 @@ __all__ = ["SqWriter", "AXI_BURST_INCR", "DOORBELL_SIZE"]
 AXI_BURST_INCR = 1
 DOORBELL_SIZE = 2        # AxSIZE of the doorbell write: 4 bytes
 _SLOTS = 4               # SQE slots of the ring (a power of two) ...
-_HELD = 2                # ... of which at most this many hold SQEs (waiting or read for W)
+_HELD = 2                # ... of which at most this many hold SQEs (waiting or on W)
 _SQE_SHIFT = 6           # log2(SQE_BYTES)
 assert 1 << _SQE_SHIFT == SQE_BYTES
 
@@ -105,7 +104,7 @@ class SqWriter(wiring.Component):
         One SQE for backend queue ``queue``, written into a free slot when taken.
         ``ready`` is a flip-flop: high while the writer will hold fewer than two
         SQEs (those taken and not yet started or reported, and the one whose
-        later beats are still read for W). An SQE taken in cycle t into an empty ring is ``s1``
+        beats W is sending). An SQE taken in cycle t into an empty ring is ``s1``
         from t+1; in
         steady state one SQE is taken per ``max(2, 64 / (data_width / 8))``
         cycles (the check stage).
@@ -141,16 +140,14 @@ class SqWriter(wiring.Component):
         the previous write's). A write starts only while the slice has room, so
         at most two AWs wait and the start decision never sees ``awready``.
     m_axi_w* : AXI4 write data (master)
-        Beats in the order of the AWs, from a register slice: ``wvalid`` and the
-        beat come from flip-flops, and ``wready`` reaches only the slice (the
-        writer gives it a beat while it has room, a register). A write's first
-        beat is valid from the cycle after it starts, with its AW. SQE: the 64
-        bytes little-endian, byte ``n`` in lane ``n % (data_width/8)`` of beat
+        Beats in the order of the AWs: the SQE's slot RAM read at registered
+        addresses (slot, beat), or the doorbell beat built from registers. SQE: the 64 bytes
+        little-endian, byte ``n`` in lane ``n % (data_width/8)`` of beat
         ``n // (data_width/8)``, ``wstrb`` all ones. Doorbell: the new tail
-        (zero-extended to 32 bits) in every 32-bit lane, ``wstrb`` selecting
-        the four byte lanes of ``sq_db_addr`` within the beat; ``wlast`` = 1.
-        A write's first beat follows the previous write's last beat with no
-        idle cycle when the next write is ready.
+        (zero-extended to 32 bits) in the four byte lanes of ``sq_db_addr``
+        within the beat, ``wstrb`` selecting those four lanes, zeros
+        elsewhere; ``wlast`` = 1. A write's first beat follows the previous
+        write's last beat with no idle cycle when the next write is ready.
     m_axi_b* : AXI4 write response (master)
         ``bready`` is always 1; ``bid`` is ignored; responses arrive in AW
         order (one ID). ``bresp`` SLVERR (2) or DECERR (3) marks the batch of
@@ -368,30 +365,26 @@ class SqWriter(wiring.Component):
             rec_room.eq(rfifo.level < self.records - 2),
         ]
 
-        # --- write unit: one write at a time, AW and W each from a register slice ----------
-        # A write's first beat goes into the W slice in the cycle it starts (an SQE's
-        # beats after it one a cycle while ``cw_busy``), so that W leaves from flip-flops
-        # in the same cycle as before, and neither the start decision nor the beat counter
-        # depends on ``wready`` (which comes through the PCIe write arbiter from another
-        # master's ``awvalid``): only on the slice's registered room.
-        cw_busy = Signal()                        # an SQE's later beats are still to go
-        cw_beat = Signal(range(max(beats, 2)))    # the SQE beat given next (0 when idle)
+        # --- write unit: one write at a time on W, AW from a register ----------------------
+        cw_busy = Signal()
+        cw_db = Signal()
+        cw_beat = Signal(range(max(beats, 2)))
         cw_slot = Signal(nb)                      # the SQE's slot
-        # the doorbell address of batch ``ring_ptr``, a register (loaded below)
-        ring_db_addr = Signal(64)
-        # the doorbell beat: the tail in every 32-bit lane, the strobe on sq_db_addr's lane
-        db_word = Cat(*([Cat(b_tail[ring_ptr], Const(0, 16))] * (W // 32)))
+        cw_tail = Signal(16)                      # the doorbell's tail ...
+        cw_lane = Signal(max(1, beat_size - 2))   # ... and its 32-bit lane in the beat
+        # the doorbell beat: the tail in the 4 byte lanes of sq_db_addr within the beat
         if B > 4:
-            db_strb = (Const(0xF, B) << (ring_db_addr[2:beat_size] * 4))[:B]
+            db_word = (Cat(cw_tail, Const(0, 16)) << (cw_lane * 32))[:W]
+            db_strb = (Const(0xF, B) << (cw_lane * 4))[:B]
         else:
-            db_strb = Const(0xF, 4)
+            db_word, db_strb = Cat(cw_tail, Const(0, 16)), Const(0xF, 4)
         # AW leaves through a register slice: a write's AW waits there (in the spare entry
         # while the one before it is still offered), so the start decision needs only the
-        # slice's registered room, never ``awready``; W likewise
+        # slice's registered room, never ``awready``
         m.submodules.aw_q = aw_q = RegisterSlice(data.StructLayout(
             {"addr": 64, "len": 8, "size": 3}))
-        m.submodules.w_q = w_q = RegisterSlice(data.StructLayout(
-            {"data": W, "strb": B, "last": 1}))
+        w_fire = cw_busy & self.m_axi_wready
+        cw_last = cw_db | (cw_beat == beats - 1)
         m.d.comb += [
             self.m_axi_awid.eq(0),
             self.m_axi_awvalid.eq(aw_q.o_valid), aw_q.o_ready.eq(self.m_axi_awready),
@@ -399,21 +392,18 @@ class SqWriter(wiring.Component):
             self.m_axi_awlen.eq(aw_q.o_data.len),
             self.m_axi_awsize.eq(aw_q.o_data.size),
             self.m_axi_awburst.eq(AXI_BURST_INCR),
-            self.m_axi_wvalid.eq(w_q.o_valid), w_q.o_ready.eq(self.m_axi_wready),
-            self.m_axi_wdata.eq(w_q.o_data.data),
-            self.m_axi_wstrb.eq(w_q.o_data.strb),
-            self.m_axi_wlast.eq(w_q.o_data.last),
+            self.m_axi_wvalid.eq(cw_busy),
+            sqe_rd.addr.eq(cw_slot),
+            self.m_axi_wdata.eq(Mux(cw_db, db_word, sqe_rd.data.word_select(cw_beat, W))),
+            self.m_axi_wstrb.eq(Mux(cw_db, db_strb, (1 << B) - 1)),
+            self.m_axi_wlast.eq(cw_last),
             self.m_axi_bready.eq(1),
-            # the SQE read: the one in W, else the one in s1 (the next to start)
-            sqe_rd.addr.eq(Mux(cw_busy, cw_slot, hd_ptr)),
         ]
-        cw_next = cw_busy & w_q.i_ready           # an SQE's later beat goes into W
-        cw_last = cw_beat == beats - 1
-        with m.If(cw_next):
-            m.d.sync += cw_beat.eq(Mux(cw_last, 0, cw_beat + 1))
+        with m.If(w_fire):
+            m.d.sync += cw_beat.eq(cw_beat + 1)
             with m.If(cw_last):
                 m.d.sync += cw_busy.eq(0)
-        can_start = ~cw_busy & w_q.i_ready & aw_q.i_ready & bq_room
+        can_start = (~cw_busy | (w_fire & cw_last)) & aw_q.i_ready & bq_room
 
         # the SQE in s1 is ready to start / to be reported; the oldest unrung batch is ready
         checking = s1_valid & ~chk_valid
@@ -426,18 +416,17 @@ class SqWriter(wiring.Component):
         closing = Signal(D)                       # closes registered the cycle before (below)
         closed_first = ((b_closed | closing).bit_select(ring_ptr, 1)
                         & (~sqe_ready if beats == 1 else 1))
-        db_next = Signal()                        # a write that starts now is the doorbell
-        m.d.comb += db_next.eq(ring_ok & (closed_first | ~(sqe_ready | checking)))
-        db_go = can_start & db_next
+        db_go = can_start & ring_ok & (closed_first | ~(sqe_ready | checking))
         sqe_go = can_start & ~db_go & sqe_ready
         m.d.comb += s1_go.eq(sqe_go | bad_ready)
 
-        # ``ring_db_addr`` is a register, so that the AW slice and the doorbell lane take
-        # it from a flip-flop, not through the LUT RAM's read. It is loaded when the
-        # doorbell is rung, from the RAM read at the next batch (an address register,
-        # ``ring_nxt``), and when a batch opens at ``ring_ptr`` (every batch rung), from the
-        # checks' register that the RAM is written from in that cycle. ``db_go`` and
-        # ``sqe_go`` are exclusive, so the RAM is never written while it is read here.
+        # the doorbell address of batch ``ring_ptr``, a register, so that the AW slice and
+        # the doorbell lane take it from a flip-flop, not through the LUT RAM's read. It is
+        # loaded when the doorbell is rung, from the RAM read at the next batch (an address
+        # register, ``ring_nxt``), and when a batch opens at ``ring_ptr`` (every batch rung),
+        # from the checks' register that the RAM is written from in that cycle. ``db_go``
+        # and ``sqe_go`` are exclusive, so the RAM is never written while it is read here.
+        ring_db_addr = Signal(64)
         ring_nxt = Signal(sw, init=1)             # ring_ptr + 1
         m.d.comb += db_addr_rd.addr.eq(ring_nxt)
         with m.If(db_go):
@@ -451,22 +440,14 @@ class SqWriter(wiring.Component):
             aw_q.i_data.len.eq(Mux(db_go, 0, beats - 1)),
             aw_q.i_data.size.eq(Mux(db_go, DOORBELL_SIZE, beat_size)),
         ]
-        # the beat for W: an SQE's next, or a write's first (the SQE's first, read at s1's
-        # slot, or the doorbell), chosen without ``can_start`` (the beat is not valid
-        # when no write starts)
-        db_beat = ~cw_busy & db_next
-        m.d.comb += [
-            w_q.i_valid.eq(cw_busy | db_go | sqe_go),
-            w_q.i_data.data.eq(Mux(db_beat, db_word, sqe_rd.data.word_select(cw_beat, W))),
-            w_q.i_data.strb.eq(Mux(db_beat, db_strb, (1 << B) - 1)),
-            w_q.i_data.last.eq(db_beat | cw_last),
-        ]
+        with m.If(db_go | sqe_go):
+            m.d.sync += [cw_busy.eq(1), cw_beat.eq(0), cw_db.eq(db_go)]
         with m.If(db_go):
-            m.d.sync += ring_ptr.eq(ring_ptr + 1)
+            m.d.sync += [cw_tail.eq(b_tail[ring_ptr]), ring_ptr.eq(ring_ptr + 1)]
+            if B > 4:
+                m.d.sync += cw_lane.eq(ring_db_addr[2:beat_size])
         with m.If(sqe_go):
             m.d.sync += cw_slot.eq(hd_ptr)
-            if beats > 1:
-                m.d.sync += [cw_busy.eq(1), cw_beat.eq(1)]
             m.d.comb += [tail_wr.addr.eq(q1), tail_wr.data.eq(chk_next_tail), tail_wr.en.eq(1)]
             for q in range(nq):
                 m.d.comb += started[q].eq(q1 == q)
@@ -474,14 +455,15 @@ class SqWriter(wiring.Component):
                 m.d.sync += alloc_ptr.eq(alloc_ptr + 1)
                 m.d.comb += [db_addr_wr.addr.eq(alloc_ptr), db_addr_wr.data.eq(chk_db_addr),
                              db_addr_wr.en.eq(1)]
-        # the writer holds at most ``_HELD`` SQEs (in s1 .. wr_ptr - 1, or read for W): more
+        # the writer holds at most ``_HELD`` SQEs (in s1 .. wr_ptr - 1, or on W): more
         # would let batches grow under load, and every command waits for its batch's
         # doorbell (at 512 bits four slots took Flush from 0.333 to 0.3308 commands a
         # cycle). The slot taken next must not be the one W still reads: SQEs for an
         # unusable queue pass W while it stalls and move the ring round to it. ``ready``
         # is worked out for the next cycle from next values.
+        w_holds = cw_busy & ~cw_db
         w_holds_n = Signal()
-        m.d.comb += w_holds_n.eq((sqe_go & (beats > 1)) | (cw_busy & ~(cw_next & cw_last)))
+        m.d.comb += w_holds_n.eq(sqe_go | (w_holds & ~(w_fire & cw_last)))
         cw_slot_n = Mux(sqe_go, hd_ptr, cw_slot)
         wr_n = (wr_ptr + take)[:nb]
         m.d.sync += in_ready.eq((count_n + w_holds_n < _HELD)
@@ -582,6 +564,6 @@ class SqWriter(wiring.Component):
                         b_rung[i].eq(0), b_answered[i].eq(0), b_closed[i].eq(0),
                     ]
 
-        m.d.comb += self.busy.eq(self.i_sqe.valid | s1_valid | cw_busy | aw_q.o_valid | w_q.o_valid
+        m.d.comb += self.busy.eq(self.i_sqe.valid | s1_valid | cw_busy | aw_q.o_valid
                                  | b_alloc.any() | rfifo.r_rdy | rfifo.level.any())
         return m

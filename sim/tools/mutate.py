@@ -137,7 +137,7 @@ PRESETS = {
         "tops": ["nvmf_sq_writer:data_width=128"],
         "count": 30,
         "equivalent": {
-            "rtl/sq_writer.py:518:49:const+1": (
+            "rtl/sq_writer.py:500:49:const+1": (
                 "free_go = (b_alloc.bit_select(free_ptr, 1) & b_answered.bit_select(free_ptr, 1)",
                 "a 2-bit slice of b_alloc ANDed with the 1-bit b_answered slice (zero-extended): "
                 "the added upper bit is always 0, so free_go is the same"),

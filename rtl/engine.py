@@ -134,10 +134,16 @@ def _fields(register, **values):
 
 
 def _merge2(m, first, second, sink):
-    """Two streams into one; ``first`` wins when both are valid."""
+    """Two streams into one; ``first`` wins when both are valid.
+
+    ``first.ready`` is ``sink.ready`` whether or not ``first`` is valid (a ready without
+    a valid takes nothing), so that the back end's outcome streams, which come first,
+    get their ready without a round trip through the merge: their own ``valid`` does
+    not reach their ``ready`` (the back end's RESPOND releases its context with
+    ``o_resp.ready``)."""
+    m.d.comb += first.ready.eq(sink.ready)
     with m.If(first.valid):
-        m.d.comb += [sink.valid.eq(1), sink.payload.eq(first.payload),
-                     first.ready.eq(sink.ready)]
+        m.d.comb += [sink.valid.eq(1), sink.payload.eq(first.payload)]
     with m.Elif(second.valid):
         m.d.comb += [sink.valid.eq(1), sink.payload.eq(second.payload),
                      second.ready.eq(sink.ready)]

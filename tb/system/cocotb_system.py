@@ -40,7 +40,8 @@ async def run_write_then_read_back(dut):
             lba_size = (512, 4096)[s]
             nlb = rng.randrange(1 if lba_size == 4096 else 8)
             # writes never overlap each other; most reads read one write's blocks back
-            # (so that every byte a write moved is compared), the others random blocks
+            # (so that most writes have every byte they moved compared; each write is
+            # read back at most once), the others random blocks
             if phase == "write":
                 slba = starts[s][n]
                 written.append((s, slba, nlb))

@@ -118,7 +118,8 @@ def build(m, top, u):
     # Admission's writes to a context's per-context registers are applied the cycle
     # after, from registers (``adm_ctx`` and the flags below), so that its decisions
     # enable a few flip-flops instead of 32 contexts' registers: at the accept, the late
-    # flag and the DSM verdict are cleared (``acc_v``), and a command that moves no data
+    # flag and the DSM verdict are cleared and the CID generation advanced (``acc_v``;
+    # the generation as below), and a command that moves no data
     # becomes READY, one with no page RETIRING; at the end of ALLOC the command becomes
     # READY or WAIT_RD (``st_v``: the state in ``st_state``, worked out every cycle from
     # registers; a context that takes pages stays FREE until then). No unit acts on the
@@ -136,9 +137,19 @@ def build(m, top, u):
                  st_state.eq(Mux(in_alloc,
                                  Mux(~adm_icd & adm_in, _State.WAIT_RD, _State.READY),
                                  Mux(dataless, _State.READY, _State.RETIRING)))]
+    # the context's next CID generation: the free list's head's generation plus one,
+    # loaded in every cycle (it is the accepted context's at the accept) and written
+    # from registers with the other writes the cycle after, so that no read, add and
+    # write of ``ctx_gen`` share a cycle. The generation is read in no cycle between:
+    # submission sends the CID from SQE, two cycles after the push at the earliest, and
+    # a stale CQE that matches the old generation in that cycle finds the context FREE
+    # (dropped, as a CQE that matches nothing is)
+    gen_next = Signal(gen.shape)
+    m.d.sync += gen_next.eq(gen.read(a_ctx) + 1)
     with m.If(acc_v):
         m.d.sync += c_late[adm_ctx].eq(0)
         m.d.comb += dsm_clr.eq(1 << adm_ctx)
+        gen.write(adm_ctx, gen_next)
     with m.If(st_v):
         m.d.sync += state[adm_ctx].eq(st_state)
     # the in-capsule beat for the staging write, offered in COPY; its payload is driven
@@ -157,7 +168,6 @@ def build(m, top, u):
                              st_v.eq(dataless | pg_none),
                              alloc_k.eq(0), alloc_n.eq(cmd_slice.o_data.pages),
                              adm_icd.eq(cmd.icd), adm_in.eq(data_in)]
-                gen.write(a_ctx, gen.read(a_ctx) + 1)
                 c_stg.write(a_ctx, {"ss": cmd.subsystem,
                                     "pages": Mux(dataless | pg_none, 0,
                                                  cmd_slice.o_data.pages)})

@@ -14,9 +14,10 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (N, c_late, c_queue, cbits, fin_cqe_w, gen, p, queues, scan_ctx, scan_v, scan_zombie,
-     state) = u.take(
-        "N c_late c_queue cbits fin_cqe_w gen p queues scan_ctx scan_v scan_zombie state")
+    (N, c_late, c_queue, cbits, fin_cqe_w, gen, p, queues, rel_ctx, rel_keep, rel_v, scan_ctx,
+     scan_v, scan_zombie, sst_ctx, sst_sub, sst_v, state) = u.take(
+        "N c_late c_queue cbits fin_cqe_w gen p queues rel_ctx rel_keep rel_v scan_ctx scan_v "
+        "scan_zombie sst_ctx sst_sub sst_v state")
     # --- completions ------------------------------------------------------------------------
     cq = top.i_cqe.payload
     cid = cq.cqe.cid
@@ -29,13 +30,20 @@ def build(m, top, u):
     # written (a compare of its CID with two registers chooses it), so that
     # i_cqe.ready comes from the retirement FIFO's room alone, a register
     ret_v, ret_ctx = Signal(), Signal(cbits)
-    # (as three flags, so that the compares run beside the state's read: neither
-    # forwarded state is SUBMITTED or ZOMBIE; the scanner's is TIMED_OUT or RETIRING)
+    # Retirement's release (``rel_v``/``rel_ctx``: ZOMBIE when ``rel_keep``, else FREE)
+    # and submission's SQE or refusal (``sst_v``/``sst_ctx``: SUBMITTED when
+    # ``sst_sub``, else RETIRING) are written the cycle after them too, and forwarded
+    # the same way.
+    # (as flags, so that the compares run beside the state's read: the pending writes
+    # are of different contexts; neither completion's nor the scanner's forwarded state
+    # is SUBMITTED or ZOMBIE, the scanner's is TIMED_OUT or RETIRING, the release's
+    # ZOMBIE or FREE)
     hit_ret, hit_scan = ret_v & (ret_ctx == q_ctx), scan_v & (scan_ctx == q_ctx)
-    stored = ~hit_ret & ~hit_scan
+    hit_rel, hit_sub = rel_v & (rel_ctx == q_ctx), sst_v & (sst_ctx == q_ctx)
+    stored = ~hit_ret & ~hit_scan & ~hit_rel & ~hit_sub
     q_state = state[q_ctx]
-    q_live = q_match & stored & (q_state == _State.SUBMITTED)
-    q_zombie = q_match & stored & (q_state == _State.ZOMBIE)
+    q_live = q_match & ((stored & (q_state == _State.SUBMITTED)) | (hit_sub & sst_sub))
+    q_zombie = q_match & ((stored & (q_state == _State.ZOMBIE)) | (hit_rel & rel_keep))
     q_pending_timeout = q_match & ((stored & (q_state == _State.TIMED_OUT))
                                    | (~hit_ret & hit_scan & ~scan_zombie))
     room = fin_cqe_w.ready

@@ -115,6 +115,11 @@ def build(m, top, u):
     # its give-up (the scanner drives them; a CQE for that context in that cycle sees,
     # in completion, the state they write)
     scan_v, scan_ctx, scan_zombie = Signal(), Signal(cbits), Signal()
+    # retirement's release, applied from these registers the cycle after it (the
+    # reclaim unit drives them: the context's state, ZOMBIE when ``rel_keep``, else
+    # FREE; a CQE for that context in that cycle sees, in completion, the state they
+    # write, and the timeout scanner reads it)
+    rel_v, rel_ctx, rel_keep = Signal(), Signal(cbits), Signal()
     now = Signal(32)
     m.d.sync += now.eq(now + 1)
 
@@ -269,7 +274,8 @@ def build(m, top, u):
            fin_adm_w=fin_adm_w, fin_cqe_w=fin_cqe_w, fin_scan_w=fin_scan_w, fin_sts_w=fin_sts_w,
            fin_sub_w=fin_sub_w, free=free, gen=gen, now=now, page_of=page_of, pt_wr=pt_wr,
            rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
-           release_now=release_now, scan_ctx=scan_ctx, scan_v=scan_v, scan_zombie=scan_zombie,
+           release_now=release_now, rel_ctx=rel_ctx, rel_keep=rel_keep, rel_v=rel_v,
+           scan_ctx=scan_ctx, scan_v=scan_v, scan_zombie=scan_zombie,
            state=state,
            stg_adm=stg_adm, stg_done=stg_done,
            stg_prp=stg_prp, stg_rdm=stg_rdm, stg_rdm_room=stg_rdm_room, stg_adm_room=stg_adm_room,

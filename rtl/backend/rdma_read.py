@@ -55,6 +55,8 @@ def build(m, top, u):
     pkt_more = Signal()                         # ... != 0
     rd_ok, rd_count = Signal(), Signal(beat_w)
     rd_kill_v, rd_kill_ctx = Signal(), Signal(cbits)   # driven by the status unit
+    # (and its pending state write, a context leaving WAIT_RD the cycle after)
+    stw_v, stw_ctx = Signal(), Signal(cbits)
     beats = c_rdm.read(n_ctx)       # (the count's flags and less one, from admission)
     # which contexts wait for READ data: a flag per context, each from its state's
     # flip-flops, so that the beat's tag selects one bit (not a state to compare)
@@ -62,6 +64,7 @@ def build(m, top, u):
     m.d.comb += waiting.eq(Cat(state[i] == _State.WAIT_RD for i in range(N)))
     with m.If(load):
         m.d.sync += [rd_ok.eq((nxt.tag < N) & waiting.bit_select(n_ctx, 1)
+                              & ~(stw_v & (stw_ctx == n_ctx))
                               & Mux(pkt_first, beats.nz,
                                     (n_ctx == pkt_ctx) & pkt_more)),
                      rd_count.eq(in_pkt)]
@@ -82,5 +85,6 @@ def build(m, top, u):
         stg_rdm.payload.keep.eq(rd.keep),
         rd_in.o_ready.eq(Mux(rd_ok, stg_rdm_room, 1)),   # stray data is dropped
     ]
+    u.give(stw_ctx=stw_ctx, stw_v=stw_v)
     u.give(rd_count=rd_count, rd_ctx=rd_ctx, rd_kill_ctx=rd_kill_ctx, rd_kill_v=rd_kill_v,
            rd_tail=rd_tail)

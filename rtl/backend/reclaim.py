@@ -18,39 +18,52 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (N, cbits, filling, job, late, page_of, pages, pt_bits, r_stg, rctx, release_ctx,
-     release_en, release_now, state, to_zombie, wr_next, written) = u.take(
-        "N cbits filling job late page_of pages pt_bits r_stg rctx release_ctx "
-        "release_en release_now state to_zombie wr_next written")
+    (N, c_stg, cbits, filling, job, late, page_of, pages, pt_bits, r_stg, rctx, rel_ctx,
+     rel_keep, rel_v, release_ctx, release_en, release_now, state, to_zombie, wr_next,
+     written) = u.take(
+        "N c_stg cbits filling job late page_of pages pt_bits r_stg rctx rel_ctx rel_keep "
+        "rel_v release_ctx release_en release_now state to_zombie wr_next written")
     # release of the retiring context (RESPOND or FREE): kept as a zombie when given up
     # before its CQE came, else to the reclaimer, which gives its pages back one a cycle
     # and then returns the context to the free list (a context is never reused before
-    # its page table has been read back)
+    # its page table has been read back).
+    # The release is applied the cycle after retirement's decision, from registers
+    # loaded in every cycle (``rel_v`` alone follows the decision), so that the
+    # response's hand-shake ends at one flip-flop instead of 32 contexts' states and the
+    # reclaimer queue's write. In the cycle between, the context's state is still the
+    # one it retired in (RETIRING or TIMED_OUT), on which the status unit and the RDMA
+    # READ data unit do nothing; completion and the timeout scanner see the state to be
+    # written (``rel_*``). Whether it is kept as a zombie is decided with the release,
+    # from the late flag as it is then (a CQE in that very cycle sets the flag too late:
+    # the scanner frees such a zombie when it reaches it)
     keep = (job.kind == _Kind.TIMEOUT) & ~job.failed & ~late(rctx)
+    rel_stg = Signal(c_stg.shape)
+    rel_zombie, rel_none, rel_fence = Signal(), Signal(), Signal(16)
+    m.d.sync += [rel_v.eq(release_now), rel_ctx.eq(rctx), rel_keep.eq(keep),
+                 rel_zombie.eq(job.kind == _Kind.ZOMBIE), rel_stg.eq(r_stg),
+                 rel_none.eq(r_stg.pages == 0), rel_fence.eq(wr_next)]
     rec_layout = data.StructLayout({"ctx": cbits, "ss": 8, "pages": pt_bits + 1,
                                     "zombie": 1, "fence": 16})
     rec_w, rec_r = _fifo_stream(m, "reclaim_q", rec_layout, N, fall_through=True)
-    m.d.comb += [rec_w.payload.ctx.eq(rctx), rec_w.payload.ss.eq(r_stg.ss),
-                 rec_w.payload.pages.eq(r_stg.pages),
-                 rec_w.payload.zombie.eq(job.kind == _Kind.ZOMBIE),
-                 rec_w.payload.fence.eq(wr_next)]
-    # (a context without pages goes back to the free list without the reclaimer, from
-    # registers the cycle after its release: ``direct``, which the reclaimer gives way to)
-    direct, direct_ctx, direct_zombie = Signal(), Signal(cbits), Signal()
+    m.d.comb += [rec_w.payload.ctx.eq(rel_ctx), rec_w.payload.ss.eq(rel_stg.ss),
+                 rec_w.payload.pages.eq(rel_stg.pages),
+                 rec_w.payload.zombie.eq(rel_zombie),
+                 rec_w.payload.fence.eq(rel_fence)]
+    # (a context without pages goes back to the free list without the reclaimer, in
+    # the cycle its release is applied: ``direct``, which the reclaimer gives way to)
+    direct = Signal()
     release_zombie = Signal()       # the context released is a zombie's
-    m.d.sync += [direct.eq(0), direct_ctx.eq(rctx), direct_zombie.eq(job.kind == _Kind.ZOMBIE)]
+    m.d.comb += direct.eq(rel_v & ~rel_keep & rel_none)
     with m.If(direct):
-        m.d.comb += [release_en.eq(1), release_ctx.eq(direct_ctx),
-                     release_zombie.eq(direct_zombie)]
-    with m.If(release_now):
-        with m.If(keep):
+        m.d.comb += [release_en.eq(1), release_ctx.eq(rel_ctx),
+                     release_zombie.eq(rel_zombie)]
+    with m.If(rel_v):
+        with m.If(rel_keep):
             m.d.comb += to_zombie.eq(1)
-            m.d.sync += state[rctx].eq(_State.ZOMBIE)
+            m.d.sync += state[rel_ctx].eq(_State.ZOMBIE)
         with m.Else():
-            m.d.sync += state[rctx].eq(_State.FREE)
-            with m.If(r_stg.pages == 0):
-                m.d.sync += direct.eq(1)
-            with m.Else():
+            m.d.sync += state[rel_ctx].eq(_State.FREE)
+            with m.If(~rel_none):
                 m.d.comb += rec_w.valid.eq(1)  # room: each context is in it at most once
     # page k is read from the table in one cycle and given back in the next (from
     # registers: ``push_en``, ``push_ss``, and the table's read data); the context goes
@@ -70,4 +83,4 @@ def build(m, top, u):
             m.d.comb += [release_en.eq(1), release_ctx.eq(rc.ctx), rec_r.ready.eq(1),
                          release_zombie.eq(rc.zombie)]
             m.d.sync += rc_k.eq(0)
-    u.give(push_zombie=push_zombie, rc=rc, release_zombie=release_zombie)
+    u.give(push_zombie=push_zombie, rc=rc, rel_stg=rel_stg, release_zombie=release_zombie)

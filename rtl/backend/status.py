@@ -14,8 +14,9 @@ def build(m, top, u):
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
     (N, c_pick, cbits, fin_sts_w, rd_kill_ctx, rd_kill_v, rd_tail, state, sts_sub_room,
-     submit_sts) = u.take("N c_pick cbits fin_sts_w rd_kill_ctx rd_kill_v rd_tail state "
-                          "sts_sub_room submit_sts")
+     stw_ctx, stw_v, submit_sts) = u.take(
+        "N c_pick cbits fin_sts_w rd_kill_ctx rd_kill_v rd_tail state sts_sub_room stw_ctx "
+        "stw_v submit_sts")
     # --- RDMA status dispatcher ----------------------------------------------------------
     # Two stages. The first takes a status and classifies it from its context's state
     # into a register (to submission: a READ's success; to retirement: a READ's failure,
@@ -40,8 +41,13 @@ def build(m, top, u):
     s_ctx = sts.tag[:cbits]
     s_state = state[s_ctx]
     s_rd = s_state == _State.WAIT_RD
+    # the second stage's state write is applied the cycle after it acts, from registers
+    # (``stw_*``, so that the hand-shake ends at a few flip-flops instead of 32 contexts'
+    # states; the RDMA READ data unit sees it too): a status for a context in either
+    # cycle is dropped
+    stw_sub = Signal()
     s_known = ((sts.tag < N) & (s_rd | (s_state == _State.WAIT_WR))
-               & ~(sb_v & (sb_ctx == s_ctx)))
+               & ~(sb_v & (sb_ctx == s_ctx)) & ~(stw_v & (stw_ctx == s_ctx)))
     # the READ data unit drops a waiting beat of the context from the next cycle on
     m.d.sync += [rd_kill_v.eq(take), rd_kill_ctx.eq(s_ctx)]
     with m.If(take):
@@ -59,5 +65,6 @@ def build(m, top, u):
         fin_sts_w.valid.eq(sb_v & ~sb_sub), fin_sts_w.payload.ctx.eq(sb_ctx),
         fin_sts_w.payload.kind.eq(sb_kind),
     ]
-    with m.If(sb_go):
-        m.d.sync += state[sb_ctx].eq(Mux(sb_sub, _State.READY, _State.RETIRING))
+    m.d.sync += [stw_v.eq(sb_go), stw_ctx.eq(sb_ctx), stw_sub.eq(sb_sub)]
+    with m.If(stw_v):
+        m.d.sync += state[stw_ctx].eq(Mux(stw_sub, _State.READY, _State.RETIRING))

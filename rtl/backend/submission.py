@@ -78,6 +78,17 @@ def build(m, top, u):
     sub_written = Signal()        # ... and once they are, offers it until taken (a
     # later wrap of the 16-bit counts must not take ``valid`` back)
     sqe_ok = sub_written | written(sub_fence)
+    # the context's state write (SUBMITTED as its SQE is taken, RETIRING as its refusal
+    # is) is applied the cycle after, from registers (``sst_*``), so that the hand-shake
+    # ends at a few flip-flops instead of 32 contexts' states. In the cycle between the
+    # context is READY, on which the status unit, the RDMA READ data unit and the timeout
+    # scanner do nothing (the scanner then finds it in its next sweep); completion sees
+    # the SUBMITTED to be written (a CQE cannot come sooner from an SSD, but completion
+    # does not rely on it)
+    sst_v, sst_ctx, sst_sub = Signal(), Signal(cbits), Signal()
+    m.d.sync += [sst_v.eq(0), sst_ctx.eq(sub_ctx)]
+    with m.If(sst_v):
+        m.d.sync += state[sst_ctx].eq(Mux(sst_sub, _State.SUBMITTED, _State.RETIRING))
     with m.FSM(name="submit"):
         with m.State("IDLE"):
             m.d.comb += [submit_r.ready.eq(1), sub_idle.eq(1)]
@@ -181,7 +192,7 @@ def build(m, top, u):
             with m.If(top.o_sqe.valid & top.o_sqe.ready):
                 m.d.sync += sub_written.eq(0)
                 m.d.comb += [queues.submit_en.eq(1), queues.submit_q.eq(sub_queue)]
-                m.d.sync += [state[sub_ctx].eq(_State.SUBMITTED),
+                m.d.sync += [sst_v.eq(1), sst_sub.eq(1),
                              ns_rr[scmd.slot].eq(sub_queue + 1)]
                 c_queue.write(sub_ctx, sub_queue)
                 c_start.write(sub_ctx, now)
@@ -191,5 +202,6 @@ def build(m, top, u):
                          fin_sub_w.payload.ctx.eq(sub_ctx),
                          fin_sub_w.payload.status.eq(refusal)]
             with m.If(fin_sub_w.ready):
-                m.d.sync += state[sub_ctx].eq(_State.RETIRING)
+                m.d.sync += [sst_v.eq(1), sst_sub.eq(0)]
                 m.next = "IDLE"
+    u.give(sst_ctx=sst_ctx, sst_sub=sst_sub, sst_v=sst_v)

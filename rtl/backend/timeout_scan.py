@@ -16,10 +16,10 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (c_queue, c_start, cbits, fin_scan_w, late, now, q_ctx, queues, ret_ctx, ret_v, scan_ctx,
-     scan_v, scan_zombie, state) = u.take(
-        "c_queue c_start cbits fin_scan_w late now q_ctx queues ret_ctx ret_v scan_ctx "
-        "scan_v scan_zombie state")
+    (c_queue, c_start, cbits, fin_scan_w, late, now, q_ctx, queues, rel_ctx, rel_keep, rel_v,
+     ret_ctx, ret_v, scan_ctx, scan_v, scan_zombie, state) = u.take(
+        "c_queue c_start cbits fin_scan_w late now q_ctx queues rel_ctx rel_keep rel_v "
+        "ret_ctx ret_v scan_ctx scan_v scan_zombie state")
     # --- timeout scanner -------------------------------------------------------------------
     # three stages: the first reads context ``scan`` (state, queue, late-CQE flag, its
     # age: the time since its submission) and its queue's timeout and failure into
@@ -66,8 +66,12 @@ def build(m, top, u):
     with m.If(scan_v):
         m.d.sync += state[scan_ctx].eq(Mux(scan_zombie, _State.RETIRING, _State.TIMED_OUT))
         m.d.comb += [queues.lose_en.eq(scan_zombie & ~scan_late), queues.lose_q.eq(scan_q)]
+    # (a release pending for the context is read as the state it writes, so that a
+    # zombie made in the cycle before is seen in this sweep)
+    s_state = Mux(rel_v & (rel_ctx == scan), Mux(rel_keep, _State.ZOMBIE, _State.FREE),
+                  state[scan])
     m.d.sync += [rd_ctx.eq(scan), scan.eq(scan + 1), rd_q.eq(s_q),
-                 rd_age.eq(now - c_start.read(scan)), rd_state.eq(state[scan]),
+                 rd_age.eq(now - c_start.read(scan)), rd_state.eq(s_state),
                  rd_tmo.eq(queues.look_timeout), rd_failed.eq(queues.look_failed),
                  rd_late.eq(late(scan)),
                  chk_ctx.eq(rd_ctx),

@@ -36,7 +36,13 @@ def build(m, top, u):
     # the timeout) and its command is not counted lost
     rd_late, chk_late, scan_late = Signal(), Signal(), Signal()
     # (the age is taken a cycle before the verdict: ``>=`` here is ``>`` of the age then)
-    s_q = c_queue.read(scan)
+    # the context's queue is read a cycle ahead (at the next ``scan``) into a register,
+    # so that its queue's timeout is looked up from a flip-flop, not behind the LUT-memory
+    # read. It is never stale for a context the scanner acts on: only submission writes
+    # it, as the context's SQE is taken, and the context's SUBMITTED is written the cycle
+    # after, so the scanner reads READY in the cycle after the write
+    s_q = Signal(8)
+    m.d.sync += s_q.eq(c_queue.read((scan + 1)[:cbits]))
     m.d.comb += queues.look_q.eq(s_q)
     timed = rd_tmo != 0
     expired = timed & (rd_age >= rd_tmo)

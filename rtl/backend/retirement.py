@@ -72,9 +72,17 @@ def build_retire_fsm(m, top, u):
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
     (c_dw0, c_queue, cnt_w, ev_ret, filling, fin, job, job_ok, look_ahead, mov_w, out_now,
-     rcmd, rctx, release_now, resp, responding, state, status) = u.take(
+     rcmd, rctx, release_now, resp, responding, state, status, wwr_ctx, wwr_v) = u.take(
         "c_dw0 c_queue cnt_w ev_ret filling fin job job_ok look_ahead mov_w out_now rcmd "
-        "rctx release_now resp responding state status")
+        "rctx release_now resp responding state status wwr_ctx wwr_v")
+    # the context's WAIT_WR (its data handed to the mover) is written the cycle after,
+    # from registers, so that the mover queue's room ends at a few flip-flops instead of
+    # 32 contexts' states; the status unit sees the pending write (its RDMA WRITE is
+    # issued from the mover queue, a cycle later at the earliest), and no other unit
+    # acts on a context in RETIRING or WAIT_WR
+    m.d.sync += [wwr_v.eq(0), wwr_ctx.eq(rctx)]
+    with m.If(wwr_v):
+        m.d.sync += state[wwr_ctx].eq(_State.WAIT_WR)
 
     def go(state):
         m.next = state
@@ -95,7 +103,7 @@ def build_retire_fsm(m, top, u):
                         # the RDMA WRITE's status (WR_OK)
                         m.d.comb += mov_w.valid.eq(1)
                         with m.If(mov_w.ready):
-                            m.d.sync += state[rctx].eq(_State.WAIT_WR)
+                            m.d.sync += wwr_v.eq(1)
                             c_dw0.write(rctx, job.dw0)
                             go("IDLE")
                     with m.Else():

@@ -46,7 +46,11 @@ def build(m, top, u):
     # states; the RDMA READ data unit sees it too): a status for a context in either
     # cycle is dropped
     stw_sub = Signal()
-    s_known = ((sts.tag < N) & (s_rd | (s_state == _State.WAIT_WR))
+    # (retirement's WAIT_WR is written the cycle after its decision, from registers it
+    # drives: a status for the context in that cycle sees it)
+    wwr_v, wwr_ctx = Signal(), Signal(cbits)
+    s_wr = (s_state == _State.WAIT_WR) | (wwr_v & (wwr_ctx == s_ctx))
+    s_known = ((sts.tag < N) & (s_rd | s_wr)
                & ~(sb_v & (sb_ctx == s_ctx)) & ~(stw_v & (stw_ctx == s_ctx)))
     # the READ data unit drops a waiting beat of the context from the next cycle on
     m.d.sync += [rd_kill_v.eq(take), rd_kill_ctx.eq(s_ctx)]
@@ -66,5 +70,6 @@ def build(m, top, u):
         fin_sts_w.payload.kind.eq(sb_kind),
     ]
     m.d.sync += [stw_v.eq(sb_go), stw_ctx.eq(sb_ctx), stw_sub.eq(sb_sub)]
+    u.give(wwr_ctx=wwr_ctx, wwr_v=wwr_v)
     with m.If(stw_v):
         m.d.sync += state[stw_ctx].eq(Mux(stw_sub, _State.READY, _State.RETIRING))

@@ -47,6 +47,12 @@ class AxiWriteArbiter(Elaboratable):
     outstanding : int
         Bursts whose B response may be awaited at once (the order FIFO's depth);
         a further AW waits.
+    w_after_aw : tuple of int
+        Masters whose W beats never come before the AW of their burst has been
+        raised (or while the W of an earlier burst of theirs has ended and its AW
+        waits: the arbiter holds that W anyway). Their W is not gated by their own
+        ``awvalid``, so their ``wready`` does not depend on it (the SQ writer's AW
+        leaves through a register slice that it fills as the write starts).
 
     Attributes
     ----------
@@ -69,14 +75,19 @@ class AxiWriteArbiter(Elaboratable):
     one cycle too. Master 0 is the latency-critical one (the SQ writer). A master's W
     beats pass only while its own ``awvalid`` is up or its AW has handed over; while
     the order FIFO is full its AW waits and its W beats may reach the port first (AXI
-    allows it). ``bvalid`` / ``bresp`` reach the
+    allows it); a master in ``w_after_aw`` needs no such gate. ``bvalid`` / ``bresp`` reach the
     master whose AW is the oldest without a B, combinationally; ``bready`` comes back
     from it.
     """
 
-    def __init__(self, masters, data_width, outstanding=16):
+    def __init__(self, masters, data_width, outstanding=16, w_after_aw=()):
         if not (isinstance(outstanding, int) and outstanding >= 1):
             raise ValueError(f"outstanding must be a positive integer, not {outstanding!r}")
+        bad = [k for k in w_after_aw if not (isinstance(k, int) and 0 <= k < masters)]
+        if bad:
+            raise ValueError(f"w_after_aw names no master: {bad!r} (masters 0 to "
+                             f"{masters - 1})")
+        self.w_after_aw = frozenset(w_after_aw)
         self.inputs = [_Port(f"m{i}", data_width) for i in range(masters)]
         self.output = _Port("out", data_width)
         self.outstanding = outstanding
@@ -92,9 +103,9 @@ class AxiWriteArbiter(Elaboratable):
                                                    depth=self.outstanding)
         g_awvalid = Signal()
         aw_ok = Signal()                    # W may pass: its master offers AW or it is done
-        m.d.comb += aw_ok.eq(aw_done | g_awvalid)
         for k, port in enumerate(self.inputs):
             with m.If(grant == k):
+                m.d.comb += aw_ok.eq(1 if k in self.w_after_aw else aw_done | port.awvalid)
                 m.d.comb += [
                     g_awvalid.eq(port.awvalid),
                     out.awaddr.eq(port.awaddr), out.awlen.eq(port.awlen),

@@ -314,7 +314,9 @@ class Engine(wiring.Component):
         staging = m.submodules.staging = StagingMemory(p)
         sq = m.submodules.sq_writer = SqWriter(p)
         cq = m.submodules.cq_handler = CqHandler(p)
-        arbiter = m.submodules.pcie_write_arbiter = AxiWriteArbiter(2, p.data_width)
+        # (the SQ writer, master 0, raises a write's W only with or after its AW)
+        arbiter = m.submodules.pcie_write_arbiter = AxiWriteArbiter(2, p.data_width,
+                                                                     w_after_aw=(0,))
 
         # front end -> back end; merged outcomes
         wiring.connect(m, front.o_backend, backend.i_cmd)

@@ -18,9 +18,12 @@ from rtl.axi_arbiter import AxiWriteArbiter
 W = 32
 
 
-def _run(seed, masters=2, bursts=40, pause=0.3, outstanding=4, b_delay=(0, 6)):
+def _run(seed, masters=2, bursts=40, pause=0.3, outstanding=4, b_delay=(0, 6),
+         w_after_aw=(), early_w=False):
+    """``early_w``: the masters may raise a burst's W before its AW (AXI allows it);
+    otherwise W comes with or after AW, as the masters in ``w_after_aw`` promise."""
     rng = random.Random(seed)
-    dut = AxiWriteArbiter(masters, W, outstanding=outstanding)
+    dut = AxiWriteArbiter(masters, W, outstanding=outstanding, w_after_aw=w_after_aw)
     # each master's bursts: (addr, [data...], resp the slave will give)
     plans = [[(0x1000 * k + 0x40 * i, [rng.getrandbits(W) for _ in range(rng.randint(1, 4))],
                rng.choice([0, 0, 0, 2]))
@@ -45,10 +48,13 @@ def _run(seed, masters=2, bursts=40, pause=0.3, outstanding=4, b_delay=(0, 6)):
                 active = nxt[k] < bursts and rng.random() >= pause
                 addr, data, _ = plans[k][nxt[k]] if nxt[k] < bursts else (0, [0], 0)
                 # AW, once raised, stays up until taken (AXI); W beats with or after AW
-                aw_v = nxt[k] < bursts and not aw_sent[k] and (active or up[k])
+                # (an early-W master raises its AW on a draw of its own, so that its W
+                # often comes first)
+                aw_act = rng.random() >= 0.7 if early_w else active
+                aw_v = nxt[k] < bursts and not aw_sent[k] and (aw_act or up[k])
                 up[k] = aw_v
-                w_v = (nxt[k] < bursts and (aw_sent[k] or aw_v) and w_sent[k] < len(data)
-                       and active)
+                w_v = (nxt[k] < bursts and (aw_sent[k] or aw_v or early_w)
+                       and w_sent[k] < len(data) and active)
                 ctx.set(port.awvalid, aw_v)
                 ctx.set(port.awaddr, addr)
                 ctx.set(port.awlen, len(data) - 1)
@@ -111,9 +117,12 @@ def _run(seed, masters=2, bursts=40, pause=0.3, outstanding=4, b_delay=(0, 6)):
     return plans, log
 
 
+@pytest.mark.parametrize("w_after_aw, early_w", [((), False), ((0,), False), ((0, 1), False),
+                                                 ((), True)])
 @pytest.mark.parametrize("seed", range(6))
-def test_bursts_arrive_whole_in_aw_order_and_b_goes_back_to_its_master(seed):
-    plans, log = _run(seed)
+def test_bursts_arrive_whole_in_aw_order_and_b_goes_back_to_its_master(seed, w_after_aw,
+                                                                       early_w):
+    plans, log = _run(seed, w_after_aw=w_after_aw, early_w=early_w)
     by_addr = {addr: (data, resp) for plan in plans for addr, data, resp in plan}
     # every burst once, whole, in AW order, no interleaving
     assert len(log["aw"]) == sum(len(p) for p in plans)
@@ -143,6 +152,38 @@ def test_back_to_back_bursts_take_no_idle_cycle_between_them():
 def test_outstanding_must_be_positive():
     with pytest.raises(ValueError, match="outstanding"):
         AxiWriteArbiter(2, W, outstanding=0)
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_w_after_aw_must_name_a_master():
+    with pytest.raises(ValueError, match=r"w_after_aw names no master: \[2\]"):
+        AxiWriteArbiter(2, W, w_after_aw=(0, 2))
+
+
+@pytest.mark.parametrize("flagged", [False, True])
+def test_w_waits_for_its_masters_aw_unless_the_master_is_in_w_after_aw(flagged):
+    """Master 0 holds the parked grant and raises W alone: W passes at once when it is
+    in ``w_after_aw`` (its ``wready`` does not look at its ``awvalid``), else it waits
+    for the AW."""
+    dut = AxiWriteArbiter(2, W, w_after_aw=(0,) if flagged else ())
+    seen = {}
+
+    async def bench(ctx):
+        out, port = dut.output, dut.inputs[0]
+        ctx.set(out.awready, 1)
+        ctx.set(out.wready, 1)
+        for _ in range(3):                 # idle: the grant parks on master 0
+            await ctx.tick()
+        ctx.set(port.wvalid, 1)
+        ctx.set(port.wlast, 1)
+        seen["wready"] = ctx.get(port.wready)
+        seen["out_wvalid"] = ctx.get(out.wvalid)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {"wready": int(flagged), "out_wvalid": int(flagged)}
 
 
 def _first_handshake(master):

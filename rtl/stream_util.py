@@ -496,7 +496,9 @@ class HeadFifo(Elaboratable):
     loaded from the storage (``depth - 1`` entries) when it holds items, else straight
     from ``w_data``. A reader that decides from the head (an address, a multiplexer
     select) starts from a register. As with SyncFIFO, ``r_data`` means nothing while
-    ``r_rdy`` is low (here it is the previous cycle's ``w_data``).
+    ``r_rdy`` is low (here it is the previous cycle's ``w_data``). The storage's write
+    enable is ``w_en`` and a register (``w_rdy``): whether the item stays there or goes
+    to the head, which depends on ``r_en``, moves only its pointer and level.
     """
 
     def __init__(self, width, depth):
@@ -518,19 +520,36 @@ class HeadFifo(Elaboratable):
                          self.r_data.eq(head.o_data), head.o_ready.eq(self.r_en)]
             return m
         free = ~self.r_rdy | self.r_en          # the head register takes an item now
-        m.submodules.storage = storage = fifo.SyncFIFO(width=self.width, depth=self.depth - 1)
+        # the storage: a LUT memory with its own pointers and level. An item offered is
+        # written at the write pointer whether or not it stays there (the slot is free
+        # while ``w_rdy`` is high), so the memory's write enable is ``w_en & w_rdy``
+        # alone; only the pointer and the level follow the reader's ``r_en``
+        n = self.depth - 1
+        m.submodules.storage = mem = memory.Memory(shape=self.width, depth=n, init=[])
+        wp, rp, level = Signal(range(n)), Signal(range(n)), Signal(range(n + 1))
+        full, held = Signal(), Signal()         # level == n, level != 0 (registers)
+        wr, rd = mem.write_port(), mem.read_port(domain="comb")
+        m.d.comb += [self.w_rdy.eq(~full),
+                     wr.addr.eq(wp), wr.data.eq(self.w_data), wr.en.eq(self.w_en & ~full),
+                     rd.addr.eq(rp)]
         # the storage is empty whenever the head is: an item goes to the head register
         # when the head is free and the storage empty, else to the storage
-        direct = free & ~storage.r_rdy
-        m.d.comb += [
-            self.w_rdy.eq(storage.w_rdy),
-            storage.w_en.eq(self.w_en & ~direct),
-            storage.w_data.eq(self.w_data),
-            storage.r_en.eq(free),
-        ]
+        direct = free & ~held
+        push = self.w_en & ~full & ~direct
+        pop = free & held
+
+        def step(ptr):
+            return Mux(ptr == n - 1, 0, ptr + 1)
+        with m.If(push):
+            m.d.sync += wp.eq(step(wp))
+        with m.If(pop):
+            m.d.sync += rp.eq(step(rp))
+        level_n = Signal.like(level)
+        m.d.comb += level_n.eq(level + push - pop)
+        m.d.sync += [level.eq(level_n), full.eq(level_n == n), held.eq(level_n != 0)]
         with m.If(free):
             m.d.sync += [
-                self.r_data.eq(Mux(storage.r_rdy, storage.r_data, self.w_data)),
-                self.r_rdy.eq(storage.r_rdy | self.w_en),
+                self.r_data.eq(Mux(held, rd.data, self.w_data)),
+                self.r_rdy.eq(held | self.w_en),
             ]
         return m

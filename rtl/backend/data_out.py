@@ -37,7 +37,9 @@ def build(m, top, u):
         mov_w.payload.length.eq(rcmd.nbytes),
         mov_w.payload.beats.eq(r_beats), mov_w.payload.tail.eq(tail_bytes),
     ]
-    strm_layout = data.StructLayout({"ctx": cbits, "beats": beat_w, "tail": beat_shift + 1})
+    # (the packet's last beat index, ``beats - 1``, computed as it is queued, so that the
+    # streamer finds its last beat with a compare, no carry chain before its output)
+    strm_layout = data.StructLayout({"ctx": cbits, "last_n": beat_w, "tail": beat_shift + 1})
     strm_w, strm_r = _fifo_stream(m, "stream_q", strm_layout, 2)
     mv = mov_r.payload
     desc_done = Signal()           # the head's descriptor was taken
@@ -70,7 +72,7 @@ def build(m, top, u):
         rd_q.i_valid.eq(mov_r.valid & desc_done & (~first_rd | strm_w.ready)),
         rd_q.i_data.ctx.eq(mv.ctx), rd_q.i_data.pg.eq(mv_pg),
         rd_q.i_data.beats.eq(Mux(mv_last, mv_left, page_beats)),
-        strm_w.payload.ctx.eq(mv.ctx), strm_w.payload.beats.eq(mv.beats),
+        strm_w.payload.ctx.eq(mv.ctx), strm_w.payload.last_n.eq(mv.beats - 1),
         strm_w.payload.tail.eq(mv.tail),
         strm_w.valid.eq(mov_r.valid & desc_done & first_rd & rd_q.i_ready),
         mov_r.ready.eq(desc_done & rd_q.i_ready & mv_last

@@ -13,7 +13,7 @@ def build(m, top, u):
     sent = Signal(beat_w)
     hd = strm_r.payload
     beat = top.i_stg_rd.payload
-    last = sent + 1 == hd.beats
+    last = sent == hd.last_n
     m.d.comb += [
         wr_keep.eq(Mux(last, Cat(*(hd.tail > i for i in range(B))), (1 << B) - 1)),
         top.o_rdma_wr.valid.eq(strm_r.valid & top.i_stg_rd.valid),

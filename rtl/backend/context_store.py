@@ -120,6 +120,10 @@ def build(m, top, u):
     # FREE; a CQE for that context in that cycle sees, in completion, the state they
     # write, and the timeout scanner reads it)
     rel_v, rel_ctx, rel_keep = Signal(), Signal(cbits), Signal()
+    # the status unit's state write (it drives them; the status and RDMA READ data units
+    # see it pending) and retirement's WAIT_WR (it drives them; the status unit sees it)
+    stw_v, stw_ctx = Signal(), Signal(cbits)
+    wwr_v, wwr_ctx = Signal(), Signal(cbits)
     now = Signal(32)
     m.d.sync += now.eq(now + 1)
 
@@ -275,6 +279,7 @@ def build(m, top, u):
            fin_sub_w=fin_sub_w, free=free, gen=gen, now=now, page_of=page_of, pt_wr=pt_wr,
            rdma_adm=rdma_adm, rdma_ret=rdma_ret, release_ctx=release_ctx, release_en=release_en,
            release_now=release_now, rel_ctx=rel_ctx, rel_keep=rel_keep, rel_v=rel_v,
+           stw_ctx=stw_ctx, stw_v=stw_v, wwr_ctx=wwr_ctx, wwr_v=wwr_v,
            scan_ctx=scan_ctx, scan_v=scan_v, scan_zombie=scan_zombie,
            state=state,
            stg_adm=stg_adm, stg_done=stg_done,

@@ -14,8 +14,8 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    N, W, beat_w, c_rdm, cbits, state, stg_rdm, stg_rdm_room = u.take(
-        "N W beat_w c_rdm cbits state stg_rdm stg_rdm_room")
+    N, W, beat_w, c_rdm, cbits, state, stg_rdm, stg_rdm_room, stw_ctx, stw_v = u.take(
+        "N W beat_w c_rdm cbits state stg_rdm stg_rdm_room stw_ctx stw_v")
     # --- RDMA READ data into the context's pages -------------------------------------------
     # the data enters through a register slice (i_rdma_rd.ready from a flip-flop, the
     # beat and its tag from flip-flops); the status unit holds a status back while a
@@ -55,8 +55,7 @@ def build(m, top, u):
     pkt_more = Signal()                         # ... != 0
     rd_ok, rd_count = Signal(), Signal(beat_w)
     rd_kill_v, rd_kill_ctx = Signal(), Signal(cbits)   # driven by the status unit
-    # (and its pending state write, a context leaving WAIT_RD the cycle after)
-    stw_v, stw_ctx = Signal(), Signal(cbits)
+    # (``stw_*``: its pending state write, a context leaving WAIT_RD the cycle after)
     beats = c_rdm.read(n_ctx)       # (the count's flags and less one, from admission)
     # which contexts wait for READ data: a flag per context, each from its state's
     # flip-flops, so that the beat's tag selects one bit (not a state to compare)
@@ -85,6 +84,5 @@ def build(m, top, u):
         stg_rdm.payload.keep.eq(rd.keep),
         rd_in.o_ready.eq(Mux(rd_ok, stg_rdm_room, 1)),   # stray data is dropped
     ]
-    u.give(stw_ctx=stw_ctx, stw_v=stw_v)
     u.give(rd_count=rd_count, rd_ctx=rd_ctx, rd_kill_ctx=rd_kill_ctx, rd_kill_v=rd_kill_v,
            rd_tail=rd_tail)

@@ -14,9 +14,9 @@ def build(m, top, u):
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
     (N, c_pick, cbits, fin_sts_w, rd_kill_ctx, rd_kill_v, rd_tail, state, sts_sub_room,
-     stw_ctx, stw_v, submit_sts) = u.take(
+     stw_ctx, stw_v, submit_sts, wwr_ctx, wwr_v) = u.take(
         "N c_pick cbits fin_sts_w rd_kill_ctx rd_kill_v rd_tail state sts_sub_room stw_ctx "
-        "stw_v submit_sts")
+        "stw_v submit_sts wwr_ctx wwr_v")
     # --- RDMA status dispatcher ----------------------------------------------------------
     # Two stages. The first takes a status and classifies it from its context's state
     # into a register (to submission: a READ's success; to retirement: a READ's failure,
@@ -47,8 +47,7 @@ def build(m, top, u):
     # cycle is dropped
     stw_sub = Signal()
     # (retirement's WAIT_WR is written the cycle after its decision, from registers it
-    # drives: a status for the context in that cycle sees it)
-    wwr_v, wwr_ctx = Signal(), Signal(cbits)
+    # drives, ``wwr_*``: a status for the context in that cycle sees it)
     s_wr = (s_state == _State.WAIT_WR) | (wwr_v & (wwr_ctx == s_ctx))
     s_known = ((sts.tag < N) & (s_rd | s_wr)
                & ~(sb_v & (sb_ctx == s_ctx)) & ~(stw_v & (stw_ctx == s_ctx)))
@@ -70,6 +69,5 @@ def build(m, top, u):
         fin_sts_w.payload.kind.eq(sb_kind),
     ]
     m.d.sync += [stw_v.eq(sb_go), stw_ctx.eq(sb_ctx), stw_sub.eq(sb_sub)]
-    u.give(wwr_ctx=wwr_ctx, wwr_v=wwr_v)
     with m.If(stw_v):
         m.d.sync += state[stw_ctx].eq(Mux(stw_sub, _State.READY, _State.RETIRING))

@@ -133,6 +133,18 @@ def _fields(register, **values):
     return word
 
 
+def _sliced(m, name, src):
+    """``src`` through a :class:`RegisterSlice` added to ``m`` as ``name``: the stream
+    returned offers ``src``'s items one cycle later, from flip-flops, and ``src.ready``
+    is a flip-flop."""
+    sl = m.submodules[name] = RegisterSlice(src.payload.shape())
+    out = stream.Signature(src.payload.shape()).create()
+    m.d.comb += [sl.i_valid.eq(src.valid), src.ready.eq(sl.i_ready),
+                 sl.i_data.eq(src.payload), out.valid.eq(sl.o_valid),
+                 out.payload.eq(sl.o_data), sl.o_ready.eq(out.ready)]
+    return out
+
+
 def _merge2(m, first, second, sink):
     """Two streams into one; ``first`` wins when both are valid.
 
@@ -322,12 +334,16 @@ class Engine(wiring.Component):
         wiring.connect(m, front.o_backend, backend.i_cmd)
         wiring.connect(m, backend.o_qp_fail, front.i_qp_fail)
         wiring.connect(m, front.o_backend_data, backend.i_data)
-        _merge2(m, backend.o_event, front.o_event, control.event)
-        _merge2(m, backend.o_ns_count, front.o_ns_count, control.ns_count)
+        # every outcome source through its own register slice before its merge, so that
+        # neither source's hand-shake reaches the other's through the merge (RESPOND's
+        # valid into the front end's response FIFO; retirement's QP error into the front
+        # end's S3): one cycle more from either source to the port or the control plane
         resp = stream.Signature(front.o_resp.payload.shape()).create()
         qperr = stream.Signature(front.o_qp_error.payload.shape()).create()
-        _merge2(m, backend.o_resp, front.o_resp, resp)
-        _merge2(m, backend.o_qp_error, front.o_qp_error, qperr)
+        for name, sink in (("event", control.event), ("ns_count", control.ns_count),
+                           ("resp", resp), ("qp_error", qperr)):
+            _merge2(m, _sliced(m, f"{name}_slice_b", getattr(backend, f"o_{name}")),
+                    _sliced(m, f"{name}_slice_f", getattr(front, f"o_{name}")), sink)
         _drive_outputs(m, self, resp, front.o_exc, qperr)
 
         # configuration pulses and table reads

@@ -117,22 +117,26 @@ def build(m, top, u):
             with m.If(pick_1st):
                 m.d.sync += prp1_page.eq(sub_page)
             m.d.comb += sub_k_n.eq(Mux(npages > 2, npages, 1))
+            # what the next state takes is loaded in every cycle of PICK, not under the
+            # pick's outcome (the queue pick's verdict is deep): the values of the cycle
+            # PICK is left in are the ones kept. A Write's data is all issued (READY
+            # comes after its last beat); other commands wait for no write (LIST's way
+            # loads the fence again in DRAIN; SQE and FAIL do not use what they miss)
+            m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1),
+                         sub_fence.eq(Mux(fence_wr, wr_next, stg_done)),
+                         refusal.eq(Mux(queues.pick_ok,
+                                        _engine_status(NvmeStatus.LBA_OUT_OF_RANGE),
+                                        _engine_status(NvmeStatus.NS_NOT_READY)))]
             with m.If((ck_v & (ck_ctx == sub_ctx)) | (end_v & (end_ctx == sub_ctx))):
                 pass                # its last range is still being checked
             with m.Elif(queues.pick_ok & dsm_bad.bit_select(sub_ctx, 1)):
-                m.d.sync += refusal.eq(_engine_status(NvmeStatus.LBA_OUT_OF_RANGE))
                 m.next = "FAIL"
             with m.Elif(queues.pick_ok):
-                m.d.sync += [sub_queue.eq(queues.pick_q), prp_k.eq(1)]
                 with m.If(npages > 2):
                     m.next = "LIST"
                 with m.Else():
-                    # a Write's data is all issued (READY comes after its last beat);
-                    # other commands wait for no write
-                    m.d.sync += sub_fence.eq(Mux(fence_wr, wr_next, stg_done))
                     m.next = "SQE"
             with m.Elif(~queues.alive):
-                m.d.sync += refusal.eq(_engine_status(NvmeStatus.NS_NOT_READY))
                 m.next = "FAIL"
         with m.State("LIST"):
             # the list page follows the data pages in the table

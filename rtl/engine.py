@@ -332,7 +332,9 @@ class Engine(wiring.Component):
 
         # front end -> back end; merged outcomes
         wiring.connect(m, front.o_backend, backend.i_cmd)
-        wiring.connect(m, backend.o_qp_fail, front.i_qp_fail)
+        # (the back end's QP failure through a register slice: retirement's state reached
+        # the front end's S3 hand-shake through it)
+        wiring.connect(m, _sliced(m, "qp_fail_slice", backend.o_qp_fail), front.i_qp_fail)
         wiring.connect(m, front.o_backend_data, backend.i_data)
         # every outcome source through its own register slice before its merge, so that
         # neither source's hand-shake reaches the other's through the merge (RESPOND's

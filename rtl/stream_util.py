@@ -441,18 +441,23 @@ class ReplicatedEnable(Elaboratable):
     its pins over the die; copies of the register, each with ``keep`` so that synthesis
     does not merge them back, each drive at most ``fanout`` of them.
 
+    ``width`` > 1 replicates a value the same way (a configuration pulse's index for
+    each of its consumers).
+
     Attributes
     ----------
-    d : Signal, in: the enable for the next cycle
-    q : list of Signal, out: ``copies`` registers, each ``d`` one cycle later
+    d : Signal(width), in: the enable for the next cycle
+    q : list of Signal(width), out: ``copies`` registers, each ``d`` one cycle later
 
     :meth:`of` gives the copy for the ``k``-th of ``n`` equal parts of a load.
     """
 
-    def __init__(self, copies, *, name="en"):
+    def __init__(self, copies, *, name="en", width=1):
         _positive(self, "copies", copies)
-        self.d = Signal(name=f"{name}_d")
-        self.q = [Signal(name=f"{name}_q{k}", attrs={"keep": 1}) for k in range(copies)]
+        _positive(self, "width", width)
+        self.d = Signal(width, name=f"{name}_d")
+        self.q = [Signal(width, name=f"{name}_q{k}", attrs={"keep": 1})
+                  for k in range(copies)]
 
     @staticmethod
     def copies_for(load, fanout=64):

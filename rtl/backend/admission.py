@@ -76,20 +76,20 @@ def build(m, top, u):
     # accept decision: the free list's ``r_rdy`` already enables 254 flip-flops)
     push_slot = Signal.like(submit_adm.payload.slot)
     in_queue = Signal()             # admission is in QUEUE (pushes ``adm_ctx``)
-    # the admitted command's slot for QUEUE's push: loaded in every IDLE cycle, so that it
-    # holds the accepted command's (``adm_cmd``'s enable is the accept decision)
-    adm_slot, in_idle = Signal.like(push_slot), Signal()
-    with m.If(in_idle):
-        m.d.sync += adm_slot.eq(cmd.slot)
+    in_idle = Signal()
     sub_idle, bypass = Signal(), Signal()
     m.d.comb += [bypass.eq(sub_idle & ~submit_r.valid & push_v),
                  submit_adm.valid.eq(push_v & ~bypass), submit_adm.payload.ctx.eq(push_ctx),
                  submit_adm.payload.slot.eq(push_slot)]
     push_free = ~push_v | submit_adm.ready | bypass
+    # the push was loaded by the accept in the cycle before: the context's pick fields
+    # are written in this cycle, so submission takes them from ``acc_pick``
+    push_fwd = Signal()
+    m.d.sync += push_fwd.eq(0)
     with m.If(submit_adm.ready | bypass):
         m.d.sync += push_v.eq(0)
     with m.If(push_free):
-        m.d.sync += push_slot.eq(Mux(in_queue, adm_slot, cmd.slot))
+        m.d.sync += push_slot.eq(Mux(in_queue, adm_cmd.slot, cmd.slot))
     pt_pop = Signal()               # a page taken this cycle: written to the table next
     m.d.sync += [pt_wr.en.eq(pt_pop), pt_wr.addr.eq(Cat(alloc_k[:pt_bits], adm_ctx)),
                  pt_wr.data.eq(pages.pop_page)]
@@ -107,24 +107,42 @@ def build(m, top, u):
     m.d.sync += [pg_room.eq(pages.room), pg_none.eq(pages.none),
                  pg_fresh.eq(cmd_slice.o_valid & ~cmd_slice.o_ready & ~pages.reserve_en
                              & ~pages.res_v & ~pages.cfg_load)]
+    # the command and what admission worked out for it, loaded in every IDLE cycle (not
+    # under the accept decision), so that at the accept they hold the accepted
+    # command's, and keep it until admission is back in IDLE; the per-context fields are
+    # written from them the cycle after the accept (``acc_v``, below). Their enable is
+    # ``idle_q``, a register that is 1 exactly in IDLE's cycles (worked out from the
+    # FSM's moves below), so that no LUT drives it
+    acc_beats, acc_npages = Signal(beat_w), Signal(NPAGES_BITS)
+    acc_fence_wr, acc_nopages = Signal(), Signal()
+    idle_q = Signal(init=1)
+    with m.If(idle_q):
+        m.d.sync += [adm_cmd.eq(cmd), alloc_n.eq(cmd_slice.o_data.pages),
+                     acc_beats.eq(cmd_slice.o_data.beats),
+                     acc_npages.eq(cmd_slice.o_data.npages),
+                     acc_fence_wr.eq(cmd_slice.o_data.fence_wr),
+                     acc_nopages.eq(cmd_slice.o_data.dataless | pg_none)]
     # the command memory is written only here: its address and data do not depend on
     # the decision to write (only its enable does)
     m.d.comb += [cm_wr.addr.eq(a_ctx), cm_wr.data.cmd.eq(cmd),
                  cm_wr.data.read_out.eq((cmd.opcode == Opcode.READ.value) & (cmd.nbytes != 0))]
-    pick = Signal(c_pick.shape)
-    m.d.comb += [pick.queues.eq(cmd.queues), pick.slot.eq(cmd.slot),
-                 pick.npages.eq(cmd_slice.o_data.npages),
-                 pick.fence_wr.eq(cmd_slice.o_data.fence_wr)]
-    # Admission's writes to a context's per-context registers are applied the cycle
-    # after, from registers (``adm_ctx`` and the flags below), so that its decisions
-    # enable a few flip-flops instead of 32 contexts' registers: at the accept, the late
-    # flag and the DSM verdict are cleared and the CID generation advanced (``acc_v``;
-    # the generation as below), and a command that moves no data
+    # what submission's pick needs of the accepted command, from the registers above
+    acc_pick = Signal(c_pick.shape)
+    m.d.comb += [acc_pick.queues.eq(adm_cmd.queues), acc_pick.slot.eq(adm_cmd.slot),
+                 acc_pick.npages.eq(acc_npages), acc_pick.fence_wr.eq(acc_fence_wr)]
+    # Admission's writes to a context's per-context registers and fields are applied the
+    # cycle after, from registers (``adm_ctx``, ``adm_cmd``, the ``acc_*`` values and the
+    # flags below), so that its decisions enable a few flip-flops instead of 32
+    # contexts' registers and the fields' LUT memories: at the accept, the late flag and
+    # the DSM verdict are cleared, the CID generation advanced (``acc_v``; the
+    # generation as below) and the fields written (staging pages, beats, RDMA READ
+    # counts, the pick's and the DSM check's), and a command that moves no data
     # becomes READY, one with no page RETIRING; at the end of ALLOC the command becomes
     # READY or WAIT_RD (``st_v``: the state in ``st_state``, worked out every cycle from
     # registers; a context that takes pages stays FREE until then). No unit acts on the
     # context in the cycle between: it is off the free list; its push to submission is
-    # in a register (submission reads the DSM verdict in PICK two cycles after the accept
+    # in a register (submission, taking it in that cycle, takes the pick's fields from
+    # ``acc_pick``; it reads the DSM verdict in PICK two cycles after the accept
     # at the earliest, when the clear shows, and writes the state later still); its RDMA
     # READ is offered from that cycle on and answered after it is taken (a status or
     # data beat in that very cycle would find the context FREE and be dropped); and the
@@ -150,6 +168,14 @@ def build(m, top, u):
         m.d.sync += c_late[adm_ctx].eq(0)
         m.d.comb += dsm_clr.eq(1 << adm_ctx)
         gen.write(adm_ctx, gen_next)
+        c_stg.write(adm_ctx, {"ss": adm_cmd.subsystem,
+                              "pages": Mux(acc_nopages, 0, alloc_n)})
+        c_beats.write(adm_ctx, acc_beats)
+        c_rdm.write(adm_ctx, {"left": acc_beats - 1, "nz": acc_beats != 0,
+                              "more": acc_beats > 1})
+        c_pick.write(adm_ctx, acc_pick)
+        c_dsm.write(adm_ctx, {"on": adm_cmd.opcode == Opcode.DSM.value,
+                              "nr": adm_cmd.cdw.dsm.nr, "nsze": adm_cmd.nsze})
     with m.If(st_v):
         m.d.sync += state[adm_ctx].eq(st_state)
     # the in-capsule beat for the staging write, offered in COPY; its payload is driven
@@ -158,42 +184,35 @@ def build(m, top, u):
     m.d.comb += [stg_adm.payload.ctx.eq(adm_ctx), stg_adm.payload.n.eq(copy_n),
                  stg_adm.payload.data.eq(top.i_data.payload.data),
                  stg_adm.payload.keep.eq(top.i_data.payload.keep)]
+    def go(state):
+        """The FSM's move to ``state``, with ``idle_q`` (1 exactly in IDLE) beside it."""
+        m.next = state
+        m.d.sync += idle_q.eq(state == "IDLE")
     with m.FSM(name="admit"):
         with m.State("IDLE"):
             m.d.comb += in_idle.eq(1)
             ready = cmd_slice.o_valid & free.r_rdy & ~filling
             with m.If(ready & (dataless | (pg_fresh & (pg_room | pg_none)))):
                 m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1), cm_wr.en.eq(1)]
-                m.d.sync += [adm_ctx.eq(a_ctx), adm_cmd.eq(cmd), acc_v.eq(1),
+                m.d.sync += [adm_ctx.eq(a_ctx), acc_v.eq(1),
                              st_v.eq(dataless | pg_none),
-                             alloc_k.eq(0), alloc_n.eq(cmd_slice.o_data.pages),
-                             adm_icd.eq(cmd.icd), adm_in.eq(data_in)]
-                c_stg.write(a_ctx, {"ss": cmd.subsystem,
-                                    "pages": Mux(dataless | pg_none, 0,
-                                                 cmd_slice.o_data.pages)})
-                c_beats.write(a_ctx, cmd_slice.o_data.beats)
-                c_rdm.write(a_ctx, {"left": cmd_slice.o_data.beats - 1,
-                                    "nz": cmd_slice.o_data.beats != 0,
-                                    "more": cmd_slice.o_data.beats > 1})
-                c_pick.write(a_ctx, pick)
-                c_dsm.write(a_ctx, {"on": cmd.opcode == Opcode.DSM.value,
-                                    "nr": cmd.cdw.dsm.nr, "nsze": cmd.nsze})
+                             alloc_k.eq(0), adm_icd.eq(cmd.icd), adm_in.eq(data_in)]
                 m.d.sync += copy_n.eq(0)
                 # a command with nothing to bring in goes to submission next (from QUEUE
                 # when the push register is still taken); one with data takes its pages
                 # first (ALLOC), one a cycle
                 with m.If(dataless):
                     with m.If(push_free):
-                        m.d.sync += [push_v.eq(1), push_ctx.eq(a_ctx)]
+                        m.d.sync += [push_v.eq(1), push_ctx.eq(a_ctx), push_fwd.eq(1)]
                     with m.Else():
-                        m.next = "QUEUE"
+                        go("QUEUE")
                 with m.Elif(pg_none):
-                    m.next = "INTERNAL"
+                    go("INTERNAL")
                 with m.Else():
                     # the context stays FREE (no unit acts on it: no READ data or
                     # status is taken for it) until its page table is written
                     m.d.comb += pages.reserve_en.eq(1)
-                    m.next = "ALLOC"
+                    go("ALLOC")
         with m.State("ALLOC"):
             # one page a cycle, while the reclaimer gives none back; each page is written
             # into the page table from registers the cycle after (COPY waits for it;
@@ -241,16 +260,17 @@ def build(m, top, u):
                 rdma_adm.payload.tag.eq(adm_ctx),
             ]
             with m.If(rdma_adm.ready):
-                m.next = "IDLE"
+                go("IDLE")
         with m.State("QUEUE"):
             m.d.comb += in_queue.eq(1)
             with m.If(push_free):
                 m.d.sync += [push_v.eq(1), push_ctx.eq(adm_ctx)]
-                m.next = "IDLE"
+                go("IDLE")
         with m.State("INTERNAL"):
             m.d.comb += [fin_adm_w.valid.eq(1), fin_adm_w.payload.kind.eq(_Kind.INTERNAL),
                          fin_adm_w.payload.ctx.eq(adm_ctx)]
             with m.If(fin_adm_w.ready):
-                m.next = "IDLE"
-    u.give(adm_cmd=adm_cmd, adm_ctx=adm_ctx, copy_n=copy_n, dsm_clr=dsm_clr,
-           push_ctx=push_ctx, push_slot=push_slot, push_v=push_v, sub_idle=sub_idle)
+                go("IDLE")
+    u.give(acc_pick=acc_pick, adm_cmd=adm_cmd, adm_ctx=adm_ctx, copy_n=copy_n,
+           dsm_clr=dsm_clr, push_ctx=push_ctx, push_fwd=push_fwd, push_slot=push_slot,
+           push_v=push_v, sub_idle=sub_idle)

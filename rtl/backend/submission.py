@@ -23,13 +23,13 @@ def build(m, top, u):
 
     ``m`` is the back end's module, ``top`` the ``Backend``, ``u`` the
     :class:`Wires` its units share."""
-    (B, beat_shift, c_pick, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad, end_ctx,
-     end_v, fin_sub_w, gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx, push_slot,
-     push_v, queues, state, stg_done, stg_prp, sub_idle, submit_r, wr_issued, wr_next,
-     written) = u.take(
-        "B beat_shift c_pick c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad end_ctx end_v "
-        "fin_sub_w gen now p page_of pb_bits pg_bits pt_bits push_ctx push_slot push_v "
-        "queues state stg_done stg_prp sub_idle submit_r wr_issued wr_next written")
+    (B, acc_pick, beat_shift, c_pick, c_queue, c_start, cbits, ck_ctx, ck_v, cm_sub, dsm_bad,
+     end_ctx, end_v, fin_sub_w, gen, now, p, page_of, pb_bits, pg_bits, pt_bits, push_ctx,
+     push_fwd, push_slot, push_v, queues, state, stg_done, stg_prp, sub_idle, submit_r,
+     wr_issued, wr_next, written) = u.take(
+        "B acc_pick beat_shift c_pick c_queue c_start cbits ck_ctx ck_v cm_sub dsm_bad end_ctx "
+        "end_v fin_sub_w gen now p page_of pb_bits pg_bits pt_bits push_ctx push_fwd push_slot "
+        "push_v queues state stg_done stg_prp sub_idle submit_r wr_issued wr_next written")
     # --- submission ------------------------------------------------------------------------
     sub_ctx = Signal(cbits)
     # sub_ctx and sub_k: registers; the page table and submission's copy of the command
@@ -51,7 +51,11 @@ def build(m, top, u):
     pick_mask_r, pick_from_r = Signal(p.backend_queues), Signal(8)
     npages, fence_wr = Signal(NPAGES_BITS), Signal()
     m.d.comb += [queues.pick_mask.eq(pick_mask_r), queues.pick_from.eq(pick_from_r)]
-    pk_queued, pk_pushed = c_pick.read(submit_r.payload.ctx), c_pick.read(push_ctx)
+    # (admission's push from the accept itself comes with the pick fields in its
+    # registers: the context's are written in that cycle)
+    pk_queued = c_pick.read(submit_r.payload.ctx)
+    pk_pushed = c_pick.shape(Mux(push_fwd, acc_pick.as_value(),
+                                 c_pick.read(push_ctx).as_value()))
     # the page table read of submission: page 0 (PICK, kept for PRP1), the list page
     # (LIST, kept), page k (PRP: list entry k), page 1 (SQE: PRP2 of two pages)
     sub_k = Signal(pt_bits + 1)

@@ -338,8 +338,8 @@ class Engine(wiring.Component):
         wiring.connect(m, front.o_backend_data, backend.i_data)
         # every outcome source through its own register slice before its merge, so that
         # neither source's hand-shake reaches the other's through the merge (RESPOND's
-        # valid into the front end's response FIFO; retirement's QP error into the front
-        # end's S3): one cycle more from either source to the port or the control plane
+        # valid reached the front end's response FIFO): one cycle more from either source
+        # to the port or the control plane
         resp = stream.Signature(front.o_resp.payload.shape()).create()
         qperr = stream.Signature(front.o_qp_error.payload.shape()).create()
         for name, sink in (("event", control.event), ("ns_count", control.ns_count),

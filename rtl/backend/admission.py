@@ -76,7 +76,6 @@ def build(m, top, u):
     # accept decision: the free list's ``r_rdy`` already enables 254 flip-flops)
     push_slot = Signal.like(submit_adm.payload.slot)
     in_queue = Signal()             # admission is in QUEUE (pushes ``adm_ctx``)
-    in_idle = Signal()
     sub_idle, bypass = Signal(), Signal()
     m.d.comb += [bypass.eq(sub_idle & ~submit_r.valid & push_v),
                  submit_adm.valid.eq(push_v & ~bypass), submit_adm.payload.ctx.eq(push_ctx),
@@ -190,7 +189,6 @@ def build(m, top, u):
         m.d.sync += idle_q.eq(state == "IDLE")
     with m.FSM(name="admit"):
         with m.State("IDLE"):
-            m.d.comb += in_idle.eq(1)
             ready = cmd_slice.o_valid & free.r_rdy & ~filling
             with m.If(ready & (dataless | (pg_fresh & (pg_room | pg_none)))):
                 m.d.comb += [cmd_slice.o_ready.eq(1), free.r_en.eq(1), cm_wr.en.eq(1)]

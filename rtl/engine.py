@@ -138,7 +138,7 @@ def _sliced(m, name, src):
     returned offers ``src``'s items one cycle later, from flip-flops, and ``src.ready``
     is a flip-flop."""
     sl = m.submodules[name] = RegisterSlice(src.payload.shape())
-    out = stream.Signature(src.payload.shape()).create()
+    out = stream.Signature(src.payload.shape()).create(path=(f"{name}_out",))
     m.d.comb += [sl.i_valid.eq(src.valid), src.ready.eq(sl.i_ready),
                  sl.i_data.eq(src.payload), out.valid.eq(sl.o_valid),
                  out.payload.eq(sl.o_data), sl.o_ready.eq(out.ready)]
@@ -149,10 +149,8 @@ def _merge2(m, first, second, sink):
     """Two streams into one; ``first`` wins when both are valid.
 
     ``first.ready`` is ``sink.ready`` whether or not ``first`` is valid (a ready without
-    a valid takes nothing), so that the back end's outcome streams, which come first,
-    get their ready without a round trip through the merge: their own ``valid`` does
-    not reach their ``ready`` (the back end's RESPOND releases its context with
-    ``o_resp.ready``)."""
+    a valid takes nothing). The engine gives it register slices' outputs only
+    (:func:`_sliced`), so no source's hand-shake reaches the other's through it."""
     m.d.comb += first.ready.eq(sink.ready)
     with m.If(first.valid):
         m.d.comb += [sink.valid.eq(1), sink.payload.eq(first.payload)]
@@ -357,12 +355,12 @@ class Engine(wiring.Component):
                       (sq.init_valid, sq.init_queue), (cq.init_valid, cq.init_queue)),
                      ("ss_cfg", (backend.ss_cfg_valid, backend.ss_cfg_index))]
         for pulse, *ports in consumers:
-            for k, src in enumerate((getattr(control, f"{pulse}_valid"),
-                                     getattr(control, f"{pulse}_index"))):
-                rep = m.submodules[f"{pulse}_{'valid' if k == 0 else 'index'}_copies"] = \
-                    ReplicatedEnable(len(ports), name=src.name, width=len(src))
-                m.d.comb += rep.d.eq(src)
-                m.d.comb += [port[k].eq(q) for port, q in zip(ports, rep.q, strict=True)]
+            for k, part in enumerate(("valid", "index")):
+                src = getattr(control, f"{pulse}_{part}")
+                copies = m.submodules[f"{pulse}_{part}_copies"] = ReplicatedEnable(
+                    len(ports), name=src.name, width=len(src))
+                m.d.comb += [copies.d.eq(src)] + [
+                    port[k].eq(q) for port, q in zip(ports, copies.q, strict=True)]
         m.d.comb += [
             control.ss2_rd_addr.eq(backend.ss_rd_addr), control.ss2_rd_en.eq(backend.ss_rd_en),
             backend.ss_rd_data.eq(control.ss2_rd_data),
@@ -427,13 +425,7 @@ class Engine(wiring.Component):
         # engine's worst path on the ECP5-85k)
         for name, src, dst in (("sq_done_slice", sq.o_done, backend.i_sq_done),
                                ("cq_error_slice", cq.o_error, backend.i_cq_error)):
-            slice_ = m.submodules[name] = RegisterSlice(src.payload.shape())
-            m.d.comb += [
-                slice_.i_valid.eq(src.valid), slice_.i_data.eq(src.payload),
-                src.ready.eq(slice_.i_ready),
-                dst.valid.eq(slice_.o_valid), dst.payload.eq(slice_.o_data),
-                slice_.o_ready.eq(dst.ready),
-            ]
+            wiring.connect(m, _sliced(m, name, src), dst)
 
         # RDMA transport ports
         rc, rrd, rwr, rst = (backend.o_rdma_cmd, backend.i_rdma_rd, backend.o_rdma_wr,

@@ -75,6 +75,12 @@ def build(m, top, u):
     m.submodules.prp_q = prp_q = RegisterSlice(data.StructLayout(
         {"page": pg_bits, "k": 14, "last": 1}))
     ns_rr = Array(Signal(8, name=f"ns_rr{i}") for i in range(p.namespaces))
+
+    def rr_at(slot):
+        """A namespace's round-robin start, read as a balanced multiplexer tree (one
+        shift by the slot) rather than a case per namespace, which Yosys may lower into
+        a chain as deep as the namespaces are many."""
+        return Cat(*ns_rr).word_select(slot, 8)
     per_beat = B // 8
     sub_queue = Signal(8)
     refusal = Signal(15)          # the status FAIL answers
@@ -100,8 +106,8 @@ def build(m, top, u):
             pk = Mux(submit_r.valid, pk_queued.as_value(), pk_pushed.as_value())
             m.d.sync += [
                 pick_mask_r.eq(Mux(submit_r.valid, pk_queued.queues, pk_pushed.queues)),
-                pick_from_r.eq(Mux(submit_r.valid, ns_rr[submit_r.payload.slot],
-                                   ns_rr[push_slot])),
+                pick_from_r.eq(Mux(submit_r.valid, rr_at(submit_r.payload.slot),
+                                   rr_at(push_slot))),
                 npages.eq(c_pick.shape(pk).npages),
                 fence_wr.eq(c_pick.shape(pk).fence_wr),
             ]

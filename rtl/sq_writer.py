@@ -409,7 +409,10 @@ class SqWriter(wiring.Component):
         checking = s1_valid & ~chk_valid
         sqe_ready = s1_valid & chk_valid & chk_usable & (join | can_open) & rec_room
         bad_ready = s1_valid & chk_valid & ~chk_usable & rec_room
-        ring_ok = (b_alloc & ~b_rung & b_quiet).bit_select(ring_ptr, 1)
+        # (``sqe_hit``: an SQE joined or opened the batch in the cycle before, and its write
+        # is not yet counted in ``b_outst``)
+        sqe_hit = Signal(D)
+        ring_ok = (b_alloc & ~b_rung & b_quiet & ~sqe_hit).bit_select(ring_ptr, 1)
         # a closed batch's doorbell goes before a ready SQE, except when an SQE is one beat
         # (512 bits): the next SQE then spends a cycle in its checks, and the doorbell takes
         # that idle cycle of W instead of delaying the SQE
@@ -460,14 +463,18 @@ class SqWriter(wiring.Component):
         # doorbell (at 512 bits four slots took Flush from 0.333 to 0.3308 commands a
         # cycle). The slot taken next must not be the one W still reads: SQEs for an
         # unusable queue pass W while it stalls and move the ring round to it. ``ready``
-        # is worked out for the next cycle from next values.
+        # is worked out for the next cycle from next values, both ways, with the start
+        # decision (``sqe_go``, deep) as the last select: when an SQE starts, it leaves
+        # s1 and holds W (``count + take - 1`` waiting, W reading slot ``hd_ptr``);
+        # otherwise s1 leaves only when reported unusable (``bad_ready``)
         w_holds = cw_busy & ~cw_db
-        w_holds_n = Signal()
-        m.d.comb += w_holds_n.eq(sqe_go | (w_holds & ~(w_fire & cw_last)))
-        cw_slot_n = Mux(sqe_go, hd_ptr, cw_slot)
         wr_n = (wr_ptr + take)[:nb]
-        m.d.sync += in_ready.eq((count_n + w_holds_n < _HELD)
-                                & ~(w_holds_n & (cw_slot_n == wr_n)))
+        rdy_go = (count + take < _HELD) & (hd_ptr != wr_n)
+        w_holds_s = Signal()
+        m.d.comb += w_holds_s.eq(w_holds & ~(w_fire & cw_last))
+        count_s = (count + take - bad_ready)[:len(count)]
+        rdy_stay = ((count_s + w_holds_s < _HELD) & ~(w_holds_s & (cw_slot == wr_n)))
+        m.d.sync += in_ready.eq(Mux(sqe_go, rdy_go, rdy_stay))
 
         m.d.comb += [
             bfifo.w_en.eq(db_go | sqe_go),
@@ -497,8 +504,11 @@ class SqWriter(wiring.Component):
         # per-batch state. A batch closes when it is full or its queue is re-initialised,
         # and with it every older batch (they ring before it anyway): which SQEs share a
         # doorbell then depends only on the SQE sequence, unless W would go idle.
-        free_go = (b_alloc.bit_select(free_ptr, 1) & b_answered.bit_select(free_ptr, 1)
-                   & (b_count[free_ptr] == 0))
+        # A batch leaves once answered with its last record out: ``b_none`` (its count is
+        # zero) is a register kept with the count, so the oldest batch's verdict is one
+        # 1-bit choice, not a count chosen and compared
+        b_none = Signal(D, init=(1 << D) - 1)
+        free_go = (b_alloc & b_answered & b_none).bit_select(free_ptr, 1)
         with m.If(free_go):
             m.d.sync += free_ptr.eq(free_ptr + 1)
         init_q1 = self.init_valid & (self.init_queue == q1)
@@ -535,18 +545,21 @@ class SqWriter(wiring.Component):
                          | (b_alloc[i] & self.init_valid & (self.init_queue == b_queue[i]))),
                 closing[i].eq(Cat(ev_r[k] & older_eq(i, k) for k in range(D)).any()),
             ]
+        m.d.sync += sqe_hit.eq(hit)
         for i in range(D):
             hit_sqe = hit[i]
             b_sqe_i = b_fire & ~b_is_db & (b_idx == i)
             b_db_i = b_fire & b_is_db & (b_idx == i)
-            outst_n = (b_outst[i] + hit_sqe - b_sqe_i)[:len(b_outst[i])]
+            # an SQE's write is counted the cycle after it starts, from ``sqe_hit`` (its
+            # B response comes later still: its AW leaves a slice, its W beats start then)
+            outst_n = (b_outst[i] + sqe_hit[i] - b_sqe_i)[:len(b_outst[i])]
             m.d.sync += [b_outst[i].eq(outst_n), b_quiet[i].eq(outst_n == 0)]
             with m.If(b_fire & (b_idx == i) & self.m_axi_bresp[1]):
                 m.d.sync += b_err[i].eq(1)
             with m.If(b_db_i):
                 m.d.sync += b_answered[i].eq(1)
             with m.If(rec_out & (r_idx == i)):
-                m.d.sync += b_count[i].eq(b_count[i] - 1)
+                m.d.sync += [b_count[i].eq(b_count[i] - 1), b_none[i].eq(b_count[i] == 1)]
             with m.If(free_go & (free_ptr == i)):
                 m.d.sync += b_alloc[i].eq(0)
             with m.If(closing[i] | (db_go & (ring_ptr == i))):
@@ -554,7 +567,7 @@ class SqWriter(wiring.Component):
             with m.If(db_go & (ring_ptr == i)):
                 m.d.sync += b_rung[i].eq(1)
             with m.If(hit_sqe):
-                m.d.sync += b_tail[i].eq(chk_next_tail)
+                m.d.sync += [b_tail[i].eq(chk_next_tail), b_none[i].eq(0)]
                 with m.If(join):
                     m.d.sync += [b_count[i].eq(b_count[i] + 1), b_left[i].eq(b_left[i] - 1)]
                 with m.Else():

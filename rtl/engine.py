@@ -333,7 +333,10 @@ class Engine(wiring.Component):
         # (the back end's QP failure through a register slice: retirement's state reached
         # the front end's S3 hand-shake through it)
         wiring.connect(m, _sliced(m, "qp_fail_slice", backend.o_qp_fail), front.i_qp_fail)
-        wiring.connect(m, front.o_backend_data, backend.i_data)
+        # (in-capsule data through a register slice: the back end's ready reached the
+        # parser's output slice through the front end's data router)
+        wiring.connect(m, _sliced(m, "backend_data_slice", front.o_backend_data),
+                       backend.i_data)
         # every outcome source through its own register slice before its merge, so that
         # neither source's hand-shake reaches the other's through the merge (RESPOND's
         # valid reached the front end's response FIFO): one cycle more from either source

@@ -238,7 +238,7 @@ def build(m, top, u):
                       en=~stg_in.o_valid | stg_in.o_ready)
     m.d.comb += [
         stg_in.i_valid.eq(stg_any.valid), stg_any.ready.eq(stg_in.i_ready),
-        stg_in.i_data.eq(stg_any.payload),
+        stg_in.i_data.eq(stg_early),
         stg_out.i_valid.eq(stg_in.o_valid), stg_in.o_ready.eq(stg_out.i_ready),
         stg_out.i_data.data.eq(iw.data), stg_out.i_data.keep.eq(iw.keep),
         stg_out.i_data.offset.eq(

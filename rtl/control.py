@@ -219,10 +219,23 @@ class ControlPlane(wiring.Component):
         # datapath lookups: read port 1 of QP, NS_INDEX, NAMESPACE
         qp = tables[T.QP]
         ss = tables[T.SUBSYSTEM]
+        # The second QP lookup (the front end's) takes the subsystem from a copy of that
+        # field in LUT RAM, read into a register: the namespace lookup starts from it in
+        # the same cycle, and the QP table's block RAM (no output register, about 5.6 ns
+        # clock to output on the ECP5) then reaches no table address. The copy takes every
+        # write of the QP table (the reset sweep's too), in the same cycle, and is read in
+        # the same cycle as the QP table's port: the two always agree.
+        qp_ss = m.submodules.table_qp_subsystem = Table(
+            data.Layout.cast(QpEntry)["subsystem"].shape, p.qp_count, QPN_WIDTH, block_ram=False,
+            **wreg)
+        m.d.comb += [qp_ss.wr_addr.eq(qp.wr_addr), qp_ss.wr_en.eq(qp.wr_en),
+                     qp_ss.wr_data.eq(qp.wr_data.subsystem),
+                     qp_ss.rd0_addr.eq(self.qp2_rd_addr), qp_ss.rd0_en.eq(self.qp2_rd_en)]
         m.d.comb += [qp.rd1_addr.eq(self.qp_rd_addr), qp.rd1_en.eq(self.qp_rd_en),
                      self.qp_rd_data.eq(qp.rd1_data),
                      qp.rd2_addr.eq(self.qp2_rd_addr), qp.rd2_en.eq(self.qp2_rd_en),
                      self.qp2_rd_data.eq(qp.rd2_data),
+                     self.qp2_rd_data.subsystem.eq(qp_ss.rd0_data),
                      ss.rd1_addr.eq(self.ss_rd_addr), ss.rd1_en.eq(self.ss_rd_en),
                      self.ss_rd_data.eq(ss.rd1_data),
                      ss.rd2_addr.eq(self.ss2_rd_addr), ss.rd2_en.eq(self.ss2_rd_en),

@@ -192,13 +192,13 @@ PRESETS = {
         "tops": ["nvmf_control"],
         "count": 30,
         "equivalent": {
-            "rtl/control.py:355:29:drop-assign": (
+            "rtl/control.py:368:29:drop-assign": (
                 "m.d.comb += busy.eq(1)",
                 "CHECK: busy is a combinational Signal(init=1), and a comb signal that no "
                 "statement of the active branch assigns takes its init value, so it is 1 "
                 "there either way (run_cmd_busy_covers_the_whole_command checks busy in "
                 "the cycle after the CMD write)"),
-            "rtl/control.py:398:29:drop-assign": (
+            "rtl/control.py:411:29:drop-assign": (
                 "m.d.comb += busy.eq(1)",
                 "READ: as in CHECK, busy is 1 there without the assignment (its init), so "
                 "CMD writes stay refused (the same test checks a second CMD write)"),

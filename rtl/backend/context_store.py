@@ -218,7 +218,7 @@ def build(m, top, u):
     stg_any = stream.Signature(iw_layout).create()
     # a PRP list entry first
     # (``stg_early``: the merged beat chosen without admission's ``valid``, for the page
-    # table's read address below)
+    # table's read address and stg_in's data below: it is the beat whenever one is taken)
     stg_early = Signal(iw_layout)
     _, stg_rdm_room, stg_adm_room = _merge(m, "stg_wr", [stg_prp, stg_rdm, stg_adm], stg_any,
                                            early=stg_early)

@@ -7,11 +7,16 @@ by ``bootstrap.sh test``) keeps the other worker from waiting on that build. A
 test with a ``config`` parameter other than ``default`` builds its own top, so its
 group also names the configuration: the long replay module then spreads over both
 workers.
+
+The hook runs first (``tryfirst``): xdist's own hook turns each ``xdist_group``
+marker into the ``@group`` suffix of the test's node id, which is what
+``loadgroup`` schedules by, so a marker added after it would be ignored.
 """
 
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         callspec = getattr(item, "callspec", None)

@@ -19,7 +19,8 @@ Every trap of ``shared/toolchain.md`` is handled here, once:
   from that directory; each process runs its tests in a run directory of its own.
 
 Waveforms: set ``NVMF_WAVES=1`` (or pass ``waves=True``). Icarus writes
-``<top>.fst``, Verilator ``dump.vcd``, in the run directory; the path is
+``<top>.fst`` (``<top>.vcd`` with ``vcd=True``), Verilator ``dump.vcd``, in the run
+directory; the path is
 printed at the end of each run (see ``docs/running.md``, "Waveforms").
 """
 
@@ -94,8 +95,10 @@ def build_dir(sim, toplevel, params: EngineParams, waves=False):
 
 
 def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
-               extra_env=None, waves=None, seed=None, log_file=None):
+               extra_env=None, waves=None, seed=None, log_file=None, vcd=False):
     """Build ``toplevel`` for ``params`` on ``sim`` (once) and run cocotb tests.
+
+    ``vcd``: Icarus writes its waveform as VCD, not FST (the same build).
 
     Returns the results XML path; raises AssertionError when a test failed or
     none ran.
@@ -105,6 +108,9 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
     waves = waves_requested() if waves is None else waves
     bdir = build_dir(sim, toplevel, params, waves)
     runner = get_runner(sim)
+    icarus_vcd = sim == "icarus" and waves and vcd
+    if icarus_vcd:
+        _dump_as_vcd(runner)
     name = testcase if isinstance(testcase, str) else "all"
     env = {"NVMF_PARAMS": json.dumps(vars(params)), "PYTHONPATH": _pythonpath()}
     env.update(extra_env or {})
@@ -112,7 +118,8 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
             _run_dir(bdir, name) as run_dir:
         results = run_dir / "results.xml"
         # Icarus writes its waveform where this plusarg says: the run directory
-        plusargs = [f"+dumpfile_path={run_dir / (toplevel + '.fst')}"] if waves else []
+        suffix = ".vcd" if icarus_vcd else ".fst"
+        plusargs = [f"+dumpfile_path={run_dir / (toplevel + suffix)}"] if waves else []
         runner.test(
             test_module=test_module,
             hdl_toplevel=toplevel,
@@ -134,6 +141,17 @@ def run_cocotb(sim, toplevel, params: EngineParams, test_module, testcase=None,
     assert total > 0, f"no cocotb test ran for {test_module}:{testcase}"
     assert failed == 0, f"{failed} of {total} cocotb test(s) failed; see {results}"
     return results
+
+
+def _dump_as_vcd(runner):
+    """Make ``runner`` (cocotb's Icarus runner) start ``vvp`` with ``-vcd`` where it
+    would pass ``-fst``: the last of these flags picks the format ``$dumpfile`` writes."""
+    command = runner._test_command
+
+    def test_command():
+        return [["-vcd" if arg == "-fst" else arg for arg in cmd] for cmd in command()]
+
+    runner._test_command = test_command
 
 
 @contextlib.contextmanager

@@ -280,7 +280,8 @@ class RtlBackend(Backend):
         failure = None
         try:
             run_cocotb(self.name, self.TOP, params, self.MODULE, testcase=self.TESTCASE,
-                       extra_env=env, waves=self.waves is not None, log_file=log)
+                       extra_env=env, waves=self.waves is not None, log_file=log,
+                       vcd=str(self.waves).endswith(".vcd"))
         except (AssertionError, RuntimeError, SystemExit, OSError,
                 subprocess.SubprocessError) as exc:
             failure = exc

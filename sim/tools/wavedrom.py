@@ -1,12 +1,12 @@
 """WaveDrom timing diagrams of the engine's interfaces, drawn from a real simulation.
 
 Reads a VCD file written by a simulation of the whole engine (top ``nvmf_engine``):
-Verilator's waveform of ``nvmf-offload replay --backend verilator --waves FILE.vcd``,
-which this tool runs itself when given no VCD (``examples/replay/basic.jsonl``
-against ``examples/replay/target.toml`` by default). Only the engine's ports are
-read: the signals of the scope named ``--top`` (the shallowest one; Verilator also
-writes a ``$rootio`` scope, which is not used). A small reader of its own, one
-value change a line (as Verilator, Icarus and GTKWave write VCD).
+the waveform of ``nvmf-offload replay --backend verilator|icarus --waves FILE.vcd``
+(``--sim``, Verilator by default), which this tool runs itself when given no VCD
+(``examples/replay/basic.jsonl`` against ``examples/replay/target.toml`` by default).
+Only the engine's ports are read: the signals of the scope named ``--top`` (the
+shallowest one; Verilator also writes a ``$rootio`` scope, which is not used). A small
+reader of its own, one value change a line (as Verilator, Icarus and GTKWave write VCD).
 
 Writes one WaveJSON diagram (the WaveDrom format) per interface, ``OUT/<name>.json``,
 and, when the ``wavedrom`` package is installed, the same diagram rendered,
@@ -36,7 +36,7 @@ channel's valid is low. A diagram's title gives the cycles it shows.
 Usage::
 
     python -m sim.tools.wavedrom [WAVES.vcd] [--out docs/waves] [--target TARGET.toml]
-                                 [--trace TRACE.jsonl] [--seed N] [--no-svg]
+                                 [--trace TRACE.jsonl] [--seed N] [--sim SIM] [--no-svg]
 """
 
 import argparse
@@ -578,13 +578,14 @@ def write_diagrams(diagrams, out_dir, svg=True):
     return paths
 
 
-def record(target, trace, vcd, seed=0):
-    """Run ``trace`` against ``target`` on the RTL engine in Verilator (``nvmf-offload
-    replay --backend verilator --waves VCD``); SystemExit unless it ran to its end."""
+def record(target, trace, vcd, seed=0, sim="verilator"):
+    """Run ``trace`` against ``target`` on the RTL engine in ``sim`` (``nvmf-offload
+    replay --backend SIM --waves VCD``: a ``.vcd`` name makes Icarus write VCD too);
+    SystemExit unless it ran to its end."""
     from sim.replay import replay
 
     with tempfile.TemporaryDirectory() as tmp:
-        status = replay(str(target), str(trace), backend="verilator",
+        status = replay(str(target), str(trace), backend=sim,
                         out=str(Path(tmp) / "results.jsonl"), seed=seed, waves=str(vcd))
     if status != 0 or not Path(vcd).exists():
         raise SystemExit(f"wavedrom: the replay of {trace} ended with exit status {status}"
@@ -605,6 +606,9 @@ def add_arguments(p):
                    help="the trace replayed without WAVES.vcd (default "
                         "examples/replay/basic.jsonl)")
     p.add_argument("--seed", type=int, default=0, help="the replay's --seed (default 0)")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
+                   help="the simulator the trace is replayed on without WAVES.vcd (default "
+                        "verilator; Icarus builds faster, runs slower)")
     p.add_argument("--top", default="nvmf_engine", help="the VCD scope of the engine's ports")
     p.add_argument("--no-svg", action="store_true", help="write the WaveJSON only")
     return p
@@ -623,7 +627,7 @@ def run(args):
         vcd = args.vcd
         if vcd is None:
             vcd = Path(tmp) / "waves.vcd"
-            record(args.target, args.trace, vcd, args.seed)
+            record(args.target, args.trace, vcd, args.seed, args.sim)
         try:
             diagrams = extract(read_vcd(vcd, args.top), params)
         except OSError as exc:

@@ -181,6 +181,13 @@ UNNAMED = {"onchip512": ("[engine]\ndata_width = 512\nstaging_mode = \"onchip\"\
            "staging64m": ("[engine]\nstaging_bytes = 67108864\n", 32 << 20)}
 
 
+# Named shapes whose staging windows are another test's, so that both run on one build
+# (each engine build is minutes of a Verilator CI run): wide512 takes the large-command
+# test's 4 MiB a subsystem (LARGE_WINDOW below)
+LARGE_WINDOW = 4 << 20
+SHARED_WINDOWS = {"wide512": LARGE_WINDOW}
+
+
 # Which shapes each simulator runs: all of them on Icarus; on Verilator, whose build of each
 # shape takes about 2.5 minutes of the CI run, the named ones, and the two unnamed shapes too
 # with NVMF_REPLAY_ALL_SHAPES=1 (docs/verification.md)
@@ -196,6 +203,8 @@ def test_named_configuration_runs_a_random_workload(tmp_path, sim, config):
     """The configuration's [engine] table in the TARGET (a smaller shape where its tables
     are small): the model's results and counters, and the generator's own shadow."""
     kwargs = dict(CONFIG_WORKLOADS[sim])
+    if config in SHARED_WINDOWS:
+        kwargs["staging"] = SHARED_WINDOWS[config]
     if config in UNNAMED:
         text, window = UNNAMED[config]
         path = tmp_path / "configs" / f"{config}.toml"
@@ -292,7 +301,7 @@ def test_large_commands_outstanding_together_return_every_byte(tmp_path, monkeyp
     write response would let the SSD read stale bytes."""
     monkeypatch.setenv("NVMF_STG_LATE_WRITES", "300")
     target, lines, exp = tracegen.large_outstanding(2, config=config, count=count,
-                                                    staging=4 << 20)
+                                                    staging=LARGE_WINDOW)
     target_path, trace_path = _generated(tmp_path, f"large_{config}", target, lines)
     rtl = _same_as_model(tmp_path, trace_path, sim, "--seed", "2", target=target_path)
     problems = tracegen.check(rtl, exp)

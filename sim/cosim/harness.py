@@ -187,7 +187,8 @@ def _built_for_use(runner, sim, toplevel, params, bdir, waves):
             if icarus_waves:
                 sources = sources + [_icarus_dump_module(bdir / "rtl", toplevel)]
             digest, built = fresh()
-            if not built:
+            # (no digest: the RTL changed while its Verilog was written; write it again)
+            if digest is not None and not built:
                 stamp.unlink(missing_ok=True)
                 runner.build(
                     sources=sources,

@@ -91,6 +91,27 @@ def test_a_changed_source_is_rebuilt_in_the_shared_directory(tmp_path, monkeypat
     assert runner.builds == 2
 
 
+def test_a_source_edited_while_its_verilog_is_written_is_written_again(tmp_path,
+                                                                       monkeypatch):
+    """The RTL changes between writing the Verilog and checking it: the harness writes
+    it again and builds from the new source (it used to fail writing a None stamp)."""
+    _fake_verilog(monkeypatch, tmp_path, "a = 1\n")
+    write, calls = harness.write_verilog, []
+
+    def write_then_edit(out_dir, params, names):
+        paths = write(out_dir, params, names)
+        calls.append(names)
+        if len(calls) == 1:
+            _tree(tmp_path, {"rtl/top.py": "a = 2\n"})
+        return paths
+
+    monkeypatch.setattr(harness, "write_verilog", write_then_edit)
+    runner, bdir = _CountingRunner(), tmp_path / "build" / "icarus" / "top" / "w128"
+    with harness._built_for_use(runner, "icarus", "top", "p", bdir, False):
+        assert (bdir / "sim.vvp").read_text() == "built from a = 2\n"
+    assert runner.builds == 1 and len(calls) == 2
+
+
 def test_a_run_directory_in_use_is_not_given_to_a_second_run(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     with harness._run_dir(tmp_path, "case") as first:

@@ -20,8 +20,8 @@ Every trap of ``shared/toolchain.md`` is handled here, once:
 
 Waveforms: set ``NVMF_WAVES=1`` (or pass ``waves=True``). Icarus writes
 ``<top>.fst`` (``<top>.vcd`` with ``vcd=True``), Verilator ``dump.vcd``, in the run
-directory; the path is
-printed at the end of each run (see ``docs/running.md``, "Waveforms").
+directory; the path is printed at the end of each run (see ``docs/running.md``,
+"Waveforms").
 """
 
 import contextlib
@@ -149,7 +149,11 @@ def _dump_as_vcd(runner):
     command = runner._test_command
 
     def test_command():
-        return [["-vcd" if arg == "-fst" else arg for arg in cmd] for cmd in command()]
+        cmds = command()
+        if not any("-fst" in cmd for cmd in cmds):
+            raise RuntimeError("cocotb's Icarus runner no longer passes -fst to vvp: "
+                               "cannot make it write VCD (sim/cosim/harness.py)")
+        return [["-vcd" if arg == "-fst" else arg for arg in cmd] for cmd in cmds]
 
     runner._test_command = test_command
 

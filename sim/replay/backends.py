@@ -281,7 +281,7 @@ class RtlBackend(Backend):
         try:
             run_cocotb(self.name, self.TOP, params, self.MODULE, testcase=self.TESTCASE,
                        extra_env=env, waves=self.waves is not None, log_file=log,
-                       vcd=str(self.waves).endswith(".vcd"))
+                       vcd=str(self.waves).lower().endswith(".vcd"))
         except (AssertionError, RuntimeError, SystemExit, OSError,
                 subprocess.SubprocessError) as exc:
             failure = exc

@@ -6,7 +6,7 @@ timing).
 
 Icarus, not Verilator: the engine's Verilator build with tracing took about three
 minutes of the CI run, Icarus builds and runs this in about ten seconds; the
-diagrams are the same (docs/waves.md was drawn on Verilator). To keep the build
+lanes are the same (docs/waves.md was drawn on Verilator). To keep the build
 short, the engine is the ``small`` configuration (``configs/small.toml``)
 and the trace two capsules of ``examples/replay/basic.jsonl``: a 4 KiB Write whose
 data the engine fetches with an RDMA READ, then a Read of the same blocks that it

@@ -204,24 +204,24 @@ def test_named_configuration_runs_a_random_workload(tmp_path, sim, config):
     """The configuration's [engine] table in the TARGET (a smaller shape where its tables
     are small): the model's results and counters, and the generator's own shadow."""
     kwargs = dict(CONFIG_WORKLOADS[sim])
+    name, text = config, None
     if config in SHARED_STAGING:
-        engine = dict(load_params(config).__dict__, staging_bytes=SHARED_STAGING[config])
-        path = tmp_path / "configs" / f"{config}.toml"
-        path.parent.mkdir()
-        path.write_text("[engine]\n" + "".join(f"{key} = {json.dumps(value)}\n"
-                                                for key, value in engine.items()))
-        config = str(path)
+        engine = dict(vars(load_params(config)), staging_bytes=SHARED_STAGING[config])
+        text = "[engine]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in engine.items())
     if config in UNNAMED:
         text, window = UNNAMED[config]
-        path = tmp_path / "configs" / f"{config}.toml"
+        if window:
+            kwargs["staging"] = window
+    if text is not None:
+        path = tmp_path / "configs" / f"{name}.toml"
         path.parent.mkdir()
         path.write_text(text)
         config = str(path)
-        if window:
-            kwargs["staging"] = window
     target, lines, exp = tracegen.generate(kwargs.pop("seed"), config=config, **kwargs)
     params = load_params(config)
     assert parse_target(target).params.data_width == params.data_width
+    if name in SHARED_STAGING:            # the build shared with the large-command test
+        assert parse_target(target).params.staging_bytes == SHARED_STAGING[name]
     target_path, trace_path = _generated(tmp_path, Path(config).stem, target, lines)
     rtl = _same_as_model(tmp_path, trace_path, sim, "--seed", "6", target=target_path)
     problems = tracegen.check(rtl, exp)

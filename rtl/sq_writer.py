@@ -302,18 +302,24 @@ class SqWriter(wiring.Component):
         # flip-flops. They hold until the SQE leaves or a queue is reconfigured (its tail
         # changes only when it starts), and meanwhile the table port reads the next SQE's
         # entry: an SQE starts two cycles after it enters s1 at the earliest.
+        # The values load whenever the checks are taken, which the start decision never
+        # gates: an SQE leaves s1 (``s1_go``) only with its checks registered, and then no
+        # load is due. So the wide registers' enable is a compare of flip-flops and the
+        # init pulse, and only ``chk_valid`` waits for the decision.
         chk_usable, chk_open_full = Signal(), Signal()
         chk_next_tail, chk_limit = Signal(16), Signal(17)
         chk_slot_addr, chk_db_addr = Signal(64), Signal(64)
-        with m.If(s1_go | self.init_valid):
-            m.d.sync += chk_valid.eq(0)
-        with m.Elif(s1_valid & ~chk_valid & (rd_queue_r == q1)):
+        chk_load = s1_valid & ~chk_valid & (rd_queue_r == q1) & ~self.init_valid
+        with m.If(chk_load):
             m.d.sync += [
-                chk_valid.eq(1),
                 chk_usable.eq(usable), chk_next_tail.eq(next_tail), chk_limit.eq(limit),
                 chk_open_full.eq(limit <= 1),
                 chk_slot_addr.eq(slot_addr), chk_db_addr.eq(entry.sq_db_addr),
             ]
+        with m.If(s1_go | self.init_valid):
+            m.d.sync += chk_valid.eq(0)
+        with m.Elif(chk_load):
+            m.d.sync += chk_valid.eq(1)
 
         # --- the doorbell FIFO: batches, oldest first --------------------------------------
         b_alloc = Signal(D)                       # slot holds a batch
@@ -480,7 +486,9 @@ class SqWriter(wiring.Component):
             bfifo.w_en.eq(db_go | sqe_go),
             bfifo.w_data.eq(Cat(db_go, Mux(db_go, ring_ptr, target))),
             rfifo.w_en.eq(sqe_go | bad_ready),
-            rfifo.w_data.eq(Cat(~sqe_go, q1, target)),
+            # (an SQE reported unusable is ``bad_ready``, never ``sqe_go``: no decision in
+            # the record's data)
+            rfifo.w_data.eq(Cat(bad_ready, q1, target)),
         ]
 
         # B responses, in AW order

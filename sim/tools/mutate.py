@@ -147,20 +147,20 @@ PRESETS = {
         "tops": ["nvmf_engine_front:data_width=128"],
         "count": 30,
         "equivalent": {
-            "rtl/front.py:187:57:const+1": (
+            "rtl/front.py:191:57:const+1": (
                 "m.d.comb += head_next.eq(Mux((old.sq_head + 1)[:16] == qp.sqsize, 0, "
                 "old.sq_head + 1))",
                 "the 17-bit compare differs from the 16-bit one only when sq_head is 65535; "
                 "then the 16-bit one wraps to 0 (sqsize 0) and the 17-bit one stores 65536 "
                 "in the 16-bit sq_head, which is 0 too"),
-            "rtl/front.py:357:61:const-1": (
+            "rtl/front.py:380:61:const-1": (
                 "width=data.Layout.cast(ExcSideband).size, depth=4)",
                 "a FIFO's depth (the QP-error sideband): every writer waits on its level and "
                 "every reader on its valid, so the depth changes when, never what, comes out"),
-            "rtl/front.py:362:64:const+1": (
+            "rtl/front.py:385:64:const+1": (
                 "width=data.Layout.cast(BackendCommand).size, depth=4)",
                 "a FIFO's depth (the served commands): as above, timing only"),
-            "rtl/front.py:368:49:const-1": (
+            "rtl/front.py:391:49:const-1": (
                 "width=data.Layout.cast(CountRequest(16)).size, depth=4)",
                 "one bit less of the subsystem-count FIFO drops the top bit of its last "
                 "field, the 16-bit amount, which is always 1 there"),
